@@ -1,0 +1,10 @@
+#pragma once
+// One setup_<name> per subcommand file. Each binds its options and, when run, stores its exit status
+// (0 ok, 1 a requested threshold failed, 2 error) in `status`.
+#include <CLI/CLI.hpp>
+
+namespace hisa::cli {
+
+void setup_inspect(CLI::App& app, int& status);
+
+}  // namespace hisa::cli

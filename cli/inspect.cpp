@@ -1,0 +1,169 @@
+// `hisa inspect FILE`: what a dump holds — samples, layers, shapes, element types, storage — and warnings.
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "cli/commands.hpp"
+#include "io/dump_reader.hpp"
+
+namespace hisa::cli {
+
+namespace {
+
+struct InspectOptions {
+  std::string file;
+  bool json = false;
+  bool check = false;
+};
+
+std::string dims_text(const std::vector<int64_t>& dims) {
+  std::ostringstream s;
+  for (size_t i = 0; i < dims.size(); ++i) s << (i ? "x" : "") << dims[i];
+  return dims.empty() ? "-" : s.str();
+}
+
+std::string storage_text(const DatasetDescription& d) {
+  std::string s = d.chunk.empty() ? "contiguous" : "chunks " + dims_text(d.chunk);
+  for (const auto& f : d.filters) s += "+" + f;
+  return s;
+}
+
+// Reads every value of every layer through the loader, so every validation runs (NaN, positions, ...).
+void check_all(const DumpReader& reader) {
+  for (const auto& s : reader.samples()) {
+    for (int layer : s.layers) {
+      LayerReader lr = reader.open_layer(s.name, layer);
+      { LayerKeys keys = lr.read_keys(); }
+      const int64_t batch = 256;
+      for (int64_t i = 0; i < lr.shape().queries; i += batch) {
+        lr.read_queries(i, std::min(batch, lr.shape().queries - i));
+      }
+    }
+  }
+}
+
+nlohmann::json sample_attributes_json(const SampleAttributes& a) {
+  nlohmann::json j = {{"seq_len", a.seq_len}};
+  if (a.task) j["task"] = *a.task;
+  if (a.context_length) j["context_length"] = *a.context_length;
+  if (a.depth_percent) j["depth_percent"] = *a.depth_percent;
+  if (a.needle_begin) j["needle_begin"] = *a.needle_begin;
+  if (a.needle_end) j["needle_end"] = *a.needle_end;
+  if (a.length_bucket) j["length_bucket"] = *a.length_bucket;
+  return j;
+}
+
+int run_inspect(const InspectOptions& o) {
+  DumpReader reader(o.file);
+  const FileAttributes& a = reader.attributes();
+  std::vector<std::string> warnings = reader.warnings();
+
+  nlohmann::json j;
+  j["file"] = o.file;
+  j["attributes"] = {{"format", kFormatName}, {"format_version", kFormatVersion}, {"model", a.model},
+                     {"n_heads", a.n_heads},  {"head_dim", a.head_dim},           {"index_topk", a.index_topk}};
+  if (a.hadamard) j["attributes"]["hadamard"] = *a.hadamard;
+  if (a.rope) j["attributes"]["rope"] = *a.rope;
+  if (a.scale_fmt) j["attributes"]["scale_fmt"] = *a.scale_fmt;
+  if (a.source) j["attributes"]["source"] = *a.source;
+  j["samples"] = nlohmann::json::array();
+
+  std::ostringstream table;
+  table << "file      " << o.file << "\n"
+        << "model     " << a.model << "  (n_heads " << a.n_heads << ", head_dim " << a.head_dim << ", index_topk "
+        << a.index_topk << ")\n";
+  if (a.hadamard || a.rope || a.scale_fmt) {
+    table << "          ";
+    if (a.hadamard) table << "hadamard " << *a.hadamard << "  ";
+    if (a.rope) table << "rope " << *a.rope << "  ";
+    if (a.scale_fmt) table << "scale_fmt " << *a.scale_fmt;
+    table << "\n";
+  }
+  if (a.source) table << "source    " << *a.source << "\n";
+  if (!a.rope) warnings.push_back("/: no 'rope' attribute (the RoPE convention of the dump is unknown)");
+  if (!a.hadamard) warnings.push_back("/: no 'hadamard' attribute (whether q and k were rotated is unknown)");
+
+  for (const auto& s : reader.samples()) {
+    nlohmann::json js = {{"name", s.name}, {"attributes", sample_attributes_json(s.attributes)}};
+    js["layers"] = nlohmann::json::array();
+    table << "\nsample " << s.name << "  seq_len " << s.attributes.seq_len;
+    if (s.attributes.task) table << "  task " << *s.attributes.task;
+    if (s.attributes.context_length) table << "  context_length " << *s.attributes.context_length;
+    if (s.attributes.depth_percent) table << "  depth " << *s.attributes.depth_percent << "%";
+    if (s.attributes.has_needle()) {
+      table << "  needle [" << *s.attributes.needle_begin << ", " << *s.attributes.needle_end << ")";
+    }
+    if (s.attributes.length_bucket) table << "  bucket " << *s.attributes.length_bucket;
+    table << "\n  layer        L     Nq    H    D  q     k     k_start k_scale topk_ref  k storage / q storage\n";
+    for (int layer : s.layers) {
+      LayerReader lr = reader.open_layer(s.name, layer);
+      const LayerShape& sh = lr.shape();
+      auto datasets = lr.describe();
+      nlohmann::json jl = {{"layer", layer},
+                           {"keys", sh.keys},
+                           {"queries", sh.queries},
+                           {"heads", sh.heads},
+                           {"dim", sh.dim},
+                           {"q_type", element_type_name(sh.q_type)},
+                           {"k_type", element_type_name(sh.k_type)},
+                           {"has_k_start", sh.has_k_start},
+                           {"has_k_scale", sh.has_k_scale},
+                           {"ref_width", sh.ref_width}};
+      jl["datasets"] = nlohmann::json::array();
+      std::string k_storage, q_storage;
+      for (const auto& d : datasets) {
+        jl["datasets"].push_back({{"name", d.name},
+                                  {"dims", d.dims},
+                                  {"stored_type", d.stored_type},
+                                  {"element_type", d.element_type},
+                                  {"chunk", d.chunk},
+                                  {"filters", d.filters}});
+        if (d.name == "k") k_storage = storage_text(d);
+        if (d.name == "q") q_storage = storage_text(d);
+      }
+      js["layers"].push_back(jl);
+      char line[256];
+      std::snprintf(line, sizeof line, "  %5d %8lld %6lld %4lld %4lld  %-5s %-5s %-7s %-7s %-8s  ", layer,
+                    (long long)sh.keys, (long long)sh.queries, (long long)sh.heads, (long long)sh.dim,
+                    std::string(element_type_name(sh.q_type)).c_str(), std::string(element_type_name(sh.k_type)).c_str(),
+                    sh.has_k_start ? "yes" : "-", sh.has_k_scale ? "yes" : "-",
+                    sh.ref_width ? std::to_string(sh.ref_width).c_str() : "-");
+      table << line << k_storage << " / " << q_storage << "\n";
+      if (sh.keys != s.attributes.seq_len) {
+        warnings.push_back(lr.group_path() + ": k holds " + std::to_string(sh.keys) + " keys but seq_len is " +
+                           std::to_string(s.attributes.seq_len));
+      }
+      if (sh.queries == 0) warnings.push_back(lr.group_path() + ": no queries");
+    }
+    j["samples"].push_back(js);
+  }
+  if (o.check) {
+    check_all(reader);  // throws InputError on the first bad value
+    table << "\ncheck: every value read and validated\n";
+  }
+  j["checked"] = o.check;
+  j["warnings"] = warnings;
+  if (o.json) {
+    std::cout << j.dump(2) << "\n";
+  } else {
+    std::cout << table.str();
+    if (!warnings.empty()) {
+      std::cout << "\nwarnings:\n";
+      for (const auto& w : warnings) std::cout << "  " << w << "\n";
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+void setup_inspect(CLI::App& app, int& status) {
+  auto opts = std::make_shared<InspectOptions>();
+  CLI::App* sub = app.add_subcommand("inspect", "Show what a dump holds: samples, layers, shapes, types, storage");
+  sub->add_option("file", opts->file, "Dump file (HDF5, format v1)")->required();
+  sub->add_flag("--json", opts->json, "Print JSON instead of the table");
+  sub->add_flag("--check", opts->check, "Also read and validate every value (NaN/Inf, positions, ranges)");
+  sub->callback([opts, &status] { status = run_inspect(*opts); });
+}
+
+}  // namespace hisa::cli

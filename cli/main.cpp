@@ -1,0 +1,38 @@
+// The `hisa` tool: audits hierarchical sparse-attention (HISA) indexing against flat DSA top-k.
+#include <iostream>
+
+#include "cli/commands.hpp"
+#include "core/error.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{"hisa: audit HISA token selection against the flat DSA indexer on dumped indexer tensors"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "hisa 0.1.0 (dump format v1)");
+  int status = 0;
+  hisa::cli::setup_inspect(app, status);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return 2;  // grep-style: 2 for any usage error
+  } catch (const hisa::InputError& e) {
+    std::cerr << "hisa: error: " << e.what() << "\n";
+    return 2;
+  } catch (const hisa::UsageError& e) {
+    std::cerr << "hisa: error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::bad_alloc&) {
+    std::cerr << "hisa: error: out of memory\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "hisa: error: " << e.what() << "\n";
+    return 2;
+  }
+  return status;
+}

@@ -1,0 +1,76 @@
+#pragma once
+// In-memory description of a v1 dump (datasets/FORMAT.md) and the decoded tensors the loader hands out.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/numeric.hpp"
+
+namespace hisa {
+
+inline constexpr const char* kFormatName = "hisa-dump";
+inline constexpr int kFormatVersion = 1;
+
+struct FileAttributes {
+  std::string model;
+  int64_t n_heads = 0;
+  int64_t head_dim = 0;
+  int64_t index_topk = 0;
+  std::optional<int64_t> hadamard;      // 0/1
+  std::optional<std::string> rope;      // "half-split" | "interleaved"
+  std::optional<std::string> scale_fmt;  // "ue8m0" | "fp32"
+  std::optional<std::string> source;
+};
+
+struct SampleAttributes {
+  int64_t seq_len = 0;
+  std::optional<std::string> task;
+  std::optional<int64_t> context_length;
+  std::optional<double> depth_percent;
+  std::optional<int64_t> needle_begin;  // half-open token range of the needle
+  std::optional<int64_t> needle_end;
+  std::optional<std::string> length_bucket;
+  bool has_needle() const { return needle_begin && needle_end && *needle_end > *needle_begin; }
+};
+
+// Shapes and storage of one layer group, known without reading any data.
+struct LayerShape {
+  int layer = 0;
+  int64_t keys = 0;     // L
+  int64_t queries = 0;  // Nq
+  int64_t heads = 0;    // H
+  int64_t dim = 0;      // D
+  ElementType q_type = ElementType::F32;
+  ElementType k_type = ElementType::F32;
+  bool has_k_start = false;
+  bool has_k_scale = false;
+  int64_t ref_width = 0;  // columns of topk_ref, 0 when absent
+};
+
+// Decoded keys of one layer: k[s*D + d] in float, exactly the stored values; k_scale[s] (1 when absent).
+struct LayerKeys {
+  int64_t count = 0;
+  int64_t dim = 0;
+  std::vector<float> k;
+  std::vector<float> k_scale;
+  const float* row(int64_t s) const { return k.data() + s * dim; }
+};
+
+// A contiguous range of queries of one layer, decoded: q[(i*H + h)*D + d], w[i*H + h].
+struct QueryBatch {
+  int64_t first = 0;  // index of the first query in the layer
+  int64_t count = 0;
+  int64_t heads = 0;
+  int64_t dim = 0;
+  std::vector<float> q;
+  std::vector<float> w;
+  std::vector<int64_t> q_pos;
+  std::vector<int64_t> k_start;   // always filled (0 when the dump has none)
+  std::vector<int32_t> topk_ref;  // count * ref_width, empty when absent
+  int64_t ref_width = 0;
+  const float* q_row(int64_t i, int64_t h) const { return q.data() + (i * heads + h) * dim; }
+  const float* w_row(int64_t i) const { return w.data() + i * heads; }
+};
+
+}  // namespace hisa

@@ -1,0 +1,570 @@
+#include "io/dump_reader.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <sstream>
+
+#include "core/error.hpp"
+#include "io/h5.hpp"
+
+namespace hisa {
+
+namespace {
+
+// How a tensor's element bits are stored and must be read before decoding.
+enum class Storage { NativeFloat, CustomFloat16, UInt16Bits, UInt8Bits };
+
+struct TensorType {
+  ElementType element;
+  Storage storage;
+};
+
+std::string join_dims(const std::vector<int64_t>& dims) {
+  std::ostringstream s;
+  s << "[";
+  for (size_t i = 0; i < dims.size(); ++i) s << (i ? ", " : "") << dims[i];
+  s << "]";
+  return s.str();
+}
+
+std::string filter_hint(const h5::Filter& f) {
+  return "compression filter '" + f.name + "' (HDF5 filter id " + std::to_string(f.id) +
+         ") is not available in this HDF5 library; install its plugin and point HDF5_PLUGIN_PATH at it, or "
+         "rewrite the file with gzip (e.g. h5repack -f GZIP=4)";
+}
+
+// Parses the layer number out of "layer_<N>"; -1 when the name is not of that form.
+int parse_layer_name(const std::string& name) {
+  if (name.rfind("layer_", 0) != 0 || name.size() == 6) return -1;
+  int value = 0;
+  for (size_t i = 6; i < name.size(); ++i) {
+    if (name[i] < '0' || name[i] > '9' || value > 100000000) return -1;
+    value = value * 10 + (name[i] - '0');
+  }
+  return value;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------
+struct LayerReader::Impl {
+  std::string file_path;
+  std::string group_path;
+  std::shared_ptr<h5::Handle> file;
+  h5::Handle group, k, q, w, q_pos, k_start, k_scale, topk_ref;
+  TensorType k_type{}, q_type{};
+  LayerShape shape;
+
+  [[noreturn]] void fail(const std::string& dataset, const std::string& message) const {
+    throw InputError(file_path, dataset.empty() ? group_path : group_path + "/" + dataset, message);
+  }
+
+  h5::Handle open_dataset(const std::string& name, bool required) {
+    if (!h5::child_exists(group.get(), name)) {
+      if (required) fail(name, "missing dataset (every layer group needs k, q, w and q_pos)");
+      return {};
+    }
+    if (!h5::child_is_dataset(group.get(), name)) fail(name, "expected a dataset, found a group or link");
+    h5::Handle d = h5::dataset(H5Dopen2(group.get(), name.c_str(), H5P_DEFAULT));
+    if (!d) fail(name, "cannot open dataset (damaged file?)");
+    for (const auto& f : h5::dataset_filters(d.get())) {
+      if (!f.available) fail(name, filter_hint(f));
+    }
+    return d;
+  }
+
+  std::vector<int64_t> dims_of(const h5::Handle& d, const std::string& name, size_t rank) {
+    std::vector<int64_t> dims;
+    try {
+      dims = h5::dataset_dims(d.get());
+    } catch (const std::exception& e) {
+      fail(name, e.what());
+    }
+    if (dims.size() != rank) {
+      fail(name, "expected " + std::to_string(rank) + " dimensions, found " + std::to_string(dims.size()) + " " +
+                     join_dims(dims));
+    }
+    return dims;
+  }
+
+  TensorType tensor_type(const h5::Handle& d, const std::string& name) {
+    h5::Handle type = h5::datatype(H5Dget_type(d.get()));
+    std::string found = h5::describe_type(type.get());
+    std::optional<std::string> encoding;
+    try {
+      encoding = h5::read_string_attribute(d.get(), "encoding");
+    } catch (const std::exception& e) {
+      fail(name, e.what());
+    }
+    H5T_class_t cls = H5Tget_class(type.get());
+    size_t size = H5Tget_size(type.get());
+    if (encoding) {
+      if (*encoding == "bfloat16") {
+        if (cls != H5T_INTEGER || size != 2) fail(name, "encoding \"bfloat16\" needs uint16 storage, found " + found);
+        return {ElementType::BF16, Storage::UInt16Bits};
+      }
+      if (*encoding == "float8_e4m3fn") {
+        if (cls != H5T_INTEGER || size != 1) fail(name, "encoding \"float8_e4m3fn\" needs uint8 storage, found " + found);
+        return {ElementType::FP8_E4M3, Storage::UInt8Bits};
+      }
+      fail(name, "unsupported encoding \"" + *encoding + "\" (v1 knows \"bfloat16\" and \"float8_e4m3fn\")");
+    }
+    if (found == "float32") return {ElementType::F32, Storage::NativeFloat};
+    if (found == "float16") return {ElementType::F16, Storage::CustomFloat16};
+    if (found == "bfloat16") return {ElementType::BF16, Storage::CustomFloat16};
+    if (cls == H5T_INTEGER) {
+      fail(name, "unsupported element type " + found +
+                     " without an 'encoding' attribute (uint16 needs encoding=\"bfloat16\", uint8 needs "
+                     "encoding=\"float8_e4m3fn\")");
+    }
+    fail(name, "unsupported element type " + found + " (v1 stores float32, float16, bfloat16 or fp8 e4m3fn)");
+  }
+
+  void require_class(const h5::Handle& d, const std::string& name, H5T_class_t want, const char* what) {
+    h5::Handle type = h5::datatype(H5Dget_type(d.get()));
+    if (H5Tget_class(type.get()) != want) {
+      fail(name, std::string("expected ") + what + ", found " + h5::describe_type(type.get()));
+    }
+  }
+
+  void open(const FileAttributes& attrs) {
+    k = open_dataset("k", true);
+    q = open_dataset("q", true);
+    w = open_dataset("w", true);
+    q_pos = open_dataset("q_pos", true);
+    k_start = open_dataset("k_start", false);
+    k_scale = open_dataset("k_scale", false);
+    topk_ref = open_dataset("topk_ref", false);
+
+    auto kd = dims_of(k, "k", 2);
+    auto qd = dims_of(q, "q", 3);
+    auto wd = dims_of(w, "w", 2);
+    auto pd = dims_of(q_pos, "q_pos", 1);
+    shape.keys = kd[0];
+    shape.dim = kd[1];
+    shape.queries = qd[0];
+    shape.heads = qd[1];
+    if (shape.dim != attrs.head_dim) {
+      fail("k", "second dimension is " + std::to_string(shape.dim) + " but the file's head_dim is " +
+                    std::to_string(attrs.head_dim));
+    }
+    if (shape.keys < 1) fail("k", "holds no keys (shape " + join_dims(kd) + ")");
+    if (qd[1] != attrs.n_heads || qd[2] != attrs.head_dim) {
+      fail("q", "shape " + join_dims(qd) + " does not match [Nq, n_heads=" + std::to_string(attrs.n_heads) +
+                    ", head_dim=" + std::to_string(attrs.head_dim) + "]");
+    }
+    if (wd[0] != shape.queries || wd[1] != shape.heads) {
+      fail("w", "shape " + join_dims(wd) + " does not match q's [Nq, H] = [" + std::to_string(shape.queries) + ", " +
+                    std::to_string(shape.heads) + "]");
+    }
+    if (pd[0] != shape.queries) {
+      fail("q_pos", "length " + std::to_string(pd[0]) + " does not match q's Nq = " + std::to_string(shape.queries));
+    }
+    k_type = tensor_type(k, "k");
+    q_type = tensor_type(q, "q");
+    shape.k_type = k_type.element;
+    shape.q_type = q_type.element;
+    require_class(w, "w", H5T_FLOAT, "float32");
+    require_class(q_pos, "q_pos", H5T_INTEGER, "int64");
+    if (k_start) {
+      auto sd = dims_of(k_start, "k_start", 1);
+      if (sd[0] != shape.queries) {
+        fail("k_start", "length " + std::to_string(sd[0]) + " does not match q's Nq = " + std::to_string(shape.queries));
+      }
+      require_class(k_start, "k_start", H5T_INTEGER, "int64");
+      shape.has_k_start = true;
+    }
+    if (k_scale) {
+      auto sd = dims_of(k_scale, "k_scale", 1);
+      if (sd[0] != shape.keys) {
+        fail("k_scale", "length " + std::to_string(sd[0]) + " does not match k's L = " + std::to_string(shape.keys));
+      }
+      require_class(k_scale, "k_scale", H5T_FLOAT, "float32");
+      shape.has_k_scale = true;
+    } else if (k_type.element == ElementType::FP8_E4M3) {
+      fail("k_scale", "missing: fp8 keys need their per-token scales");
+    }
+    if (topk_ref) {
+      auto rd = dims_of(topk_ref, "topk_ref", 2);
+      if (rd[0] != shape.queries) {
+        fail("topk_ref", "shape " + join_dims(rd) + " does not match q's Nq = " + std::to_string(shape.queries));
+      }
+      if (rd[1] < 1) fail("topk_ref", "shape " + join_dims(rd) + " has no columns");
+      require_class(topk_ref, "topk_ref", H5T_INTEGER, "int32");
+      shape.ref_width = rd[1];
+    }
+  }
+
+  // Reads rows of a q- or k-like tensor and decodes them into out (row_count * row_elems floats).
+  void read_decoded(const h5::Handle& d, const TensorType& t, const std::string& name, int64_t row_begin,
+                    int64_t row_count, int64_t row_elems, float* out) const {
+    const size_t n = size_t(row_count * row_elems);
+    try {
+      switch (t.storage) {
+        case Storage::NativeFloat:
+          h5::read_rows(d.get(), H5T_NATIVE_FLOAT, row_begin, row_count, out);
+          break;
+        case Storage::CustomFloat16:
+        case Storage::UInt16Bits: {
+          std::vector<uint16_t> raw(n);
+          h5::Handle mem;
+          hid_t mem_type = H5T_NATIVE_UINT16;
+          if (t.storage == Storage::CustomFloat16) {
+            // The file type itself in little-endian order: HDF5 then copies the bits without converting.
+            h5::Handle file_type = h5::datatype(H5Dget_type(d.get()));
+            mem = h5::datatype(H5Tcopy(file_type.get()));
+            H5Tset_order(mem.get(), H5T_ORDER_LE);
+            mem_type = mem.get();
+          }
+          h5::read_rows(d.get(), mem_type, row_begin, row_count, raw.data());
+          const bool bf16 = t.element == ElementType::BF16;
+          for (size_t i = 0; i < n; ++i) out[i] = bf16 ? bf16_to_float(raw[i]) : f16_to_float(raw[i]);
+          break;
+        }
+        case Storage::UInt8Bits: {
+          std::vector<uint8_t> raw(n);
+          h5::read_rows(d.get(), H5T_NATIVE_UINT8, row_begin, row_count, raw.data());
+          for (size_t i = 0; i < n; ++i) out[i] = e4m3_to_float(raw[i]);
+          break;
+        }
+      }
+    } catch (const InputError&) {
+      throw;
+    } catch (const std::exception& e) {
+      fail(name, e.what());
+    }
+  }
+
+  template <typename T>
+  void read_plain(const h5::Handle& d, hid_t mem_type, const std::string& name, int64_t row_begin, int64_t row_count,
+                  T* out) const {
+    try {
+      h5::read_rows(d.get(), mem_type, row_begin, row_count, out);
+    } catch (const std::exception& e) {
+      fail(name, e.what());
+    }
+  }
+
+  void check_finite(const std::string& name, const float* values, int64_t rows, int64_t row_elems,
+                    int64_t first_row) const {
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* row = values + r * row_elems;
+      for (int64_t i = 0; i < row_elems; ++i) {
+        if (!std::isfinite(row[i])) {
+          std::ostringstream s;
+          s << "row " << (first_row + r) << " holds " << row[i] << " at element " << i
+            << " (NaN and Inf are not valid indexer inputs)";
+          fail(name, s.str());
+        }
+      }
+    }
+  }
+};
+
+LayerReader::LayerReader(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+LayerReader::~LayerReader() = default;
+LayerReader::LayerReader(LayerReader&&) noexcept = default;
+LayerReader& LayerReader::operator=(LayerReader&&) noexcept = default;
+const LayerShape& LayerReader::shape() const { return impl_->shape; }
+const std::string& LayerReader::group_path() const { return impl_->group_path; }
+
+LayerKeys LayerReader::read_keys() const {
+  const Impl& m = *impl_;
+  LayerKeys keys;
+  keys.count = m.shape.keys;
+  keys.dim = m.shape.dim;
+  keys.k.resize(size_t(keys.count * keys.dim));
+  // About 4 MiB of raw data per read keeps the transient buffer small whatever L is.
+  const int64_t chunk_rows = std::max<int64_t>(1, (int64_t(4) << 20) / (keys.dim * element_size(m.k_type.element)));
+  for (int64_t r = 0; r < keys.count; r += chunk_rows) {
+    int64_t n = std::min(chunk_rows, keys.count - r);
+    float* out = keys.k.data() + r * keys.dim;
+    m.read_decoded(m.k, m.k_type, "k", r, n, keys.dim, out);
+    m.check_finite("k", out, n, keys.dim, r);
+  }
+  keys.k_scale.assign(size_t(keys.count), 1.0f);
+  if (m.k_scale) {
+    m.read_plain(m.k_scale, H5T_NATIVE_FLOAT, "k_scale", 0, keys.count, keys.k_scale.data());
+    for (int64_t s = 0; s < keys.count; ++s) {
+      float v = keys.k_scale[size_t(s)];
+      if (!std::isfinite(v) || v <= 0.0f) {
+        std::ostringstream msg;
+        msg << "row " << s << " holds " << v << " (scales must be finite and positive)";
+        m.fail("k_scale", msg.str());
+      }
+    }
+  }
+  return keys;
+}
+
+QueryBatch LayerReader::read_queries(int64_t first, int64_t count) const {
+  const Impl& m = *impl_;
+  const LayerShape& sh = m.shape;
+  if (first < 0 || count < 0 || first + count > sh.queries) {
+    m.fail("q", "query range " + std::to_string(first) + "+" + std::to_string(count) + " is outside [0, " +
+                    std::to_string(sh.queries) + ")");
+  }
+  QueryBatch b;
+  b.first = first;
+  b.count = count;
+  b.heads = sh.heads;
+  b.dim = sh.dim;
+  b.q.resize(size_t(count * sh.heads * sh.dim));
+  b.w.resize(size_t(count * sh.heads));
+  b.q_pos.resize(size_t(count));
+  b.k_start.assign(size_t(count), 0);
+  if (count == 0) return b;
+  m.read_decoded(m.q, m.q_type, "q", first, count, sh.heads * sh.dim, b.q.data());
+  m.check_finite("q", b.q.data(), count, sh.heads * sh.dim, first);
+  m.read_plain(m.w, H5T_NATIVE_FLOAT, "w", first, count, b.w.data());
+  m.check_finite("w", b.w.data(), count, sh.heads, first);
+  m.read_plain(m.q_pos, H5T_NATIVE_INT64, "q_pos", first, count, b.q_pos.data());
+  if (m.k_start) m.read_plain(m.k_start, H5T_NATIVE_INT64, "k_start", first, count, b.k_start.data());
+  for (int64_t i = 0; i < count; ++i) {
+    int64_t pos = b.q_pos[size_t(i)], start = b.k_start[size_t(i)];
+    if (pos < 0 || pos >= sh.keys) {
+      m.fail("q_pos", "row " + std::to_string(first + i) + ": position " + std::to_string(pos) +
+                          " is outside [0, L=" + std::to_string(sh.keys) + ") (k holds " + std::to_string(sh.keys) +
+                          " keys)");
+    }
+    if (start < 0 || start > pos) {
+      m.fail("k_start", "row " + std::to_string(first + i) + ": k_start " + std::to_string(start) +
+                            " must lie in [0, q_pos=" + std::to_string(pos) + "]");
+    }
+  }
+  if (m.topk_ref) {
+    b.ref_width = sh.ref_width;
+    b.topk_ref.resize(size_t(count * sh.ref_width));
+    m.read_plain(m.topk_ref, H5T_NATIVE_INT32, "topk_ref", first, count, b.topk_ref.data());
+    for (int64_t i = 0; i < count; ++i) {
+      for (int64_t j = 0; j < sh.ref_width; ++j) {
+        int32_t v = b.topk_ref[size_t(i * sh.ref_width + j)];
+        if (v < -1 || v >= sh.keys) {
+          m.fail("topk_ref", "row " + std::to_string(first + i) + ": index " + std::to_string(v) +
+                                 " is outside [-1, L=" + std::to_string(sh.keys) + ")");
+        }
+      }
+    }
+  }
+  return b;
+}
+
+std::vector<DatasetDescription> LayerReader::describe() const {
+  const Impl& m = *impl_;
+  std::vector<DatasetDescription> out;
+  auto add = [&](const h5::Handle& d, const char* name, std::string element) {
+    if (!d) return;
+    DatasetDescription desc;
+    desc.name = name;
+    desc.dims = h5::dataset_dims(d.get());
+    h5::Handle type = h5::datatype(H5Dget_type(d.get()));
+    desc.stored_type = h5::describe_type(type.get());
+    desc.element_type = element.empty() ? desc.stored_type : element;
+    desc.chunk = h5::dataset_chunk(d.get());
+    for (const auto& f : h5::dataset_filters(d.get())) desc.filters.push_back(f.name);
+    out.push_back(std::move(desc));
+  };
+  add(m.k, "k", std::string(element_type_name(m.k_type.element)));
+  add(m.q, "q", std::string(element_type_name(m.q_type.element)));
+  add(m.w, "w", "");
+  add(m.q_pos, "q_pos", "");
+  add(m.k_start, "k_start", "");
+  add(m.k_scale, "k_scale", "");
+  add(m.topk_ref, "topk_ref", "");
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------
+struct DumpReader::Impl {
+  std::string path;
+  std::shared_ptr<h5::Handle> file;
+  FileAttributes attrs;
+  std::vector<SampleEntry> samples;
+  std::vector<std::string> warnings;
+
+  [[noreturn]] void fail(const std::string& where, const std::string& message) const {
+    throw InputError(path, where, message);
+  }
+
+  template <typename F>
+  auto attr(const std::string& where, F&& read) -> decltype(read()) {
+    try {
+      return read();
+    } catch (const InputError&) {
+      throw;
+    } catch (const std::exception& e) {
+      fail(where, e.what());
+    }
+  }
+
+  void open() {
+    h5::silence_errors();
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec)) fail("", "no such file");
+    if (std::filesystem::is_directory(path, ec)) fail("", "is a directory, not an HDF5 file");
+    htri_t is_h5 = H5Fis_hdf5(path.c_str());
+    if (is_h5 <= 0) fail("", "not an HDF5 file (or the file is truncated or unreadable)");
+    hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (id < 0) fail("", "cannot open as HDF5 (truncated or damaged file?)");
+    file = std::make_shared<h5::Handle>(h5::file(id));
+    read_file_attributes();
+    read_samples();
+  }
+
+  int64_t required_int(hid_t object, const std::string& where, const char* name, int64_t min_value) {
+    auto v = attr(where, [&] { return h5::read_int_attribute(object, name); });
+    if (!v) fail(where, std::string("missing attribute '") + name + "'");
+    if (*v < min_value) {
+      fail(where, std::string("attribute '") + name + "' is " + std::to_string(*v) + ", expected at least " +
+                      std::to_string(min_value));
+    }
+    return *v;
+  }
+
+  void read_file_attributes() {
+    hid_t root = file->get();
+    auto format = attr("/", [&] { return h5::read_string_attribute(root, "format"); });
+    if (!format) fail("/", "missing attribute 'format' (expected \"hisa-dump\"); is this a hisa dump?");
+    if (*format != kFormatName) fail("/", "attribute 'format' is \"" + *format + "\", expected \"hisa-dump\"");
+    auto version = attr("/", [&] { return h5::read_int_attribute(root, "format_version"); });
+    if (!version) fail("/", "missing attribute 'format_version' (expected 1)");
+    if (*version != kFormatVersion) {
+      fail("/", "unknown format_version " + std::to_string(*version) + "; this tool reads version 1");
+    }
+    auto model = attr("/", [&] { return h5::read_string_attribute(root, "model"); });
+    if (!model) fail("/", "missing attribute 'model'");
+    attrs.model = *model;
+    attrs.n_heads = required_int(root, "/", "n_heads", 1);
+    attrs.head_dim = required_int(root, "/", "head_dim", 1);
+    attrs.index_topk = required_int(root, "/", "index_topk", 1);
+    attrs.hadamard = attr("/", [&] { return h5::read_int_attribute(root, "hadamard"); });
+    attrs.rope = attr("/", [&] { return h5::read_string_attribute(root, "rope"); });
+    attrs.scale_fmt = attr("/", [&] { return h5::read_string_attribute(root, "scale_fmt"); });
+    attrs.source = attr("/", [&] { return h5::read_string_attribute(root, "source"); });
+    if (attrs.hadamard && *attrs.hadamard != 0 && *attrs.hadamard != 1) {
+      warnings.push_back("/: attribute 'hadamard' is " + std::to_string(*attrs.hadamard) + ", expected 0 or 1");
+    }
+    if (attrs.rope && *attrs.rope != "half-split" && *attrs.rope != "interleaved") {
+      warnings.push_back("/: attribute 'rope' is \"" + *attrs.rope + "\", expected \"half-split\" or \"interleaved\"");
+    }
+    if (attrs.scale_fmt && *attrs.scale_fmt != "ue8m0" && *attrs.scale_fmt != "fp32") {
+      warnings.push_back("/: attribute 'scale_fmt' is \"" + *attrs.scale_fmt + "\", expected \"ue8m0\" or \"fp32\"");
+    }
+  }
+
+  void read_samples() {
+    hid_t root = file->get();
+    std::vector<std::string> names;
+    try {
+      names = h5::child_names(root);
+    } catch (const std::exception& e) {
+      fail("/", e.what());
+    }
+    for (const auto& name : names) {
+      if (!h5::child_is_group(root, name)) {
+        warnings.push_back("/" + name + ": not a group; ignored (samples are groups)");
+        continue;
+      }
+      const std::string where = "/" + name;
+      h5::Handle g = h5::group(H5Gopen2(root, name.c_str(), H5P_DEFAULT));
+      if (!g) fail(where, "cannot open group (damaged file?)");
+      SampleEntry s;
+      s.name = name;
+      hid_t gid = g.get();
+      s.attributes.seq_len = required_int(gid, where, "seq_len", 1);
+      s.attributes.task = attr(where, [&] { return h5::read_string_attribute(gid, "task"); });
+      s.attributes.context_length = attr(where, [&] { return h5::read_int_attribute(gid, "context_length"); });
+      s.attributes.depth_percent = attr(where, [&] { return h5::read_float_attribute(gid, "depth_percent"); });
+      s.attributes.needle_begin = attr(where, [&] { return h5::read_int_attribute(gid, "needle_begin"); });
+      s.attributes.needle_end = attr(where, [&] { return h5::read_int_attribute(gid, "needle_end"); });
+      s.attributes.length_bucket = attr(where, [&] { return h5::read_string_attribute(gid, "length_bucket"); });
+      if (s.attributes.needle_begin.has_value() != s.attributes.needle_end.has_value()) {
+        fail(where, "has only one of 'needle_begin' and 'needle_end'; the needle range needs both");
+      }
+      if (s.attributes.needle_begin &&
+          (*s.attributes.needle_begin < 0 || *s.attributes.needle_end < *s.attributes.needle_begin)) {
+        fail(where, "needle range [" + std::to_string(*s.attributes.needle_begin) + ", " +
+                        std::to_string(*s.attributes.needle_end) + ") is not a valid half-open range");
+      }
+      std::vector<std::string> members;
+      try {
+        members = h5::child_names(gid);
+      } catch (const std::exception& e) {
+        fail(where, e.what());
+      }
+      for (const auto& member : members) {
+        int layer = parse_layer_name(member);
+        if (layer < 0 || !h5::child_is_group(gid, member)) {
+          warnings.push_back(where + "/" + member + ": not a layer_<N> group; ignored");
+          continue;
+        }
+        h5::Handle lg = h5::group(H5Gopen2(gid, member.c_str(), H5P_DEFAULT));
+        auto stated = attr(where + "/" + member, [&] { return h5::read_int_attribute(lg.get(), "layer"); });
+        if (stated && *stated != layer) {
+          fail(where + "/" + member, "attribute 'layer' is " + std::to_string(*stated) + " but the group is named " + member);
+        }
+        if (!stated) warnings.push_back(where + "/" + member + ": no 'layer' attribute");
+        s.layers.push_back(layer);
+      }
+      std::sort(s.layers.begin(), s.layers.end());
+      if (s.layers.empty()) warnings.push_back(where + ": sample holds no layer_<N> groups");
+      samples.push_back(std::move(s));
+    }
+    if (samples.empty()) warnings.push_back("/: the file holds no samples");
+    std::vector<int> every = all_layers();
+    for (const auto& s : samples) {
+      for (int layer : every) {
+        if (!std::binary_search(s.layers.begin(), s.layers.end(), layer)) {
+          warnings.push_back("/" + s.name + ": layer " + std::to_string(layer) + " is absent (present in other samples)");
+        }
+      }
+    }
+  }
+
+  std::vector<int> all_layers() const {
+    std::vector<int> out;
+    for (const auto& s : samples) out.insert(out.end(), s.layers.begin(), s.layers.end());
+    std::sort(out.begin(), out.end());
+    out.erase(std::unique(out.begin(), out.end()), out.end());
+    return out;
+  }
+};
+
+DumpReader::DumpReader(const std::string& path) : impl_(std::make_unique<Impl>()) {
+  impl_->path = path;
+  impl_->open();
+}
+DumpReader::~DumpReader() = default;
+DumpReader::DumpReader(DumpReader&&) noexcept = default;
+DumpReader& DumpReader::operator=(DumpReader&&) noexcept = default;
+const std::string& DumpReader::path() const { return impl_->path; }
+const FileAttributes& DumpReader::attributes() const { return impl_->attrs; }
+const std::vector<SampleEntry>& DumpReader::samples() const { return impl_->samples; }
+const std::vector<std::string>& DumpReader::warnings() const { return impl_->warnings; }
+std::vector<int> DumpReader::all_layers() const { return impl_->all_layers(); }
+
+const SampleEntry& DumpReader::sample(const std::string& name) const {
+  for (const auto& s : impl_->samples) {
+    if (s.name == name) return s;
+  }
+  impl_->fail("/" + name, "no such sample");
+}
+
+LayerReader DumpReader::open_layer(const std::string& sample_name, int layer) const {
+  const SampleEntry& s = sample(sample_name);
+  const std::string where = "/" + sample_name + "/layer_" + std::to_string(layer);
+  if (!std::binary_search(s.layers.begin(), s.layers.end(), layer)) impl_->fail(where, "no such layer in this sample");
+  auto m = std::make_unique<LayerReader::Impl>();
+  m->file_path = impl_->path;
+  m->group_path = where;
+  m->file = impl_->file;
+  m->group = h5::group(H5Gopen2(impl_->file->get(), where.c_str(), H5P_DEFAULT));
+  if (!m->group) impl_->fail(where, "cannot open group (damaged file?)");
+  m->shape.layer = layer;
+  m->open(impl_->attrs);
+  return LayerReader(std::move(m));
+}
+
+}  // namespace hisa

@@ -1,0 +1,90 @@
+#pragma once
+// Thin RAII and helper layer over the HDF5 C API. Only the loader and writer use it.
+#include <hdf5.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace hisa::h5 {
+
+// Owns one HDF5 identifier and closes it with the matching H5?close.
+class Handle {
+ public:
+  Handle() = default;
+  Handle(hid_t id, herr_t (*close)(hid_t)) : id_(id), close_(close) {}
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  Handle(Handle&& o) noexcept : id_(std::exchange(o.id_, H5I_INVALID_HID)), close_(o.close_) {}
+  Handle& operator=(Handle&& o) noexcept {
+    if (this != &o) {
+      reset();
+      id_ = std::exchange(o.id_, H5I_INVALID_HID);
+      close_ = o.close_;
+    }
+    return *this;
+  }
+  ~Handle() { reset(); }
+  hid_t get() const { return id_; }
+  bool valid() const { return id_ >= 0; }
+  explicit operator bool() const { return valid(); }
+
+ private:
+  void reset() {
+    if (id_ >= 0 && close_) close_(id_);
+    id_ = H5I_INVALID_HID;
+  }
+  hid_t id_ = H5I_INVALID_HID;
+  herr_t (*close_)(hid_t) = nullptr;
+};
+
+inline Handle file(hid_t id) { return Handle(id, H5Fclose); }
+inline Handle group(hid_t id) { return Handle(id, H5Gclose); }
+inline Handle dataset(hid_t id) { return Handle(id, H5Dclose); }
+inline Handle dataspace(hid_t id) { return Handle(id, H5Sclose); }
+inline Handle datatype(hid_t id) { return Handle(id, H5Tclose); }
+inline Handle attribute(hid_t id) { return Handle(id, H5Aclose); }
+inline Handle plist(hid_t id) { return Handle(id, H5Pclose); }
+
+// Silences HDF5's own error printing for the life of the process; we report errors ourselves.
+void silence_errors();
+
+bool has_attribute(hid_t object, const char* name);
+// Attribute readers: nullopt when absent; throw std::runtime_error (with a description of what was found)
+// when present but of the wrong kind. Callers wrap that in an InputError with file and path.
+std::optional<std::string> read_string_attribute(hid_t object, const char* name);
+std::optional<int64_t> read_int_attribute(hid_t object, const char* name);
+std::optional<double> read_float_attribute(hid_t object, const char* name);
+
+void write_string_attribute(hid_t object, const char* name, const std::string& value);
+void write_int_attribute(hid_t object, const char* name, int64_t value);
+void write_float_attribute(hid_t object, const char* name, double value);
+
+std::vector<int64_t> dataset_dims(hid_t dataset);
+std::vector<std::string> child_names(hid_t group);  // in name order
+bool child_is_group(hid_t parent, const std::string& name);
+bool child_is_dataset(hid_t parent, const std::string& name);
+bool child_exists(hid_t parent, const std::string& name);
+
+// The custom-float types v1 uses for 16-bit floats (h5py reads both as float32/float16).
+Handle bfloat16_type();
+Handle float16_type();
+
+// A short human description of a stored type: "float32", "float(16: s15 e7-14 m0-6 bias 127)", "uint8", ...
+std::string describe_type(hid_t type);
+
+struct Filter {
+  int id = 0;
+  std::string name;
+  bool available = false;
+};
+std::vector<Filter> dataset_filters(hid_t dataset);
+std::vector<int64_t> dataset_chunk(hid_t dataset);  // empty when contiguous
+
+// Reads rows [row_begin, row_begin + row_count) of a dataset whose first dimension is rows, into buf
+// (which must hold row_count * elements-per-row values of mem_type). Throws std::runtime_error on failure.
+void read_rows(hid_t dataset, hid_t mem_type, int64_t row_begin, int64_t row_count, void* buf);
+
+}  // namespace hisa::h5
