@@ -1,0 +1,203 @@
+// The CPU engine: GEMM-tiled scoring (score_cpu), exact top-k (topk), HISA's block stage (blocks).
+// Queries are grouped into small chunks of neighbouring positions so one GEMM serves several queries;
+// chunks run in parallel and each query's result depends only on its own inputs, so the thread count
+// never changes a result.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "select/blocks.hpp"
+#include "select/engine.hpp"
+#include "select/score_cpu.hpp"
+#include "select/topk.hpp"
+
+namespace hisa {
+
+namespace {
+
+struct Chunk {
+  int64_t first = 0, count = 0;  // queries [first, first + count) of the batch
+  int64_t lo = 0, hi = 0;        // key range [lo, hi] covering every query's visible range
+};
+
+// Groups consecutive queries while the shared key range wastes at most 1/8 of the work.
+std::vector<Chunk> make_chunks(const QueryBatch& b) {
+  const int64_t max_queries = std::max<int64_t>(1, 512 / std::max<int64_t>(1, b.heads));
+  std::vector<Chunk> chunks;
+  int64_t i = 0;
+  while (i < b.count) {
+    Chunk c{i, 1, b.k_start[size_t(i)], b.q_pos[size_t(i)]};
+    int64_t useful = c.hi - c.lo + 1;
+    while (c.first + c.count < b.count && c.count < max_queries) {
+      const size_t j = size_t(c.first + c.count);
+      const int64_t lo = std::min(c.lo, b.k_start[j]), hi = std::max(c.hi, b.q_pos[j]);
+      const int64_t next_useful = useful + (b.q_pos[j] - b.k_start[j] + 1);
+      if ((hi - lo + 1) * (c.count + 1) * 8 > next_useful * 9) break;
+      c.lo = lo, c.hi = hi, useful = next_useful, ++c.count;
+    }
+    chunks.push_back(c);
+    i += c.count;
+  }
+  return chunks;
+}
+
+ScoreInputs inputs_for(const QueryBatch& b, int64_t first, int64_t count) {
+  return {b.q.data() + first * b.heads * b.dim, b.w.data() + first * b.heads, count, b.heads, b.dim};
+}
+
+double softmax_mass(const float* row_from_lo, int64_t lo, const std::vector<int64_t>& positions, float max) {
+  double sum = 0;
+  for (int64_t s : positions) sum += std::exp(double(row_from_lo[s - lo]) - double(max));
+  return sum;
+}
+
+class CpuEngine final : public SelectionEngine {
+ public:
+  explicit CpuEngine(int threads) : threads_(threads > 0 ? threads : omp_get_max_threads()) {}
+  std::string name() const override { return "cpu"; }
+
+  void set_layer(const LayerKeys& keys, const SelectionConfig& config) override {
+    config.validate();
+    keys_ = &keys;
+    config_ = config;
+    pooled_ = pool_keys(keys, config.block_size, config.pool);
+  }
+
+  void audit(const QueryBatch& b, std::vector<QueryAudit>& out) override {
+    out.assign(size_t(b.count), QueryAudit{});
+    const auto chunks = make_chunks(b);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads_)
+    for (size_t c = 0; c < chunks.size(); ++c) audit_chunk(b, chunks[c], out);
+  }
+
+  void select(const QueryBatch& b, Method method, std::vector<std::vector<int64_t>>& out) override {
+    out.assign(size_t(b.count), {});
+    const auto chunks = make_chunks(b);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads_)
+    for (size_t c = 0; c < chunks.size(); ++c) select_chunk(b, chunks[c], method, out);
+  }
+
+ private:
+  // Scores of the chunk's queries against keys [lo, hi]; row i starts at rows[i * width].
+  void score_rows(const QueryBatch& b, const Chunk& c, std::vector<float>& rows) const {
+    const int64_t width = c.hi - c.lo + 1;
+    rows.resize(size_t(c.count * width));
+    score_keys(inputs_for(b, c.first, c.count), keys_->row(c.lo), keys_->k_scale.data() + c.lo, width, rows.data(),
+               width);
+  }
+
+  // Block scores J of the chunk's queries for blocks [lo/B, hi/B]; row i starts at J[i * nb].
+  BlockSpan score_blocks(const QueryBatch& b, const Chunk& c, std::vector<float>& J) const {
+    const BlockSpan all = eligible_blocks(c.lo, c.hi, config_.block_size);
+    J.resize(size_t(c.count * all.size()));
+    score_keys(inputs_for(b, c.first, c.count), pooled_.k.data() + all.first * pooled_.dim,
+               pooled_.scale.data() + all.first, all.size(), J.data(), all.size());
+    return all;
+  }
+
+  // Visible positions inside kept blocks, ascending.
+  void tokens_in_blocks(const std::vector<int64_t>& kept, int64_t k_start, int64_t q_pos,
+                        std::vector<int64_t>& out) const {
+    out.clear();
+    for (int64_t blk : kept) {
+      const int64_t a = std::max(blk * config_.block_size, k_start);
+      const int64_t z = std::min((blk + 1) * config_.block_size - 1, q_pos);
+      for (int64_t s = a; s <= z; ++s) out.push_back(s);
+    }
+  }
+
+  void audit_chunk(const QueryBatch& b, const Chunk& c, std::vector<QueryAudit>& out) const {
+    thread_local std::vector<float> rows, J, cand_scores;
+    thread_local std::vector<int64_t> cand, kept_block;
+    score_rows(b, c, rows);
+    const BlockSpan all = score_blocks(b, c, J);
+    const int64_t width = c.hi - c.lo + 1;
+    for (int64_t i = 0; i < c.count; ++i) {
+      const size_t q = size_t(c.first + i);
+      QueryAudit& a = out[q];
+      a.q_pos = b.q_pos[q];
+      a.k_start = b.k_start[q];
+      a.visible = a.q_pos - a.k_start + 1;
+      const float* row = rows.data() + i * width;          // row[s - lo] = I[t, s]
+      const std::span<const float> visible(row + (a.k_start - c.lo), size_t(a.visible));
+
+      topk_range(visible, a.k_start, config_.topk, a.flat);
+      a.flat_scores.clear();
+      for (int64_t s : a.flat) a.flat_scores.push_back(row[s - c.lo]);
+      a.kth_score = a.visible > config_.topk ? *std::min_element(a.flat_scores.begin(), a.flat_scores.end())
+                                             : -std::numeric_limits<float>::infinity();
+
+      const BlockSpan span = eligible_blocks(a.k_start, a.q_pos, config_.block_size);
+      const std::span<const float> j_row(J.data() + i * all.size() + (span.first - all.first), size_t(span.size()));
+      keep_blocks(j_row, span, config_.blocks, config_.forced, a.hisa_blocks);
+      tokens_in_blocks(a.hisa_blocks, a.k_start, a.q_pos, cand);
+      cand_scores.clear();
+      for (int64_t s : cand) cand_scores.push_back(row[s - c.lo]);
+      topk_positions(cand_scores, cand, config_.topk, a.hisa);
+
+      keep_blocks(j_row, span, config_.block_sparse_blocks(), ForcedMode::InBudget, kept_block);
+      tokens_in_blocks(kept_block, a.k_start, a.q_pos, a.block);
+
+      a.row_max = *std::max_element(visible.begin(), visible.end());
+      a.mass_visible = 0;
+      for (float v : visible) a.mass_visible += std::exp(double(v) - double(a.row_max));
+      a.mass_flat = softmax_mass(row, c.lo, a.flat, a.row_max);
+      a.mass_hisa = softmax_mass(row, c.lo, a.hisa, a.row_max);
+      a.mass_block = softmax_mass(row, c.lo, a.block, a.row_max);
+    }
+  }
+
+  void select_chunk(const QueryBatch& b, const Chunk& c, Method method, std::vector<std::vector<int64_t>>& out) const {
+    thread_local std::vector<float> rows, J, cand_scores;
+    thread_local std::vector<int64_t> cand, kept;
+    if (method == Method::Flat) {
+      score_rows(b, c, rows);
+      const int64_t width = c.hi - c.lo + 1;
+      for (int64_t i = 0; i < c.count; ++i) {
+        const size_t q = size_t(c.first + i);
+        const int64_t ks = b.k_start[q], visible = b.q_pos[q] - ks + 1;
+        topk_range({rows.data() + i * width + (ks - c.lo), size_t(visible)}, ks, config_.topk, out[q]);
+      }
+      return;
+    }
+    const BlockSpan all = score_blocks(b, c, J);
+    for (int64_t i = 0; i < c.count; ++i) {
+      const size_t q = size_t(c.first + i);
+      const int64_t ks = b.k_start[q], qp = b.q_pos[q];
+      const BlockSpan span = eligible_blocks(ks, qp, config_.block_size);
+      const std::span<const float> j_row(J.data() + i * all.size() + (span.first - all.first), size_t(span.size()));
+      if (method == Method::Block) {
+        keep_blocks(j_row, span, config_.block_sparse_blocks(), ForcedMode::InBudget, kept);
+        tokens_in_blocks(kept, ks, qp, out[q]);
+        continue;
+      }
+      keep_blocks(j_row, span, config_.blocks, config_.forced, kept);
+      // Token stage: score only the visible part of each kept block.
+      tokens_in_blocks(kept, ks, qp, cand);
+      cand_scores.resize(cand.size());
+      const ScoreInputs one = inputs_for(b, c.first + i, 1);
+      size_t at = 0;
+      while (at < cand.size()) {  // runs of consecutive positions (adjacent kept blocks merge)
+        size_t end = at + 1;
+        while (end < cand.size() && cand[end] == cand[end - 1] + 1) ++end;
+        score_keys(one, keys_->row(cand[at]), keys_->k_scale.data() + cand[at], int64_t(end - at),
+                   cand_scores.data() + at, 0);
+        at = end;
+      }
+      topk_positions(cand_scores, cand, config_.topk, out[q]);
+    }
+  }
+
+  int threads_;
+  const LayerKeys* keys_ = nullptr;
+  SelectionConfig config_;
+  PooledKeys pooled_;
+};
+
+}  // namespace
+
+std::unique_ptr<SelectionEngine> make_cpu_engine(int threads) { return std::make_unique<CpuEngine>(threads); }
+
+}  // namespace hisa

@@ -1,0 +1,44 @@
+#pragma once
+// One interface for selection; the CPU engine and (when built) the CUDA engine implement it.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "io/dump_model.hpp"
+#include "select/config.hpp"
+
+namespace hisa {
+
+// Everything the audit needs about one query, computed from one set of scores so that the comparisons
+// between DSA, HISA and block-sparse are never disturbed by rounding.
+struct QueryAudit {
+  int64_t q_pos = 0, k_start = 0;
+  int64_t visible = 0;               // q_pos - k_start + 1
+  std::vector<int64_t> flat;         // DSA's selection, ascending
+  std::vector<float> flat_scores;    // I[t,s] for each position in `flat`
+  std::vector<int64_t> hisa;         // HISA(B, m), ascending
+  std::vector<int64_t> hisa_blocks;  // blocks HISA kept, ascending
+  std::vector<int64_t> block;        // block-sparse baseline, ascending
+  float kth_score = 0;               // DSA's k-th score (lowest kept), -inf when every key is kept
+  float row_max = 0;                 // M = max visible score
+  // Softmax masses Σ e^{I[t,s] - M}: over the visible keys, and over each selection.
+  double mass_visible = 0, mass_flat = 0, mass_hisa = 0, mass_block = 0;
+};
+
+class SelectionEngine {
+ public:
+  virtual ~SelectionEngine() = default;
+  virtual std::string name() const = 0;
+  // Hands the engine a layer's keys (kept by reference until the next call) and the selection options.
+  virtual void set_layer(const LayerKeys& keys, const SelectionConfig& config) = 0;
+  // Flat, HISA and block-sparse selections and softmax masses for every query of the batch.
+  virtual void audit(const QueryBatch& batch, std::vector<QueryAudit>& out) = 0;
+  // One method's selections, ascending positions, for every query of the batch.
+  virtual void select(const QueryBatch& batch, Method method, std::vector<std::vector<int64_t>>& out) = 0;
+};
+
+// threads <= 0: OpenMP's default. Results never depend on the thread count.
+std::unique_ptr<SelectionEngine> make_cpu_engine(int threads);
+
+}  // namespace hisa

@@ -1,0 +1,50 @@
+#include "select/score_cpu.hpp"
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+namespace hisa {
+
+namespace {
+
+using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using ConstRowMap = Eigen::Map<const RowMatrix>;
+
+// Keys per GEMM: the [n·H, tile] product stays in L2 for the epilogue.
+constexpr int64_t kKeyTile = 256;
+
+}  // namespace
+
+void score_keys(const ScoreInputs& in, const float* keys, const float* scales, int64_t count, float* out,
+                int64_t out_stride) {
+  const int64_t rows = in.queries * in.heads;
+  if (rows == 0 || count == 0) return;
+  ConstRowMap q(in.q, rows, in.dim);
+  thread_local RowMatrix dots;
+  for (int64_t j0 = 0; j0 < count; j0 += kKeyTile) {
+    const int64_t tile = std::min(kKeyTile, count - j0);
+    ConstRowMap k(keys + j0 * in.dim, tile, in.dim);
+    dots.resize(rows, tile);
+    dots.noalias() = q * k.transpose();
+    for (int64_t i = 0; i < in.queries; ++i) {
+      float* dst = out + i * out_stride + j0;
+      const float* wi = in.w + i * in.heads;
+      std::fill(dst, dst + tile, 0.0f);
+      for (int64_t h = 0; h < in.heads; ++h) {  // fixed head order: the sum is the same in every path
+        const float wh = wi[h];
+        const float* d = dots.data() + (i * in.heads + h) * tile;
+        for (int64_t j = 0; j < tile; ++j) dst[j] += wh * std::max(d[j], 0.0f);
+      }
+      const float* sc = scales + j0;
+      for (int64_t j = 0; j < tile; ++j) {
+        float v = dst[j] * sc[j];
+        dst[j] = std::isnan(v) ? -std::numeric_limits<float>::infinity() : v;
+      }
+    }
+  }
+}
+
+}  // namespace hisa

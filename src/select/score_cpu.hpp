@@ -1,0 +1,23 @@
+#pragma once
+// The indexer score on the CPU: I[t,s] = scale[s] · Σ_h w[t,h] · ReLU(q[t,h,:]·k[s,:]), fp32 throughout.
+// The dot products are one GEMM per tile (Eigen); ReLU, the weights and the head sum are applied to the
+// tile while it is in cache, so no [queries·heads, L] array is ever formed.
+#include <cstdint>
+
+namespace hisa {
+
+struct ScoreInputs {
+  const float* q = nullptr;  // [n, H, D] for the n queries being scored
+  const float* w = nullptr;  // [n, H]
+  int64_t queries = 0;       // n
+  int64_t heads = 0;         // H
+  int64_t dim = 0;           // D
+};
+
+// Scores the n queries against `count` consecutive key rows (keys[j*D..], scales[j]).
+// out[i * out_stride + j] receives the score of query i and key j. NaN (only from overflow) becomes -inf,
+// so that every score is ordered.
+void score_keys(const ScoreInputs& in, const float* keys, const float* scales, int64_t count, float* out,
+                int64_t out_stride);
+
+}  // namespace hisa

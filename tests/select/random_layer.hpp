@@ -1,0 +1,60 @@
+#pragma once
+// Small in-memory layers for selection tests. "Integer" layers hold small integers (and dyadic scales),
+// so every score is exact in fp32 whatever the summation order: fast paths must then agree with the
+// reference bit for bit, ties included.
+#include <cstdint>
+#include <random>
+
+#include "io/dump_model.hpp"
+
+namespace hisa::test {
+
+struct Layer {
+  LayerKeys keys;
+  QueryBatch batch;
+};
+
+struct LayerSpec {
+  int64_t keys = 300, heads = 4, dim = 16;
+  int64_t queries = 20;
+  bool integer = true;        // small integers (exact) or Gaussian floats
+  bool negative_weights = true;
+  bool packed = false;        // k_start > 0 for some queries
+  bool scales = false;        // dyadic k_scale values
+  int value_range = 3;        // integers in [-range, range]
+  uint64_t seed = 1;
+};
+
+inline Layer random_layer(const LayerSpec& s) {
+  std::mt19937_64 rng(s.seed);
+  auto integer = [&](int lo, int hi) { return float(std::uniform_int_distribution<int>(lo, hi)(rng)); };
+  std::normal_distribution<float> gauss(0.0f, 1.0f);
+  auto value = [&] { return s.integer ? integer(-s.value_range, s.value_range) : gauss(rng); };
+  Layer l;
+  l.keys.count = s.keys;
+  l.keys.dim = s.dim;
+  l.keys.k.resize(size_t(s.keys * s.dim));
+  for (auto& v : l.keys.k) v = value();
+  l.keys.k_scale.assign(size_t(s.keys), 1.0f);
+  if (s.scales) {
+    for (auto& v : l.keys.k_scale) v = std::ldexp(1.0f, int(integer(-2, 2)));
+  }
+  QueryBatch& b = l.batch;
+  b.count = s.queries;
+  b.heads = s.heads;
+  b.dim = s.dim;
+  b.q.resize(size_t(s.queries * s.heads * s.dim));
+  for (auto& v : b.q) v = value();
+  b.w.resize(size_t(s.queries * s.heads));
+  for (auto& v : b.w) v = s.negative_weights ? integer(-2, 3) : integer(1, 3);
+  for (int64_t i = 0; i < s.queries; ++i) {
+    // Ascending positions spread over the sequence, the last query at the last key.
+    int64_t pos = s.queries == 1 ? s.keys - 1 : (s.keys - 1) * (i + 1) / s.queries;
+    b.q_pos.push_back(pos);
+    int64_t start = s.packed ? std::uniform_int_distribution<int64_t>(0, pos)(rng) : 0;
+    b.k_start.push_back(start);
+  }
+  return l;
+}
+
+}  // namespace hisa::test
