@@ -6,5 +6,7 @@
 namespace hisa::cli {
 
 void setup_inspect(CLI::App& app, int& status);
+void setup_audit(CLI::App& app, int& status);
+void setup_select(CLI::App& app, int& status);
 
 }  // namespace hisa::cli

@@ -10,6 +10,8 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "hisa 0.1.0 (dump format v1)");
   int status = 0;
   hisa::cli::setup_inspect(app, status);
+  hisa::cli::setup_audit(app, status);
+  hisa::cli::setup_select(app, status);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

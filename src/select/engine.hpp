@@ -42,3 +42,8 @@ class SelectionEngine {
 std::unique_ptr<SelectionEngine> make_cpu_engine(int threads);
 
 }  // namespace hisa
+
+namespace hisa {
+// "cpu", "cuda" or "auto" (the GPU when one is usable, else the CPU with a note on stderr).
+std::unique_ptr<SelectionEngine> make_engine(const std::string& device, int threads);
+}  // namespace hisa

@@ -1,0 +1,55 @@
+#pragma once
+// Flags shared by every subcommand that selects tokens (audit, select): one definition, one meaning.
+#include <CLI/CLI.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/error.hpp"
+#include "core/int_list.hpp"
+#include "select/config.hpp"
+
+namespace hisa::cli {
+
+struct SelectionFlags {
+  std::string samples, layers;
+  int64_t max_queries = 0;
+  int64_t block_size = 128, blocks = 64;
+  std::string forced = "in-budget", pool = "fp32", device = "auto";
+  std::optional<int64_t> topk;
+  int threads = 0;
+
+  void add_to(CLI::App* app) {
+    app->add_option("--samples", samples, "Comma-separated sample names (default: all)");
+    app->add_option("--layers", layers, "Layers, e.g. 0-3,7 (default: all)");
+    app->add_option("--max-queries", max_queries, "At most N evenly spaced queries per layer (default: all)")
+        ->check(CLI::NonNegativeNumber);
+    app->add_option("--block-size", block_size, "HISA block size B")->capture_default_str();
+    app->add_option("--blocks", blocks, "HISA blocks kept, m")->capture_default_str();
+    app->add_option("--forced", forced, "Forced first/last blocks: in-budget (official code) or extra (paper)")
+        ->check(CLI::IsMember({"in-budget", "extra"}))
+        ->capture_default_str();
+    app->add_option("--pool-precision", pool, "Pooled keys: fp32 mean, or re-quantised to fp8 e4m3")
+        ->check(CLI::IsMember({"fp32", "fp8"}))
+        ->capture_default_str();
+    app->add_option("--topk", topk, "Tokens selected per query (default: the file's index_topk)");
+    app->add_option("--device", device, "cpu, cuda or auto")->check(CLI::IsMember({"cpu", "cuda", "auto"}))->capture_default_str();
+    app->add_option("--threads", threads, "CPU threads (default: all cores); results never depend on it")
+        ->check(CLI::NonNegativeNumber);
+  }
+
+  SelectionConfig config() const {
+    SelectionConfig c;
+    c.block_size = block_size;
+    c.blocks = blocks;
+    c.forced = *parse_forced_mode(forced);
+    c.pool = *parse_pool_precision(pool);
+    if (topk) c.topk = *topk;
+    c.validate();
+    return c;
+  }
+  std::vector<std::string> sample_list() const { return split_list(samples); }
+  std::vector<int> layer_list() const { return layers.empty() ? std::vector<int>{} : parse_int_list(layers, "--layers"); }
+};
+
+}  // namespace hisa::cli

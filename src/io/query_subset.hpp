@@ -1,0 +1,16 @@
+#pragma once
+// Which queries of a layer to audit, and reading a chosen subset in as few reads as possible.
+#include <cstdint>
+#include <vector>
+
+#include "io/dump_reader.hpp"
+
+namespace hisa {
+
+// All indices when max_queries <= 0 or >= count; else max_queries evenly spaced ones, floor(j·count/N).
+std::vector<int64_t> pick_queries(int64_t count, int64_t max_queries);
+
+// Reads the queries at `indices` (ascending) as one batch; contiguous runs are read together.
+QueryBatch read_query_subset(const LayerReader& layer, const std::vector<int64_t>& indices);
+
+}  // namespace hisa

@@ -1,0 +1,83 @@
+#pragma once
+// Per-layer aggregation of query metrics: distributions (not just means) and coverage patterns.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "metrics/query_metrics.hpp"
+
+namespace hisa {
+
+// Percentiles interpolate linearly between order statistics (numpy's default), so notebooks agree.
+struct Distribution {
+  int64_t count = 0;
+  double mean = 0, stderr_ = 0, min = 0, p1 = 0, p5 = 0, p50 = 0, max = 0;
+};
+Distribution summarize(std::vector<double> values);
+double percentile(const std::vector<double>& sorted, double p);
+
+// Distance d = q_pos - s falls in bucket 0 when d = 0, else floor(log2 d) + 1: [1], [2,3], [4,7], ...
+int distance_bucket(int64_t distance);
+std::string distance_bucket_label(int bucket);
+
+struct CoveragePattern {
+  std::vector<double> distance_share;  // share of the tokens per distance bucket
+  double sink_block_share = 0;         // share in the block holding k_start
+  double own_block_share = 0;          // share in the block holding q_pos
+  double blocks_touched_p50 = 0, blocks_touched_p95 = 0;  // distinct B-blocks per query
+  int64_t tokens = 0;
+};
+
+struct MethodStats {
+  Distribution iou, recall, coverage, coverage_ratio;
+  double exact_share = 0;  // share of queries with IoU = 1
+  std::optional<double> needle_recall_mean;
+  std::optional<double> first_miss_rank_median;  // over queries that miss something
+};
+
+struct LayerStats {
+  int layer = 0;
+  int64_t queries = 0;
+  std::vector<std::string> samples;          // samples that hold this layer
+  std::vector<std::string> missing_samples;  // samples that do not
+  double coverage_flat_mean = 0;
+  std::optional<double> needle_recall_flat_mean;
+  MethodStats hisa, block;
+  CoveragePattern dsa, hisa_misses;  // where DSA's tokens lie; where HISA's misses lie
+  std::optional<double> ref_iou_mean, ref_iou_min;
+};
+
+// Collects one layer's queries (from any number of samples) and summarises them.
+class LayerAccumulator {
+ public:
+  LayerAccumulator(int layer, int64_t block_size) : layer_(layer), block_size_(block_size) {}
+  void add(const QueryAudit& a, const QueryMetrics& m);
+  void add_sample(const std::string& name) { samples_.push_back(name); }
+  void add_missing_sample(const std::string& name) { missing_.push_back(name); }
+  LayerStats finish() const;
+  int layer() const { return layer_; }
+
+ private:
+  struct PatternCounts {
+    std::vector<int64_t> buckets;
+    int64_t sink = 0, own = 0, tokens = 0;
+    std::vector<double> blocks_touched;
+    void add(const std::vector<int64_t>& positions, const QueryAudit& a, int64_t block_size);
+    CoveragePattern finish() const;
+  };
+  struct MethodValues {
+    std::vector<double> iou, recall, coverage, ratio, needle, first_miss;
+    void add(const SetComparison& c);
+    MethodStats finish() const;
+  };
+  int layer_;
+  int64_t block_size_;
+  std::vector<std::string> samples_, missing_;
+  int64_t queries_ = 0;
+  std::vector<double> coverage_flat_, needle_flat_, ref_iou_;
+  MethodValues hisa_, block_;
+  PatternCounts dsa_, misses_;
+};
+
+}  // namespace hisa

@@ -1,0 +1,91 @@
+#include "metrics/query_metrics.hpp"
+
+#include <algorithm>
+#include <numeric>
+
+#include "select/topk.hpp"
+
+namespace hisa {
+
+int64_t intersection_size(std::span<const int64_t> a, std::span<const int64_t> b) {
+  int64_t n = 0;
+  size_t i = 0, j = 0;
+  while (i < a.size() && j < b.size()) {
+    if (a[i] < b[j]) {
+      ++i;
+    } else if (b[j] < a[i]) {
+      ++j;
+    } else {
+      ++n, ++i, ++j;
+    }
+  }
+  return n;
+}
+
+std::vector<int64_t> dsa_ranks(const QueryAudit& a) {
+  std::vector<size_t> order(a.flat.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](size_t x, size_t y) {
+    return ranks_before(a.flat_scores[x], a.flat[x], a.flat_scores[y], a.flat[y]);
+  });
+  std::vector<int64_t> rank(a.flat.size());
+  for (size_t r = 0; r < order.size(); ++r) rank[order[r]] = int64_t(r) + 1;
+  return rank;
+}
+
+namespace {
+
+std::optional<double> needle_share(const std::vector<int64_t>& x, const QueryAudit& a, std::optional<NeedleRange> needle) {
+  if (!needle) return std::nullopt;
+  const int64_t lo = std::max(needle->begin, a.k_start), hi = std::min(needle->end, a.q_pos + 1);
+  if (hi <= lo) return std::nullopt;  // the needle is not visible to this query
+  auto first = std::lower_bound(x.begin(), x.end(), lo), last = std::lower_bound(x.begin(), x.end(), hi);
+  return double(last - first) / double(hi - lo);
+}
+
+SetComparison compare(const std::vector<int64_t>& x, double mass_x, const QueryAudit& a, const std::vector<int64_t>& ranks,
+                      std::optional<NeedleRange> needle) {
+  SetComparison c;
+  const int64_t common = intersection_size(x, a.flat);
+  const int64_t uni = int64_t(x.size() + a.flat.size()) - common;
+  c.iou = uni == 0 ? 1.0 : double(common) / double(uni);
+  c.recall = a.flat.empty() ? 1.0 : double(common) / double(a.flat.size());
+  c.coverage = mass_x / a.mass_visible;
+  c.coverage_ratio = a.mass_flat > 0 ? mass_x / a.mass_flat : 1.0;
+  for (size_t i = 0; i < a.flat.size(); ++i) {
+    if (!std::binary_search(x.begin(), x.end(), a.flat[i])) {
+      if (!c.first_miss_rank || ranks[i] < *c.first_miss_rank) c.first_miss_rank = ranks[i];
+    }
+  }
+  c.needle_recall = needle_share(x, a, needle);
+  return c;
+}
+
+}  // namespace
+
+QueryMetrics compute_query_metrics(const QueryAudit& a, int64_t query_index, std::optional<NeedleRange> needle,
+                                   std::span<const int32_t> topk_ref) {
+  QueryMetrics m;
+  m.query = query_index;
+  m.q_pos = a.q_pos;
+  m.visible = a.visible;
+  m.coverage_flat = a.mass_flat / a.mass_visible;
+  m.needle_recall_flat = needle_share(a.flat, a, needle);
+  const auto ranks = dsa_ranks(a);
+  m.hisa = compare(a.hisa, a.mass_hisa, a, ranks, needle);
+  m.block = compare(a.block, a.mass_block, a, ranks, needle);
+  if (!topk_ref.empty()) {
+    std::vector<int64_t> ref;
+    for (int32_t v : topk_ref) {
+      if (v >= 0) ref.push_back(v);
+    }
+    std::sort(ref.begin(), ref.end());
+    ref.erase(std::unique(ref.begin(), ref.end()), ref.end());
+    const int64_t common = intersection_size(ref, a.flat);
+    const int64_t uni = int64_t(ref.size() + a.flat.size()) - common;
+    m.ref_iou = uni == 0 ? 1.0 : double(common) / double(uni);
+  }
+  return m;
+}
+
+}  // namespace hisa

@@ -1,0 +1,45 @@
+#pragma once
+// Per-query fidelity of HISA (H) and block-sparse (S) against flat DSA (D). Formulas in README "Metrics".
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "select/engine.hpp"
+
+namespace hisa {
+
+struct SetComparison {
+  double iou = 1;     // |X∩D| / |X∪D|
+  double recall = 1;  // |X∩D| / |D|
+  double coverage = 0;        // softmax mass of X / mass of the visible keys
+  double coverage_ratio = 1;  // coverage(X) / coverage(D)
+  std::optional<int64_t> first_miss_rank;  // best (1-based) DSA rank that X misses; none when X ⊇ D
+  std::optional<double> needle_recall;     // share of the visible needle tokens X holds
+};
+
+struct QueryMetrics {
+  int64_t query = 0;  // index in the layer
+  int64_t q_pos = 0;
+  int64_t visible = 0;
+  double coverage_flat = 0;
+  std::optional<double> needle_recall_flat;
+  SetComparison hisa, block;
+  std::optional<double> ref_iou;  // IoU of D with the dump's topk_ref, as sets
+};
+
+struct NeedleRange {
+  int64_t begin = 0, end = 0;  // half-open
+};
+
+// Size of the intersection of two ascending position lists.
+int64_t intersection_size(std::span<const int64_t> a, std::span<const int64_t> b);
+
+// DSA's ranks (1 = best) of its own positions, aligned with a.flat.
+std::vector<int64_t> dsa_ranks(const QueryAudit& a);
+
+// topk_ref: the dump's row (any order, -1 padded), or empty.
+QueryMetrics compute_query_metrics(const QueryAudit& a, int64_t query_index, std::optional<NeedleRange> needle,
+                                   std::span<const int32_t> topk_ref);
+
+}  // namespace hisa

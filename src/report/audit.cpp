@@ -1,0 +1,119 @@
+#include "report/audit.hpp"
+
+#include <algorithm>
+#include <map>
+
+#include "core/error.hpp"
+#include "core/progress.hpp"
+#include "io/dump_reader.hpp"
+#include "io/query_subset.hpp"
+#include "select/engine.hpp"
+
+namespace hisa {
+
+namespace {
+
+constexpr int64_t kQueryBatch = 256;  // queries decoded at once: bounds memory, keeps every core busy
+
+int64_t resolve_topk(const AuditOptions& o, const std::vector<DumpReader>& readers) {
+  if (o.topk) return *o.topk;
+  int64_t k = readers.front().attributes().index_topk;
+  for (const auto& r : readers) {
+    if (r.attributes().index_topk != k) {
+      throw UsageError("the files disagree on index_topk (" + std::to_string(k) + " in " + readers.front().path() +
+                       ", " + std::to_string(r.attributes().index_topk) + " in " + r.path() + "); pass --topk");
+    }
+  }
+  return k;
+}
+
+}  // namespace
+
+AuditResult run_audit(const AuditOptions& o, const std::function<void(const QueryRecord&)>& on_query) {
+  if (o.files.empty()) throw UsageError("no input files");
+  std::vector<DumpReader> readers;
+  for (const auto& f : o.files) readers.emplace_back(f);
+
+  AuditResult result;
+  result.files = o.files;
+  result.config = o.config;
+  result.config.topk = resolve_topk(o, readers);
+  result.config.validate();
+  auto engine = make_engine(o.device, o.threads);
+  result.engine = engine->name();
+
+  // Which (file, sample) pairs take part, and every layer any of them holds.
+  struct Source {
+    const DumpReader* reader;
+    const SampleEntry* sample;
+  };
+  std::vector<Source> sources;
+  for (const auto& r : readers) {
+    for (const auto& s : r.samples()) {
+      if (o.samples.empty() || std::find(o.samples.begin(), o.samples.end(), s.name) != o.samples.end()) {
+        sources.push_back({&r, &s});
+      }
+    }
+  }
+  for (const auto& name : o.samples) {
+    const bool found = std::any_of(sources.begin(), sources.end(), [&](const Source& s) { return s.sample->name == name; });
+    if (!found) throw UsageError("--samples: no sample named \"" + name + "\" in the input files");
+  }
+  std::vector<int> layers;
+  for (const auto& s : sources) layers.insert(layers.end(), s.sample->layers.begin(), s.sample->layers.end());
+  std::sort(layers.begin(), layers.end());
+  layers.erase(std::unique(layers.begin(), layers.end()), layers.end());
+  if (!o.layers.empty()) {
+    for (int l : o.layers) {
+      if (!std::binary_search(layers.begin(), layers.end(), l)) {
+        throw UsageError("--layers: layer " + std::to_string(l) + " is in none of the selected samples");
+      }
+    }
+    layers = o.layers;
+  }
+
+  int64_t total_units = int64_t(layers.size() * sources.size()), done_units = 0;
+  Progress progress(total_units, o.progress);
+  std::vector<QueryAudit> audits;
+  for (int layer : layers) {
+    LayerAccumulator acc(layer, result.config.block_size);
+    for (const auto& src : sources) {
+      const std::string sample_label = sources.size() > 1 && readers.size() > 1
+                                           ? src.reader->path() + ":" + src.sample->name
+                                           : src.sample->name;
+      if (!std::binary_search(src.sample->layers.begin(), src.sample->layers.end(), layer)) {
+        acc.add_missing_sample(sample_label);
+        ++done_units;
+        continue;
+      }
+      acc.add_sample(sample_label);
+      progress.advance(done_units, "layer " + std::to_string(layer) + "  " + sample_label);
+      LayerReader lr = src.reader->open_layer(src.sample->name, layer);
+      LayerKeys keys = lr.read_keys();
+      engine->set_layer(keys, result.config);
+      std::optional<NeedleRange> needle;
+      if (src.sample->attributes.has_needle()) {
+        needle = NeedleRange{*src.sample->attributes.needle_begin, *src.sample->attributes.needle_end};
+      }
+      const auto picked = pick_queries(lr.shape().queries, o.max_queries);
+      for (size_t at = 0; at < picked.size(); at += kQueryBatch) {
+        std::vector<int64_t> part(picked.begin() + at, picked.begin() + std::min(picked.size(), at + kQueryBatch));
+        QueryBatch batch = read_query_subset(lr, part);
+        engine->audit(batch, audits);
+        for (size_t i = 0; i < part.size(); ++i) {
+          std::span<const int32_t> ref;
+          if (batch.ref_width > 0) ref = {batch.topk_ref.data() + i * batch.ref_width, size_t(batch.ref_width)};
+          QueryMetrics m = compute_query_metrics(audits[i], part[i], needle, ref);
+          acc.add(audits[i], m);
+          if (on_query) on_query({src.reader->path(), src.sample->name, layer, &audits[i], &m});
+        }
+      }
+      ++done_units;
+    }
+    result.layers.push_back(acc.finish());
+  }
+  progress.finish();
+  return result;
+}
+
+}  // namespace hisa

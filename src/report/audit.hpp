@@ -1,0 +1,42 @@
+#pragma once
+// `hisa audit` as a library call: reads dumps layer by layer, selects with an engine, computes metrics.
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "metrics/layer_stats.hpp"
+#include "select/config.hpp"
+
+namespace hisa {
+
+struct AuditOptions {
+  std::vector<std::string> files;
+  std::vector<std::string> samples;  // empty: every sample
+  std::vector<int> layers;           // empty: every layer
+  int64_t max_queries = 0;           // 0: every query
+  std::optional<int64_t> topk;       // default: the files' index_topk
+  SelectionConfig config;            // topk is filled in by run_audit
+  std::string device = "cpu";
+  int threads = 0;
+  bool progress = true;
+};
+
+struct QueryRecord {
+  std::string file, sample;
+  int layer = 0;
+  const QueryAudit* audit = nullptr;
+  const QueryMetrics* metrics = nullptr;
+};
+
+struct AuditResult {
+  SelectionConfig config;
+  std::string engine;
+  std::vector<std::string> files;
+  std::vector<LayerStats> layers;
+};
+
+// on_query (optional) sees every query as it is finished, in file, sample, layer, query order.
+AuditResult run_audit(const AuditOptions& options, const std::function<void(const QueryRecord&)>& on_query = {});
+
+}  // namespace hisa

@@ -1,0 +1,172 @@
+#include "report/audit_output.hpp"
+
+#include <cstdio>
+#include <sstream>
+
+namespace hisa {
+
+namespace {
+
+std::string num(double v, const char* fmt = "%.6g") {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, fmt, v);
+  return buf;
+}
+std::string opt(const std::optional<double>& v, const char* fmt = "%.6g") { return v ? num(*v, fmt) : ""; }
+std::string opt_dash(const std::optional<double>& v) { return v ? num(*v, "%.4f") : "-"; }
+
+nlohmann::json json_of(const Distribution& d) {
+  return {{"count", d.count}, {"mean", d.mean}, {"stderr", d.stderr_}, {"min", d.min},
+          {"p1", d.p1},       {"p5", d.p5},     {"p50", d.p50},        {"max", d.max}};
+}
+
+template <typename T>
+nlohmann::json json_opt(const std::optional<T>& v) {
+  return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+}
+
+nlohmann::json json_of(const MethodStats& m) {
+  return {{"iou", json_of(m.iou)},
+          {"recall", json_of(m.recall)},
+          {"coverage", json_of(m.coverage)},
+          {"coverage_ratio", json_of(m.coverage_ratio)},
+          {"exact_share", m.exact_share},
+          {"needle_recall_mean", json_opt(m.needle_recall_mean)},
+          {"first_miss_rank_median", json_opt(m.first_miss_rank_median)}};
+}
+
+nlohmann::json json_of(const CoveragePattern& p) {
+  nlohmann::json buckets = nlohmann::json::array();
+  for (size_t b = 0; b < p.distance_share.size(); ++b) {
+    buckets.push_back({{"distance", distance_bucket_label(int(b))}, {"share", p.distance_share[b]}});
+  }
+  return {{"tokens", p.tokens},
+          {"distance_share", buckets},
+          {"sink_block_share", p.sink_block_share},
+          {"own_block_share", p.own_block_share},
+          {"blocks_touched_p50", p.blocks_touched_p50},
+          {"blocks_touched_p95", p.blocks_touched_p95}};
+}
+
+}  // namespace
+
+nlohmann::json audit_json(const AuditResult& r) {
+  nlohmann::json j;
+  j["config"] = {{"topk", r.config.topk},
+                 {"block_size", r.config.block_size},
+                 {"blocks", r.config.blocks},
+                 {"forced", forced_mode_name(r.config.forced)},
+                 {"pool_precision", pool_precision_name(r.config.pool)},
+                 {"block_sparse_blocks", r.config.block_sparse_blocks()},
+                 {"engine", r.engine}};
+  j["files"] = r.files;
+  j["layers"] = nlohmann::json::array();
+  for (const auto& l : r.layers) {
+    nlohmann::json e = {{"layer", l.layer},
+                        {"queries", l.queries},
+                        {"samples", l.samples},
+                        {"missing_samples", l.missing_samples},
+                        {"flat", {{"coverage_mean", l.coverage_flat_mean}, {"needle_recall_mean", json_opt(l.needle_recall_flat_mean)}}},
+                        {"hisa", json_of(l.hisa)},
+                        {"block", json_of(l.block)},
+                        {"patterns", {{"dsa", json_of(l.dsa)}, {"hisa_misses", json_of(l.hisa_misses)}}}};
+    if (l.ref_iou_mean) {
+      e["ref_iou_mean"] = *l.ref_iou_mean;
+      e["ref_iou_min"] = *l.ref_iou_min;
+    }
+    j["layers"].push_back(e);
+  }
+  return j;
+}
+
+void write_audit_table(std::ostream& out, const AuditResult& r) {
+  const auto& c = r.config;
+  out << "HISA(B=" << c.block_size << ", m=" << c.blocks << ", forced " << forced_mode_name(c.forced) << ", pool "
+      << pool_precision_name(c.pool) << ") and block-sparse (m=" << c.block_sparse_blocks() << ") against DSA top-"
+      << c.topk << "   [engine: " << r.engine << "]\n\n";
+  char line[512];
+  std::snprintf(line, sizeof line, "%5s %7s | %-29s %7s %7s | %-15s %7s %7s | %-20s | %7s\n", "layer", "queries",
+                "HISA IoU mean±se   p5     min", "recall", "cov.rat", "block IoU  p5", "recall", "cov.rat",
+                "needle D / H / S", "ref IoU");
+  out << line;
+  for (const auto& l : r.layers) {
+    std::string needle = "-";
+    if (l.needle_recall_flat_mean) {
+      needle = opt_dash(l.needle_recall_flat_mean) + " " + opt_dash(l.hisa.needle_recall_mean) + " " +
+               opt_dash(l.block.needle_recall_mean);
+    }
+    std::snprintf(line, sizeof line,
+                  "%5d %7lld | %.4f±%.4f %.4f %.4f %7.4f %7.4f | %.4f %.4f %7.4f %7.4f | %-20s | %7s\n", l.layer,
+                  (long long)l.queries, l.hisa.iou.mean, l.hisa.iou.stderr_, l.hisa.iou.p5, l.hisa.iou.min,
+                  l.hisa.recall.mean, l.hisa.coverage_ratio.mean, l.block.iou.mean, l.block.iou.p5, l.block.recall.mean,
+                  l.block.coverage_ratio.mean, needle.c_str(), opt_dash(l.ref_iou_mean).c_str());
+    out << line;
+  }
+  for (const auto& l : r.layers) {
+    if (!l.missing_samples.empty()) {
+      out << "layer " << l.layer << " is absent from:";
+      for (const auto& s : l.missing_samples) out << " " << s;
+      out << "\n";
+    }
+  }
+}
+
+void write_layer_csv(std::ostream& out, const AuditResult& r) {
+  out << "layer,queries,flat_coverage_mean,flat_needle_recall_mean";
+  for (const char* m : {"hisa", "block"}) {
+    for (const char* metric : {"iou", "recall"}) {
+      for (const char* stat : {"mean", "stderr", "min", "p1", "p5", "p50"}) out << "," << m << "_" << metric << "_" << stat;
+    }
+    out << "," << m << "_coverage_mean," << m << "_coverage_ratio_mean," << m << "_exact_share," << m
+        << "_needle_recall_mean," << m << "_first_miss_rank_median";
+  }
+  out << ",dsa_blocks_touched_p50,dsa_blocks_touched_p95,dsa_sink_block_share,dsa_own_block_share"
+         ",miss_tokens,miss_blocks_touched_p50,miss_blocks_touched_p95,ref_iou_mean,ref_iou_min\n";
+  for (const auto& l : r.layers) {
+    out << l.layer << "," << l.queries << "," << num(l.coverage_flat_mean) << "," << opt(l.needle_recall_flat_mean);
+    for (const MethodStats* m : {&l.hisa, &l.block}) {
+      for (const Distribution* d : {&m->iou, &m->recall}) {
+        out << "," << num(d->mean) << "," << num(d->stderr_) << "," << num(d->min) << "," << num(d->p1) << ","
+            << num(d->p5) << "," << num(d->p50);
+      }
+      out << "," << num(m->coverage.mean) << "," << num(m->coverage_ratio.mean) << "," << num(m->exact_share) << ","
+          << opt(m->needle_recall_mean) << "," << opt(m->first_miss_rank_median);
+    }
+    out << "," << num(l.dsa.blocks_touched_p50) << "," << num(l.dsa.blocks_touched_p95) << ","
+        << num(l.dsa.sink_block_share) << "," << num(l.dsa.own_block_share) << "," << l.hisa_misses.tokens << ","
+        << num(l.hisa_misses.blocks_touched_p50) << "," << num(l.hisa_misses.blocks_touched_p95) << ","
+        << opt(l.ref_iou_mean) << "," << opt(l.ref_iou_min) << "\n";
+  }
+}
+
+namespace {
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char ch : s) out += ch == '"' ? std::string("\"\"") : std::string(1, ch);
+  return out + "\"";
+}
+
+std::string opt_rank(const std::optional<int64_t>& v) { return v ? std::to_string(*v) : ""; }
+
+}  // namespace
+
+void write_query_csv_header(std::ostream& out) {
+  out << "sample,layer,query,q_pos,iou,recall,coverage_ratio,first_miss_rank,block_iou,block_recall,"
+         "block_coverage_ratio,block_first_miss_rank,visible,flat_coverage,hisa_coverage,block_coverage,"
+         "needle_recall_flat,needle_recall_hisa,needle_recall_block,ref_iou,file\n";
+}
+
+void write_query_csv_row(std::ostream& out, const QueryRecord& q) {
+  const QueryMetrics& m = *q.metrics;
+  out << csv_field(q.sample) << "," << q.layer << "," << m.query << "," << m.q_pos << "," << num(m.hisa.iou) << ","
+      << num(m.hisa.recall) << "," << num(m.hisa.coverage_ratio) << "," << opt_rank(m.hisa.first_miss_rank) << ","
+      << num(m.block.iou) << "," << num(m.block.recall) << "," << num(m.block.coverage_ratio) << ","
+      << opt_rank(m.block.first_miss_rank) << "," << m.visible << "," << num(m.coverage_flat) << ","
+      << num(m.hisa.coverage) << "," << num(m.block.coverage) << "," << opt(m.needle_recall_flat) << ","
+      << opt(m.hisa.needle_recall) << "," << opt(m.block.needle_recall) << "," << opt(m.ref_iou) << ","
+      << csv_field(q.file) << "\n";
+}
+
+}  // namespace hisa

@@ -1,0 +1,114 @@
+#include "report/select_run.hpp"
+
+#include <algorithm>
+
+#include "core/error.hpp"
+#include "core/progress.hpp"
+#include "io/dump_reader.hpp"
+#include "io/h5.hpp"
+#include "io/query_subset.hpp"
+#include "select/engine.hpp"
+
+namespace hisa {
+
+namespace {
+
+void write_dataset(hid_t group, const char* name, hid_t file_type, hid_t mem_type, std::vector<hsize_t> dims,
+                   const void* data, const std::string& where) {
+  h5::Handle space = h5::dataspace(H5Screate_simple(int(dims.size()), dims.data(), nullptr));
+  h5::Handle dcpl = h5::plist(H5Pcreate(H5P_DATASET_CREATE));
+  if (dims[0] > 0) {
+    std::vector<hsize_t> chunk = dims;
+    chunk[0] = std::min<hsize_t>(dims[0], 64);
+    H5Pset_chunk(dcpl.get(), int(chunk.size()), chunk.data());
+    H5Pset_shuffle(dcpl.get());
+    H5Pset_deflate(dcpl.get(), 4);
+  }
+  h5::Handle d = h5::dataset(H5Dcreate2(group, name, file_type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT));
+  if (!d || H5Dwrite(d.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) {
+    throw std::runtime_error("cannot write " + where + "/" + name);
+  }
+}
+
+}  // namespace
+
+int64_t run_select(const SelectOptions& o) {
+  if (o.input.files.size() != 1) throw UsageError("hisa select takes exactly one input file");
+  DumpReader reader(o.input.files.front());
+  SelectionConfig config = o.input.config;
+  config.topk = o.input.topk.value_or(reader.attributes().index_topk);
+  config.validate();
+  auto engine = make_engine(o.input.device, o.input.threads);
+
+  h5::silence_errors();
+  h5::Handle file = h5::file(H5Fcreate(o.output.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
+  if (!file) throw UsageError("-o: cannot create " + o.output);
+  hid_t root = file.get();
+  h5::write_string_attribute(root, "format", "hisa-selection");
+  h5::write_int_attribute(root, "format_version", 1);
+  h5::write_string_attribute(root, "source_file", reader.path());
+  h5::write_string_attribute(root, "method", std::string(method_name(o.method)));
+  h5::write_int_attribute(root, "topk", config.topk);
+  h5::write_int_attribute(root, "block_size", config.block_size);
+  h5::write_int_attribute(root, "blocks", o.method == Method::Block ? config.block_sparse_blocks() : config.blocks);
+  h5::write_string_attribute(root, "forced",
+                             std::string(forced_mode_name(o.method == Method::Block ? ForcedMode::InBudget : config.forced)));
+  h5::write_string_attribute(root, "pool_precision", std::string(pool_precision_name(config.pool)));
+  h5::write_string_attribute(root, "engine", engine->name());
+
+  std::vector<const SampleEntry*> samples;
+  for (const auto& s : reader.samples()) {
+    if (o.input.samples.empty() ||
+        std::find(o.input.samples.begin(), o.input.samples.end(), s.name) != o.input.samples.end()) {
+      samples.push_back(&s);
+    }
+  }
+  for (const auto& name : o.input.samples) reader.sample(name);  // InputError when absent
+  int64_t written = 0, units = 0, done = 0;
+  for (const auto* s : samples) units += int64_t(s->layers.size());
+  Progress progress(units, o.input.progress);
+  std::vector<std::vector<int64_t>> selections;
+  for (const auto* s : samples) {
+    h5::Handle sg = h5::group(H5Gcreate2(root, s->name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+    for (int layer : s->layers) {
+      if (!o.input.layers.empty() && !std::binary_search(o.input.layers.begin(), o.input.layers.end(), layer)) {
+        ++done;
+        continue;
+      }
+      progress.advance(done, s->name + " layer " + std::to_string(layer));
+      LayerReader lr = reader.open_layer(s->name, layer);
+      LayerKeys keys = lr.read_keys();
+      engine->set_layer(keys, config);
+      const auto picked = pick_queries(lr.shape().queries, o.input.max_queries);
+      std::vector<std::vector<int64_t>> all;
+      std::vector<int64_t> q_pos;
+      for (size_t at = 0; at < picked.size(); at += 256) {
+        std::vector<int64_t> part(picked.begin() + at, picked.begin() + std::min(picked.size(), at + 256));
+        QueryBatch batch = read_query_subset(lr, part);
+        engine->select(batch, o.method, selections);
+        for (auto& sel : selections) all.push_back(std::move(sel));
+        q_pos.insert(q_pos.end(), batch.q_pos.begin(), batch.q_pos.end());
+      }
+      int64_t width = o.method == Method::Block ? 0 : config.topk;
+      for (const auto& sel : all) width = std::max(width, int64_t(sel.size()));
+      std::vector<int32_t> indices(all.size() * size_t(width), -1);
+      for (size_t i = 0; i < all.size(); ++i) {
+        std::copy(all[i].begin(), all[i].end(), indices.begin() + i * size_t(width));
+      }
+      const std::string where = "/" + s->name + "/layer_" + std::to_string(layer);
+      h5::Handle lg = h5::group(H5Gcreate2(sg.get(), ("layer_" + std::to_string(layer)).c_str(), H5P_DEFAULT,
+                                           H5P_DEFAULT, H5P_DEFAULT));
+      h5::write_int_attribute(lg.get(), "layer", layer);
+      const hsize_t n = all.size();
+      write_dataset(lg.get(), "indices", H5T_STD_I32LE, H5T_NATIVE_INT32, {n, hsize_t(width)}, indices.data(), where);
+      write_dataset(lg.get(), "q_pos", H5T_STD_I64LE, H5T_NATIVE_INT64, {n}, q_pos.data(), where);
+      write_dataset(lg.get(), "query", H5T_STD_I64LE, H5T_NATIVE_INT64, {n}, picked.data(), where);
+      written += int64_t(n);
+      ++done;
+    }
+  }
+  progress.finish();
+  return written;
+}
+
+}  // namespace hisa

@@ -1,0 +1,19 @@
+#pragma once
+// `hisa select` as a library call: one method's selections for every query, written to HDF5 as
+// /<sample>/layer_<N>/indices int32 [Nq, width] (ascending, -1 padded) with q_pos and query index.
+#include <string>
+
+#include "report/audit.hpp"
+
+namespace hisa {
+
+struct SelectOptions {
+  AuditOptions input;  // files (one), samples, layers, max_queries, topk, config, device, threads
+  Method method = Method::Hisa;
+  std::string output;
+};
+
+// Returns the number of queries written.
+int64_t run_select(const SelectOptions& options);
+
+}  // namespace hisa
