@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <random>
 #include <set>
 
 #include "random_layer.hpp"
@@ -285,6 +286,37 @@ TEST(TopK, TieRuleAndShortRows) {
   EXPECT_EQ(kth_score(scores, 3), 3.0f);
   EXPECT_EQ(kth_score(scores, 4), 2.0f);
   EXPECT_TRUE(std::isinf(kth_score(scores, 7)));
+}
+
+}  // namespace
+}  // namespace hisa
+
+namespace hisa {
+namespace {
+
+// Radix-select top-k against a full sort, on rows with heavy ties, negatives, zeros of both signs, -inf.
+TEST(TopK, MatchesFullSortOnRandomRows) {
+  std::mt19937_64 rng(11);
+  for (int trial = 0; trial < 200; ++trial) {
+    const int64_t n = std::uniform_int_distribution<int64_t>(0, 3000)(rng);
+    const int64_t k = std::uniform_int_distribution<int64_t>(1, 600)(rng);
+    const int levels = std::uniform_int_distribution<int>(1, 50)(rng);
+    std::vector<float> row(static_cast<size_t>(n));
+    for (auto& v : row) {
+      int x = std::uniform_int_distribution<int>(-levels, levels)(rng);
+      v = x == 0 ? (rng() & 1 ? -0.0f : 0.0f) : (x == -levels ? -INFINITY : float(x) * 0.37f);
+    }
+    std::vector<int64_t> order(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) order[size_t(i)] = i;
+    std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return ranks_before(row[size_t(a)], a, row[size_t(b)], b); });
+    order.resize(size_t(std::min(n, k)));
+    std::vector<int64_t> expected;
+    for (int64_t i : order) expected.push_back(i + 100);
+    std::sort(expected.begin(), expected.end());
+    std::vector<int64_t> got;
+    topk_range(row, 100, k, got);
+    ASSERT_EQ(got, expected) << "trial " << trial;
+  }
 }
 
 }  // namespace
