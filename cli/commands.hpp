@@ -6,5 +6,6 @@
 namespace hisa::cli {
 
 void setup_inspect(CLI::App& app, int& status);
+void setup_synth(CLI::App& app, int& status);
 
 }  // namespace hisa::cli

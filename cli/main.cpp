@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "hisa 0.1.0 (dump format v1)");
   int status = 0;
   hisa::cli::setup_inspect(app, status);
+  hisa::cli::setup_synth(app, status);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
