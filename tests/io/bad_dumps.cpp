@@ -2,6 +2,7 @@
 
 #include <hdf5.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -53,6 +54,34 @@ void set_string_attribute(const std::string& path, const std::string& object, co
                           const std::string& value) {
   h5::Handle f = open_rw(path);
   h5::write_string_attribute(open_object(f.get(), object).get(), name, value);
+}
+
+// A string attribute holding an array of `values` (fixed-length or variable-length strings), as h5py writes for
+// attrs[name] = ["a", "b"] (variable) or numpy arrays of bytes (fixed).
+void set_string_array_attribute(const std::string& path, const std::string& object, const char* name,
+                                const std::vector<std::string>& values, bool variable_length) {
+  h5::Handle f = open_rw(path);
+  h5::Handle o = open_object(f.get(), object);
+  if (H5Aexists(o.get(), name) > 0) H5Adelete(o.get(), name);
+  hsize_t n = values.size();
+  h5::Handle space = h5::dataspace(H5Screate_simple(1, &n, nullptr));
+  h5::Handle type = h5::datatype(H5Tcopy(H5T_C_S1));
+  if (variable_length) {
+    H5Tset_size(type.get(), H5T_VARIABLE);
+    std::vector<const char*> p;
+    for (const auto& v : values) p.push_back(v.c_str());
+    h5::Handle a = h5::attribute(H5Acreate2(o.get(), name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT));
+    check(a.valid() && H5Awrite(a.get(), type.get(), p.data()) >= 0, "write string array");
+  } else {
+    size_t width = 1;
+    for (const auto& v : values) width = std::max(width, v.size());
+    H5Tset_size(type.get(), width);
+    H5Tset_strpad(type.get(), H5T_STR_NULLPAD);
+    std::string packed;
+    for (const auto& v : values) packed += v + std::string(width - v.size(), '\0');
+    h5::Handle a = h5::attribute(H5Acreate2(o.get(), name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT));
+    check(a.valid() && H5Awrite(a.get(), type.get(), packed.data()) >= 0, "write string array");
+  }
 }
 
 void delete_link(const std::string& path, const std::string& object) {
@@ -161,6 +190,18 @@ std::vector<BadCase> build_cases() {
   c.push_back(make_case("FormatVersionIsAString",
                         [=](const std::string& p) { base(f32)(p); set_string_attribute(p, "/", "format_version", "1"); },
                         "/", {"'format_version' should be an integer, found string"}));
+  c.push_back(make_case("ModelIsAnArrayOfFixedStrings",
+                        [=](const std::string& p) {
+                          base(f32)(p);
+                          set_string_array_attribute(p, "/", "model", {"a", std::string(5000, 'b')}, false);
+                        },
+                        "/", {"'model' should be a single string, found an array of 2 strings"}));
+  c.push_back(make_case("RopeIsAnArrayOfStrings",
+                        [=](const std::string& p) {
+                          base(f32)(p);
+                          set_string_array_attribute(p, "/", "rope", {"half-split", "interleaved"}, true);
+                        },
+                        "/", {"'rope' should be a single string, found an array of 2 strings"}));
   c.push_back(make_case("MissingModel", [=](const std::string& p) { base(f32)(p); delete_attribute(p, "/", "model"); },
                         "/", {"missing attribute 'model'"}));
   c.push_back(make_case("MissingIndexTopk",
