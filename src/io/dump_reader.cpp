@@ -19,6 +19,7 @@ enum class Storage { NativeFloat, CustomFloat16, UInt16Bits, UInt8Bits };
 struct TensorType {
   ElementType element;
   Storage storage;
+  bool signed_bits = false;  // UInt16Bits/UInt8Bits stored as int16/int8 (e.g. torch .view(torch.int16))
 };
 
 std::string join_dims(const std::vector<int64_t>& dims) {
@@ -100,14 +101,16 @@ struct LayerReader::Impl {
     }
     H5T_class_t cls = H5Tget_class(type.get());
     size_t size = H5Tget_size(type.get());
+    // The bits are what matter: int16/int8 storage (what torch's .view(torch.int16) gives) is read as is.
+    const bool is_signed = cls == H5T_INTEGER && H5Tget_sign(type.get()) == H5T_SGN_2;
     if (encoding) {
       if (*encoding == "bfloat16") {
         if (cls != H5T_INTEGER || size != 2) fail(name, "encoding \"bfloat16\" needs uint16 storage, found " + found);
-        return {ElementType::BF16, Storage::UInt16Bits};
+        return {ElementType::BF16, Storage::UInt16Bits, is_signed};
       }
       if (*encoding == "float8_e4m3fn") {
         if (cls != H5T_INTEGER || size != 1) fail(name, "encoding \"float8_e4m3fn\" needs uint8 storage, found " + found);
-        return {ElementType::FP8_E4M3, Storage::UInt8Bits};
+        return {ElementType::FP8_E4M3, Storage::UInt8Bits, is_signed};
       }
       fail(name, "unsupported encoding \"" + *encoding + "\" (v1 knows \"bfloat16\" and \"float8_e4m3fn\")");
     }
@@ -210,7 +213,8 @@ struct LayerReader::Impl {
         case Storage::UInt16Bits: {
           std::vector<uint16_t> raw(n);
           h5::Handle mem;
-          hid_t mem_type = H5T_NATIVE_UINT16;
+          // Same signedness as the file, so HDF5 copies the bits instead of clamping negative int16 to 0.
+          hid_t mem_type = t.signed_bits ? H5T_NATIVE_INT16 : H5T_NATIVE_UINT16;
           if (t.storage == Storage::CustomFloat16) {
             // The file type itself in little-endian order: HDF5 then copies the bits without converting.
             h5::Handle file_type = h5::datatype(H5Dget_type(d.get()));
@@ -225,7 +229,7 @@ struct LayerReader::Impl {
         }
         case Storage::UInt8Bits: {
           std::vector<uint8_t> raw(n);
-          h5::read_rows(d.get(), H5T_NATIVE_UINT8, row_begin, row_count, raw.data());
+          h5::read_rows(d.get(), t.signed_bits ? H5T_NATIVE_INT8 : H5T_NATIVE_UINT8, row_begin, row_count, raw.data());
           for (size_t i = 0; i < n; ++i) out[i] = e4m3_to_float(raw[i]);
           break;
         }

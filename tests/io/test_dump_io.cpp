@@ -3,6 +3,7 @@
 #include <H5PLpublic.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -11,6 +12,7 @@
 #include "core/error.hpp"
 #include "io/bad_dumps.hpp"
 #include "io/dump_helpers.hpp"
+#include "io/h5.hpp"
 #include "test_util.hpp"
 
 namespace hisa {
@@ -146,6 +148,58 @@ INSTANTIATE_TEST_SUITE_P(
                       RoundTripParam{"fp8_gzip", ElementType::FP8_E4M3, ElementType::FP8_E4M3, false, 6, "uint8"},
                       RoundTripParam{"bf16_uint16_gzip", ElementType::BF16, ElementType::BF16, true, 1, "uint16"}),
     [](const ::testing::TestParamInfo<RoundTripParam>& info) { return std::string(info.param.name); });
+
+// torch has no uint16 view before 2.3, so dumpers write bfloat16 bits as int16 (and fp8 bits as int8); negative
+// values then have negative integer codes, which must reach the decoder unchanged (not clamped to 0).
+TEST(DumpIo, SignedIntegerStorageOfEncodedTensorsKeepsTheBits) {
+  TempDir dir;
+  const std::string path = dir.file("signed.h5");
+  LayerArrays bf = make_layer(40, 3, 2, 8, ElementType::BF16, ElementType::BF16, 21);
+  LayerArrays f8 = make_layer(40, 3, 2, 8, ElementType::FP8_E4M3, ElementType::FP8_E4M3, 22);
+  {
+    DumpWriter w(path, small_file_attributes());
+    SampleAttributes s;
+    s.seq_len = 40;
+    w.add_sample("s", s);
+    w.add_layer("s", 0, bf);
+    w.add_layer("s", 1, f8);
+  }
+  {
+    h5::Handle f = h5::file(H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT));
+    ASSERT_TRUE(f.valid());
+    auto replace = [&](const char* where, hid_t type, std::vector<hsize_t> dims, const void* bits, const char* encoding) {
+      ASSERT_GE(H5Ldelete(f.get(), where, H5P_DEFAULT), 0);
+      h5::Handle space = h5::dataspace(H5Screate_simple(int(dims.size()), dims.data(), nullptr));
+      h5::Handle d = h5::dataset(H5Dcreate2(f.get(), where, type, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+      ASSERT_TRUE(d.valid());
+      ASSERT_GE(H5Dwrite(d.get(), type, H5S_ALL, H5S_ALL, H5P_DEFAULT, bits), 0);  // file type in memory: raw bits
+      h5::write_string_attribute(d.get(), "encoding", encoding);
+    };
+    std::vector<uint16_t> k16, q16;
+    for (float v : bf.k) k16.push_back(float_to_bf16(v));
+    for (float v : bf.q) q16.push_back(float_to_bf16(v));
+    replace("/s/layer_0/k", H5T_STD_I16LE, {40, 8}, k16.data(), "bfloat16");
+    replace("/s/layer_0/q", H5T_STD_I16LE, {3, 2, 8}, q16.data(), "bfloat16");
+    std::vector<uint8_t> k8, q8;
+    for (float v : f8.k) k8.push_back(float_to_e4m3(v));
+    for (float v : f8.q) q8.push_back(float_to_e4m3(v));
+    replace("/s/layer_1/k", H5T_STD_I8LE, {40, 8}, k8.data(), "float8_e4m3fn");
+    replace("/s/layer_1/q", H5T_STD_I8LE, {3, 2, 8}, q8.data(), "float8_e4m3fn");
+  }
+  DumpReader r(path);
+  for (int layer : {0, 1}) {
+    SCOPED_TRACE("layer " + std::to_string(layer));
+    const LayerArrays& a = layer == 0 ? bf : f8;
+    LayerReader lr = r.open_layer("s", layer);
+    EXPECT_EQ(a.k_type, lr.shape().k_type);
+    EXPECT_EQ(layer == 0 ? "int16" : "int8", lr.describe()[0].stored_type);
+    LayerKeys keys = lr.read_keys();
+    EXPECT_TRUE(SameBits(a.k, keys.k.data(), keys.k.size()));
+    QueryBatch b = lr.read_queries(0, 3);
+    EXPECT_TRUE(SameBits(a.q, b.q.data(), b.q.size()));
+    EXPECT_TRUE(std::any_of(keys.k.begin(), keys.k.end(), [](float v) { return v < 0; }));  // the case that matters
+  }
+}
 
 TEST(DumpIo, FileAndSampleAttributesRoundTrip) {
   TempDir dir;
