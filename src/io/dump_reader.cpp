@@ -194,7 +194,10 @@ struct LayerReader::Impl {
       if (rd[0] != shape.queries) {
         fail("topk_ref", "shape " + join_dims(rd) + " does not match q's Nq = " + std::to_string(shape.queries));
       }
-      if (rd[1] < 1) fail("topk_ref", "shape " + join_dims(rd) + " has no columns");
+      if (rd[1] != attrs.index_topk) {
+        fail("topk_ref", "shape " + join_dims(rd) + " has " + std::to_string(rd[1]) + " columns, expected index_topk = " +
+                             std::to_string(attrs.index_topk) + " (pad rows with fewer selected keys with -1)");
+      }
       require_class(topk_ref, "topk_ref", H5T_INTEGER, "int32");
       shape.ref_width = rd[1];
     }

@@ -288,6 +288,13 @@ std::vector<BadCase> build_cases() {
                           replace_dataset(p, "topk_ref", H5T_STD_I32LE, H5T_NATIVE_INT32, {4, 4}, r.data());
                         },
                         layer_path("topk_ref"), {"[4, 4]", "Nq = 3"}));
+  c.push_back(make_case("TopkRefWrongWidth",
+                        [=](const std::string& p) {
+                          base(f32)(p);
+                          std::vector<int32_t> r(3 * 5, -1);
+                          replace_dataset(p, "topk_ref", H5T_STD_I32LE, H5T_NATIVE_INT32, {3, 5}, r.data());
+                        },
+                        layer_path("topk_ref"), {"[3, 5]", "index_topk = 4"}));
 
   // ----- positions and ranges
   c.push_back(make_case("QPosAtL", [=](const std::string& p) { base(f32)(p); poke_int64(p, "q_pos", {2}, 40); },
