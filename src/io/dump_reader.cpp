@@ -390,6 +390,8 @@ struct DumpReader::Impl {
   FileAttributes attrs;
   std::vector<SampleEntry> samples;
   std::vector<std::string> warnings;
+  // (sample, layer) -> the group's name as stored: "layer_7", or "layer_007" when the dumper zero-padded.
+  std::map<std::pair<std::string, int>, std::string> layer_groups;
 
   [[noreturn]] void fail(const std::string& where, const std::string& message) const {
     throw InputError(path, where, message);
@@ -513,6 +515,11 @@ struct DumpReader::Impl {
           fail(where + "/" + member, "attribute 'layer' is " + std::to_string(*stated) + " but the group is named " + member);
         }
         if (!stated) warnings.push_back(where + "/" + member + ": no 'layer' attribute");
+        auto [it, inserted] = layer_groups.emplace(std::make_pair(name, layer), member);
+        if (!inserted) {
+          fail(where + "/" + member, "is a second group for layer " + std::to_string(layer) + " (the first is " +
+                                          where + "/" + it->second + ")");
+        }
         s.layers.push_back(layer);
       }
       std::sort(s.layers.begin(), s.layers.end());
@@ -561,8 +568,11 @@ const SampleEntry& DumpReader::sample(const std::string& name) const {
 
 LayerReader DumpReader::open_layer(const std::string& sample_name, int layer) const {
   const SampleEntry& s = sample(sample_name);
-  const std::string where = "/" + sample_name + "/layer_" + std::to_string(layer);
-  if (!std::binary_search(s.layers.begin(), s.layers.end(), layer)) impl_->fail(where, "no such layer in this sample");
+  auto group_name = impl_->layer_groups.find(std::make_pair(sample_name, layer));
+  if (group_name == impl_->layer_groups.end() || !std::binary_search(s.layers.begin(), s.layers.end(), layer)) {
+    impl_->fail("/" + sample_name + "/layer_" + std::to_string(layer), "no such layer in this sample");
+  }
+  const std::string where = "/" + sample_name + "/" + group_name->second;
   auto m = std::make_unique<LayerReader::Impl>();
   m->file_path = impl_->path;
   m->group_path = where;

@@ -217,6 +217,14 @@ std::vector<BadCase> build_cases() {
   c.push_back(make_case("LayerAttributeDisagreesWithName",
                         [=](const std::string& p) { base(f32)(p); set_int_attribute(p, kLayer, "layer", 7); }, kLayer,
                         {"attribute 'layer' is 7", "layer_0"}));
+  c.push_back(make_case("TwoGroupsForOneLayer",
+                        [=](const std::string& p) {
+                          base(f32)(p);
+                          h5::Handle f = open_rw(p);
+                          check(H5Lcreate_hard(f.get(), kLayer, f.get(), "/s0/layer_00", H5P_DEFAULT, H5P_DEFAULT) >= 0,
+                                "link");
+                        },
+                        "/s0/layer_00", {"second group for layer 0", "/s0/layer_0)"}));
 
   // ----- missing datasets
   for (const char* name : {"k", "q", "w", "q_pos"}) {

@@ -361,6 +361,31 @@ TEST(DumpIo, LayersSortNumericallyNotByName) {
   EXPECT_EQ((std::vector<int>{1, 2, 10}), r.sample("s").layers);
 }
 
+// Dumpers that zero-pad layer numbers for sorting (layer_007) get them read as layer 7.
+TEST(DumpIo, ZeroPaddedLayerGroupNames) {
+  TempDir dir;
+  const std::string path = dir.file("padded.h5");
+  {
+    DumpWriter w(path, small_file_attributes());
+    SampleAttributes s;
+    s.seq_len = 40;
+    w.add_sample("s", s);
+    w.add_layer("s", 7, make_layer(40, 3, 2, 8, ElementType::F32, ElementType::F32, 1));
+    w.add_layer("s", 12, make_layer(40, 3, 2, 8, ElementType::F32, ElementType::F32, 2));
+  }
+  {
+    h5::Handle f = h5::file(H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT));
+    ASSERT_GE(H5Lmove(f.get(), "/s/layer_7", f.get(), "/s/layer_007", H5P_DEFAULT, H5P_DEFAULT), 0);
+    ASSERT_GE(H5Lmove(f.get(), "/s/layer_12", f.get(), "/s/layer_012", H5P_DEFAULT, H5P_DEFAULT), 0);
+  }
+  DumpReader r(path);
+  EXPECT_EQ((std::vector<int>{7, 12}), r.sample("s").layers);
+  LayerReader lr = r.open_layer("s", 7);
+  EXPECT_EQ("/s/layer_007", lr.group_path());
+  EXPECT_EQ(7, lr.shape().layer);
+  EXPECT_NO_THROW(test::read_everything(path));
+}
+
 // Keys are read in ~4 MiB pieces of raw data; L = 20000 at D = 128 crosses those boundaries (and the HDF5 chunk
 // boundaries, which are deliberately not aligned with them).
 TEST(DumpIo, KeysReadInPiecesMatchTheWrittenKeys) {
