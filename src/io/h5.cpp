@@ -63,7 +63,8 @@ std::optional<int64_t> read_int_attribute(hid_t object, const char* name) {
     throw std::runtime_error("attribute '" + std::string(name) + "' should be a single integer, found an array");
   }
   H5T_class_t cls = H5Tget_class(type.get());
-  if (cls == H5T_INTEGER) {
+  // An enum over integers is what h5py writes for a numpy bool (FALSE = 0, TRUE = 1): its value is the integer.
+  if (cls == H5T_INTEGER || (cls == H5T_ENUM && H5Tget_class(datatype(H5Tget_super(type.get())).get()) == H5T_INTEGER)) {
     int64_t v = 0;
     if (H5Aread(attr.get(), H5T_NATIVE_INT64, &v) < 0) throw std::runtime_error("cannot read attribute '" + std::string(name) + "'");
     return v;

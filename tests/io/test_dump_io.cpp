@@ -292,6 +292,32 @@ TEST(DumpIo, OptionalFileAttributesMayBeAbsent) {
   for (float s : k.k_scale) ASSERT_EQ(1.0f, s);  // default 1
 }
 
+// h5py stores a Python/numpy bool as an HDF5 enum (FALSE = 0, TRUE = 1) of int8; integer attributes accept it.
+TEST(DumpIo, H5pyBoolAttributeReadsAsAnInteger) {
+  TempDir dir;
+  const std::string path = dir.file("bool.h5");
+  {
+    DumpWriter w(path, small_file_attributes());
+    SampleAttributes s;
+    s.seq_len = 40;
+    w.add_sample("s", s);
+    w.add_layer("s", 0, make_layer(40, 1, 2, 8, ElementType::F32, ElementType::F32, 3));
+  }
+  {
+    h5::Handle f = h5::file(H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT));
+    h5::Handle type = h5::datatype(H5Tenum_create(H5T_NATIVE_INT8));
+    int8_t no = 0, yes = 1;
+    H5Tenum_insert(type.get(), "FALSE", &no);
+    H5Tenum_insert(type.get(), "TRUE", &yes);
+    h5::Handle space = h5::dataspace(H5Screate(H5S_SCALAR));
+    h5::Handle a = h5::attribute(H5Acreate2(f.get(), "hadamard", type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT));
+    ASSERT_GE(H5Awrite(a.get(), type.get(), &yes), 0);
+  }
+  DumpReader r(path);
+  EXPECT_EQ(1, r.attributes().hadamard);
+  EXPECT_TRUE(r.warnings().empty());
+}
+
 TEST(DumpIo, UnexpectedAttributeValuesAreWarnings) {
   TempDir dir;
   const std::string path = dir.file("odd.h5");
