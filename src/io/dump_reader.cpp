@@ -19,6 +19,7 @@ enum class Storage { NativeFloat, CustomFloat16, UInt16Bits, UInt8Bits };
 struct TensorType {
   ElementType element;
   Storage storage;
+  bool signed_bits = false;  // UInt16Bits/UInt8Bits stored as int16/int8 (e.g. torch .view(torch.int16))
 };
 
 std::string join_dims(const std::vector<int64_t>& dims) {
@@ -100,14 +101,16 @@ struct LayerReader::Impl {
     }
     H5T_class_t cls = H5Tget_class(type.get());
     size_t size = H5Tget_size(type.get());
+    // The bits are what matter: int16/int8 storage (what torch's .view(torch.int16) gives) is read as is.
+    const bool is_signed = cls == H5T_INTEGER && H5Tget_sign(type.get()) == H5T_SGN_2;
     if (encoding) {
       if (*encoding == "bfloat16") {
         if (cls != H5T_INTEGER || size != 2) fail(name, "encoding \"bfloat16\" needs uint16 storage, found " + found);
-        return {ElementType::BF16, Storage::UInt16Bits};
+        return {ElementType::BF16, Storage::UInt16Bits, is_signed};
       }
       if (*encoding == "float8_e4m3fn") {
         if (cls != H5T_INTEGER || size != 1) fail(name, "encoding \"float8_e4m3fn\" needs uint8 storage, found " + found);
-        return {ElementType::FP8_E4M3, Storage::UInt8Bits};
+        return {ElementType::FP8_E4M3, Storage::UInt8Bits, is_signed};
       }
       fail(name, "unsupported encoding \"" + *encoding + "\" (v1 knows \"bfloat16\" and \"float8_e4m3fn\")");
     }
@@ -191,7 +194,10 @@ struct LayerReader::Impl {
       if (rd[0] != shape.queries) {
         fail("topk_ref", "shape " + join_dims(rd) + " does not match q's Nq = " + std::to_string(shape.queries));
       }
-      if (rd[1] < 1) fail("topk_ref", "shape " + join_dims(rd) + " has no columns");
+      if (rd[1] != attrs.index_topk) {
+        fail("topk_ref", "shape " + join_dims(rd) + " has " + std::to_string(rd[1]) + " columns, expected index_topk = " +
+                             std::to_string(attrs.index_topk) + " (pad rows with fewer selected keys with -1)");
+      }
       require_class(topk_ref, "topk_ref", H5T_INTEGER, "int32");
       shape.ref_width = rd[1];
     }
@@ -210,7 +216,8 @@ struct LayerReader::Impl {
         case Storage::UInt16Bits: {
           std::vector<uint16_t> raw(n);
           h5::Handle mem;
-          hid_t mem_type = H5T_NATIVE_UINT16;
+          // Same signedness as the file, so HDF5 copies the bits instead of clamping negative int16 to 0.
+          hid_t mem_type = t.signed_bits ? H5T_NATIVE_INT16 : H5T_NATIVE_UINT16;
           if (t.storage == Storage::CustomFloat16) {
             // The file type itself in little-endian order: HDF5 then copies the bits without converting.
             h5::Handle file_type = h5::datatype(H5Dget_type(d.get()));
@@ -225,7 +232,7 @@ struct LayerReader::Impl {
         }
         case Storage::UInt8Bits: {
           std::vector<uint8_t> raw(n);
-          h5::read_rows(d.get(), H5T_NATIVE_UINT8, row_begin, row_count, raw.data());
+          h5::read_rows(d.get(), t.signed_bits ? H5T_NATIVE_INT8 : H5T_NATIVE_UINT8, row_begin, row_count, raw.data());
           for (size_t i = 0; i < n; ++i) out[i] = e4m3_to_float(raw[i]);
           break;
         }
@@ -383,6 +390,8 @@ struct DumpReader::Impl {
   FileAttributes attrs;
   std::vector<SampleEntry> samples;
   std::vector<std::string> warnings;
+  // (sample, layer) -> the group's name as stored: "layer_7", or "layer_007" when the dumper zero-padded.
+  std::map<std::pair<std::string, int>, std::string> layer_groups;
 
   [[noreturn]] void fail(const std::string& where, const std::string& message) const {
     throw InputError(path, where, message);
@@ -506,6 +515,11 @@ struct DumpReader::Impl {
           fail(where + "/" + member, "attribute 'layer' is " + std::to_string(*stated) + " but the group is named " + member);
         }
         if (!stated) warnings.push_back(where + "/" + member + ": no 'layer' attribute");
+        auto [it, inserted] = layer_groups.emplace(std::make_pair(name, layer), member);
+        if (!inserted) {
+          fail(where + "/" + member, "is a second group for layer " + std::to_string(layer) + " (the first is " +
+                                          where + "/" + it->second + ")");
+        }
         s.layers.push_back(layer);
       }
       std::sort(s.layers.begin(), s.layers.end());
@@ -554,8 +568,11 @@ const SampleEntry& DumpReader::sample(const std::string& name) const {
 
 LayerReader DumpReader::open_layer(const std::string& sample_name, int layer) const {
   const SampleEntry& s = sample(sample_name);
-  const std::string where = "/" + sample_name + "/layer_" + std::to_string(layer);
-  if (!std::binary_search(s.layers.begin(), s.layers.end(), layer)) impl_->fail(where, "no such layer in this sample");
+  auto group_name = impl_->layer_groups.find(std::make_pair(sample_name, layer));
+  if (group_name == impl_->layer_groups.end() || !std::binary_search(s.layers.begin(), s.layers.end(), layer)) {
+    impl_->fail("/" + sample_name + "/layer_" + std::to_string(layer), "no such layer in this sample");
+  }
+  const std::string where = "/" + sample_name + "/" + group_name->second;
   auto m = std::make_unique<LayerReader::Impl>();
   m->file_path = impl_->path;
   m->group_path = where;

@@ -58,7 +58,7 @@ class LayerReader {
   LayerReader& operator=(LayerReader&&) noexcept;
 
   const LayerShape& shape() const;
-  const std::string& group_path() const;  // "/<sample>/layer_<N>"
+  const std::string& group_path() const;  // "/<sample>/layer_<N>", spelled as stored (e.g. layer_007)
 
   // All keys, decoded; read in row chunks so only one chunk of raw data is held besides the result.
   LayerKeys read_keys() const;

@@ -26,6 +26,13 @@ std::optional<std::string> read_string_attribute(hid_t object, const char* name)
     throw std::runtime_error("attribute '" + std::string(name) + "' should be a string, found " +
                              class_description(type.get()));
   }
+  // The reads below fill one element; an array of strings would overrun them.
+  Handle space = dataspace(H5Aget_space(attr.get()));
+  const hssize_t count = H5Sget_simple_extent_npoints(space.get());
+  if (count != 1) {
+    throw std::runtime_error("attribute '" + std::string(name) + "' should be a single string, found an array of " +
+                             std::to_string(count) + " strings");
+  }
   if (H5Tis_variable_str(type.get()) > 0) {
     Handle mem = datatype(H5Tcopy(H5T_C_S1));
     H5Tset_size(mem.get(), H5T_VARIABLE);
@@ -33,7 +40,6 @@ std::optional<std::string> read_string_attribute(hid_t object, const char* name)
     char* value = nullptr;
     if (H5Aread(attr.get(), mem.get(), &value) < 0) throw std::runtime_error("cannot read attribute '" + std::string(name) + "'");
     std::string out = value ? value : "";
-    Handle space = dataspace(H5Aget_space(attr.get()));
     H5Dvlen_reclaim(mem.get(), space.get(), H5P_DEFAULT, &value);
     return out;
   }
@@ -57,7 +63,8 @@ std::optional<int64_t> read_int_attribute(hid_t object, const char* name) {
     throw std::runtime_error("attribute '" + std::string(name) + "' should be a single integer, found an array");
   }
   H5T_class_t cls = H5Tget_class(type.get());
-  if (cls == H5T_INTEGER) {
+  // An enum over integers is what h5py writes for a numpy bool (FALSE = 0, TRUE = 1): its value is the integer.
+  if (cls == H5T_INTEGER || (cls == H5T_ENUM && H5Tget_class(datatype(H5Tget_super(type.get())).get()) == H5T_INTEGER)) {
     int64_t v = 0;
     if (H5Aread(attr.get(), H5T_NATIVE_INT64, &v) < 0) throw std::runtime_error("cannot read attribute '" + std::string(name) + "'");
     return v;

@@ -1,0 +1,108 @@
+// `hisa inspect` as a user runs it: every bad input ends with exit status 2 and a message naming the file and
+// the HDF5 path (never a crash); a good file gives exit status 0, and --json output parses.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "io/bad_dumps.hpp"
+#include "io/dump_helpers.hpp"
+#include "test_util.hpp"
+
+namespace hisa {
+namespace {
+
+using test::TempDir;
+
+test::ProcessResult run_hisa(const std::vector<std::string>& args, const TempDir& dir) {
+  std::vector<std::string> argv{HISA_BINARY};
+  argv.insert(argv.end(), args.begin(), args.end());
+  // Filter plugins installed on this machine must not rescue a file that names an absent filter.
+  std::filesystem::create_directories(dir.path() / "no-plugins");
+  return test::run_process(argv, dir.path().string(), {"HDF5_PLUGIN_PATH=" + (dir.path() / "no-plugins").string()});
+}
+
+class CliBadInput : public ::testing::TestWithParam<test::BadCase> {};
+
+TEST_P(CliBadInput, InspectCheckExitsWithStatus2AndNamesThePath) {
+  const test::BadCase& c = GetParam();
+  TempDir dir;
+  const std::string path = dir.file(c.name + ".h5");
+  c.make(path);
+  for (bool json : {false, true}) {
+    std::vector<std::string> args{"inspect", "--check", path};
+    if (json) args.push_back("--json");
+    test::ProcessResult r = run_hisa(args, dir);
+    ASSERT_TRUE(r.exited) << "killed by signal " << r.status << "\n" << r.output;
+    EXPECT_EQ(2, r.status) << r.output;
+    const std::string prefix = "hisa: error: " + path + ": " + (c.hdf5_path.empty() ? "" : c.hdf5_path + ": ");
+    EXPECT_NE(r.output.find(prefix), std::string::npos) << "'" << prefix << "' not in: " << r.output;
+    for (const auto& f : c.found) EXPECT_NE(r.output.find(f), std::string::npos) << "'" << f << "' not in: " << r.output;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Cli, CliBadInput, ::testing::ValuesIn(test::bad_cases()),
+                         [](const ::testing::TestParamInfo<test::BadCase>& info) { return info.param.name; });
+
+TEST(Cli, GoodFileExitsWithStatus0) {
+  TempDir dir;
+  const std::string path = dir.file("good.h5");
+  test::write_base_file(path, test::BaseKind::Fp8);
+  for (const auto& args : std::vector<std::vector<std::string>>{{"inspect", path}, {"inspect", "--check", path}}) {
+    test::ProcessResult r = run_hisa(args, dir);
+    ASSERT_TRUE(r.exited) << r.output;
+    EXPECT_EQ(0, r.status) << r.output;
+    EXPECT_NE(r.output.find("sample s0"), std::string::npos) << r.output;
+    EXPECT_EQ(std::string::npos, r.output.find("error")) << r.output;
+  }
+  test::ProcessResult checked = run_hisa({"inspect", "--check", path}, dir);
+  EXPECT_NE(checked.output.find("check: every value read and validated"), std::string::npos) << checked.output;
+}
+
+TEST(Cli, JsonOutputParsesAndDescribesTheFile) {
+  TempDir dir;
+  const std::string path = dir.file("good.h5");
+  test::write_base_file(path, test::BaseKind::Bf16Custom);
+  test::ProcessResult r = run_hisa({"inspect", "--check", "--json", path}, dir);
+  ASSERT_TRUE(r.exited);
+  ASSERT_EQ(0, r.status) << r.output;
+  nlohmann::json j = nlohmann::json::parse(r.output);  // throws (failing the test) when not JSON
+  EXPECT_EQ(path, j["file"]);
+  EXPECT_EQ("hisa-dump", j["attributes"]["format"]);
+  EXPECT_EQ(1, j["attributes"]["format_version"]);
+  EXPECT_EQ(2, j["attributes"]["n_heads"]);
+  EXPECT_EQ(true, j["checked"]);
+  ASSERT_EQ(1u, j["samples"].size());
+  const auto& s = j["samples"][0];
+  EXPECT_EQ("s0", s["name"]);
+  EXPECT_EQ(40, s["attributes"]["seq_len"]);
+  ASSERT_EQ(1u, s["layers"].size());
+  const auto& l = s["layers"][0];
+  EXPECT_EQ(0, l["layer"]);
+  EXPECT_EQ(40, l["keys"]);
+  EXPECT_EQ(3, l["queries"]);
+  EXPECT_EQ("bf16", l["q_type"]);
+  EXPECT_EQ("bf16", l["k_type"]);
+  EXPECT_EQ(4, l["ref_width"]);
+  EXPECT_EQ("bfloat16", l["datasets"][0]["stored_type"]);
+  EXPECT_TRUE(j["warnings"].is_array());
+}
+
+TEST(Cli, UsageErrorsExitWithStatus2) {
+  TempDir dir;
+  for (const auto& args : std::vector<std::vector<std::string>>{{}, {"inspect"}, {"inspect", "--bogus", "x.h5"}}) {
+    test::ProcessResult r = run_hisa(args, dir);
+    ASSERT_TRUE(r.exited) << r.output;
+    EXPECT_EQ(2, r.status) << r.output;
+  }
+}
+
+TEST(Cli, VersionExitsWithStatus0) {
+  TempDir dir;
+  test::ProcessResult r = run_hisa({"--version"}, dir);
+  ASSERT_TRUE(r.exited);
+  EXPECT_EQ(0, r.status);
+  EXPECT_NE(r.output.find("format v1"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace hisa
