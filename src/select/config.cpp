@@ -15,6 +15,7 @@ std::string_view method_name(Method m) {
     case Method::Flat: return "flat";
     case Method::Hisa: return "hisa";
     case Method::Block: return "block";
+    case Method::Certified: return "certified";
   }
   return "?";
 }
@@ -26,6 +27,7 @@ std::optional<Method> parse_method(std::string_view s) {
   if (s == "flat" || s == "dsa") return Method::Flat;
   if (s == "hisa") return Method::Hisa;
   if (s == "block" || s == "block-sparse") return Method::Block;
+  if (s == "certified") return Method::Certified;
   return std::nullopt;
 }
 

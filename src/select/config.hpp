@@ -8,7 +8,8 @@
 
 namespace hisa {
 
-enum class Method { Flat, Hisa, Block };
+// Certified: flat DSA's selection computed by branch and bound over block score bounds (CPU).
+enum class Method { Flat, Hisa, Block, Certified };
 enum class ForcedMode { InBudget, Extra };  // official code (forced blocks use budget) / paper's Algorithm 1
 enum class PoolPrecision { Fp32, Fp8 };     // mean in fp32, optionally re-quantised to e4m3 per block
 

@@ -7,8 +7,10 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <stdexcept>
 
 #include "select/blocks.hpp"
+#include "select/bounds.hpp"
 #include "select/engine.hpp"
 #include "select/score_cpu.hpp"
 #include "select/topk.hpp"
@@ -63,6 +65,7 @@ class CpuEngine final : public SelectionEngine {
     keys_ = &keys;
     config_ = config;
     pooled_ = pool_keys(keys, config.block_size, config.pool);
+    bounds_ = BlockBounds(keys, config.block_size);
   }
 
   void audit(const QueryBatch& b, std::vector<QueryAudit>& out) override {
@@ -73,6 +76,7 @@ class CpuEngine final : public SelectionEngine {
   }
 
   void select(const QueryBatch& b, Method method, std::vector<std::vector<int64_t>>& out) override {
+    if (method == Method::Certified) throw std::logic_error("the certified selection is select/certified.hpp's");
     out.assign(size_t(b.count), {});
     const auto chunks = make_chunks(b);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads_)
@@ -136,6 +140,17 @@ class CpuEngine final : public SelectionEngine {
       cand_scores.clear();
       for (int64_t s : cand) cand_scores.push_back(row[s - c.lo]);
       topk_positions(cand_scores, cand, config_.topk, a.hisa);
+      a.hisa_scores.clear();
+      for (int64_t s : a.hisa) a.hisa_scores.push_back(row[s - c.lo]);
+      a.block_scores.assign(j_row.begin(), j_row.end());
+      a.block_best.clear();
+      a.block_bounds.clear();
+      for (int64_t blk = span.first; blk <= span.last; ++blk) {
+        const int64_t from = std::max(blk * config_.block_size, a.k_start);
+        const int64_t to = std::min((blk + 1) * config_.block_size - 1, a.q_pos);
+        a.block_best.push_back(*std::max_element(row + (from - c.lo), row + (to - c.lo) + 1));
+        a.block_bounds.push_back(bounds_.score_bound(b, c.first + i, blk));
+      }
 
       keep_blocks(j_row, span, config_.block_sparse_blocks(), ForcedMode::InBudget, kept_block);
       tokens_in_blocks(kept_block, a.k_start, a.q_pos, a.block);
@@ -194,6 +209,7 @@ class CpuEngine final : public SelectionEngine {
   const LayerKeys* keys_ = nullptr;
   SelectionConfig config_;
   PooledKeys pooled_;
+  BlockBounds bounds_;
 };
 
 }  // namespace

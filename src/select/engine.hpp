@@ -18,7 +18,11 @@ struct QueryAudit {
   std::vector<int64_t> flat;         // DSA's selection, ascending
   std::vector<float> flat_scores;    // I[t,s] for each position in `flat`
   std::vector<int64_t> hisa;         // HISA(B, m), ascending
+  std::vector<float> hisa_scores;    // I[t,s] for each position in `hisa`
   std::vector<int64_t> hisa_blocks;  // blocks HISA kept, ascending
+  // Per eligible block (index 0 = block ⌊k_start/B⌋): pooled score J, best visible token score, and an
+  // upper bound on every token score in the block (select/bounds.hpp). Used to explain and certify.
+  std::vector<float> block_scores, block_best, block_bounds;
   std::vector<int64_t> block;        // block-sparse baseline, ascending
   float kth_score = 0;               // DSA's k-th score (lowest kept), -inf when every key is kept
   float row_max = 0;                 // M = max visible score

@@ -1,0 +1,129 @@
+// Score bounds, certificates and the certified (branch-and-bound) selection.
+#include <gtest/gtest.h>
+
+#include "metrics/diagnosis.hpp"
+#include "random_layer.hpp"
+#include "select/bounds.hpp"
+#include "select/certified.hpp"
+#include "select/engine.hpp"
+#include "select/reference.hpp"
+
+namespace hisa {
+namespace {
+
+using test::Layer;
+using test::LayerSpec;
+using test::random_layer;
+
+std::vector<Layer> layers_to_try() {
+  std::vector<Layer> out;
+  for (uint64_t seed : {1, 2}) {
+    LayerSpec s;
+    s.seed = seed;
+    s.keys = 523;
+    out.push_back(random_layer(s));  // exact integers, negative weights
+    s.integer = false;
+    s.packed = true;
+    s.scales = true;
+    out.push_back(random_layer(s));  // floats, k_start > 0, key scales
+  }
+  LayerSpec zeros;
+  Layer z = random_layer(zeros);
+  for (auto& v : z.batch.w) v = -std::fabs(v) - 1.0f;  // every score <= 0
+  out.push_back(z);
+  return out;
+}
+
+TEST(Bounds, BoundEveryTokenScoreInTheBlock) {
+  for (const Layer& l : layers_to_try()) {
+    for (int64_t B : {1, 7, 32}) {
+      BlockBounds bounds(l.keys, B);
+      for (int64_t i = 0; i < l.batch.count; ++i) {
+        for (int64_t s = 0; s < l.keys.count; ++s) {
+          ASSERT_GE(bounds.score_bound(l.batch, i, s / B), reference::score(l.batch, i, l.keys, s))
+              << "query " << i << " key " << s << " B " << B;
+        }
+      }
+    }
+  }
+}
+
+TEST(Certified, EqualsFlatOnEveryQuery) {
+  for (const Layer& l : layers_to_try()) {
+    for (int64_t B : {4, 16, 64}) {
+      for (int64_t k : {1, 10, 50, 1000}) {
+        SelectionConfig c;
+        c.topk = k;
+        c.block_size = B;
+        auto engine = make_cpu_engine(2);
+        engine->set_layer(l.keys, c);
+        std::vector<std::vector<int64_t>> flat;
+        engine->select(l.batch, Method::Flat, flat);
+        CertifiedResult r = certified_select(l.keys, BlockBounds(l.keys, B), l.batch, k, 2);
+        for (int64_t i = 0; i < l.batch.count; ++i) {
+          EXPECT_EQ(r.selections[size_t(i)], flat[size_t(i)]) << "query " << i << " B " << B << " k " << k;
+          EXPECT_LE(r.keys_scored[size_t(i)], l.batch.q_pos[size_t(i)] - l.batch.k_start[size_t(i)] + 1);
+        }
+      }
+    }
+  }
+}
+
+// Bounds prune only where blocks are clearly weaker than the k-th score: a layer whose first half is
+// quiet (keys 100x smaller) must be selected without scoring most of that half.
+TEST(Certified, PrunesBlocksThatCannotCompete) {
+  LayerSpec s;
+  s.integer = false;
+  s.negative_weights = false;
+  s.keys = 4096;
+  s.queries = 8;
+  Layer l = random_layer(s);
+  for (int64_t p = 0; p < l.keys.count / 2; ++p) {
+    for (int64_t d = 0; d < l.keys.dim; ++d) l.keys.k[size_t(p * l.keys.dim + d)] *= 0.01f;
+  }
+  for (auto& v : l.batch.q_pos) v = l.keys.count - 1;
+  CertifiedResult r = certified_select(l.keys, BlockBounds(l.keys, 32), l.batch, 64, 2);
+  auto engine = make_cpu_engine(2);
+  SelectionConfig c;
+  c.topk = 64;
+  engine->set_layer(l.keys, c);
+  std::vector<std::vector<int64_t>> flat;
+  engine->select(l.batch, Method::Flat, flat);
+  for (int64_t i = 0; i < l.batch.count; ++i) {
+    EXPECT_EQ(r.selections[size_t(i)], flat[size_t(i)]);
+    EXPECT_LT(r.keys_scored[size_t(i)], l.keys.count * 3 / 4);
+  }
+}
+
+TEST(Certificate, ImpliesHisaEqualsDsa) {
+  int64_t certified = 0, total = 0;
+  for (const Layer& l : layers_to_try()) {
+    for (int64_t B : {4, 16}) {
+      for (int64_t m : {2, 4, 40}) {
+        SelectionConfig c;
+        c.topk = 12;
+        c.block_size = B;
+        c.blocks = m;
+        auto engine = make_cpu_engine(2);
+        engine->set_layer(l.keys, c);
+        std::vector<QueryAudit> audit;
+        engine->audit(l.batch, audit);
+        for (const auto& a : audit) {
+          ++total;
+          if (certify_hisa(a, c)) {
+            ++certified;
+            EXPECT_EQ(a.hisa, a.flat);
+          }
+          if (int64_t(a.block_scores.size()) <= m) {
+            EXPECT_TRUE(certify_hisa(a, c)) << "nothing pruned";
+          }
+        }
+      }
+    }
+  }
+  EXPECT_GT(certified, 0);
+  EXPECT_LT(certified, total);
+}
+
+}  // namespace
+}  // namespace hisa
