@@ -16,6 +16,8 @@ struct AuditFlags {
   SelectionFlags selection;
   std::string json_out, csv_out, per_query_out;
   std::optional<double> min_iou;
+  int64_t worst = 0;
+  std::string method = "hisa";
 };
 
 std::ofstream open_output(const std::string& path, const char* flag) {
@@ -34,6 +36,8 @@ int run_audit_command(const AuditFlags& f) {
   o.config = f.selection.config();
   o.device = f.selection.device;
   o.threads = f.selection.threads;
+  o.worst = f.worst;
+  o.method = *parse_method(f.method);
 
   std::ofstream per_query;
   if (!f.per_query_out.empty()) {
@@ -74,6 +78,12 @@ void setup_audit(CLI::App& app, int& status) {
   sub->add_option("--csv", f->csv_out, "Write the per-layer numbers as tidy CSV");
   sub->add_option("--per-query", f->per_query_out, "Write one CSV row per query");
   sub->add_option("--min-iou", f->min_iou, "Exit 1 when some layer's mean HISA IoU is below this");
+  sub->add_option("--worst", f->worst, "List the N worst queries per layer (by IoU, then coverage loss)")
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option("--method", f->method,
+                  "hisa; or certified: also run the exact branch-and-bound selection and report what it scored")
+      ->check(CLI::IsMember({"hisa", "certified"}))
+      ->capture_default_str();
   sub->callback([f, &status] { status = run_audit_command(*f); });
 }
 

@@ -9,6 +9,7 @@ void setup_inspect(CLI::App& app, int& status);
 void setup_audit(CLI::App& app, int& status);
 void setup_select(CLI::App& app, int& status);
 void setup_bench(CLI::App& app, int& status);
+void setup_explain(CLI::App& app, int& status);
 void setup_synth(CLI::App& app, int& status);
 
 }  // namespace hisa::cli

@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   hisa::cli::setup_audit(app, status);
   hisa::cli::setup_select(app, status);
   hisa::cli::setup_bench(app, status);
+  hisa::cli::setup_explain(app, status);
   hisa::cli::setup_synth(app, status);
   try {
     app.parse(argc, argv);

@@ -38,8 +38,9 @@ void setup_select(CLI::App& app, int& status) {
   auto f = std::make_shared<SelectFlags>();
   CLI::App* sub = app.add_subcommand("select", "Write one method's selections (ascending, -1 padded) to HDF5");
   sub->add_option("file", f->file, "Dump file (HDF5, format v1)")->required();
-  sub->add_option("--method", f->method, "flat (DSA), hisa, or block (block-sparse baseline)")
-      ->check(CLI::IsMember({"flat", "hisa", "block"}))
+  sub->add_option("--method", f->method,
+                  "flat (DSA), hisa, block (block-sparse baseline) or certified (DSA by branch and bound)")
+      ->check(CLI::IsMember({"flat", "hisa", "block", "certified"}))
       ->capture_default_str();
   sub->add_option("-o,--output", f->output, "Output HDF5 file")->required();
   f->selection.add_to(sub);

@@ -19,11 +19,20 @@ struct SelectionFlags {
   std::optional<int64_t> topk;
   int threads = 0;
 
+  // Everything: which queries to read, how to select them, on what.
   void add_to(CLI::App* app) {
     app->add_option("--samples", samples, "Comma-separated sample names (default: all)");
     app->add_option("--layers", layers, "Layers, e.g. 0-3,7 (default: all)");
     app->add_option("--max-queries", max_queries, "At most N evenly spaced queries per layer (default: all)")
         ->check(CLI::NonNegativeNumber);
+    add_config_to(app);
+    app->add_option("--device", device, "cpu, cuda or auto")->check(CLI::IsMember({"cpu", "cuda", "auto"}))->capture_default_str();
+    app->add_option("--threads", threads, "CPU threads (default: all cores); results never depend on it")
+        ->check(CLI::NonNegativeNumber);
+  }
+
+  // Only the selection rule: block size, budget, forced mode, pooling, k.
+  void add_config_to(CLI::App* app) {
     app->add_option("--block-size", block_size, "HISA block size B")->capture_default_str();
     app->add_option("--blocks", blocks, "HISA blocks kept, m")->capture_default_str();
     app->add_option("--forced", forced, "Forced first/last blocks: in-budget (official code) or extra (paper)")
@@ -33,9 +42,6 @@ struct SelectionFlags {
         ->check(CLI::IsMember({"fp32", "fp8"}))
         ->capture_default_str();
     app->add_option("--topk", topk, "Tokens selected per query (default: the file's index_topk)");
-    app->add_option("--device", device, "cpu, cuda or auto")->check(CLI::IsMember({"cpu", "cuda", "auto"}))->capture_default_str();
-    app->add_option("--threads", threads, "CPU threads (default: all cores); results never depend on it")
-        ->check(CLI::NonNegativeNumber);
   }
 
   SelectionConfig config() const {

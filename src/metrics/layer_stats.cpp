@@ -107,8 +107,17 @@ MethodStats LayerAccumulator::MethodValues::finish() const {
   return s;
 }
 
-void LayerAccumulator::add(const QueryAudit& a, const QueryMetrics& m) {
+void LayerAccumulator::add(const QueryAudit& a, const QueryMetrics& m, const std::string& sample) {
   ++queries_;
+  for (size_t c = 0; c < miss_causes_.size(); ++c) miss_causes_[c] += m.miss_causes[c];
+  certified_ += m.certified;
+  if (m.certified_keys_scored) {
+    certified_scored_share_.push_back(double(*m.certified_keys_scored) / double(std::max<int64_t>(1, m.visible)));
+    certified_exact_.push_back(m.certified_equals_flat.value_or(false) ? 1.0 : 0.0);
+  }
+  if (worst_count_ > 0) {
+    queries_seen_.push_back({sample, m.query, m.q_pos, m.hisa.iou, m.hisa.recall, m.hisa.coverage_ratio, m.miss_causes});
+  }
   coverage_flat_.push_back(m.coverage_flat);
   if (m.needle_recall_flat) needle_flat_.push_back(*m.needle_recall_flat);
   if (m.ref_iou) ref_iou_.push_back(*m.ref_iou);
@@ -133,6 +142,24 @@ LayerStats LayerAccumulator::finish() const {
   s.block = block_.finish();
   s.dsa = dsa_.finish();
   s.hisa_misses = misses_.finish();
+  s.miss_causes = miss_causes_;
+  s.certified_share = queries_ > 0 ? double(certified_) / double(queries_) : 0.0;
+  if (!certified_exact_.empty()) {
+    s.certified_scored_share = summarize(certified_scored_share_).mean;
+    s.certified_exact_share = summarize(certified_exact_).mean;
+  }
+  if (worst_count_ > 0) {
+    // Worst first: lowest IoU, then the largest coverage loss; ties by sample and query for a fixed order.
+    std::vector<WorstQuery> sorted = queries_seen_;
+    const size_t n = std::min(sorted.size(), size_t(worst_count_));
+    std::partial_sort(sorted.begin(), sorted.begin() + n, sorted.end(), [](const WorstQuery& x, const WorstQuery& y) {
+      if (x.iou != y.iou) return x.iou < y.iou;
+      if (x.coverage_ratio != y.coverage_ratio) return x.coverage_ratio < y.coverage_ratio;
+      if (x.sample != y.sample) return x.sample < y.sample;
+      return x.query < y.query;
+    });
+    s.worst.assign(sorted.begin(), sorted.begin() + n);
+  }
   if (!ref_iou_.empty()) {
     auto d = summarize(ref_iou_);
     s.ref_iou_mean = d.mean;

@@ -1,5 +1,6 @@
 #pragma once
 // Per-layer aggregation of query metrics: distributions (not just means) and coverage patterns.
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -36,6 +37,13 @@ struct MethodStats {
   std::optional<double> first_miss_rank_median;  // over queries that miss something
 };
 
+struct WorstQuery {
+  std::string sample;
+  int64_t query = 0, q_pos = 0;
+  double iou = 0, recall = 0, coverage_ratio = 0;
+  std::array<int64_t, 4> miss_causes{};
+};
+
 struct LayerStats {
   int layer = 0;
   int64_t queries = 0;
@@ -46,13 +54,19 @@ struct LayerStats {
   MethodStats hisa, block;
   CoveragePattern dsa, hisa_misses;  // where DSA's tokens lie; where HISA's misses lie
   std::optional<double> ref_iou_mean, ref_iou_min;
+  std::array<int64_t, 4> miss_causes{};  // HISA's misses per MissCause, summed over the queries
+  double certified_share = 0;            // share of queries whose HISA selection is certified exact
+  // --method certified: mean share of the visible keys scored, and share of queries equal to DSA.
+  std::optional<double> certified_scored_share, certified_exact_share;
+  std::vector<WorstQuery> worst;  // the worst queries by IoU, then coverage loss (audit --worst)
 };
 
 // Collects one layer's queries (from any number of samples) and summarises them.
 class LayerAccumulator {
  public:
-  LayerAccumulator(int layer, int64_t block_size) : layer_(layer), block_size_(block_size) {}
-  void add(const QueryAudit& a, const QueryMetrics& m);
+  LayerAccumulator(int layer, int64_t block_size, int64_t worst = 0)
+      : layer_(layer), block_size_(block_size), worst_count_(worst) {}
+  void add(const QueryAudit& a, const QueryMetrics& m, const std::string& sample = {});
   void add_sample(const std::string& name) { samples_.push_back(name); }
   void add_missing_sample(const std::string& name) { missing_.push_back(name); }
   LayerStats finish() const;
@@ -73,6 +87,11 @@ class LayerAccumulator {
   };
   int layer_;
   int64_t block_size_;
+  int64_t worst_count_;
+  std::vector<WorstQuery> queries_seen_;  // kept only when worst_count_ > 0
+  std::array<int64_t, 4> miss_causes_{};
+  int64_t certified_ = 0;
+  std::vector<double> certified_scored_share_, certified_exact_;
   std::vector<std::string> samples_, missing_;
   int64_t queries_ = 0;
   std::vector<double> coverage_flat_, needle_flat_, ref_iou_;

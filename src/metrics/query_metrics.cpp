@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <numeric>
 
+#include "metrics/diagnosis.hpp"
 #include "select/topk.hpp"
 
 namespace hisa {
@@ -64,7 +65,7 @@ SetComparison compare(const std::vector<int64_t>& x, double mass_x, const QueryA
 }  // namespace
 
 QueryMetrics compute_query_metrics(const QueryAudit& a, int64_t query_index, std::optional<NeedleRange> needle,
-                                   std::span<const int32_t> topk_ref) {
+                                   std::span<const int32_t> topk_ref, const SelectionConfig* config) {
   QueryMetrics m;
   m.query = query_index;
   m.q_pos = a.q_pos;
@@ -84,6 +85,10 @@ QueryMetrics compute_query_metrics(const QueryAudit& a, int64_t query_index, std
     const int64_t common = intersection_size(ref, a.flat);
     const int64_t uni = int64_t(ref.size() + a.flat.size()) - common;
     m.ref_iou = uni == 0 ? 1.0 : double(common) / double(uni);
+  }
+  if (config && !a.block_scores.empty()) {
+    for (const auto& miss : diagnose_misses(a, *config)) ++m.miss_causes[size_t(miss.cause)];
+    m.certified = certify_hisa(a, *config);
   }
   return m;
 }

@@ -1,5 +1,6 @@
 #pragma once
 // Per-query fidelity of HISA (H) and block-sparse (S) against flat DSA (D). Formulas in README "Metrics".
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -26,6 +27,11 @@ struct QueryMetrics {
   std::optional<double> needle_recall_flat;
   SetComparison hisa, block;
   std::optional<double> ref_iou;  // IoU of D with the dump's topk_ref, as sets
+  std::array<int64_t, 4> miss_causes{};  // HISA's misses per MissCause (metrics/diagnosis.hpp)
+  bool certified = false;                // HISA's selection is proved equal to DSA's
+  // --method certified: keys the branch-and-bound search scored, and whether it reproduced DSA.
+  std::optional<int64_t> certified_keys_scored;
+  std::optional<bool> certified_equals_flat;
 };
 
 struct NeedleRange {
@@ -39,7 +45,8 @@ int64_t intersection_size(std::span<const int64_t> a, std::span<const int64_t> b
 std::vector<int64_t> dsa_ranks(const QueryAudit& a);
 
 // topk_ref: the dump's row (any order, -1 padded), or empty.
+// With a config, also the miss causes and the certificate (they need the block size and budget).
 QueryMetrics compute_query_metrics(const QueryAudit& a, int64_t query_index, std::optional<NeedleRange> needle,
-                                   std::span<const int32_t> topk_ref);
+                                   std::span<const int32_t> topk_ref, const SelectionConfig* config = nullptr);
 
 }  // namespace hisa

@@ -7,6 +7,8 @@
 #include "core/progress.hpp"
 #include "io/dump_reader.hpp"
 #include "io/query_subset.hpp"
+#include "select/bounds.hpp"
+#include "select/certified.hpp"
 #include "select/engine.hpp"
 
 namespace hisa {
@@ -39,6 +41,9 @@ AuditResult run_audit(const AuditOptions& o, const std::function<void(const Quer
   result.config = o.config;
   result.config.topk = resolve_topk(o, readers);
   result.config.validate();
+  if (o.method != Method::Hisa && o.method != Method::Certified) {
+    throw UsageError("hisa audit compares HISA with DSA; --method takes hisa or certified");
+  }
   auto engine = make_engine(o.device, o.threads);
   result.engine = engine->name();
 
@@ -76,7 +81,7 @@ AuditResult run_audit(const AuditOptions& o, const std::function<void(const Quer
   Progress progress(total_units, o.progress);
   std::vector<QueryAudit> audits;
   for (int layer : layers) {
-    LayerAccumulator acc(layer, result.config.block_size);
+    LayerAccumulator acc(layer, result.config.block_size, o.worst);
     for (const auto& src : sources) {
       const std::string sample_label = sources.size() > 1 && readers.size() > 1
                                            ? src.reader->path() + ":" + src.sample->name
@@ -91,6 +96,8 @@ AuditResult run_audit(const AuditOptions& o, const std::function<void(const Quer
       LayerReader lr = src.reader->open_layer(src.sample->name, layer);
       LayerKeys keys = lr.read_keys();
       engine->set_layer(keys, result.config);
+      BlockBounds bounds;
+      if (o.method == Method::Certified) bounds = BlockBounds(keys, result.config.block_size);
       std::optional<NeedleRange> needle;
       if (src.sample->attributes.has_needle()) {
         needle = NeedleRange{*src.sample->attributes.needle_begin, *src.sample->attributes.needle_end};
@@ -100,11 +107,19 @@ AuditResult run_audit(const AuditOptions& o, const std::function<void(const Quer
         std::vector<int64_t> part(picked.begin() + at, picked.begin() + std::min(picked.size(), at + kQueryBatch));
         QueryBatch batch = read_query_subset(lr, part);
         engine->audit(batch, audits);
+        CertifiedResult certified;
+        if (o.method == Method::Certified) {
+          certified = certified_select(keys, bounds, batch, result.config.topk, o.threads);
+        }
         for (size_t i = 0; i < part.size(); ++i) {
           std::span<const int32_t> ref;
           if (batch.ref_width > 0) ref = {batch.topk_ref.data() + i * batch.ref_width, size_t(batch.ref_width)};
-          QueryMetrics m = compute_query_metrics(audits[i], part[i], needle, ref);
-          acc.add(audits[i], m);
+          QueryMetrics m = compute_query_metrics(audits[i], part[i], needle, ref, &result.config);
+          if (o.method == Method::Certified) {
+            m.certified_keys_scored = certified.keys_scored[i];
+            m.certified_equals_flat = certified.selections[i] == audits[i].flat;
+          }
+          acc.add(audits[i], m, sample_label);
           if (on_query) on_query({src.reader->path(), src.sample->name, layer, &audits[i], &m});
         }
       }

@@ -20,6 +20,9 @@ struct AuditOptions {
   std::string device = "cpu";
   int threads = 0;
   bool progress = true;
+  int64_t worst = 0;  // list this many worst queries per layer
+  // Method::Certified also runs the branch-and-bound selection and reports what it scored.
+  Method method = Method::Hisa;
 };
 
 struct QueryRecord {

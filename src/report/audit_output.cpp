@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <sstream>
 
+#include "metrics/diagnosis.hpp"
+
 namespace hisa {
 
 namespace {
@@ -48,6 +50,12 @@ nlohmann::json json_of(const CoveragePattern& p) {
           {"blocks_touched_p95", p.blocks_touched_p95}};
 }
 
+nlohmann::json causes_json(const std::array<int64_t, 4>& counts) {
+  nlohmann::json j;
+  for (int c = 0; c < kMissCauses; ++c) j[std::string(miss_cause_name(MissCause(c)))] = counts[size_t(c)];
+  return j;
+}
+
 }  // namespace
 
 nlohmann::json audit_json(const AuditResult& r) {
@@ -73,6 +81,20 @@ nlohmann::json audit_json(const AuditResult& r) {
     if (l.ref_iou_mean) {
       e["ref_iou_mean"] = *l.ref_iou_mean;
       e["ref_iou_min"] = *l.ref_iou_min;
+    }
+    e["miss_causes"] = causes_json(l.miss_causes);
+    e["certified_share"] = l.certified_share;
+    if (l.certified_scored_share) {
+      e["certified_method"] = {{"scored_share_mean", *l.certified_scored_share},
+                               {"exact_share", *l.certified_exact_share}};
+    }
+    if (!l.worst.empty()) {
+      e["worst"] = nlohmann::json::array();
+      for (const auto& w : l.worst) {
+        e["worst"].push_back({{"sample", w.sample}, {"query", w.query}, {"q_pos", w.q_pos}, {"iou", w.iou},
+                              {"recall", w.recall}, {"coverage_ratio", w.coverage_ratio},
+                              {"miss_causes", causes_json(w.miss_causes)}});
+      }
     }
     j["layers"].push_back(e);
   }
@@ -102,6 +124,42 @@ void write_audit_table(std::ostream& out, const AuditResult& r) {
                   l.block.coverage_ratio.mean, needle.c_str(), opt_dash(l.ref_iou_mean).c_str());
     out << line;
   }
+  out << "\nHISA's misses by cause (share of misses; README \"Misses and certificates\"), certified-exact queries\n";
+  std::snprintf(line, sizeof line, "%5s %9s %9s %11s %9s %9s %10s%s\n", "layer", "misses", "dilution", "near_cutoff",
+                "forced", "near_tie", "certified", r.layers.empty() || !r.layers[0].certified_scored_share ? ""
+                : "  branch-and-bound: keys scored, = DSA");
+  out << line;
+  for (const auto& l : r.layers) {
+    int64_t total = 0;
+    for (int64_t c : l.miss_causes) total += c;
+    auto share = [&](MissCause c) { return total ? 100.0 * double(l.miss_causes[size_t(c)]) / double(total) : 0.0; };
+    std::snprintf(line, sizeof line, "%5d %9lld %8.1f%% %10.1f%% %8.1f%% %8.1f%% %9.1f%%", l.layer, (long long)total,
+                  share(MissCause::MeanDilution), share(MissCause::NearCutoff), share(MissCause::DisplacedByForced),
+                  share(MissCause::NearTie), 100.0 * l.certified_share);
+    out << line;
+    if (l.certified_scored_share) {
+      std::snprintf(line, sizeof line, "  %10.1f%% %10.1f%%", 100.0 * *l.certified_scored_share,
+                    100.0 * *l.certified_exact_share);
+      out << line;
+    }
+    out << "\n";
+  }
+  for (const auto& l : r.layers) {
+    if (l.worst.empty()) continue;
+    out << "\nlayer " << l.layer << ": " << l.worst.size() << " worst queries (by IoU, then coverage loss)\n";
+    std::snprintf(line, sizeof line, "  %-20s %7s %8s %7s %7s %8s  %s\n", "sample", "query", "q_pos", "iou", "recall",
+                  "cov.rat", "misses: dilution/near_cutoff/forced/near_tie");
+    out << line;
+    for (const auto& w : l.worst) {
+      std::snprintf(line, sizeof line, "  %-20s %7lld %8lld %7.4f %7.4f %8.4f  %lld/%lld/%lld/%lld\n", w.sample.c_str(),
+                    (long long)w.query, (long long)w.q_pos, w.iou, w.recall, w.coverage_ratio,
+                    (long long)w.miss_causes[size_t(MissCause::MeanDilution)],
+                    (long long)w.miss_causes[size_t(MissCause::NearCutoff)],
+                    (long long)w.miss_causes[size_t(MissCause::DisplacedByForced)],
+                    (long long)w.miss_causes[size_t(MissCause::NearTie)]);
+      out << line;
+    }
+  }
   for (const auto& l : r.layers) {
     if (!l.missing_samples.empty()) {
       out << "layer " << l.layer << " is absent from:";
@@ -121,7 +179,8 @@ void write_layer_csv(std::ostream& out, const AuditResult& r) {
         << "_needle_recall_mean," << m << "_first_miss_rank_median";
   }
   out << ",dsa_blocks_touched_p50,dsa_blocks_touched_p95,dsa_sink_block_share,dsa_own_block_share"
-         ",miss_tokens,miss_blocks_touched_p50,miss_blocks_touched_p95,ref_iou_mean,ref_iou_min\n";
+         ",miss_tokens,miss_blocks_touched_p50,miss_blocks_touched_p95,ref_iou_mean,ref_iou_min"
+         ",miss_dilution,miss_near_cutoff,miss_forced,miss_near_tie,certified_share\n";
   for (const auto& l : r.layers) {
     out << l.layer << "," << l.queries << "," << num(l.coverage_flat_mean) << "," << opt(l.needle_recall_flat_mean);
     for (const MethodStats* m : {&l.hisa, &l.block}) {
@@ -135,7 +194,11 @@ void write_layer_csv(std::ostream& out, const AuditResult& r) {
     out << "," << num(l.dsa.blocks_touched_p50) << "," << num(l.dsa.blocks_touched_p95) << ","
         << num(l.dsa.sink_block_share) << "," << num(l.dsa.own_block_share) << "," << l.hisa_misses.tokens << ","
         << num(l.hisa_misses.blocks_touched_p50) << "," << num(l.hisa_misses.blocks_touched_p95) << ","
-        << opt(l.ref_iou_mean) << "," << opt(l.ref_iou_min) << "\n";
+        << opt(l.ref_iou_mean) << "," << opt(l.ref_iou_min);
+    for (MissCause c : {MissCause::MeanDilution, MissCause::NearCutoff, MissCause::DisplacedByForced, MissCause::NearTie}) {
+      out << "," << l.miss_causes[size_t(c)];
+    }
+    out << "," << num(l.certified_share) << "\n";
   }
 }
 
@@ -155,7 +218,8 @@ std::string opt_rank(const std::optional<int64_t>& v) { return v ? std::to_strin
 void write_query_csv_header(std::ostream& out) {
   out << "sample,layer,query,q_pos,iou,recall,coverage_ratio,first_miss_rank,block_iou,block_recall,"
          "block_coverage_ratio,block_first_miss_rank,visible,flat_coverage,hisa_coverage,block_coverage,"
-         "needle_recall_flat,needle_recall_hisa,needle_recall_block,ref_iou,file\n";
+         "needle_recall_flat,needle_recall_hisa,needle_recall_block,ref_iou,file,"
+         "miss_dilution,miss_near_cutoff,miss_forced,miss_near_tie,certified,certified_keys_scored\n";
 }
 
 void write_query_csv_row(std::ostream& out, const QueryRecord& q) {
@@ -166,7 +230,11 @@ void write_query_csv_row(std::ostream& out, const QueryRecord& q) {
       << opt_rank(m.block.first_miss_rank) << "," << m.visible << "," << num(m.coverage_flat) << ","
       << num(m.hisa.coverage) << "," << num(m.block.coverage) << "," << opt(m.needle_recall_flat) << ","
       << opt(m.hisa.needle_recall) << "," << opt(m.block.needle_recall) << "," << opt(m.ref_iou) << ","
-      << csv_field(q.file) << "\n";
+      << csv_field(q.file);
+  for (MissCause c : {MissCause::MeanDilution, MissCause::NearCutoff, MissCause::DisplacedByForced, MissCause::NearTie}) {
+    out << "," << m.miss_causes[size_t(c)];
+  }
+  out << "," << (m.certified ? 1 : 0) << "," << opt_rank(m.certified_keys_scored) << "\n";
 }
 
 }  // namespace hisa

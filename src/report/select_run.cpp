@@ -7,6 +7,8 @@
 #include "io/dump_reader.hpp"
 #include "io/h5.hpp"
 #include "io/query_subset.hpp"
+#include "select/bounds.hpp"
+#include "select/certified.hpp"
 #include "select/engine.hpp"
 
 namespace hisa {
@@ -85,7 +87,13 @@ int64_t run_select(const SelectOptions& o) {
       for (size_t at = 0; at < picked.size(); at += 256) {
         std::vector<int64_t> part(picked.begin() + at, picked.begin() + std::min(picked.size(), at + 256));
         QueryBatch batch = read_query_subset(lr, part);
-        engine->select(batch, o.method, selections);
+        if (o.method == Method::Certified) {
+          // Exact by construction, on the CPU whatever the device: it is a search, not a bulk scan.
+          selections = certified_select(keys, BlockBounds(keys, config.block_size), batch, config.topk,
+                                        o.input.threads).selections;
+        } else {
+          engine->select(batch, o.method, selections);
+        }
         for (auto& sel : selections) all.push_back(std::move(sel));
         q_pos.insert(q_pos.end(), batch.q_pos.begin(), batch.q_pos.end());
       }

@@ -1,0 +1,57 @@
+// `hisa explain FILE --sample S --layer N --query I`: what HISA missed for one query, and why.
+#include <fstream>
+#include <iostream>
+#include <memory>
+
+#include "cli/commands.hpp"
+#include "cli/selection_flags.hpp"
+#include "report/explain.hpp"
+
+namespace hisa::cli {
+
+namespace {
+
+struct ExplainFlags {
+  std::string file, sample, json_out;
+  int layer = 0;
+  int64_t query = 0, max_misses = 40;
+  int width = 100;
+  SelectionFlags selection;
+};
+
+int run_explain_command(const ExplainFlags& f) {
+  ExplainOptions o;
+  o.file = f.file;
+  o.sample = f.sample;
+  o.layer = f.layer;
+  o.query = f.query;
+  o.topk = f.selection.topk;
+  o.config = f.selection.config();
+  Explanation e = explain_query(o);
+  write_explanation(std::cout, e, f.max_misses, f.width);
+  if (!f.json_out.empty()) {
+    std::ofstream out(f.json_out);
+    if (!out) throw UsageError("--json: cannot write " + f.json_out);
+    out << explanation_json(e).dump(2) << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+void setup_explain(CLI::App& app, int& status) {
+  auto f = std::make_shared<ExplainFlags>();
+  CLI::App* sub = app.add_subcommand("explain", "Show one query's DSA and HISA sets, every miss and its cause");
+  sub->add_option("file", f->file, "Dump file (HDF5, format v1)")->required();
+  sub->add_option("--sample", f->sample, "Sample (group) name")->required();
+  sub->add_option("--layer", f->layer, "Layer number")->required();
+  sub->add_option("--query", f->query, "The query's row in the layer (the per-query CSV's `query`)")->required();
+  f->selection.add_config_to(sub);
+  sub->add_option("--json", f->json_out, "Write everything (sets, scores, blocks, misses) as JSON");
+  sub->add_option("--max-misses", f->max_misses, "Misses listed in the terminal")->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option("--width", f->width, "Columns of the picture")->capture_default_str()->check(CLI::Range(10, 1000));
+  sub->callback([f, &status] { status = run_explain_command(*f); });
+}
+
+}  // namespace hisa::cli

@@ -1,0 +1,38 @@
+#pragma once
+// `hisa explain` as a library call: one query, DSA's and HISA's sets side by side, every miss with its
+// block's story and its cause, and a picture of the row.
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "metrics/diagnosis.hpp"
+#include "metrics/query_metrics.hpp"
+#include "select/config.hpp"
+
+namespace hisa {
+
+struct ExplainOptions {
+  std::string file, sample;
+  int layer = 0;
+  int64_t query = 0;             // row of the query in the layer
+  std::optional<int64_t> topk;   // default: the file's index_topk
+  SelectionConfig config;
+};
+
+struct Explanation {
+  ExplainOptions options;
+  SelectionConfig config;  // with k resolved
+  QueryAudit audit;
+  QueryMetrics metrics;
+  std::vector<MissDiagnosis> misses;  // in DSA rank order
+  std::vector<int64_t> extras;        // tokens HISA holds that DSA lacks, ascending
+  std::vector<float> row;             // I[t,s] for s = k_start .. q_pos
+};
+
+Explanation explain_query(const ExplainOptions& options);
+void write_explanation(std::ostream& out, const Explanation& e, int64_t max_misses = 40, int width = 100);
+nlohmann::json explanation_json(const Explanation& e);
+
+}  // namespace hisa
