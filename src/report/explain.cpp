@@ -6,6 +6,7 @@
 
 #include "core/error.hpp"
 #include "io/dump_reader.hpp"
+#include "select/blocks.hpp"
 #include "select/engine.hpp"
 #include "select/score_cpu.hpp"
 
@@ -63,9 +64,8 @@ void write_picture(std::ostream& out, const Explanation& e, int width) {
     scores += kLevels[std::clamp(level, 1, 8)];
   }
   for (int64_t blk : a.hisa_blocks) {
-    const int64_t first = std::max(blk * e.config.block_size, a.k_start);
-    const int64_t last = std::min((blk + 1) * e.config.block_size - 1, a.q_pos);
-    for (int64_t c = column_of(first); c <= column_of(last); ++c) kept[size_t(c)] = '#';
+    const TokenRange visible = visible_in_block(blk, e.config.block_size, a.k_start, a.q_pos);
+    for (int64_t c = column_of(visible.first); c <= column_of(visible.last); ++c) kept[size_t(c)] = '#';
   }
   for (int64_t s : e.extras) tokens[size_t(column_of(s))] = '+';
   for (int64_t s : a.flat) {

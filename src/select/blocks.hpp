@@ -32,6 +32,16 @@ inline BlockSpan eligible_blocks(int64_t k_start, int64_t q_pos, int64_t block_s
   return {k_start / block_size, q_pos / block_size};
 }
 
+// The visible positions of block b for a query seeing [k_start, q_pos]: first..last inclusive.
+struct TokenRange {
+  int64_t first = 0, last = -1;
+  int64_t size() const { return last - first + 1; }
+};
+inline TokenRange visible_in_block(int64_t block, int64_t block_size, int64_t k_start, int64_t q_pos) {
+  return {block * block_size > k_start ? block * block_size : k_start,
+          (block + 1) * block_size - 1 < q_pos ? (block + 1) * block_size - 1 : q_pos};
+}
+
 // Which eligible blocks HISA keeps, ascending. scores[i] is J for block span.first + i. Forced blocks are
 // span.first (holding k_start) and span.last (holding q_pos).
 //  in-budget: forced blocks first, then the best m - #forced others (higher J, equal J by lower block);

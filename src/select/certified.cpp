@@ -45,7 +45,8 @@ void select_one(const LayerKeys& keys, const BlockBounds& bounds, const QueryBat
     // A block whose bound is below the k-th score holds no token that can enter: the equal case must
     // still be scored, since a tie at a lower position would win.
     if (int64_t(best.size()) == topk && bound[size_t(blk - span.first)] < best.top().score) break;
-    const int64_t from = std::max(blk * B, ks), to = std::min((blk + 1) * B - 1, qp), n = to - from + 1;
+    const TokenRange visible = visible_in_block(blk, B, ks, qp);
+    const int64_t from = visible.first, n = visible.size();
     score_keys(one, keys.row(from), keys.k_scale.data() + from, n, scores.data(), 0);
     scored += n;
     for (int64_t j = 0; j < n; ++j) {

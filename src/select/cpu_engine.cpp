@@ -106,9 +106,8 @@ class CpuEngine final : public SelectionEngine {
                         std::vector<int64_t>& out) const {
     out.clear();
     for (int64_t blk : kept) {
-      const int64_t a = std::max(blk * config_.block_size, k_start);
-      const int64_t z = std::min((blk + 1) * config_.block_size - 1, q_pos);
-      for (int64_t s = a; s <= z; ++s) out.push_back(s);
+      const TokenRange visible = visible_in_block(blk, config_.block_size, k_start, q_pos);
+      for (int64_t s = visible.first; s <= visible.last; ++s) out.push_back(s);
     }
   }
 
@@ -146,9 +145,8 @@ class CpuEngine final : public SelectionEngine {
       a.block_best.clear();
       a.block_bounds.clear();
       for (int64_t blk = span.first; blk <= span.last; ++blk) {
-        const int64_t from = std::max(blk * config_.block_size, a.k_start);
-        const int64_t to = std::min((blk + 1) * config_.block_size - 1, a.q_pos);
-        a.block_best.push_back(*std::max_element(row + (from - c.lo), row + (to - c.lo) + 1));
+        const TokenRange visible = visible_in_block(blk, config_.block_size, a.k_start, a.q_pos);
+        a.block_best.push_back(*std::max_element(row + (visible.first - c.lo), row + (visible.last - c.lo) + 1));
         a.block_bounds.push_back(bounds_.score_bound(b, c.first + i, blk));
       }
 
