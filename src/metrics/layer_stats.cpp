@@ -121,6 +121,8 @@ void LayerAccumulator::add(const QueryAudit& a, const QueryMetrics& m, const std
   coverage_flat_.push_back(m.coverage_flat);
   if (m.needle_recall_flat) needle_flat_.push_back(*m.needle_recall_flat);
   if (m.ref_iou) ref_iou_.push_back(*m.ref_iou);
+  ref_tie_swaps_ += m.ref_tie_swaps.value_or(0);
+  ref_unexplained_ += m.ref_unexplained.value_or(0);
   hisa_.add(m.hisa);
   block_.add(m.block);
   dsa_.add(a.flat, a, block_size_);
@@ -164,6 +166,8 @@ LayerStats LayerAccumulator::finish() const {
     auto d = summarize(ref_iou_);
     s.ref_iou_mean = d.mean;
     s.ref_iou_min = d.min;
+    s.ref_tie_swaps = ref_tie_swaps_;
+    s.ref_unexplained = ref_unexplained_;
   }
   return s;
 }

@@ -54,6 +54,7 @@ struct LayerStats {
   MethodStats hisa, block;
   CoveragePattern dsa, hisa_misses;  // where DSA's tokens lie; where HISA's misses lie
   std::optional<double> ref_iou_mean, ref_iou_min;
+  std::optional<int64_t> ref_tie_swaps, ref_unexplained;  // summed over the queries
   std::array<int64_t, 4> miss_causes{};  // HISA's misses per MissCause, summed over the queries
   double certified_share = 0;            // share of queries whose HISA selection is certified exact
   // --method certified: mean share of the visible keys scored, and share of queries equal to DSA.
@@ -95,6 +96,7 @@ class LayerAccumulator {
   std::vector<std::string> samples_, missing_;
   int64_t queries_ = 0;
   std::vector<double> coverage_flat_, needle_flat_, ref_iou_;
+  int64_t ref_tie_swaps_ = 0, ref_unexplained_ = 0;
   MethodValues hisa_, block_;
   PatternCounts dsa_, misses_;
 };

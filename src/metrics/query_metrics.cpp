@@ -1,6 +1,7 @@
 #include "metrics/query_metrics.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 
 #include "metrics/diagnosis.hpp"
@@ -21,6 +22,36 @@ int64_t intersection_size(std::span<const int64_t> a, std::span<const int64_t> b
     }
   }
   return n;
+}
+
+std::vector<int64_t> ref_positions(std::span<const int32_t> topk_ref) {
+  std::vector<int64_t> ref;
+  for (int32_t v : topk_ref) {
+    if (v >= 0) ref.push_back(v);
+  }
+  std::sort(ref.begin(), ref.end());
+  ref.erase(std::unique(ref.begin(), ref.end()), ref.end());
+  return ref;
+}
+
+void compare_with_ref(const QueryAudit& a, std::span<const int32_t> topk_ref, const std::function<float(int64_t)>& score_of,
+                      QueryMetrics& m) {
+  const std::vector<int64_t> ref = ref_positions(topk_ref);
+  std::vector<int64_t> differ;
+  std::set_symmetric_difference(a.flat.begin(), a.flat.end(), ref.begin(), ref.end(), std::back_inserter(differ));
+  m.ref_tie_swaps = 0;
+  m.ref_unexplained = 0;
+  if (differ.empty()) return;
+  // The cut-off from the same scores the differing tokens are judged by.
+  float kth = INFINITY;
+  for (int64_t s : a.flat) kth = std::min(kth, score_of(s));
+  for (int64_t s : differ) {
+    if (a.visible > int64_t(a.flat.size()) && score_of(s) == kth) {
+      ++*m.ref_tie_swaps;
+    } else {
+      ++*m.ref_unexplained;
+    }
+  }
 }
 
 std::vector<int64_t> dsa_ranks(const QueryAudit& a) {
@@ -76,12 +107,7 @@ QueryMetrics compute_query_metrics(const QueryAudit& a, int64_t query_index, std
   m.hisa = compare(a.hisa, a.mass_hisa, a, ranks, needle);
   m.block = compare(a.block, a.mass_block, a, ranks, needle);
   if (!topk_ref.empty()) {
-    std::vector<int64_t> ref;
-    for (int32_t v : topk_ref) {
-      if (v >= 0) ref.push_back(v);
-    }
-    std::sort(ref.begin(), ref.end());
-    ref.erase(std::unique(ref.begin(), ref.end()), ref.end());
+    const std::vector<int64_t> ref = ref_positions(topk_ref);
     const int64_t common = intersection_size(ref, a.flat);
     const int64_t uni = int64_t(ref.size() + a.flat.size()) - common;
     m.ref_iou = uni == 0 ? 1.0 : double(common) / double(uni);

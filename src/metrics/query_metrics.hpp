@@ -2,6 +2,7 @@
 // Per-query fidelity of HISA (H) and block-sparse (S) against flat DSA (D). Formulas in README "Metrics".
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <vector>
@@ -27,6 +28,8 @@ struct QueryMetrics {
   std::optional<double> needle_recall_flat;
   SetComparison hisa, block;
   std::optional<double> ref_iou;  // IoU of D with the dump's topk_ref, as sets
+  // Tokens in D △ topk_ref whose score equals DSA's k-th score exactly (swapped ties), and the others.
+  std::optional<int64_t> ref_tie_swaps, ref_unexplained;
   std::array<int64_t, 4> miss_causes{};  // HISA's misses per MissCause (metrics/diagnosis.hpp)
   bool certified = false;                // HISA's selection is proved equal to DSA's
   // --method certified: keys the branch-and-bound search scored, and whether it reproduced DSA.
@@ -40,6 +43,14 @@ struct NeedleRange {
 
 // Size of the intersection of two ascending position lists.
 int64_t intersection_size(std::span<const int64_t> a, std::span<const int64_t> b);
+
+// The valid entries of a topk_ref row (−1 padding and duplicates dropped), ascending.
+std::vector<int64_t> ref_positions(std::span<const int32_t> topk_ref);
+
+// Classifies D △ R: a token whose score (score_of) equals the k-th best score of D is a swapped tie.
+// Sets m.ref_tie_swaps and m.ref_unexplained.
+void compare_with_ref(const QueryAudit& a, std::span<const int32_t> topk_ref, const std::function<float(int64_t)>& score_of,
+                      QueryMetrics& m);
 
 // DSA's ranks (1 = best) of its own positions, aligned with a.flat.
 std::vector<int64_t> dsa_ranks(const QueryAudit& a);

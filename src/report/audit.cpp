@@ -10,6 +10,7 @@
 #include "select/bounds.hpp"
 #include "select/certified.hpp"
 #include "select/engine.hpp"
+#include "select/score_cpu.hpp"
 
 namespace hisa {
 
@@ -115,6 +116,19 @@ AuditResult run_audit(const AuditOptions& o, const std::function<void(const Quer
           std::span<const int32_t> ref;
           if (batch.ref_width > 0) ref = {batch.topk_ref.data() + i * batch.ref_width, size_t(batch.ref_width)};
           QueryMetrics m = compute_query_metrics(audits[i], part[i], needle, ref, &result.config);
+          if (!ref.empty()) {
+            // Judge the tokens on which DSA and the dump's topk_ref differ by one CPU row of scores.
+            std::vector<float> row;
+            const QueryAudit& a = audits[i];
+            compare_with_ref(a, ref, [&](int64_t s) {
+              if (row.empty()) {
+                row.resize(size_t(a.visible));
+                const ScoreInputs one{batch.q_row(int64_t(i), 0), batch.w_row(int64_t(i)), 1, batch.heads, batch.dim};
+                score_keys(one, keys.row(a.k_start), keys.k_scale.data() + a.k_start, a.visible, row.data(), a.visible);
+              }
+              return row[size_t(s - a.k_start)];
+            }, m);
+          }
           if (o.method == Method::Certified) {
             m.certified_keys_scored = certified.keys_scored[i];
             m.certified_equals_flat = certified.selections[i] == audits[i].flat;

@@ -81,6 +81,8 @@ nlohmann::json audit_json(const AuditResult& r) {
     if (l.ref_iou_mean) {
       e["ref_iou_mean"] = *l.ref_iou_mean;
       e["ref_iou_min"] = *l.ref_iou_min;
+      e["ref_tie_swaps"] = *l.ref_tie_swaps;
+      e["ref_unexplained"] = *l.ref_unexplained;
     }
     e["miss_causes"] = causes_json(l.miss_causes);
     e["certified_share"] = l.certified_share;
@@ -123,6 +125,12 @@ void write_audit_table(std::ostream& out, const AuditResult& r) {
                   l.hisa.recall.mean, l.hisa.coverage_ratio.mean, l.block.iou.mean, l.block.iou.p5, l.block.recall.mean,
                   l.block.coverage_ratio.mean, needle.c_str(), opt_dash(l.ref_iou_mean).c_str());
     out << line;
+  }
+  for (const auto& l : r.layers) {
+    if (l.ref_tie_swaps) {
+      out << "layer " << l.layer << ": DSA vs topk_ref: " << *l.ref_tie_swaps
+          << " tokens swapped between exactly equal scores, " << *l.ref_unexplained << " unexplained\n";
+    }
   }
   out << "\nHISA's misses by cause (share of misses; README \"Misses and certificates\"), certified-exact queries\n";
   std::snprintf(line, sizeof line, "%5s %9s %9s %11s %9s %9s %10s%s\n", "layer", "misses", "dilution", "near_cutoff",
@@ -180,7 +188,7 @@ void write_layer_csv(std::ostream& out, const AuditResult& r) {
   }
   out << ",dsa_blocks_touched_p50,dsa_blocks_touched_p95,dsa_sink_block_share,dsa_own_block_share"
          ",miss_tokens,miss_blocks_touched_p50,miss_blocks_touched_p95,ref_iou_mean,ref_iou_min"
-         ",miss_dilution,miss_near_cutoff,miss_forced,miss_near_tie,certified_share\n";
+         ",miss_dilution,miss_near_cutoff,miss_forced,miss_near_tie,certified_share,ref_tie_swaps,ref_unexplained\n";
   for (const auto& l : r.layers) {
     out << l.layer << "," << l.queries << "," << num(l.coverage_flat_mean) << "," << opt(l.needle_recall_flat_mean);
     for (const MethodStats* m : {&l.hisa, &l.block}) {
@@ -198,7 +206,8 @@ void write_layer_csv(std::ostream& out, const AuditResult& r) {
     for (MissCause c : {MissCause::MeanDilution, MissCause::NearCutoff, MissCause::DisplacedByForced, MissCause::NearTie}) {
       out << "," << l.miss_causes[size_t(c)];
     }
-    out << "," << num(l.certified_share) << "\n";
+    out << "," << num(l.certified_share) << "," << (l.ref_tie_swaps ? std::to_string(*l.ref_tie_swaps) : "") << ","
+        << (l.ref_unexplained ? std::to_string(*l.ref_unexplained) : "") << "\n";
   }
 }
 
@@ -219,7 +228,8 @@ void write_query_csv_header(std::ostream& out) {
   out << "sample,layer,query,q_pos,iou,recall,coverage_ratio,first_miss_rank,block_iou,block_recall,"
          "block_coverage_ratio,block_first_miss_rank,visible,flat_coverage,hisa_coverage,block_coverage,"
          "needle_recall_flat,needle_recall_hisa,needle_recall_block,ref_iou,file,"
-         "miss_dilution,miss_near_cutoff,miss_forced,miss_near_tie,certified,certified_keys_scored\n";
+         "miss_dilution,miss_near_cutoff,miss_forced,miss_near_tie,certified,certified_keys_scored,ref_tie_swaps,"
+         "ref_unexplained\n";
 }
 
 void write_query_csv_row(std::ostream& out, const QueryRecord& q) {
@@ -234,7 +244,8 @@ void write_query_csv_row(std::ostream& out, const QueryRecord& q) {
   for (MissCause c : {MissCause::MeanDilution, MissCause::NearCutoff, MissCause::DisplacedByForced, MissCause::NearTie}) {
     out << "," << m.miss_causes[size_t(c)];
   }
-  out << "," << (m.certified ? 1 : 0) << "," << opt_rank(m.certified_keys_scored) << "\n";
+  out << "," << (m.certified ? 1 : 0) << "," << opt_rank(m.certified_keys_scored) << "," << opt_rank(m.ref_tie_swaps)
+      << "," << opt_rank(m.ref_unexplained) << "\n";
 }
 
 }  // namespace hisa

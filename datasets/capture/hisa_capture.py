@@ -1,0 +1,316 @@
+#!/usr/bin/env python3
+"""Capture the DSA lightning indexer's tensors from a transformers model into a hisa v1 dump.
+
+Runs a `deepseek_v32` (DeepSeek-V3.2, half-split RoPE) or `glm_moe_dsa` (GLM-5, interleaved RoPE) model —
+a local checkpoint directory, or a tiny randomly initialised config for tests (nothing is downloaded) — on
+NIAH and/or LongBench-style prompts, hooks every indexer module that runs, and writes per layer exactly the
+q and k the indexer scores (after RoPE), w with every factor folded in (H^-1/2 and the softmax scale D^-1/2),
+q_pos, and topk_ref = the indices the model's own indexer returned. See datasets/FORMAT.md, "Capturing from
+a real model".
+
+Every layer is checked while it is captured: the top-k recomputed from the derived q, k and weights must be
+the module's own output (tie-aware), and the folded w must reproduce the module's scores, so a capture bug
+cannot pass silently.
+
+    python3 datasets/capture/hisa_capture.py --tiny deepseek_v32 --niah 512:50 -o dsv32_tiny.h5
+    python3 datasets/capture/hisa_capture.py --checkpoint /models/DeepSeek-V3.2 --device cuda \\
+        --niah 32768:25 --niah 32768:75 --queries needle:64 --layers 0,10,20 -o dsv32_niah.h5
+"""
+import argparse
+import inspect
+import os
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, ".."))
+sys.path.insert(0, HERE)
+import h5py  # noqa: E402
+import prompts  # noqa: E402
+from hisa_h5 import write_array, write_bfloat16_bits  # noqa: E402
+
+ROPE = {"deepseek_v32": "half-split", "glm_moe_dsa": "interleaved"}
+ROPE_FUNCTION = {"deepseek_v32": "apply_rotary_pos_emb", "glm_moe_dsa": "apply_rotary_pos_emb_interleave"}
+
+
+class CaptureError(RuntimeError):
+    pass
+
+
+# ----- models ----------------------------------------------------------------------------------------------
+
+def tiny_config(model_type, index_topk, layers):
+    """A tiny config of the real architecture. index_head_dim 64 and 4 heads make the folded factors
+    D^-1/2 = 1/8 and H^-1/2 = 1/2 powers of two, so folding them into w is exact."""
+    from transformers import AutoConfig
+    return AutoConfig.for_model(
+        model_type, vocab_size=512, hidden_size=64, intermediate_size=128, moe_intermediate_size=32,
+        num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=4, n_shared_experts=1,
+        n_routed_experts=4, num_experts_per_tok=2, n_group=1, topk_group=1, kv_lora_rank=16, q_lora_rank=32,
+        qk_rope_head_dim=16, qk_nope_head_dim=16, v_head_dim=16, index_topk=index_topk, index_head_dim=64,
+        index_n_heads=4, first_k_dense_replace=1, max_position_embeddings=16384)
+
+
+def load_model(args):
+    import torch
+    from transformers import AutoModelForCausalLM
+    dtype = {"bf16": torch.bfloat16, "f32": torch.float32}[args.model_dtype]
+    if args.checkpoint:
+        from transformers import AutoTokenizer
+        model = AutoModelForCausalLM.from_pretrained(args.checkpoint, dtype=dtype, attn_implementation="eager")
+        tokenizer = AutoTokenizer.from_pretrained(args.checkpoint)
+        name = os.path.basename(os.path.normpath(args.checkpoint))
+    else:
+        torch.manual_seed(args.seed)
+        config = tiny_config(args.tiny, args.index_topk, args.tiny_layers)
+        model = AutoModelForCausalLM.from_config(config, attn_implementation="eager").to(dtype)
+        tokenizer = prompts.HashTokenizer(config.vocab_size)
+        name = f"{args.tiny}-tiny-random"
+    model_type = model.config.model_type
+    if model_type not in ROPE:
+        raise CaptureError(f"model_type {model_type!r} is not a DSA model this tool knows ({', '.join(ROPE)})")
+    return model.to(args.device).eval(), tokenizer, name
+
+
+# ----- queries ---------------------------------------------------------------------------------------------
+
+def pick_positions(mode, seq_len, attrs):
+    """all | last:N | every:N (every N-th position and the last) | needle:W (the needle ± W and the last 32)."""
+    kind, _, arg = mode.partition(":")
+    last = seq_len - 1
+    if kind == "all":
+        chosen = range(seq_len)
+    elif kind == "last":
+        chosen = range(max(0, seq_len - int(arg)), seq_len)
+    elif kind == "every":
+        chosen = set(range(0, seq_len, int(arg))) | {last}
+    elif kind == "needle":
+        if "needle_begin" not in attrs:
+            raise CaptureError("--queries needle:W needs NIAH prompts")
+        w = int(arg)
+        chosen = set(range(max(0, attrs["needle_begin"] - w), min(seq_len, attrs["needle_end"] + w)))
+        chosen |= set(range(max(0, seq_len - 32), seq_len))
+    else:
+        raise CaptureError(f"--queries {mode!r}: expected all, last:N, every:N or needle:W")
+    return np.array(sorted(chosen), dtype=np.int64)
+
+
+# ----- the hook --------------------------------------------------------------------------------------------
+
+class IndexerCapture:
+    """Hooks every indexer module; on each call derives q, k, w for the chosen query rows, checks them
+    against the module's own top-k, and keeps them (on the CPU) until the sample is written."""
+
+    def __init__(self, model, layers):
+        self.model_type = model.config.model_type
+        self.layers = layers
+        self.positions = None
+        self.captured = {}
+        self.checks = {}
+        self.handles = []
+        for module in model.modules():
+            if type(module).__name__.endswith("Indexer"):
+                self.handles.append(module.register_forward_hook(self.hook, with_kwargs=True))
+        if not self.handles:
+            raise CaptureError("no indexer modules found in the model")
+
+    def close(self):
+        for h in self.handles:
+            h.remove()
+
+    def hook(self, module, args, kwargs, output):
+        import torch
+        layer = int(module.layer_idx)
+        if self.layers is not None and layer not in self.layers:
+            return
+        bound = inspect.signature(module.forward).bind(*args, **kwargs)
+        hidden, q_resid = bound.arguments["hidden_states"], bound.arguments["q_resid"]
+        cos, sin = bound.arguments["position_embeddings"]
+        mask = bound.arguments["attention_mask"]
+        if bound.arguments.get("past_key_values") is not None:
+            raise CaptureError("capture runs without a cache (use_cache=False): keys must be this prompt's")
+        batch, seq_len, _ = hidden.shape
+        if batch != 1:
+            raise CaptureError("capture one prompt at a time (batch size 1)")
+        rope = getattr(sys.modules[type(module).__module__], ROPE_FUNCTION[self.model_type])
+        with torch.no_grad():
+            # The module's own forward, step by step (transformers 5.x DeepseekV32Indexer / GlmMoeDsaIndexer).
+            q = module.wq_b(q_resid).view(batch, seq_len, module.n_heads, module.head_dim)
+            rot = module.qk_rope_head_dim
+            q_rot, q_pass = torch.split(q, [rot, module.head_dim - rot], dim=-1)
+            k = module.k_norm(module.wk(hidden)).unsqueeze(2)
+            k_rot, k_pass = torch.split(k, [rot, module.head_dim - rot], dim=-1)
+            q_rot, k_rot = rope(q_rot, k_rot, cos, sin, unsqueeze_dim=2)
+            q = torch.cat([q_rot, q_pass], dim=-1)[0]             # [S, H, D]
+            k = torch.cat([k_rot, k_pass], dim=-1).squeeze(2)[0]  # [S, D]
+            weights = module.weights_proj(hidden.to(module.weights_proj.weight.dtype)).float()[0] * module.n_heads ** -0.5
+            w = weights * module.softmax_scale                    # every factor folded in
+            sel = torch.as_tensor(self.positions, device=q.device)
+            self.check(layer, module, q, k, weights, w, mask, output, sel)
+            self.captured[layer] = {
+                "q": q[sel].cpu(), "k": k.cpu(), "w": w[sel].cpu(),
+                "topk_ref": output[0, sel].to(torch.int64).cpu(),
+            }
+
+    def check(self, layer, module, q, k, weights, w, mask, output, sel):
+        """The derived tensors must give the module's own top-k, and the folded w its scores."""
+        import torch
+        seq_len = k.shape[0]
+        dots = torch.einsum("shd,td->sht", q[sel].float(), k.float())
+        scores = torch.einsum("sh,sht->st", weights[sel], torch.relu(dots * module.softmax_scale))
+        folded = torch.einsum("sh,sht->st", w[sel], torch.relu(dots))
+        visible = torch.arange(seq_len, device=k.device)[None, :] <= sel[:, None]
+        # The model's mask must be plain causal: the dump states each query sees keys 0..q_pos.
+        if mask is not None:
+            m = (mask[0] if mask.dim() == 3 else mask[0, 0])[sel][:, :seq_len]
+            allowed = m if m.dtype == torch.bool else (m == 0)
+            if not torch.equal(allowed, visible):
+                raise CaptureError(f"layer {layer}: the attention mask is not plain causal (padding?)")
+        scale = scores[visible].abs().max().clamp_min(1e-30)
+        if (folded - scores)[visible].abs().max() > 1e-5 * scale:
+            raise CaptureError(f"layer {layer}: w with folded factors does not reproduce the module's scores")
+        self.checks[layer] = compare_topk(scores.masked_fill(~visible, float("-inf")), output[0, sel], sel)
+
+
+def compare_topk(scores, ref, positions):
+    """Tie-aware comparison of a recomputed score matrix with reference indices. Returns counts: queries,
+    exact (same set), tie_swaps (tokens swapped between exactly equal scores), unexplained (other tokens)."""
+    import torch
+    counts = {"queries": int(scores.shape[0]), "exact": 0, "tie_swaps": 0, "unexplained": 0}
+    for i in range(scores.shape[0]):
+        visible = int(positions[i]) + 1
+        k = min(ref.shape[1], visible)
+        want = set(int(x) for x in ref[i].tolist() if 0 <= int(x) <= int(positions[i]))
+        top = torch.topk(scores[i, :visible], k).indices.tolist()
+        got = set(top)
+        if got == want:
+            counts["exact"] += 1
+            continue
+        kth = float(scores[i, top[-1]]) if top else 0.0
+        for s in got ^ want:
+            if float(scores[i, s]) == kth:
+                counts["tie_swaps"] += 1
+            else:
+                counts["unexplained"] += 1
+    return counts
+
+
+# ----- writing ---------------------------------------------------------------------------------------------
+
+def write_tensor(group, name, tensor, dtype):
+    import torch
+    if dtype == "bf16":
+        bits = tensor.to(torch.bfloat16).contiguous().view(torch.int16).numpy().view(np.uint16)
+        write_bfloat16_bits(group, name, bits)
+    else:
+        write_array(group, name, tensor.float().numpy())
+
+
+def write_sample(f, name, attrs, positions, captured, index_topk, dtype):
+    g = f.create_group(name)
+    for key, value in attrs.items():
+        g.attrs[key] = value
+    for layer in sorted(captured):
+        c = captured[layer]
+        lg = g.create_group(f"layer_{layer}")
+        lg.attrs["layer"] = layer
+        write_tensor(lg, "k", c["k"], dtype)
+        write_tensor(lg, "q", c["q"], dtype)
+        write_array(lg, "w", c["w"].numpy().astype(np.float32))
+        write_array(lg, "q_pos", positions)
+        ref = c["topk_ref"].numpy()
+        # Entries the model chose among masked (-inf) keys are not selections: -1, and pad to index_topk.
+        ref = np.where(ref <= positions[:, None], ref, -1).astype(np.int32)
+        padded = np.full((ref.shape[0], index_topk), -1, dtype=np.int32)
+        padded[:, : ref.shape[1]] = ref[:, :index_topk]
+        write_array(lg, "topk_ref", padded)
+
+
+def capture(args):
+    import torch
+    import transformers
+    model, tokenizer, name = load_model(args)
+    cfg = model.config
+    if args.dtype == "bf16" and args.model_dtype != "bf16":
+        print("hisa_capture: note: storing a float32 model's q and k as bf16 rounds them; topk_ref was chosen "
+              "from unrounded values", file=sys.stderr)
+    samples = []
+    for spec in args.niah or []:
+        length, _, depth = spec.partition(":")
+        ids, attrs = prompts.niah(tokenizer, int(length), float(depth or 50), seed=args.seed)
+        samples.append((f"niah_{length}_d{int(float(depth or 50))}", ids, attrs))
+    if args.longbench:
+        samples += list(prompts.longbench(tokenizer, args.longbench, args.max_records, args.max_tokens))
+    if not samples:
+        raise CaptureError("nothing to capture: give --niah LEN:DEPTH and/or --longbench FILE.jsonl")
+    layers = set(int(x) for x in args.layers.split(",")) if args.layers else None
+    hook = IndexerCapture(model, layers)
+    source = (f"hisa_capture.py model={name} seed={args.seed} queries={args.queries} dtype={args.dtype} "
+              f"model_dtype={args.model_dtype} device={args.device} torch={torch.__version__} "
+              f"transformers={transformers.__version__}")
+    report = []
+    with h5py.File(args.output, "w", track_order=True) as f:
+        f.attrs["format"] = "hisa-dump"
+        f.attrs["format_version"] = 1
+        f.attrs["model"] = f"{cfg.model_type}:{name}"
+        f.attrs["n_heads"] = cfg.index_n_heads
+        f.attrs["head_dim"] = cfg.index_head_dim
+        f.attrs["index_topk"] = cfg.index_topk
+        f.attrs["hadamard"] = 0  # transformers scores in bf16/fp32 without the rotation
+        f.attrs["rope"] = ROPE[cfg.model_type]
+        f.attrs["source"] = source
+        for sample_name, ids, attrs in samples:
+            hook.positions = pick_positions(args.queries, len(ids), attrs)
+            hook.captured, hook.checks = {}, {}
+            with torch.no_grad():
+                model(input_ids=torch.tensor([ids], device=args.device), use_cache=False)
+            if not hook.captured:
+                raise CaptureError(f"{sample_name}: no indexer ran for the requested layers")
+            write_sample(f, sample_name, attrs, hook.positions, hook.captured, cfg.index_topk, args.dtype)
+            for layer, c in sorted(hook.checks.items()):
+                report.append((sample_name, layer, c))
+    hook.close()
+    bad = 0
+    for sample_name, layer, c in report:
+        print(f"{sample_name} layer {layer}: {c['queries']} queries, {c['exact']} identical top-k, "
+              f"{c['tie_swaps']} tie swaps, {c['unexplained']} unexplained", file=sys.stderr)
+        bad += c["unexplained"]
+    print(f"hisa_capture: wrote {args.output} ({len(samples)} sample(s), {len(report)} sample-layers)", file=sys.stderr)
+    if bad:
+        raise CaptureError(f"{bad} top-k entries differ from the model's own indexer beyond exact ties")
+    return report
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="local model directory (deepseek_v32 or glm_moe_dsa)")
+    src.add_argument("--tiny", choices=sorted(ROPE), help="a tiny randomly initialised model of this type")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--niah", action="append", metavar="LEN:DEPTH", help="a NIAH prompt (repeatable)")
+    p.add_argument("--longbench", metavar="FILE.jsonl", help="LongBench-style records: context, input[, dataset]")
+    p.add_argument("--max-records", type=int)
+    p.add_argument("--max-tokens", type=int, help="truncate LongBench contexts from the left to this many tokens")
+    p.add_argument("--queries", default="all", help="all | last:N | every:N | needle:W (default all)")
+    p.add_argument("--layers", help="comma-separated layer numbers (default: every layer whose indexer runs)")
+    p.add_argument("--dtype", choices=["bf16", "f32"], default="bf16", help="storage of q and k (default bf16)")
+    p.add_argument("--model-dtype", choices=["bf16", "f32"], default="bf16")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--index-topk", type=int, default=32, help="tiny models: index_topk")
+    p.add_argument("--tiny-layers", type=int, default=3, help="tiny models: layers")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    try:
+        capture(parse_args(argv))
+    except (CaptureError, ValueError, OSError) as e:
+        print(f"hisa_capture: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
