@@ -11,5 +11,6 @@ void setup_select(CLI::App& app, int& status);
 void setup_bench(CLI::App& app, int& status);
 void setup_explain(CLI::App& app, int& status);
 void setup_synth(CLI::App& app, int& status);
+void setup_sweep(CLI::App& app, int& status);
 
 }  // namespace hisa::cli

@@ -1,5 +1,6 @@
 #pragma once
 // Parses lists like "0-3,7,10-12" (inclusive ranges) for --layers and similar options.
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -7,6 +8,11 @@ namespace hisa {
 
 // Ascending, without duplicates. Throws UsageError naming `option` on malformed text.
 std::vector<int> parse_int_list(const std::string& text, const std::string& option);
+// Sizes for sweeps (--block-sizes, --blocks): a comma list of positive integers and doubling ranges, where
+// "a-b" means a, 2a, 4a, … up to b, and b itself ("8-512" = 8,16,32,64,128,256,512; "12-100" =
+// 12,24,48,96,100). Ascending, without duplicates. Throws UsageError naming `option` on malformed text.
+std::vector<int64_t> parse_size_list(const std::string& text, const std::string& option);
+
 std::vector<std::string> split_list(const std::string& text, char separator = ',');
 
 }  // namespace hisa

@@ -12,6 +12,7 @@
 #include "select/blocks.hpp"
 #include "select/bounds.hpp"
 #include "select/engine.hpp"
+#include "select/query_chunks.hpp"
 #include "select/score_cpu.hpp"
 #include "select/topk.hpp"
 
@@ -19,35 +20,7 @@ namespace hisa {
 
 namespace {
 
-struct Chunk {
-  int64_t first = 0, count = 0;  // queries [first, first + count) of the batch
-  int64_t lo = 0, hi = 0;        // key range [lo, hi] covering every query's visible range
-};
-
-// Groups consecutive queries while the shared key range wastes at most 1/8 of the work.
-std::vector<Chunk> make_chunks(const QueryBatch& b) {
-  const int64_t max_queries = std::max<int64_t>(1, 512 / std::max<int64_t>(1, b.heads));
-  std::vector<Chunk> chunks;
-  int64_t i = 0;
-  while (i < b.count) {
-    Chunk c{i, 1, b.k_start[size_t(i)], b.q_pos[size_t(i)]};
-    int64_t useful = c.hi - c.lo + 1;
-    while (c.first + c.count < b.count && c.count < max_queries) {
-      const size_t j = size_t(c.first + c.count);
-      const int64_t lo = std::min(c.lo, b.k_start[j]), hi = std::max(c.hi, b.q_pos[j]);
-      const int64_t next_useful = useful + (b.q_pos[j] - b.k_start[j] + 1);
-      if ((hi - lo + 1) * (c.count + 1) * 8 > next_useful * 9) break;
-      c.lo = lo, c.hi = hi, useful = next_useful, ++c.count;
-    }
-    chunks.push_back(c);
-    i += c.count;
-  }
-  return chunks;
-}
-
-ScoreInputs inputs_for(const QueryBatch& b, int64_t first, int64_t count) {
-  return {b.q.data() + first * b.heads * b.dim, b.w.data() + first * b.heads, count, b.heads, b.dim};
-}
+using Chunk = QueryChunk;
 
 double softmax_mass(const float* row_from_lo, int64_t lo, const std::vector<int64_t>& positions, float max) {
   double sum = 0;
@@ -70,7 +43,7 @@ class CpuEngine final : public SelectionEngine {
 
   void audit(const QueryBatch& b, std::vector<QueryAudit>& out) override {
     out.assign(size_t(b.count), QueryAudit{});
-    const auto chunks = make_chunks(b);
+    const auto chunks = make_query_chunks(b);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads_)
     for (size_t c = 0; c < chunks.size(); ++c) audit_chunk(b, chunks[c], out);
   }
@@ -78,7 +51,7 @@ class CpuEngine final : public SelectionEngine {
   void select(const QueryBatch& b, Method method, std::vector<std::vector<int64_t>>& out) override {
     if (method == Method::Certified) throw std::logic_error("the certified selection is select/certified.hpp's");
     out.assign(size_t(b.count), {});
-    const auto chunks = make_chunks(b);
+    const auto chunks = make_query_chunks(b);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads_)
     for (size_t c = 0; c < chunks.size(); ++c) select_chunk(b, chunks[c], method, out);
   }
@@ -88,7 +61,7 @@ class CpuEngine final : public SelectionEngine {
   void score_rows(const QueryBatch& b, const Chunk& c, std::vector<float>& rows) const {
     const int64_t width = c.hi - c.lo + 1;
     rows.resize(size_t(c.count * width));
-    score_keys(inputs_for(b, c.first, c.count), keys_->row(c.lo), keys_->k_scale.data() + c.lo, width, rows.data(),
+    score_keys(score_inputs(b, c.first, c.count), keys_->row(c.lo), keys_->k_scale.data() + c.lo, width, rows.data(),
                width);
   }
 
@@ -96,7 +69,7 @@ class CpuEngine final : public SelectionEngine {
   BlockSpan score_blocks(const QueryBatch& b, const Chunk& c, std::vector<float>& J) const {
     const BlockSpan all = eligible_blocks(c.lo, c.hi, config_.block_size);
     J.resize(size_t(c.count * all.size()));
-    score_keys(inputs_for(b, c.first, c.count), pooled_.k.data() + all.first * pooled_.dim,
+    score_keys(score_inputs(b, c.first, c.count), pooled_.k.data() + all.first * pooled_.dim,
                pooled_.scale.data() + all.first, all.size(), J.data(), all.size());
     return all;
   }
@@ -190,7 +163,7 @@ class CpuEngine final : public SelectionEngine {
       // Token stage: score only the visible part of each kept block.
       tokens_in_blocks(kept, ks, qp, cand);
       cand_scores.resize(cand.size());
-      const ScoreInputs one = inputs_for(b, c.first + i, 1);
+      const ScoreInputs one = score_inputs(b, c.first + i, 1);
       size_t at = 0;
       while (at < cand.size()) {  // runs of consecutive positions (adjacent kept blocks merge)
         size_t end = at + 1;

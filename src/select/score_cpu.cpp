@@ -1,5 +1,7 @@
 #include "select/score_cpu.hpp"
 
+#include <omp.h>
+
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
@@ -22,6 +24,10 @@ void score_keys(const ScoreInputs& in, const float* keys, const float* scales, i
                 int64_t out_stride) {
   const int64_t rows = in.queries * in.heads;
   if (rows == 0 || count == 0) return;
+  // Callers parallelise over queries. Eigen parallelises a GEMM itself whenever the calling team has one
+  // thread, which includes a parallel region of one thread (--threads 1): a team per 256-key tile, many
+  // times slower. Inside a region, one thread per GEMM; the setting ends with the region's implicit task.
+  if (omp_get_level() > 0) omp_set_num_threads(1);
   ConstRowMap q(in.q, rows, in.dim);
   thread_local RowMatrix dots;
   for (int64_t j0 = 0; j0 < count; j0 += kKeyTile) {

@@ -1,0 +1,99 @@
+// `hisa sweep FILE...`: recall, IoU and cost of HISA(B, m) over a grid of block sizes and budgets, per layer,
+// and the cheapest setting per layer that meets recall targets.
+#include <fstream>
+#include <iostream>
+#include <memory>
+
+#include "cli/commands.hpp"
+#include "core/error.hpp"
+#include "core/int_list.hpp"
+#include "report/sweep_output.hpp"
+
+namespace hisa::cli {
+
+namespace {
+
+struct SweepFlags {
+  std::vector<std::string> files;
+  std::string samples, layers;
+  std::string block_sizes = "32,64,128,256", blocks = "8-512";
+  std::string pools = "fp32", forced = "in-budget";
+  double target_recall = 0.99, target_p5 = 0.95;
+  std::optional<int64_t> topk;
+  int64_t max_queries = 0;
+  int threads = 0;
+  std::string json_out, csv_out;
+  bool timings = false;
+};
+
+std::ofstream open_output(const std::string& path, const char* flag) {
+  std::ofstream out(path);
+  if (!out) throw UsageError(std::string(flag) + ": cannot write " + path);
+  return out;
+}
+
+template <typename T, typename Parse>
+std::vector<T> parse_names(const std::string& text, const char* flag, Parse parse) {
+  std::vector<T> out;
+  for (const auto& name : split_list(text)) {
+    auto v = parse(name);
+    if (!v) throw UsageError(std::string(flag) + ": unknown value \"" + name + "\"");
+    out.push_back(*v);
+  }
+  if (out.empty()) throw UsageError(std::string(flag) + ": empty list");
+  return out;
+}
+
+int run_sweep_command(const SweepFlags& f) {
+  SweepOptions o;
+  o.files = f.files;
+  o.samples = split_list(f.samples);
+  o.layers = f.layers.empty() ? std::vector<int>{} : parse_int_list(f.layers, "--layers");
+  o.max_queries = f.max_queries;
+  o.topk = f.topk;
+  o.block_sizes = parse_size_list(f.block_sizes, "--block-sizes");
+  o.blocks = parse_size_list(f.blocks, "--blocks");
+  o.pools = parse_names<PoolPrecision>(f.pools, "--pool-precision", parse_pool_precision);
+  o.forced = parse_names<ForcedMode>(f.forced, "--forced", parse_forced_mode);
+  o.target_recall = f.target_recall;
+  o.target_p5 = f.target_p5;
+  o.threads = f.threads;
+  // Outputs are opened before the work, so a bad path fails at once.
+  std::ofstream json, csv;
+  if (!f.json_out.empty()) json = open_output(f.json_out, "--json");
+  if (!f.csv_out.empty()) csv = open_output(f.csv_out, "--csv");
+  const SweepResult r = run_sweep(o);
+  write_sweep_table(std::cout, r);
+  if (json.is_open()) json << sweep_json(r).dump(2) << "\n";
+  if (csv.is_open()) write_sweep_csv(csv, r);
+  if (f.timings) write_sweep_timings(std::cerr, r);
+  return 0;
+}
+
+}  // namespace
+
+void setup_sweep(CLI::App& app, int& status) {
+  auto f = std::make_shared<SweepFlags>();
+  CLI::App* sub = app.add_subcommand("sweep", "Recall and cost of HISA over block sizes and budgets; the cheapest setting per layer");
+  sub->add_option("files", f->files, "Dump files (HDF5, format v1)")->required();
+  sub->add_option("--block-sizes", f->block_sizes, "Block sizes B: a list with doubling ranges, e.g. 32,64 or 32-256")
+      ->capture_default_str();
+  sub->add_option("--blocks", f->blocks, "Budgets m: a list with doubling ranges; 8-512 = 8,16,...,512")->capture_default_str();
+  sub->add_option("--target-recall", f->target_recall, "Recall mean a setting must reach")->capture_default_str();
+  sub->add_option("--target-p5", f->target_p5, "Recall p5 a setting must reach")->capture_default_str();
+  sub->add_option("--pool-precision", f->pools, "Pooled keys, a list of fp32 and fp8")->capture_default_str();
+  sub->add_option("--forced", f->forced, "Forced-block modes, a list of in-budget and extra")->capture_default_str();
+  sub->add_option("--topk", f->topk, "Tokens selected per query (default: the file's index_topk)");
+  sub->add_option("--samples", f->samples, "Comma-separated sample names (default: all)");
+  sub->add_option("--layers", f->layers, "Layers, e.g. 0-3,7 (default: all)");
+  sub->add_option("--max-queries", f->max_queries, "At most N evenly spaced queries per layer (default: all)")
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option("--threads", f->threads, "CPU threads (default: all cores); results never depend on it")
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option("--json", f->json_out, "Write the config, curves, recommendations and aggregates as JSON");
+  sub->add_option("--csv", f->csv_out, "Write the curves per sample as tidy CSV");
+  sub->add_flag("--timings", f->timings, "Print where the time went on stderr");
+  sub->callback([f, &status] { status = run_sweep_command(*f); });
+}
+
+}  // namespace hisa::cli

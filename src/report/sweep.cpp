@@ -1,0 +1,409 @@
+#include "report/sweep.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+
+#include "core/error.hpp"
+#include "core/progress.hpp"
+#include "io/dump_reader.hpp"
+#include "io/query_subset.hpp"
+#include "metrics/layer_stats.hpp"
+#include "select/sweep_scorer.hpp"
+
+namespace hisa {
+
+namespace {
+
+// The audit's batch: the same batches give the same chunks, hence the engine's scores bit for bit.
+constexpr int64_t kQueryBatch = 256;
+constexpr size_t kHeaviestLayers = 5;
+
+class Stopwatch {
+ public:
+  explicit Stopwatch(double& into) : into_(into), t0_(std::chrono::steady_clock::now()) {}
+  ~Stopwatch() { into_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count(); }
+
+ private:
+  double& into_;
+  std::chrono::steady_clock::time_point t0_;
+};
+
+void validate(const SweepOptions& o) {
+  if (o.files.empty()) throw UsageError("no input files");
+  auto positive = [](const std::vector<int64_t>& v, const char* flag) {
+    if (v.empty()) throw UsageError(std::string(flag) + ": empty list");
+    for (int64_t x : v) {
+      if (x < 1) throw UsageError(std::string(flag) + " values must be at least 1 (got " + std::to_string(x) + ")");
+    }
+  };
+  positive(o.block_sizes, "--block-sizes");
+  positive(o.blocks, "--blocks");
+  if (o.pools.empty()) throw UsageError("--pool-precision: empty list");
+  if (o.forced.empty()) throw UsageError("--forced: empty list");
+  if (!(o.target_recall >= 0 && o.target_recall <= 1)) throw UsageError("--target-recall must lie in [0, 1]");
+  if (!(o.target_p5 >= 0 && o.target_p5 <= 1)) throw UsageError("--target-p5 must lie in [0, 1]");
+  if (o.topk && *o.topk < 1) throw UsageError("--topk must be at least 1 (got " + std::to_string(*o.topk) + ")");
+}
+
+template <typename T>
+std::vector<T> sorted_unique(std::vector<T> v) {
+  std::sort(v.begin(), v.end());
+  v.erase(std::unique(v.begin(), v.end()), v.end());
+  return v;
+}
+
+int64_t resolve_topk(const SweepOptions& o, const std::vector<DumpReader>& readers) {
+  if (o.topk) return *o.topk;
+  const int64_t k = readers.front().attributes().index_topk;
+  for (const auto& r : readers) {
+    if (r.attributes().index_topk != k) {
+      throw UsageError("the files disagree on index_topk (" + std::to_string(k) + " in " + readers.front().path() +
+                       ", " + std::to_string(r.attributes().index_topk) + " in " + r.path() + "); pass --topk");
+    }
+  }
+  return k;
+}
+
+struct Source {
+  const DumpReader* reader;
+  const SampleEntry* entry;
+};
+
+std::vector<Source> select_sources(const SweepOptions& o, const std::vector<DumpReader>& readers, SweepResult& r) {
+  std::vector<Source> sources;
+  for (const auto& reader : readers) {
+    for (const auto& s : reader.samples()) {
+      if (!o.samples.empty() && std::find(o.samples.begin(), o.samples.end(), s.name) == o.samples.end()) continue;
+      sources.push_back({&reader, &s});
+      SweepSample sample;
+      sample.file = reader.path();
+      sample.name = s.name;
+      sample.label = readers.size() > 1 ? reader.path() + ":" + s.name : s.name;
+      sample.context_length = s.attributes.context_length.value_or(s.attributes.seq_len);
+      sample.task = s.attributes.task;
+      r.samples.push_back(sample);
+    }
+  }
+  for (const auto& name : o.samples) {
+    const bool found = std::any_of(sources.begin(), sources.end(), [&](const Source& s) { return s.entry->name == name; });
+    if (!found) throw UsageError("--samples: no sample named \"" + name + "\" in the input files");
+  }
+  return sources;
+}
+
+std::vector<int> select_layers(const SweepOptions& o, const std::vector<Source>& sources) {
+  std::vector<int> layers;
+  for (const auto& s : sources) layers.insert(layers.end(), s.entry->layers.begin(), s.entry->layers.end());
+  layers = sorted_unique(layers);
+  if (o.layers.empty()) return layers;
+  for (int l : o.layers) {
+    if (!std::binary_search(layers.begin(), layers.end(), l)) {
+      throw UsageError("--layers: layer " + std::to_string(l) + " is in none of the selected samples");
+    }
+  }
+  return o.layers;
+}
+
+// Groups by context length (ascending) and by task (alphabetical; samples without a task are in none).
+std::vector<SweepGroup> make_groups(const std::vector<SweepSample>& samples) {
+  std::map<int64_t, std::vector<size_t>> by_length;
+  std::map<std::string, std::vector<size_t>> by_task;
+  for (size_t i = 0; i < samples.size(); ++i) {
+    by_length[samples[i].context_length].push_back(i);
+    if (samples[i].task) by_task[*samples[i].task].push_back(i);
+  }
+  std::vector<SweepGroup> groups;
+  for (auto& [length, members] : by_length) groups.push_back({"context_length", std::to_string(length), members});
+  for (auto& [task, members] : by_task) groups.push_back({"task", task, members});
+  return groups;
+}
+
+// One layer's per-query points: row q holds variants × m values.
+struct LayerPoints {
+  size_t width = 0;
+  std::vector<SweepPoint> points;
+  std::vector<std::pair<size_t, size_t>> sample_rows;  // per sample: rows [first, second)
+  const SweepPoint* row(size_t q) const { return points.data() + q * width; }
+};
+
+// Summaries of the rows of the given samples, for every variant and m.
+Curves summarize_rows(const LayerPoints& lp, const std::vector<size_t>& samples, const SweepResult& r) {
+  Curves c;
+  const size_t nm = r.blocks.size();
+  c.points.assign(r.variants.size(), std::vector<CurvePoint>(nm));
+  std::vector<size_t> rows;
+  for (size_t s : samples) {
+    for (size_t q = lp.sample_rows[s].first; q < lp.sample_rows[s].second; ++q) rows.push_back(q);
+  }
+  c.queries = int64_t(rows.size());
+  std::vector<double> recall(rows.size());
+  for (size_t v = 0; v < r.variants.size(); ++v) {
+    for (size_t j = 0; j < nm; ++j) {
+      CurvePoint& p = c.points[v][j];
+      p.blocks = r.blocks[j];
+      p.queries = c.queries;
+      if (rows.empty()) continue;
+      double iou = 0, keys = 0;
+      for (size_t i = 0; i < rows.size(); ++i) {
+        const SweepPoint& x = lp.row(rows[i])[v * nm + j];
+        recall[i] = x.recall;
+        iou += x.iou;
+        keys += double(x.scored_keys);
+      }
+      const Distribution d = summarize(recall);  // the audit's percentile definition
+      p.recall_mean = d.mean;
+      p.recall_p5 = d.p5;
+      p.recall_min = d.min;
+      p.iou_mean = iou / double(rows.size());
+      p.scored_keys_mean = keys / double(rows.size());
+    }
+  }
+  return c;
+}
+
+// True when a ranks before b as a setting: cheaper first, then the smaller block size, then the smaller m.
+bool cheaper(const CurvePoint& a, int64_t block_a, const CurvePoint& b, int64_t block_b) {
+  if (a.scored_keys_mean != b.scored_keys_mean) return a.scored_keys_mean < b.scored_keys_mean;
+  if (block_a != block_b) return block_a < block_b;
+  return a.blocks < b.blocks;
+}
+
+// The sample with the lowest recall mean at (variant, m) in one layer (the first of equals).
+void worst_sample(const SweepResult& r, const LayerSweep& l, size_t v, size_t j, std::string& label, CurvePoint& point) {
+  bool any = false;
+  for (size_t s = 0; s < r.samples.size(); ++s) {
+    const CurvePoint& p = l.per_sample[s].points[v][j];
+    if (p.queries == 0) continue;
+    if (!any || p.recall_mean < point.recall_mean) label = r.samples[s].label, point = p, any = true;
+  }
+}
+
+LayerRecommendation recommend_layer(const SweepResult& r, const LayerSweep& l, size_t pool, size_t forced) {
+  LayerRecommendation best;
+  best.layer = l.layer;
+  bool have = false;
+  for (size_t b = 0; b < r.block_sizes.size(); ++b) {
+    const size_t v = r.variant_index(b, pool, forced);
+    const auto& curve = l.all.points[v];
+    if (auto j = r.smallest_passing(curve)) {
+      if (!best.meets_targets || cheaper(curve[*j], r.block_sizes[b], best.expected, best.block_size)) {
+        best.meets_targets = true, have = true;
+        best.variant = v, best.m_index = *j, best.block_size = r.block_sizes[b], best.expected = curve[*j];
+      }
+      continue;
+    }
+    if (best.meets_targets) continue;
+    for (size_t j = 0; j < curve.size(); ++j) {  // nothing passes yet: the best recall, cheapest among equals
+      const CurvePoint& p = curve[j];
+      if (!have || p.recall_mean > best.expected.recall_mean ||
+          (p.recall_mean == best.expected.recall_mean && cheaper(p, r.block_sizes[b], best.expected, best.block_size))) {
+        have = true;
+        best.variant = v, best.m_index = j, best.block_size = r.block_sizes[b], best.expected = p;
+      }
+    }
+  }
+  best.blocks = best.expected.blocks;
+  worst_sample(r, l, best.variant, best.m_index, best.worst_sample, best.worst);
+  return best;
+}
+
+// The (B, m) that meets the targets on every layer with the least total cost.
+std::optional<UniformRecommendation> recommend_uniform(const SweepResult& r, size_t pool, size_t forced) {
+  std::optional<UniformRecommendation> best;
+  for (size_t b = 0; b < r.block_sizes.size(); ++b) {
+    const size_t v = r.variant_index(b, pool, forced);
+    for (size_t j = 0; j < r.blocks.size(); ++j) {
+      bool all_meet = true;
+      double cost = 0;
+      for (const auto& l : r.layers) {
+        all_meet = all_meet && r.meets(l.all.points[v][j]);
+        cost += l.all.points[v][j].scored_keys_mean;
+      }
+      if (!all_meet || r.layers.empty()) continue;
+      cost /= double(r.layers.size());
+      // Strictly cheaper only: the grid is walked by block size, then m, so ties keep the smaller ones.
+      if (best && cost >= best->scored_keys_mean) continue;
+      UniformRecommendation u;
+      u.block_size = r.block_sizes[b], u.blocks = r.blocks[j], u.block_index = b, u.m_index = j;
+      u.scored_keys_mean = cost;
+      bool first = true;
+      for (const auto& l : r.layers) {
+        const CurvePoint& p = l.all.points[v][j];
+        if (first || p.recall_mean < u.lowest.recall_mean) u.lowest_layer = l.layer, u.lowest = p;
+        std::string label;
+        CurvePoint worst;
+        worst_sample(r, l, v, j, label, worst);
+        if (first || worst.recall_mean < u.worst.recall_mean) u.worst_sample = label, u.worst_layer = l.layer, u.worst = worst;
+        first = false;
+      }
+      best = u;
+    }
+  }
+  return best;
+}
+
+}  // namespace
+
+ModeRecommendation recommend_mode(const SweepResult& r, size_t pool, size_t forced) {
+  ModeRecommendation m;
+  m.pool = r.pools[pool];
+  m.forced = r.forced[forced];
+  for (const auto& l : r.layers) m.layers.push_back(recommend_layer(r, l, pool, forced));
+  m.uniform = recommend_uniform(r, pool, forced);
+  std::vector<const LayerRecommendation*> met;
+  for (const auto& l : m.layers) {
+    if (l.meets_targets) {
+      met.push_back(&l);
+    } else {
+      m.unmet.push_back(l.layer);
+    }
+  }
+  std::stable_sort(met.begin(), met.end(), [](const LayerRecommendation* a, const LayerRecommendation* b) {
+    return a->expected.scored_keys_mean > b->expected.scored_keys_mean;
+  });
+  for (size_t i = 0; i < std::min(kHeaviestLayers, met.size()); ++i) m.heaviest.push_back(met[i]->layer);
+  for (size_t g = 0; g < r.groups.size(); ++g) {
+    GroupCheck check;
+    check.group = g;
+    for (size_t i = 0; i < r.layers.size(); ++i) {
+      const LayerRecommendation& rec = m.layers[i];
+      const CurvePoint& p = r.layers[i].per_group[g].points[rec.variant][rec.m_index];
+      check.recommended.push_back(p);
+      if (p.queries > 0) ++check.layers_present;
+      if (rec.meets_targets && r.meets(p)) ++check.layers_meeting;
+      if (m.uniform) {
+        check.uniform.push_back(r.layers[i].per_group[g].points[r.variant_index(m.uniform->block_index, pool, forced)]
+                                                                [m.uniform->m_index]);
+      }
+    }
+    m.groups.push_back(check);
+  }
+  return m;
+}
+
+std::optional<size_t> SweepResult::smallest_passing(const std::vector<CurvePoint>& curve) const {
+  for (size_t j = 0; j < curve.size(); ++j) {
+    if (meets(curve[j])) return j;
+  }
+  return std::nullopt;
+}
+
+SweepResult run_sweep(const SweepOptions& o, const std::function<void(const SweepQueryRecord&)>& on_query) {
+  const auto start = std::chrono::steady_clock::now();
+  validate(o);
+  std::vector<DumpReader> readers;
+  for (const auto& f : o.files) readers.emplace_back(f);
+
+  SweepResult r;
+  r.files = o.files;
+  r.topk = resolve_topk(o, readers);
+  r.max_queries = o.max_queries;
+  r.block_sizes = sorted_unique(o.block_sizes);
+  r.blocks = sorted_unique(o.blocks);
+  r.pools = sorted_unique(o.pools);
+  r.forced = sorted_unique(o.forced);
+  r.target_recall = o.target_recall;
+  r.target_p5 = o.target_p5;
+  std::vector<PoolVariant> pool_variants;  // what the scorer pools: block size × precision
+  for (int64_t b : r.block_sizes) {
+    for (PoolPrecision p : r.pools) {
+      pool_variants.push_back({b, p});
+      for (ForcedMode f : r.forced) r.variants.push_back({b, p, f});
+    }
+  }
+  const std::vector<Source> sources = select_sources(o, readers, r);
+  const std::vector<int> layers = select_layers(o, sources);
+  r.groups = make_groups(r.samples);
+
+  auto scorer = make_cpu_sweep_scorer(o.threads);
+  r.scorer = scorer->name();
+  const size_t nm = r.blocks.size(), nf = r.forced.size(), width = r.variants.size() * nm;
+  Progress progress(int64_t(layers.size() * sources.size()), o.progress);
+  int64_t done = 0;
+  std::vector<SweepScores> scores;
+  for (int layer : layers) {
+    LayerPoints lp;
+    lp.width = width;
+    lp.sample_rows.assign(sources.size(), {0, 0});
+    for (size_t si = 0; si < sources.size(); ++si) {
+      const Source& src = sources[si];
+      lp.sample_rows[si] = {lp.points.size() / width, lp.points.size() / width};
+      if (!std::binary_search(src.entry->layers.begin(), src.entry->layers.end(), layer)) {
+        ++done;
+        continue;
+      }
+      progress.advance(done, "layer " + std::to_string(layer) + "  " + r.samples[si].label);
+      LayerReader lr = src.reader->open_layer(src.entry->name, layer);
+      LayerKeys keys;
+      {
+        Stopwatch t(r.timings.reading_keys);
+        keys = lr.read_keys();
+      }
+      scorer->set_layer(keys, r.topk, pool_variants);
+      const auto picked = pick_queries(lr.shape().queries, o.max_queries);
+      for (size_t at = 0; at < picked.size(); at += kQueryBatch) {
+        const std::vector<int64_t> part(picked.begin() + ptrdiff_t(at),
+                                        picked.begin() + ptrdiff_t(std::min(picked.size(), at + kQueryBatch)));
+        QueryBatch batch;
+        {
+          Stopwatch t(r.timings.reading_queries);
+          batch = read_query_subset(lr, part);
+        }
+        scorer->score(batch, scores);
+        const size_t first_row = lp.points.size() / width;
+        lp.points.resize(lp.points.size() + part.size() * width);
+        {
+          Stopwatch t(r.timings.ranking);
+          // Each query's points depend only on its own scores: the thread count never changes a result.
+#pragma omp parallel for schedule(dynamic, 8) num_threads(o.threads > 0 ? o.threads : omp_get_max_threads())
+          for (size_t i = 0; i < part.size(); ++i) {
+            const SweepScores& s = scores[i];
+            SweepPoint* row = lp.points.data() + (first_row + i) * width;
+            for (size_t v = 0; v < r.variants.size(); ++v) {
+              SweepQuery q;
+              q.k_start = s.k_start, q.q_pos = s.q_pos;
+              q.block_size = r.variants[v].block_size, q.topk = r.topk, q.forced = r.variants[v].forced;
+              q.flat = s.flat;
+              q.J = s.J[v / nf];  // variants run through the forced modes of each pool variant
+              sweep_query(q, r.blocks, row + v * nm);
+            }
+          }
+        }
+        if (on_query) {
+          for (size_t i = 0; i < part.size(); ++i) {
+            on_query({&r.samples[si], layer, part[i], scores[i].q_pos, {lp.row(first_row + i), width}});
+          }
+        }
+      }
+      lp.sample_rows[si].second = lp.points.size() / width;
+      ++done;
+    }
+    Stopwatch t(r.timings.summaries);
+    LayerSweep ls;
+    ls.layer = layer;
+    std::vector<size_t> every(sources.size());
+    for (size_t i = 0; i < every.size(); ++i) every[i] = i;
+    ls.all = summarize_rows(lp, every, r);
+    for (size_t si = 0; si < sources.size(); ++si) ls.per_sample.push_back(summarize_rows(lp, {si}, r));
+    for (const auto& g : r.groups) ls.per_group.push_back(summarize_rows(lp, g.samples, r));
+    r.layers.push_back(std::move(ls));
+  }
+  progress.finish();
+  {
+    Stopwatch t(r.timings.summaries);
+    for (size_t p = 0; p < r.pools.size(); ++p) {
+      for (size_t f = 0; f < r.forced.size(); ++f) r.recommendations.push_back(recommend_mode(r, p, f));
+    }
+  }
+  const ScoringTimes st = scorer->times();
+  r.timings.pooling = st.pooling;
+  r.timings.token_scores = st.token_scores;
+  r.timings.block_scores = st.block_scores;
+  r.timings.total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return r;
+}
+
+}  // namespace hisa

@@ -1,0 +1,18 @@
+#pragma once
+// How sweep results are written: a table for people, JSON for programs and serving configs, tidy CSV curves
+// for plotting, and the time breakdown.
+#include <nlohmann/json.hpp>
+#include <ostream>
+
+#include "report/sweep.hpp"
+
+namespace hisa {
+
+void write_sweep_table(std::ostream& out, const SweepResult& r);
+nlohmann::json sweep_json(const SweepResult& r);
+// One row per sample × layer × variant × m: sample, layer, block_size, blocks, recall_mean, recall_p5,
+// recall_min, iou_mean, scored_keys_mean, pool_precision, forced.
+void write_sweep_csv(std::ostream& out, const SweepResult& r);
+void write_sweep_timings(std::ostream& out, const SweepResult& r);
+
+}  // namespace hisa
