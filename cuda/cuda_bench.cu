@@ -4,7 +4,6 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <functional>
 #include <random>
@@ -42,17 +41,6 @@ double time_gpu(int repeat, cudaStream_t s, const std::function<void()>& f) {
     f();
     stop.record(s);
     ms.push_back(stop.since(start));
-  }
-  return median(ms);
-}
-
-double time_host(int repeat, const std::function<void()>& f) {
-  for (int i = 0; i < 2; ++i) f();
-  std::vector<double> ms;
-  for (int i = 0; i < repeat; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    f();
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
   return median(ms);
 }
@@ -194,86 +182,40 @@ CudaBenchResult run_cuda_bench(const CudaBenchOptions& o) {
   topk.out_count = cnt.data();
   r.topk_ms = time_gpu(o.repeat, s, [&] { cuda::launch_topk(topk, s); });
 
-  // HISA: J from pooled keys (fp32 means, generally not bf16: CUDA-core path), block choice on the host,
-  // token scores only in the 64-key units of kept blocks, top-k over the kept tokens.
+  // Flat and HISA through the engine, as `hisa audit`/`select` use it: per-stage times from the engine
+  // (CUDA events for kernels, host clock for the host block stage and the whole call), medians over repeats.
   SelectionConfig config;
   config.topk = o.topk;
   config.block_size = B;
   config.blocks = o.blocks;
   config.validate();
-  const PooledKeys pooled = pool_keys(keys, B, PoolPrecision::Fp32);
-  const int nb = int(pooled.count);
-  cuda::DeviceArray<float> dpooled, dpscale, J;
-  cuda::DeviceArray<int> dblo, dbhi;
-  dpooled.upload(pooled.k.data(), pooled.k.size(), s);
-  dpscale.upload(pooled.scale.data(), pooled.scale.size(), s);
-  const std::vector<int> blo(size_t(N), 0), bhi(size_t(N), int((L - 1) / B));
-  dblo.upload(blo.data(), blo.size(), s);
-  dbhi.upload(bhi.data(), bhi.size(), s);
-  J.resize(size_t(N) * nb);
-  cuda::ScoreLaunch js = flat32;
-  js.keys = dpooled.data();
-  js.scales = dpscale.data();
-  js.key_count = nb;
-  js.lo = dblo.data();
-  js.hi = dbhi.data();
-  js.range_lo = 0;
-  js.range_hi = nb - 1;
-  js.out = J.data();
-  js.out_stride = nb;
-  r.hisa_blocks_ms = time_gpu(o.repeat, s, [&] { cuda::launch_score(js, s); });
-
-  const int words = cuda::mask_words(0, int(L - 1)), units = int((L + cuda::kMaskUnit - 1) / cuda::kMaskUnit);
-  std::vector<float> jh(size_t(N) * nb);
-  std::vector<int> hsegs, hoffs;
-  std::vector<uint32_t> bits;
-  cuda::DeviceArray<int> dhsegs, dhoffs;
-  cuda::DeviceArray<uint32_t> dmask;
-  r.hisa_host_ms = time_host(o.repeat, [&] {
-    J.download(jh.data(), jh.size(), s);
-    stream.synchronize();
-    hsegs.clear();
-    hoffs.assign(1, 0);
-    bits.assign(size_t(N) * words, 0u);
-    std::vector<int64_t> kept;
-    for (int64_t i = 0; i < N; ++i) {
-      const BlockSpan span = eligible_blocks(0, L - 1, B);
-      keep_blocks({jh.data() + i * nb, size_t(nb)}, span, config.blocks, config.forced, kept);
-      for (int64_t blk : kept) {
-        const int a = int(blk * B), z = int(std::min(blk * B + B - 1, L - 1));
-        if (hsegs.size() > size_t(2 * hoffs.back()) && hsegs.back() + 1 == a) {
-          hsegs.back() = z;
-        } else {
-          hsegs.push_back(a);
-          hsegs.push_back(z);
-        }
-        for (int u = a / cuda::kMaskUnit; u <= z / cuda::kMaskUnit; ++u) bits[size_t(i * words + u / 32)] |= 1u << (u % 32);
-      }
-      hoffs.push_back(int(hsegs.size() / 2));
-    }
-    dhsegs.upload(hsegs.data(), hsegs.size(), s);
-    dhoffs.upload(hoffs.data(), hoffs.size(), s);
-    dmask.upload(bits.data(), bits.size(), s);
-    stream.synchronize();
-  });
-  size_t set = 0;
-  for (uint32_t b : bits) set += size_t(__builtin_popcount(b));
-  r.kept_fraction = double(set) / (double(N) * units);
-  cuda::ScoreLaunch masked = flat;
-  masked.mask = dmask.data();
-  masked.mask_words = words;
-  r.hisa_score_ms = time_gpu(o.repeat, s, [&] { cuda::launch_score(masked, s); });
-  cuda::TopkLaunch htopk = topk;
-  htopk.segments = dhsegs.data();
-  htopk.seg_offsets = dhoffs.data();
-  r.hisa_topk_ms = time_gpu(o.repeat, s, [&] { cuda::launch_topk(htopk, s); });
-
-  // The engine end to end, as `hisa audit`/`select` use it.
   auto engine = make_cuda_engine(device);
   engine->set_layer(keys, config);
   std::vector<std::vector<int64_t>> out;
-  r.engine_flat_ms = time_host(std::max(1, o.repeat / 4), [&] { engine->select(batch, Method::Flat, out); });
-  r.engine_hisa_ms = time_host(std::max(1, o.repeat / 4), [&] { engine->select(batch, Method::Hisa, out); });
+  auto stages = [&](Method method) {
+    for (int i = 0; i < 2; ++i) engine->select(batch, method, out);
+    std::vector<cuda::StageTimes> t;
+    for (int i = 0; i < o.repeat; ++i) {
+      engine->select(batch, method, out);
+      t.push_back(cuda::last_stage_times(*engine));
+    }
+    auto med = [&](double cuda::StageTimes::*field) {
+      std::vector<double> v;
+      for (const auto& x : t) v.push_back(x.*field);
+      return median(v);
+    };
+    return cuda::StageTimes{med(&cuda::StageTimes::total_ms),        med(&cuda::StageTimes::token_scores_ms),
+                            med(&cuda::StageTimes::block_scores_ms), med(&cuda::StageTimes::topk_ms),
+                            med(&cuda::StageTimes::masses_ms),       med(&cuda::StageTimes::block_stage_ms)};
+  };
+  const cuda::StageTimes flat_t = stages(Method::Flat), hisa_t = stages(Method::Hisa);
+  r.engine_flat_ms = flat_t.total_ms;
+  r.engine_flat_gpu_ms = flat_t.token_scores_ms + flat_t.topk_ms;
+  r.engine_hisa_ms = hisa_t.total_ms;
+  r.hisa_blocks_ms = hisa_t.block_scores_ms;
+  r.hisa_host_ms = hisa_t.block_stage_ms;
+  r.hisa_score_ms = hisa_t.token_scores_ms;
+  r.hisa_topk_ms = hisa_t.topk_ms;
   return r;
 }
 

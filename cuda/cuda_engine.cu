@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <chrono>
 #include <cmath>
 #include <limits>
 #include <optional>
@@ -39,14 +40,25 @@ class Exactness {
   void reset(const float* values, size_t n) {
     values_ = values;
     n_ = n;
-    bf16_ = std::all_of(values, values + n, [](float v) { return (std::bit_cast<uint32_t>(v) & 0xFFFFu) == 0; });
+    bf16_ = all_of(values, n, [](float v) { return (std::bit_cast<uint32_t>(v) & 0xFFFFu) == 0; });
     f16_.reset();
   }
   bool bf16() const { return bf16_; }
   bool f16() const {
-    if (!f16_) f16_ = std::all_of(values_, values_ + n_, [](float v) { return f16_to_float(float_to_f16(v)) == v; });
+    if (!f16_) f16_ = all_of(values_, n_, [](float v) { return f16_to_float(float_to_f16(v)) == v; });
     return *f16_;
   }
+
+ private:
+  template <typename Pred>
+  static bool all_of(const float* v, size_t n, Pred pred) {
+    bool ok = true;
+#pragma omp parallel for reduction(&& : ok) schedule(static)
+    for (int64_t i = 0; i < int64_t(n); ++i) ok = ok && pred(v[i]);
+    return ok;
+  }
+
+ public:
 
  private:
   const float* values_ = nullptr;
@@ -86,6 +98,7 @@ class KeyStore {
     if (lowp_type_ != t) {
       const int64_t dp = round_up(dim_, 16);
       staging_.assign(size_t(count_ * dp), 0);
+#pragma omp parallel for schedule(static)
       for (int64_t r = 0; r < count_; ++r) {
         for (int64_t d = 0; d < dim_; ++d) staging_[size_t(r * dp + d)] = encode(t, values_[r * dim_ + d]);
       }
@@ -147,6 +160,7 @@ class QueryStore {
     const int64_t hp = round_up(b.heads, 8), dp = round_up(b.dim, 16);
     staging_q_.assign(size_t(b.count * hp * dp), 0);
     staging_w_.assign(size_t(b.count * hp), 0.0f);
+#pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < b.count; ++i) {
       for (int64_t h = 0; h < b.heads; ++h) {
         const float* q = b.q_row(i, h);
@@ -204,9 +218,36 @@ void tokens_in_blocks(const std::vector<int64_t>& kept, int64_t k_start, int64_t
   }
 }
 
+// GPU stage times from reusable event pairs, added to their targets once the stream has been synchronised.
+class StageTimer {
+ public:
+  void begin(cudaStream_t s, double* target) {
+    if (n_ == pool_.size()) pool_.push_back(std::make_unique<Pair>());
+    pool_[n_]->target = target;
+    pool_[n_]->start.record(s);
+  }
+  void end(cudaStream_t s) { pool_[n_++]->stop.record(s); }
+  void collect() {
+    for (size_t i = 0; i < n_; ++i) *pool_[i]->target += pool_[i]->stop.since(pool_[i]->start);
+    n_ = 0;
+  }
+
+ private:
+  struct Pair {
+    Event start, stop;
+    double* target = nullptr;
+  };
+  std::vector<std::unique_ptr<Pair>> pool_;
+  size_t n_ = 0;
+};
+
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
 class CudaEngine final : public SelectionEngine {
  public:
-  explicit CudaEngine(int device) : device_(device) {
+  CudaEngine(int device, size_t max_chunk_bytes) : device_(device), max_chunk_bytes_(max_chunk_bytes) {
     HISA_CUDA_CHECK(cudaSetDevice(device_));
     cudaDeviceProp prop{};
     HISA_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
@@ -230,16 +271,24 @@ class CudaEngine final : public SelectionEngine {
   }
 
   void audit(const QueryBatch& b, std::vector<QueryAudit>& out) override {
+    const auto t0 = std::chrono::steady_clock::now();
+    times_ = {};
     begin_batch(b);
     out.assign(size_t(b.count), QueryAudit{});
     for (const Chunk& c : plan(b, true)) audit_chunk(b, c, out);
+    times_.total_ms = ms_since(t0);
   }
 
   void select(const QueryBatch& b, Method method, std::vector<std::vector<int64_t>>& out) override {
+    const auto t0 = std::chrono::steady_clock::now();
+    times_ = {};
     begin_batch(b);
     out.assign(size_t(b.count), {});
     for (const Chunk& c : plan(b, method != Method::Block)) select_chunk(b, c, method, out);
+    times_.total_ms = ms_since(t0);
   }
+
+  const StageTimes& times() const { return times_; }
 
  private:
   cudaStream_t s() const { return stream_->get(); }
@@ -272,7 +321,8 @@ class CudaEngine final : public SelectionEngine {
     size_t free = 0, total = 0;
     HISA_CUDA_CHECK(cudaMemGetInfo(&free, &total));
     const size_t held = scores_.capacity_bytes() + j_.capacity_bytes();
-    const double budget = 0.5 * double(free + held);
+    double budget = 0.5 * double(free + held);
+    if (max_chunk_bytes_ > 0) budget = std::min(budget, double(max_chunk_bytes_));
     const int64_t B = config_.block_size;
     auto bytes = [&](int64_t rows, int64_t lo, int64_t hi) {
       const double score_cols = token_scores ? double(round_up(hi - lo + 1, 32)) : 0.0;
@@ -300,7 +350,7 @@ class CudaEngine final : public SelectionEngine {
   }
 
   void score(KeyStore& keys, const Chunk& c, const int* lo, const int* hi, int range_lo, int range_hi,
-             const uint32_t* mask, int words, float* out, int64_t stride, int base) {
+             const uint32_t* mask, int words, float* out, int64_t stride, int base, double* stage) {
     const QueryBatch& b = *batch_;
     ScoreLaunch a;
     a.type = choose_type(keys.exact(), queries_.exact(), b.dim);
@@ -331,12 +381,14 @@ class CudaEngine final : public SelectionEngine {
     a.out = out;
     a.out_stride = stride;
     a.out_base = base;
+    timer_.begin(s(), stage);
     launch_score(a, s());
+    timer_.end(s());
   }
   void score_tokens(const Chunk& c, const uint32_t* mask = nullptr) {
     scores_.resize(size_t(c.count * c.stride()));
     score(tokens_, c, lo_.data(), hi_.data(), c.lo, c.hi, mask, mask ? mask_words(c.lo, c.hi) : 0, scores_.data(),
-          c.stride(), c.lo);
+          c.stride(), c.lo, &times_.token_scores_ms);
   }
 
   // Block scores J on the GPU, copied to jh_ (row i: blocks [c.lo/B, c.hi/B]).
@@ -344,7 +396,7 @@ class CudaEngine final : public SelectionEngine {
     const int B = int(config_.block_size), jlo = c.lo / B, jhi = c.hi / B;
     const int64_t width = jhi - jlo + 1;
     j_.resize(size_t(c.count * width));
-    score(blocks_, c, blo_.data(), bhi_.data(), jlo, jhi, nullptr, 0, j_.data(), width, jlo);
+    score(blocks_, c, blo_.data(), bhi_.data(), jlo, jhi, nullptr, 0, j_.data(), width, jlo, &times_.block_scores_ms);
     jh_.resize(size_t(c.count * width));
     j_.download(jh_.data(), jh_.size(), s());
     stream_->synchronize();
@@ -376,16 +428,20 @@ class CudaEngine final : public SelectionEngine {
     t.out_pos = pos.data();
     t.out_score = sc.data();
     t.out_count = cnt.data();
+    timer_.begin(s(), &times_.topk_ms);
     launch_topk(t, s());
+    timer_.end(s());
   }
 
   void audit_chunk(const QueryBatch& b, const Chunk& c, std::vector<QueryAudit>& out) {
     const int64_t B = config_.block_size;
-    score_tokens(c);
     score_blocks(c);
-    // Block stage on the host: the CPU engine's keep_blocks on J.
-    std::vector<int> flat_segs, flat_offs{0}, hisa_segs, hisa_offs{0}, block_segs, block_offs{0};
-    std::vector<int64_t> kept_block;
+    score_tokens(c);  // runs on the GPU while the host does the block stage
+    const auto host_t0 = std::chrono::steady_clock::now();
+    // Block stage on the host: the CPU engine's keep_blocks on J, queries in parallel (keep_blocks keeps
+    // its scratch thread_local), then the per-query segment lists are concatenated in query order.
+    std::vector<std::vector<int>> row_hisa(size_t(c.count)), row_block(size_t(c.count));
+#pragma omp parallel for schedule(dynamic, 8)
     for (int64_t i = 0; i < c.count; ++i) {
       const size_t q = size_t(c.first + i);
       QueryAudit& a = out[q];
@@ -393,20 +449,27 @@ class CudaEngine final : public SelectionEngine {
       a.k_start = b.k_start[q];
       a.visible = a.q_pos - a.k_start + 1;
       const BlockSpan span = eligible_blocks(a.k_start, a.q_pos, B);
+      std::vector<int64_t> kept_block;
       keep_blocks(j_row(c, i, span), span, config_.blocks, config_.forced, a.hisa_blocks);
       keep_blocks(j_row(c, i, span), span, config_.block_sparse_blocks(), ForcedMode::InBudget, kept_block);
       tokens_in_blocks(kept_block, a.k_start, a.q_pos, B, a.block);
-      flat_segs.push_back(int(a.k_start));
-      flat_segs.push_back(int(a.q_pos));
+      append_segments(a.hisa_blocks, a.k_start, a.q_pos, B, row_hisa[size_t(i)]);
+      append_segments(kept_block, a.k_start, a.q_pos, B, row_block[size_t(i)]);
+    }
+    std::vector<int> flat_segs, flat_offs{0}, hisa_segs, hisa_offs{0}, block_segs, block_offs{0};
+    for (int64_t i = 0; i < c.count; ++i) {
+      flat_segs.push_back(int(b.k_start[size_t(c.first + i)]));
+      flat_segs.push_back(int(b.q_pos[size_t(c.first + i)]));
       flat_offs.push_back(int(flat_segs.size() / 2));
-      append_segments(a.hisa_blocks, a.k_start, a.q_pos, B, hisa_segs);
+      hisa_segs.insert(hisa_segs.end(), row_hisa[size_t(i)].begin(), row_hisa[size_t(i)].end());
       hisa_offs.push_back(int(hisa_segs.size() / 2));
-      append_segments(kept_block, a.k_start, a.q_pos, B, block_segs);
+      block_segs.insert(block_segs.end(), row_block[size_t(i)].begin(), row_block[size_t(i)].end());
       block_offs.push_back(int(block_segs.size() / 2));
     }
     upload_segments(flat_segs, flat_offs, flat_segs_, flat_offs_);
     upload_segments(hisa_segs, hisa_offs, hisa_segs_, hisa_offs_);
     upload_segments(block_segs, block_offs, block_segs_, block_offs_);
+    times_.block_stage_ms += ms_since(host_t0);
     run_topk(c, flat_segs_, flat_offs_, flat_pos_, flat_score_, flat_count_);
     run_topk(c, hisa_segs_, hisa_offs_, hisa_pos_, hisa_score_, hisa_count_);
     row_max_.resize(size_t(c.count));
@@ -427,7 +490,9 @@ class CudaEngine final : public SelectionEngine {
     m.c_offsets = block_offs_.data();
     m.out_max = row_max_.data();
     m.out_mass = mass_.data();
+    timer_.begin(s(), &times_.masses_ms);
     launch_masses(m, s());
+    timer_.end(s());
 
     const size_t n = size_t(c.count), kk = size_t(k());
     std::vector<int> fpos(n * kk), fcnt(n), hpos(n * kk), hcnt(n);
@@ -441,6 +506,7 @@ class CudaEngine final : public SelectionEngine {
     row_max_.download(rmax.data(), n, s());
     mass_.download(mass.data(), mass.size(), s());
     stream_->synchronize();
+    timer_.collect();
     for (size_t i = 0; i < n; ++i) {
       QueryAudit& a = out[size_t(c.first) + i];
       a.flat.assign(fpos.begin() + i * kk, fpos.begin() + i * kk + fcnt[i]);
@@ -468,21 +534,31 @@ class CudaEngine final : public SelectionEngine {
       }
     } else {
       score_blocks(c);
-      std::vector<int64_t> kept;
+      const auto host_t0 = std::chrono::steady_clock::now();
+      std::vector<std::vector<int>> row_segs(size_t(c.count));
+#pragma omp parallel for schedule(dynamic, 8)
       for (int64_t i = 0; i < c.count; ++i) {
         const size_t q = size_t(c.first + i);
         const int64_t ks = b.k_start[q], qp = b.q_pos[q];
         const BlockSpan span = eligible_blocks(ks, qp, B);
+        std::vector<int64_t> kept;
         if (method == Method::Block) {
           keep_blocks(j_row(c, i, span), span, config_.block_sparse_blocks(), ForcedMode::InBudget, kept);
           tokens_in_blocks(kept, ks, qp, B, out[q]);
-          continue;
+        } else {
+          keep_blocks(j_row(c, i, span), span, config_.blocks, config_.forced, kept);
+          append_segments(kept, ks, qp, B, row_segs[size_t(i)]);
         }
-        keep_blocks(j_row(c, i, span), span, config_.blocks, config_.forced, kept);
-        append_segments(kept, ks, qp, B, segs);
+      }
+      if (method == Method::Block) {
+        timer_.collect();
+        times_.block_stage_ms += ms_since(host_t0);
+        return;
+      }
+      for (int64_t i = 0; i < c.count; ++i) {
+        segs.insert(segs.end(), row_segs[size_t(i)].begin(), row_segs[size_t(i)].end());
         offs.push_back(int(segs.size() / 2));
       }
-      if (method == Method::Block) return;
       // HISA's token stage scores only the 64-key units that hold kept tokens.
       const int words = mask_words(c.lo, c.hi), base = mask_unit_base(c.lo);
       std::vector<uint32_t> bits(size_t(c.count * words), 0u);
@@ -495,6 +571,7 @@ class CudaEngine final : public SelectionEngine {
       }
       mask_.upload(bits.data(), bits.size(), s());
       mask = mask_.data();
+      times_.block_stage_ms += ms_since(host_t0);
     }
     score_tokens(c, mask);
     upload_segments(segs, offs, flat_segs_, flat_offs_);
@@ -504,10 +581,12 @@ class CudaEngine final : public SelectionEngine {
     flat_pos_.download(pos.data(), pos.size(), s());
     flat_count_.download(cnt.data(), n, s());
     stream_->synchronize();
+    timer_.collect();
     for (size_t i = 0; i < n; ++i) out[size_t(c.first) + i].assign(pos.begin() + i * kk, pos.begin() + i * kk + cnt[i]);
   }
 
   int device_;
+  size_t max_chunk_bytes_;  // 0: from the free device memory
   std::string name_;
   std::optional<Stream> stream_;  // created after cudaSetDevice
   const LayerKeys* keys_ = nullptr;
@@ -524,9 +603,17 @@ class CudaEngine final : public SelectionEngine {
   DeviceArray<int> flat_pos_, flat_count_, hisa_pos_, hisa_count_;
   DeviceArray<float> flat_score_, hisa_score_, row_max_;
   DeviceArray<double> mass_;
+  StageTimer timer_;
+  StageTimes times_;
 };
 
 }  // namespace
+
+StageTimes last_stage_times(const SelectionEngine& engine) {
+  const auto* cuda_engine = dynamic_cast<const CudaEngine*>(&engine);
+  if (cuda_engine == nullptr) throw std::invalid_argument("last_stage_times: not a CUDA engine");
+  return cuda_engine->times();
+}
 
 std::vector<std::vector<int64_t>> topk_rows(const std::vector<std::vector<float>>& rows, int64_t first_position,
                                             int64_t k, int device) {
@@ -579,7 +666,7 @@ std::vector<std::vector<int64_t>> topk_rows(const std::vector<std::vector<float>
 
 namespace hisa {
 
-std::unique_ptr<SelectionEngine> make_cuda_engine(int device) {
+std::unique_ptr<SelectionEngine> make_cuda_engine(int device, size_t max_chunk_bytes) {
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess) {
     cudaGetLastError();
@@ -588,7 +675,7 @@ std::unique_ptr<SelectionEngine> make_cuda_engine(int device) {
   if (device < 0 || device >= count) {
     throw UsageError("no CUDA device " + std::to_string(device) + " (" + std::to_string(count) + " found)");
   }
-  return std::make_unique<cuda::CudaEngine>(device);
+  return std::make_unique<cuda::CudaEngine>(device, max_chunk_bytes);
 }
 
 }  // namespace hisa

@@ -32,6 +32,8 @@ timeout 420 "$GPU_TESTS" >"$OUT/gpu_tests.log" 2>&1
 echo "gpu tests: exit $?, $(( $(date +%s) - t0 )) s"
 timeout 120 "$HISA" bench --device cuda >"$OUT/bench.log" 2>&1
 echo "bench: exit $?"
+timeout 120 "$HISA" bench --device cuda --keys 131072 >>"$OUT/bench.log" 2>&1
+echo "bench 131072: exit $?"
 # End to end: the same synthetic dump audited by both engines.
 "$HISA" synth -o /tmp/niah.h5 --seq-len 32768 --layers 3 --queries sample:128 --heads 32 >/dev/null 2>&1
 for d in cpu cuda; do
