@@ -1,0 +1,40 @@
+#pragma once
+// The CUDA selection engine (cuda_engine.cu). Host-only header: usable from code built without nvcc.
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "select/engine.hpp"
+
+namespace hisa {
+
+// The CUDA engine on device `device` (an index from hisa::cuda::list_devices()). Same results as the CPU
+// engine on exact inputs; on others, differences only between near-tied scores (fp32 summation order).
+// Throws UsageError when the device does not exist. Queries are scored in chunks whose device buffers take
+// at most half of the free device memory, or at most max_chunk_bytes when that is smaller and not 0 (tests
+// use it to exercise many chunks).
+std::unique_ptr<SelectionEngine> make_cuda_engine(int device, size_t max_chunk_bytes = 0);
+
+}  // namespace hisa
+
+namespace hisa::cuda {
+
+// Where the last audit() or select() of a CUDA engine spent its time, in ms. GPU stages by CUDA events (summed
+// over query chunks); the host block stage (keep_blocks on J, segment lists and masks, their upload) and the
+// total by the host clock. total - (the rest) is batch preparation (exactness checks, conversions, uploads),
+// downloads and waiting.
+struct StageTimes {
+  double total_ms = 0;
+  double token_scores_ms = 0, block_scores_ms = 0, topk_ms = 0, masses_ms = 0;
+  double block_stage_ms = 0;
+};
+// Throws std::invalid_argument when `engine` is not a CUDA engine.
+StageTimes last_stage_times(const SelectionEngine& engine);
+
+// The GPU top-k kernel on host rows, for tests and the benchmark: rows[i][j] is the score of position
+// first_position + j. Returns each row's k best positions, ascending (all of them when there are at most k).
+std::vector<std::vector<int64_t>> topk_rows(const std::vector<std::vector<float>>& rows, int64_t first_position,
+                                            int64_t k, int device);
+
+}  // namespace hisa::cuda

@@ -1,0 +1,97 @@
+#pragma once
+// RAII owners of device memory and streams. Host-only header.
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <utility>
+
+#include "cuda/cuda_check.hpp"
+
+namespace hisa::cuda {
+
+// A device array that only grows: resize() reallocates (without keeping contents) when the capacity is too
+// small, so per-chunk buffers are allocated once and reused.
+template <typename T>
+class DeviceArray {
+ public:
+  DeviceArray() = default;
+  DeviceArray(const DeviceArray&) = delete;
+  DeviceArray& operator=(const DeviceArray&) = delete;
+  DeviceArray(DeviceArray&& o) noexcept { swap(o); }
+  DeviceArray& operator=(DeviceArray&& o) noexcept {
+    swap(o);
+    return *this;
+  }
+  ~DeviceArray() {
+    if (data_ != nullptr) cudaFree(data_);  // never throws from a destructor
+  }
+
+  void resize(size_t n) {
+    if (n > capacity_) {
+      release();
+      HISA_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&data_), n * sizeof(T)));
+      capacity_ = n;
+    }
+    size_ = n;
+  }
+  void release() {
+    if (data_ != nullptr) HISA_CUDA_CHECK(cudaFree(data_));
+    data_ = nullptr;
+    capacity_ = size_ = 0;
+  }
+  void upload(const T* src, size_t n, cudaStream_t stream) {
+    resize(n);
+    if (n > 0) HISA_CUDA_CHECK(cudaMemcpyAsync(data_, src, n * sizeof(T), cudaMemcpyHostToDevice, stream));
+  }
+  // Copies the first n elements to host memory (asynchronous on the stream; synchronise before reading).
+  void download(T* dst, size_t n, cudaStream_t stream) const {
+    if (n > 0) HISA_CUDA_CHECK(cudaMemcpyAsync(dst, data_, n * sizeof(T), cudaMemcpyDeviceToHost, stream));
+  }
+  T* data() { return data_; }
+  const T* data() const { return data_; }
+  size_t size() const { return size_; }
+  size_t capacity_bytes() const { return capacity_ * sizeof(T); }
+
+ private:
+  void swap(DeviceArray& o) noexcept {
+    std::swap(data_, o.data_);
+    std::swap(size_, o.size_);
+    std::swap(capacity_, o.capacity_);
+  }
+  T* data_ = nullptr;
+  size_t size_ = 0, capacity_ = 0;
+};
+
+class Stream {
+ public:
+  Stream() { HISA_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking)); }
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+  ~Stream() { cudaStreamDestroy(stream_); }
+  cudaStream_t get() const { return stream_; }
+  void synchronize() const { HISA_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+ private:
+  cudaStream_t stream_ = nullptr;
+};
+
+class Event {
+ public:
+  Event() { HISA_CUDA_CHECK(cudaEventCreate(&event_)); }
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+  ~Event() { cudaEventDestroy(event_); }
+  void record(cudaStream_t s) { HISA_CUDA_CHECK(cudaEventRecord(event_, s)); }
+  // Milliseconds from `start` to this event (both recorded and complete).
+  float since(const Event& start) const {
+    HISA_CUDA_CHECK(cudaEventSynchronize(event_));
+    float ms = 0;
+    HISA_CUDA_CHECK(cudaEventElapsedTime(&ms, start.event_, event_));
+    return ms;
+  }
+
+ private:
+  cudaEvent_t event_ = nullptr;
+};
+
+}  // namespace hisa::cuda

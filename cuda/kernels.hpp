@@ -1,0 +1,111 @@
+#pragma once
+// Host-side launchers of the selection kernels (score.cu, topk.cu). Host-only header: plain pointers to
+// device memory and a stream, no device code, no hisa_core types, so hisa_cuda depends on nothing else of
+// the project. Positions on the device are int32 (the engine checks L < 2^31).
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <string>
+
+namespace hisa::cuda {
+
+// How key and query values are stored on the device for scoring.
+//  F32:  fp32 values, scored on CUDA cores (any H, D).
+//  BF16, F16: the exact 16-bit codes (uint16 bits) of values that the engine checked are representable,
+//        padded to H' = round_up(H, 8) heads and D' = round_up(D, 16) dims with zeros (and zero weights for
+//        the padded heads), scored on tensor cores (mma.sync m16n8k16, fp32 accumulation); D' <= 128.
+enum class ValueType { F32, BF16, F16 };
+
+// Keys of one scoring pass are processed in 64-key units; a mask (optional) says per query which units to
+// score. Bit u - unit_base of query i's mask words.
+inline constexpr int kMaskUnit = 64;
+inline constexpr int kMaxTensorCoreDim = 128;
+
+// I[i, s] = scale[s] · Σ_h w[i,h] · ReLU(q[i,h,:] · key[s,:]) for s ∈ [lo[i], hi[i]] (and, with a mask, in the
+// query's masked units), written to out[i * out_stride + (s - out_base)]; NaN is written as -inf. Nothing
+// else of out is touched. range_lo/range_hi bound every query's [lo, hi] (the launch covers those keys).
+struct ScoreLaunch {
+  ValueType type = ValueType::F32;
+  const void* keys = nullptr;  // [key_count, dim] of type
+  const float* scales = nullptr;  // [key_count]
+  int key_count = 0;
+  const void* q = nullptr;     // [queries, heads, dim] of type
+  const float* w = nullptr;    // [queries, heads]
+  int queries = 0, heads = 0, dim = 0;  // padded values for BF16/F16
+  const int* lo = nullptr;     // [queries]
+  const int* hi = nullptr;     // [queries]
+  int range_lo = 0, range_hi = -1;
+  const uint32_t* mask = nullptr;  // [queries, mask_words] or null (every unit)
+  int mask_words = 0;
+  int unit_base = 0;           // must be (range_lo / 128) * 2
+  float* out = nullptr;
+  int64_t out_stride = 0;
+  int out_base = 0;
+};
+void launch_score(const ScoreLaunch& a, cudaStream_t stream);
+// The mask of a launch covers whole 128-key tiles: units [mask_unit_base, mask_unit_base + mask_units).
+inline int mask_unit_base(int range_lo) { return (range_lo / (2 * kMaskUnit)) * 2; }
+inline int mask_units(int range_lo, int range_hi) { return (range_hi / (2 * kMaskUnit)) * 2 + 2 - mask_unit_base(range_lo); }
+inline int mask_words(int range_lo, int range_hi) { return (mask_units(range_lo, range_hi) + 31) / 32; }
+
+// Exact top-k per row over a list of position segments [seg[2j], seg[2j+1]] (inclusive, ascending, disjoint)
+// for j in [seg_offsets[r], seg_offsets[r+1]), scores read from scores[r * stride + (s - base)].
+// Order: higher score first, equal scores by lower position (+0 == -0; scores must not be NaN). Writes the
+// chosen positions ascending, with their scores, to out_pos/out_score[r * k + j] and their number (min(n, k))
+// to out_count[r]. Deterministic: no result depends on thread scheduling.
+struct TopkLaunch {
+  const float* scores = nullptr;
+  int64_t stride = 0;
+  int base = 0;
+  const int* segments = nullptr;
+  const int* seg_offsets = nullptr;  // [rows + 1]
+  int rows = 0;
+  int k = 0;
+  int* out_pos = nullptr;
+  float* out_score = nullptr;
+  int* out_count = nullptr;
+};
+void launch_topk(const TopkLaunch& a, cudaStream_t stream);
+
+// Per row: M = max over the visible keys [lo, hi], then Σ e^{I - M} in double over the visible keys, over the
+// positions of the lists a and b (rows of width `width`, `count` entries each; null lists give 0), and over
+// segment list c. out_max[r] = M; out_mass[r*4 + {0,1,2,3}] = visible, a, b, c. Fixed reduction order.
+struct MassLaunch {
+  const float* scores = nullptr;
+  int64_t stride = 0;
+  int base = 0;
+  const int* lo = nullptr;
+  const int* hi = nullptr;
+  int rows = 0;
+  const int* a_pos = nullptr;
+  const int* a_count = nullptr;
+  const int* b_pos = nullptr;
+  const int* b_count = nullptr;
+  int width = 0;
+  const int* c_segments = nullptr;
+  const int* c_offsets = nullptr;
+  float* out_max = nullptr;
+  double* out_mass = nullptr;
+};
+void launch_masses(const MassLaunch& a, cudaStream_t stream);
+
+// Per row r and each of its eligible blocks j (block ⌊lo[r]/B⌋ + j, up to ⌊hi[r]/B⌋): the best score among the
+// block's visible keys [max(bB, lo), min(bB + B - 1, hi)], written to out[r * max_blocks + j].
+struct BlockMaxLaunch {
+  const float* scores = nullptr;
+  int64_t stride = 0;
+  int base = 0;
+  const int* lo = nullptr;
+  const int* hi = nullptr;
+  int rows = 0;
+  int block_size = 0;
+  int max_blocks = 0;
+  float* out = nullptr;
+};
+void launch_block_max(const BlockMaxLaunch& a, cudaStream_t stream);
+
+// Whether this build's kernels can run on `device` (a compatible SASS or PTX image is embedded): empty when
+// they can, else the CUDA error that loading them gives. Never throws.
+std::string kernel_image_problem(int device);
+
+}  // namespace hisa::cuda

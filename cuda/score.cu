@@ -1,0 +1,323 @@
+// Indexer scoring on the GPU: I[t,s] = scale[s] · Σ_h w[t,h] · ReLU(q[t,h,:] · k[s,:]).
+//
+// Why both paths agree with the CPU engine (README "Definitions": fp32 accumulation, order not defined):
+//  - Tensor-core path (BF16/F16): used only when the engine has checked that every q and k value is exactly
+//    representable in the 16-bit type, so the tensor cores see the very values the CPU sees. A product of two
+//    bf16 (8-bit significands) or two f16 (11-bit) values has at most 22 significant bits and is exact in
+//    fp32, so every product equals the CPU's; the mma accumulates those products in fp32 (the order, and
+//    the tensor core's internal rounding of partial sums, differ from Eigen's, which the Definitions leave
+//    open). On exact inputs (small integers, dyadic values) every sum is exact and the scores are bit-identical.
+//  - ReLU, the weights, the head sum and the key scale are applied in fp32 on CUDA cores, in registers; the
+//    key scale multiplies after the head sum, as on the CPU (so fp8 dumps, whose e4m3 values are exact in
+//    bf16, use the tensor cores with k_scale applied afterwards).
+//  - fp32 path: everything on CUDA cores with fp32 FMAs, the dot product in dimension order.
+// No [queries·heads, L] array exists: dot products live in registers (mma accumulators) or shared memory.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "cuda/cuda_check.hpp"
+#include "cuda/device_util.cuh"
+#include "cuda/kernels.hpp"
+
+namespace hisa::cuda {
+
+namespace {
+
+__device__ __forceinline__ bool unit_wanted(const ScoreLaunch& a, int query, int unit) {
+  if (a.mask == nullptr) return true;
+  const int u = unit - a.unit_base;
+  return (a.mask[size_t(query) * a.mask_words + (u >> 5)] >> (u & 31)) & 1u;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Tensor-core path. Keys are the MMA's M side: each warp owns 32 keys (two m16 tiles) and keeps their A
+// fragments in registers for the whole query loop; (heads × dims) of one query are the N × K side, staged in
+// shared memory (double-buffered with cp.async). Each thread's accumulators hold 2 heads of 4 keys, so
+// ReLU·w and the head sum happen in registers, then across the 4 lanes of a quad.
+
+constexpr int kMmaThreads = 128;  // 4 warps
+constexpr int kMmaTile = 128;     // keys per CTA = 2 mask units
+
+template <bool kF16>
+__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  if constexpr (kF16) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+}
+
+__device__ __forceinline__ uint32_t load_pair(const uint16_t* p) { return __ldg(reinterpret_cast<const unsigned*>(p)); }
+
+template <bool kF16, int KS>  // KS = D' / 16 k-steps of the mma
+__global__ void __maxnreg__(168) score_mma_kernel(const ScoreLaunch a, int queries_per_cta) {
+  constexpr int Dp = KS * 16;
+  // Shared row stride in 16-bit elements: +8 (16 bytes) so the 8 head rows that one B fragment reads fall in
+  // distinct banks (row stride ≡ 4 words mod 8).
+  constexpr int ld = Dp + 8;
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int Hp = a.heads;
+  uint16_t* qs = reinterpret_cast<uint16_t*>(smem);                                   // [2][Hp][ld]
+  float* ws = reinterpret_cast<float*>(smem + size_t(2) * Hp * ld * sizeof(uint16_t));  // [2][Hp]
+
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, c = lane & 3;
+  const int tile = a.range_lo / kMmaTile + int(blockIdx.x);
+  const int tile_lo = tile * kMmaTile, tile_hi = tile_lo + kMmaTile - 1;
+  const int key0 = tile_lo + warp * 32;
+  const uint16_t* keys = static_cast<const uint16_t*>(a.keys);
+  const uint16_t* qg = static_cast<const uint16_t*>(a.q);
+
+  // A fragments (row-major 16x16): a0 = A[g][2c..], a1 = A[g+8][2c..], a2 = A[g][2c+8..], a3 = A[g+8][2c+8..].
+  uint32_t af[2][KS][4];
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt) {
+    const int r0 = key0 + mt * 16 + g, r1 = r0 + 8;
+    const bool ok0 = r0 < a.key_count, ok1 = r1 < a.key_count;
+#pragma unroll
+    for (int ks = 0; ks < KS; ++ks) {
+      const int col = ks * 16 + 2 * c;
+      af[mt][ks][0] = ok0 ? load_pair(keys + size_t(r0) * Dp + col) : 0u;
+      af[mt][ks][1] = ok1 ? load_pair(keys + size_t(r1) * Dp + col) : 0u;
+      af[mt][ks][2] = ok0 ? load_pair(keys + size_t(r0) * Dp + col + 8) : 0u;
+      af[mt][ks][3] = ok1 ? load_pair(keys + size_t(r1) * Dp + col + 8) : 0u;
+    }
+  }
+
+  const int q_begin = int(blockIdx.y) * queries_per_cta;
+  const int q_end = min(a.queries, q_begin + queries_per_cta);
+  auto wanted = [&](int i) {
+    return a.lo[i] <= tile_hi && a.hi[i] >= tile_lo &&
+           (unit_wanted(a, i, 2 * tile) || unit_wanted(a, i, 2 * tile + 1));
+  };
+  auto next_from = [&](int i) {
+    while (i < q_end && !wanted(i)) ++i;
+    return i;
+  };
+  auto load = [&](int i, int buf) {
+    const uint16_t* src = qg + size_t(i) * Hp * Dp;
+    uint16_t* dst = qs + size_t(buf) * Hp * ld;
+    constexpr int chunks = Dp / 8;  // 16-byte chunks per head row
+    for (int idx = tid; idx < Hp * chunks; idx += kMmaThreads) {
+      const int r = idx / chunks, ch = idx - r * chunks;
+      cp_async16(dst + r * ld + ch * 8, src + size_t(r) * Dp + ch * 8);
+    }
+    for (int idx = tid; idx < Hp / 4; idx += kMmaThreads) cp_async16(ws + buf * Hp + idx * 4, a.w + size_t(i) * Hp + idx * 4);
+    cp_async_commit();
+  };
+
+  int cur = next_from(q_begin), buf = 0;
+  if (cur < q_end) load(cur, 0);
+  while (cur < q_end) {
+    const int nxt = next_from(cur + 1);
+    if (nxt < q_end) {
+      load(nxt, buf ^ 1);  // that buffer's last readers finished before the barrier ending the previous step
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    const int qlo = a.lo[cur], qhi = a.hi[cur];
+    if (key0 <= qhi && key0 + 31 >= qlo && unit_wanted(a, cur, key0 / kMaskUnit)) {  // warp-uniform
+      const uint16_t* qb = qs + size_t(buf) * Hp * ld;
+      const float* wb = ws + buf * Hp;
+      float part[4] = {0.f, 0.f, 0.f, 0.f};  // keys (mt, row g / g+8): index mt*2 + r
+      for (int nt = 0; nt < Hp / 8; ++nt) {
+        float acc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+        // B fragment (col-major 16x8): b0 = B[2c..2c+1][g], b1 = B[2c+8..][g]; B[d][n] = q[head nt*8+n][d].
+        const uint16_t* qrow = qb + (nt * 8 + g) * ld + 2 * c;
+#pragma unroll
+        for (int ks = 0; ks < KS; ++ks) {
+          const uint32_t b0 = *reinterpret_cast<const uint32_t*>(qrow + ks * 16);
+          const uint32_t b1 = *reinterpret_cast<const uint32_t*>(qrow + ks * 16 + 8);
+          mma_16816<kF16>(acc[0], af[0][ks], b0, b1);
+          mma_16816<kF16>(acc[1], af[1][ks], b0, b1);
+        }
+        // Accumulator: d0, d1 = (key row g, heads 2c, 2c+1); d2, d3 = (key row g+8, same heads).
+        const float w0 = wb[nt * 8 + 2 * c], w1 = wb[nt * 8 + 2 * c + 1];
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt) {
+          part[mt * 2 + 0] += w0 * fmaxf(acc[mt][0], 0.f) + w1 * fmaxf(acc[mt][1], 0.f);
+          part[mt * 2 + 1] += w0 * fmaxf(acc[mt][2], 0.f) + w1 * fmaxf(acc[mt][3], 0.f);
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {  // the quad's 4 lanes hold disjoint heads of the same keys
+        part[j] += __shfl_xor_sync(0xffffffffu, part[j], 1);
+        part[j] += __shfl_xor_sync(0xffffffffu, part[j], 2);
+      }
+      // Every lane of the quad now has the 4 sums; lane c stores sum c, so the warp writes its 32 keys.
+      const float v = c == 0 ? part[0] : c == 1 ? part[1] : c == 2 ? part[2] : part[3];
+      const int s = key0 + (c >> 1) * 16 + g + (c & 1) * 8;
+      if (s >= qlo && s <= qhi && s < a.key_count) {
+        a.out[size_t(cur) * a.out_stride + (s - a.out_base)] = clean_score(v * a.scales[s]);
+      }
+    }
+    __syncthreads();  // everyone is done with `buf` before it is refilled
+    cur = nxt;
+    buf ^= 1;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// fp32 path on CUDA cores: a CTA keeps 64 keys in shared memory and loops over its queries; heads are taken
+// 32 at a time. Thread (kg, hg) computes keys kg + 16i and heads hg + 8j (i, j < 4); each dot product is a
+// chain of fp32 FMAs in dimension order. Partial head sums of the 8 head groups meet in shared memory.
+
+constexpr int kF32Threads = 128;
+constexpr int kF32Tile = 64;  // = kMaskUnit
+constexpr int kF32HeadPass = 32;
+
+size_t f32_smem_bytes(int dim) { return size_t(kF32Tile + kF32HeadPass) * (dim + 1) * sizeof(float) + 8 * kF32Tile * sizeof(float); }
+
+__global__ void __launch_bounds__(kF32Threads) score_f32_kernel(const ScoreLaunch a, int queries_per_cta) {
+  extern __shared__ float fsm[];
+  const int D = a.dim, H = a.heads, ld = D + 1;  // +1: consecutive keys in distinct banks
+  float* ks = fsm;                             // [64][ld]
+  float* qsh = ks + kF32Tile * ld;             // [32][ld]
+  float* red = qsh + kF32HeadPass * ld;        // [8][64]
+  const float* keys = static_cast<const float*>(a.keys);
+  const float* q = static_cast<const float*>(a.q);
+  const int tid = threadIdx.x, kg = tid & 15, hg = tid >> 4;
+  const int tile = a.range_lo / kF32Tile + int(blockIdx.x);
+  const int key0 = tile * kF32Tile;
+  for (int idx = tid; idx < kF32Tile * D; idx += kF32Threads) {
+    const int r = idx / D, d = idx - r * D, s = key0 + r;
+    ks[r * ld + d] = s < a.key_count ? keys[size_t(s) * D + d] : 0.f;
+  }
+  const int q_begin = int(blockIdx.y) * queries_per_cta;
+  const int q_end = min(a.queries, q_begin + queries_per_cta);
+  for (int i = q_begin; i < q_end; ++i) {
+    const int qlo = a.lo[i], qhi = a.hi[i];
+    if (!(qlo <= key0 + kF32Tile - 1 && qhi >= key0 && unit_wanted(a, i, tile))) continue;  // CTA-uniform
+    float part[4] = {0.f, 0.f, 0.f, 0.f};
+    for (int hp0 = 0; hp0 < H; hp0 += kF32HeadPass) {
+      __syncthreads();  // previous readers of qsh (and of red) are done; also orders the key tile's stores
+      for (int idx = tid; idx < kF32HeadPass * D; idx += kF32Threads) {
+        const int r = idx / D, d = idx - r * D, h = hp0 + r;
+        qsh[r * ld + d] = h < H ? q[(size_t(i) * H + h) * D + d] : 0.f;
+      }
+      __syncthreads();
+      float acc[4][4];
+#pragma unroll
+      for (int ii = 0; ii < 4; ++ii) {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[ii][j] = 0.f;
+      }
+      for (int d = 0; d < D; ++d) {
+        float kv[4], qv[4];
+#pragma unroll
+        for (int ii = 0; ii < 4; ++ii) kv[ii] = ks[(kg + 16 * ii) * ld + d];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) qv[j] = qsh[(hg + 8 * j) * ld + d];
+#pragma unroll
+        for (int ii = 0; ii < 4; ++ii) {
+#pragma unroll
+          for (int j = 0; j < 4; ++j) acc[ii][j] = fmaf(kv[ii], qv[j], acc[ii][j]);
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int h = hp0 + hg + 8 * j;
+        if (h < H) {
+          const float wv = a.w[size_t(i) * H + h];
+#pragma unroll
+          for (int ii = 0; ii < 4; ++ii) part[ii] += wv * fmaxf(acc[ii][j], 0.f);
+        }
+      }
+    }
+#pragma unroll
+    for (int ii = 0; ii < 4; ++ii) red[hg * kF32Tile + kg + 16 * ii] = part[ii];
+    __syncthreads();
+    if (tid < kF32Tile) {
+      const int s = key0 + tid;
+      if (s >= qlo && s <= qhi && s < a.key_count) {
+        float total = 0.f;
+        for (int h8 = 0; h8 < 8; ++h8) total += red[h8 * kF32Tile + tid];
+        a.out[size_t(i) * a.out_stride + (s - a.out_base)] = clean_score(total * a.scales[s]);
+      }
+    }
+  }
+}
+
+int multiprocessors() {
+  int device = 0, sms = 0;
+  HISA_CUDA_CHECK(cudaGetDevice(&device));
+  HISA_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  return sms;
+}
+
+size_t optin_smem() {
+  int device = 0, bytes = 0;
+  HISA_CUDA_CHECK(cudaGetDevice(&device));
+  HISA_CUDA_CHECK(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  return size_t(bytes);
+}
+
+// Queries per CTA: enough CTAs for several waves, while each CTA still reuses its keys over many queries.
+int queries_per_cta(int queries, int tiles) {
+  const long long want = 8LL * multiprocessors();
+  const long long per = (static_cast<long long>(queries) * tiles + want - 1) / want;
+  return int(std::clamp<long long>(per, 1, 64));
+}
+
+template <bool kF16, int KS>
+void launch_mma(const ScoreLaunch& a, cudaStream_t stream) {
+  const int tiles = a.range_hi / kMmaTile - a.range_lo / kMmaTile + 1;
+  const int qpc = queries_per_cta(a.queries, tiles);
+  const size_t smem = size_t(2) * a.heads * (KS * 16 + 8) * sizeof(uint16_t) + size_t(2) * a.heads * sizeof(float);
+  if (smem > optin_smem()) {
+    throw CudaError("score kernel: " + std::to_string(a.heads) + " heads need " + std::to_string(smem) +
+                    " bytes of shared memory, more than the device allows");
+  }
+  HISA_CUDA_CHECK(cudaFuncSetAttribute(score_mma_kernel<kF16, KS>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  const dim3 grid(unsigned(tiles), unsigned((a.queries + qpc - 1) / qpc));
+  score_mma_kernel<kF16, KS><<<grid, kMmaThreads, smem, stream>>>(a, qpc);
+  HISA_CUDA_CHECK_LAUNCH("score_mma_kernel");
+}
+
+template <bool kF16>
+void launch_mma_dim(const ScoreLaunch& a, cudaStream_t stream) {
+  switch (a.dim / 16) {
+    case 1: return launch_mma<kF16, 1>(a, stream);
+    case 2: return launch_mma<kF16, 2>(a, stream);
+    case 3: return launch_mma<kF16, 3>(a, stream);
+    case 4: return launch_mma<kF16, 4>(a, stream);
+    case 5: return launch_mma<kF16, 5>(a, stream);
+    case 6: return launch_mma<kF16, 6>(a, stream);
+    case 7: return launch_mma<kF16, 7>(a, stream);
+    case 8: return launch_mma<kF16, 8>(a, stream);
+    default: break;
+  }
+  throw CudaError("score kernel: padded head dim " + std::to_string(a.dim) + " is not a multiple of 16 in 16..128");
+}
+
+}  // namespace
+
+void launch_score(const ScoreLaunch& a, cudaStream_t stream) {
+  if (a.queries <= 0 || a.range_hi < a.range_lo) return;
+  if (a.type != ValueType::F32) {
+    if (a.dim % 16 != 0 || a.heads % 8 != 0) throw CudaError("score kernel: tensor-core inputs must be padded");
+    return a.type == ValueType::F16 ? launch_mma_dim<true>(a, stream) : launch_mma_dim<false>(a, stream);
+  }
+  const int tiles = a.range_hi / kF32Tile - a.range_lo / kF32Tile + 1;
+  const int qpc = queries_per_cta(a.queries, tiles);
+  const size_t smem = f32_smem_bytes(a.dim);
+  if (smem > optin_smem()) {
+    throw CudaError("score kernel: head dim " + std::to_string(a.dim) + " needs " + std::to_string(smem) +
+                    " bytes of shared memory, more than the device allows");
+  }
+  HISA_CUDA_CHECK(cudaFuncSetAttribute(score_f32_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  const dim3 grid(unsigned(tiles), unsigned((a.queries + qpc - 1) / qpc));
+  score_f32_kernel<<<grid, kF32Threads, smem, stream>>>(a, qpc);
+  HISA_CUDA_CHECK_LAUNCH("score_f32_kernel");
+}
+
+}  // namespace hisa::cuda

@@ -1,0 +1,688 @@
+// The CUDA engine against the CPU engine and the reference (src/select/reference.cpp). Every test skips when
+// no usable GPU is present, so the suite passes on machines without one (CI).
+//
+// Exact layers (small integers, dyadic scales): every score is exact in fp32 whatever the summation order,
+// so selections, ties, kept blocks and scores must be identical, on each scoring path (bf16 and f16 tensor
+// cores, fp32 CUDA cores). Float layers: scores differ by fp32 rounding only, so a selection may differ only
+// between near-tied tokens; unexplained_differences() counts the differences that are not such near-ties.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <set>
+
+#include "core/numeric.hpp"
+#include "cuda/cuda_engine.hpp"
+#include "cuda/device_info.hpp"
+#include "cuda/kernels.hpp"
+#include "select/blocks.hpp"
+#include "select/engine.hpp"
+#include "select/reference.hpp"
+#include "select/topk.hpp"
+#include "synth/synth.hpp"
+#include "../select/random_layer.hpp"
+
+namespace hisa {
+namespace {
+
+using test::Layer;
+using test::LayerSpec;
+using test::random_layer;
+
+int gpu_device() {
+  static const int device = [] {
+    for (const auto& d : cuda::list_devices()) {
+      if (cuda::kernel_image_problem(d.index).empty()) return d.index;
+    }
+    return -1;
+  }();
+  return device;
+}
+
+#define REQUIRE_GPU()                                                  \
+  do {                                                                 \
+    if (gpu_device() < 0) GTEST_SKIP() << "no usable CUDA device";     \
+  } while (0)
+
+std::vector<SelectionConfig> configs_for(int64_t topk) {
+  std::vector<SelectionConfig> out;
+  for (int64_t B : {1, 4, 16, 32}) {
+    for (int64_t m : {1, 2, 3, 8}) {
+      for (ForcedMode f : {ForcedMode::InBudget, ForcedMode::Extra}) {
+        SelectionConfig c;
+        c.topk = topk;
+        c.block_size = B;
+        c.blocks = m;
+        c.forced = f;
+        out.push_back(c);
+      }
+    }
+  }
+  return out;
+}
+
+std::string describe(const SelectionConfig& c) {
+  return "B=" + std::to_string(c.block_size) + " m=" + std::to_string(c.blocks) + " k=" + std::to_string(c.topk) +
+         " forced=" + std::string(forced_mode_name(c.forced)) + " pool=" + std::string(pool_precision_name(c.pool));
+}
+
+double relative(double a, double b) { return a == b ? 0.0 : std::fabs(a - b) / std::max(std::fabs(a), std::fabs(b)); }
+
+// Exact inputs: the CUDA engine's audit and selections equal the CPU engine's and the reference's.
+void expect_identical(const Layer& l, const SelectionConfig& c, size_t max_chunk_bytes = 0) {
+  auto gpu = make_cuda_engine(gpu_device(), max_chunk_bytes);
+  auto cpu = make_cpu_engine(2);
+  gpu->set_layer(l.keys, c);
+  cpu->set_layer(l.keys, c);
+  std::vector<QueryAudit> ga, ca;
+  gpu->audit(l.batch, ga);
+  cpu->audit(l.batch, ca);
+  std::vector<std::vector<int64_t>> flat, hisa, block;
+  gpu->select(l.batch, Method::Flat, flat);
+  gpu->select(l.batch, Method::Hisa, hisa);
+  gpu->select(l.batch, Method::Block, block);
+  ASSERT_EQ(ga.size(), size_t(l.batch.count));
+  for (int64_t i = 0; i < l.batch.count; ++i) {
+    SCOPED_TRACE("query " + std::to_string(i) + " " + describe(c));
+    const QueryAudit &g = ga[size_t(i)], &r = ca[size_t(i)];
+    const auto ref_flat = reference::flat(l.batch, i, l.keys, c);
+    const auto ref_hisa = reference::hisa(l.batch, i, l.keys, c);
+    EXPECT_EQ(g.q_pos, r.q_pos);
+    EXPECT_EQ(g.k_start, r.k_start);
+    EXPECT_EQ(g.visible, r.visible);
+    EXPECT_EQ(g.flat, ref_flat);
+    EXPECT_EQ(g.flat, r.flat);
+    EXPECT_EQ(g.flat_scores, r.flat_scores);
+    EXPECT_EQ(g.hisa, ref_hisa);
+    EXPECT_EQ(g.hisa, r.hisa);
+    EXPECT_EQ(g.hisa_blocks, r.hisa_blocks);
+    EXPECT_EQ(g.block, r.block);
+    EXPECT_EQ(g.block, reference::block_sparse(l.batch, i, l.keys, c));
+    EXPECT_EQ(g.kth_score, r.kth_score);
+    EXPECT_EQ(g.row_max, r.row_max);
+    // What the miss causes and certificates read (metrics/diagnosis.hpp): exact on these inputs.
+    EXPECT_EQ(g.hisa_scores, r.hisa_scores);
+    EXPECT_EQ(g.block_scores, r.block_scores);
+    EXPECT_EQ(g.block_best, r.block_best);
+    EXPECT_EQ(g.block_bounds, r.block_bounds);
+    // Same scores, same exp values; only the order of the double sums differs.
+    EXPECT_LE(relative(g.mass_visible, r.mass_visible), 1e-12);
+    EXPECT_LE(relative(g.mass_flat, r.mass_flat), 1e-12);
+    EXPECT_LE(relative(g.mass_hisa, r.mass_hisa), 1e-12);
+    EXPECT_LE(relative(g.mass_block, r.mass_block), 1e-12);
+    EXPECT_EQ(flat[size_t(i)], ref_flat);
+    EXPECT_EQ(hisa[size_t(i)], ref_hisa);
+    EXPECT_EQ(block[size_t(i)], g.block);
+  }
+}
+
+// Which scoring path a layer takes is decided by exactness (cuda_engine.cu): small integers are exact in
+// bf16; one key of 257 (9 significant bits) leaves f16 as the only exact 16-bit type; one of 4097 (13 bits)
+// leaves fp32. All stay exact integers, so every path must give identical results.
+enum class Path { BF16, F16, F32 };
+void force_path(Layer& l, Path p) {
+  if (p == Path::F16) l.keys.k[0] = 257.0f;
+  if (p == Path::F32) l.keys.k[0] = 4097.0f;
+}
+const char* path_name(Path p) { return p == Path::BF16 ? "bf16" : p == Path::F16 ? "f16" : "f32"; }
+
+TEST(CudaEngine, ExactLayersMatchCpuAndReferenceOnEveryPath) {
+  REQUIRE_GPU();
+  for (Path p : {Path::BF16, Path::F16, Path::F32}) {
+    for (uint64_t seed : {1, 2}) {
+      SCOPED_TRACE(std::string("path ") + path_name(p) + " seed " + std::to_string(seed));
+      LayerSpec s;
+      s.seed = seed;
+      s.keys = 173;  // partial last block for every B > 1
+      Layer l = random_layer(s);
+      force_path(l, p);
+      for (const auto& c : configs_for(12)) expect_identical(l, c);
+    }
+  }
+}
+
+TEST(CudaEngine, ExactTiesResolveToLowerPositions) {
+  REQUIRE_GPU();
+  LayerSpec s;
+  s.value_range = 1;  // values in {-1, 0, 1}: scores collide constantly
+  s.dim = 4;
+  s.heads = 2;
+  Layer l = random_layer(s);
+  for (const auto& c : configs_for(20)) expect_identical(l, c);
+  // All-zero scores: ReLU zeroes every dot product.
+  Layer z = random_layer(s);
+  for (auto& v : z.keys.k) v = std::fabs(v) + 1.0f;
+  for (auto& v : z.batch.q) v = -std::fabs(v) - 1.0f;
+  for (const auto& c : configs_for(7)) expect_identical(z, c);
+}
+
+TEST(CudaEngine, PackedSequencesScalesAndFp8Pooling) {
+  REQUIRE_GPU();
+  for (Path p : {Path::BF16, Path::F32}) {
+    LayerSpec s;
+    s.packed = true;  // k_start > 0
+    s.scales = true;  // dyadic k_scale
+    s.keys = 211;
+    s.seed = 4;
+    Layer l = random_layer(s);
+    force_path(l, p);
+    for (const auto& c : configs_for(10)) expect_identical(l, c);
+  }
+  LayerSpec s;
+  s.keys = 128;  // whole blocks: the pooled means are exact before fp8 quantisation
+  Layer l = random_layer(s);
+  for (auto c : configs_for(10)) {
+    c.pool = PoolPrecision::Fp8;
+    expect_identical(l, c);
+  }
+}
+
+TEST(CudaEngine, ShapesThatNeedPadding) {
+  REQUIRE_GPU();
+  // H not a multiple of 8 and D not a multiple of 16 (padded for the tensor cores), rows shorter than k.
+  for (int64_t heads : {1, 3, 9}) {
+    for (int64_t dim : {5, 16, 33, 128}) {
+      LayerSpec s;
+      s.heads = heads;
+      s.dim = dim;
+      s.keys = 150;
+      s.queries = 9;
+      s.seed = uint64_t(heads * 1000 + dim);
+      Layer l = random_layer(s);
+      SelectionConfig c;
+      c.topk = 40;
+      c.block_size = 8;
+      c.blocks = 3;
+      SCOPED_TRACE("H=" + std::to_string(heads) + " D=" + std::to_string(dim));
+      expect_identical(l, c);
+    }
+  }
+  LayerSpec s;
+  s.keys = 40;
+  Layer l = random_layer(s);
+  SelectionConfig c;
+  c.topk = 64;
+  c.block_size = 4;
+  c.blocks = 2;
+  expect_identical(l, c);
+}
+
+TEST(CudaEngine, ManySmallChunksGiveTheSameResults) {
+  REQUIRE_GPU();
+  // A device-memory budget of a few rows per chunk: queries are split into many chunks, each with its own
+  // key range, and the results must not change.
+  LayerSpec s;
+  s.packed = true;
+  s.scales = true;
+  s.keys = 300;
+  s.queries = 23;
+  s.seed = 12;
+  Layer l = random_layer(s);
+  for (auto c : configs_for(12)) {
+    if (c.blocks != 3) continue;
+    expect_identical(l, c, 6 * 1024);
+    c.pool = PoolPrecision::Fp8;
+    expect_identical(l, c, 6 * 1024);
+  }
+}
+
+TEST(CudaEngine, StageTimesAreReported) {
+  REQUIRE_GPU();
+  LayerSpec s;
+  s.keys = 2000;
+  s.queries = 30;
+  Layer l = random_layer(s);
+  SelectionConfig c;
+  c.topk = 64;
+  c.block_size = 32;
+  c.blocks = 8;
+  auto e = make_cuda_engine(gpu_device());
+  e->set_layer(l.keys, c);
+  std::vector<QueryAudit> a;
+  e->audit(l.batch, a);
+  const cuda::StageTimes t = cuda::last_stage_times(*e);
+  EXPECT_GT(t.token_scores_ms, 0.0);
+  EXPECT_GT(t.block_scores_ms, 0.0);
+  EXPECT_GT(t.topk_ms, 0.0);
+  EXPECT_GT(t.masses_ms, 0.0);
+  EXPECT_GE(t.block_stage_ms, 0.0);
+  EXPECT_GE(t.total_ms, t.block_stage_ms);
+  auto cpu = make_cpu_engine(1);
+  EXPECT_THROW(cuda::last_stage_times(*cpu), std::invalid_argument);
+}
+
+TEST(CudaEngine, LongRowsExact) {
+  REQUIRE_GPU();
+  LayerSpec s;
+  s.keys = 131072;
+  s.queries = 6;
+  s.heads = 4;
+  s.dim = 16;
+  Layer l = random_layer(s);
+  SelectionConfig c;
+  c.topk = 4096;
+  c.block_size = 128;
+  c.blocks = 40;
+  for (ForcedMode f : {ForcedMode::InBudget, ForcedMode::Extra}) {
+    c.forced = f;
+    auto gpu = make_cuda_engine(gpu_device());
+    auto cpu = make_cpu_engine(0);
+    gpu->set_layer(l.keys, c);
+    cpu->set_layer(l.keys, c);
+    std::vector<QueryAudit> ga, ca;
+    gpu->audit(l.batch, ga);
+    cpu->audit(l.batch, ca);
+    std::vector<std::vector<int64_t>> hisa;
+    gpu->select(l.batch, Method::Hisa, hisa);
+    for (size_t i = 0; i < ga.size(); ++i) {
+      SCOPED_TRACE("query " + std::to_string(i));
+      EXPECT_EQ(ga[i].flat, ca[i].flat);
+      EXPECT_EQ(ga[i].flat_scores, ca[i].flat_scores);
+      EXPECT_EQ(ga[i].hisa, ca[i].hisa);
+      EXPECT_EQ(ga[i].hisa_blocks, ca[i].hisa_blocks);
+      EXPECT_EQ(ga[i].block, ca[i].block);
+      EXPECT_EQ(hisa[i], ca[i].hisa);
+      // 131,072 terms: the two summation orders may differ by up to ~n·2^-53 relative.
+      EXPECT_LE(relative(ga[i].mass_visible, ca[i].mass_visible), 1e-10);
+      EXPECT_LE(relative(ga[i].mass_flat, ca[i].mass_flat), 1e-12);
+      EXPECT_LE(relative(ga[i].mass_hisa, ca[i].mass_hisa), 1e-12);
+      EXPECT_LE(relative(ga[i].mass_block, ca[i].mass_block), 1e-12);
+      EXPECT_EQ(ga[i].row_max, ca[i].row_max);
+      EXPECT_EQ(ga[i].kth_score, ca[i].kth_score);
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------------------------------
+// Float layers: agreement up to near-ties.
+
+// The score computed with absolute values everywhere, Σ_h |w|·Σ_d |q·k| · |scale|: any fp32 summation order
+// is within a few ulps of this magnitude of the exact score.
+double abs_score(const QueryBatch& b, int64_t i, const float* key, float scale) {
+  double total = 0;
+  for (int64_t h = 0; h < b.heads; ++h) {
+    double dot = 0;
+    for (int64_t d = 0; d < b.dim; ++d) dot += std::fabs(double(b.q_row(i, h)[d]) * key[d]);
+    total += std::fabs(double(b.w_row(i)[h])) * dot;
+  }
+  return total * std::fabs(double(scale));
+}
+
+constexpr double kRelTolerance = 1e-5;
+
+// Differences between `got` and the reference selection `want` (positions in `pool`, the candidates) that
+// are not near-ties: a position of the symmetric difference is explained when its reference score lies
+// within kRelTolerance·(|p| + |c|) of the reference cut-off score c (the lowest-ranked kept candidate), with
+// |p| the absolute-value score. Returns that count (plus any size mismatch).
+template <typename Score, typename Abs>
+int64_t unexplained_differences(const std::vector<int64_t>& got, const std::vector<int64_t>& want, Score score, Abs abs) {
+  if (got == want) return 0;
+  int64_t bad = std::abs(int64_t(got.size()) - int64_t(want.size()));
+  if (want.empty()) return bad + int64_t(got.size());
+  int64_t cut = want.front();
+  for (int64_t p : want) {
+    if (ranks_before(score(cut), cut, score(p), p)) cut = p;  // the lowest-ranked kept one
+  }
+  const double c = score(cut), ca = abs(cut);
+  std::vector<int64_t> diff;
+  std::set_symmetric_difference(got.begin(), got.end(), want.begin(), want.end(), std::back_inserter(diff));
+  for (int64_t p : diff) {
+    if (std::fabs(score(p) - c) > kRelTolerance * (abs(p) + ca)) ++bad;
+  }
+  return bad;
+}
+
+// Block choices: differences explained by near-ties of J (the reference's) at the cut of the ranked pool.
+int64_t unexplained_block_differences(const Layer& l, int64_t i, const SelectionConfig& c, int64_t m, ForcedMode mode,
+                                      const std::vector<int64_t>& got, const std::vector<int64_t>& want) {
+  if (got == want) return 0;
+  const BlockSpan span = eligible_blocks(l.batch.k_start[size_t(i)], l.batch.q_pos[size_t(i)], c.block_size);
+  std::vector<int64_t> pool;
+  int64_t m_eff = m;
+  for (int64_t b = span.first; b <= span.last; ++b) {
+    if (mode == ForcedMode::Extra || (b != span.first && b != span.last)) pool.push_back(b);
+  }
+  if (mode == ForcedMode::InBudget) m_eff -= (span.last != span.first ? 2 : 1);
+  if (span.size() <= m || m_eff <= 0) return int64_t(got.size() + want.size());  // no choice: must be identical
+  auto J = [&](int64_t b) {
+    float scale = 1;
+    const auto pooled = reference::pooled_key(l.keys, b, c.block_size, c.pool, scale);
+    return double(reference::block_score(l.batch, i, pooled, scale));
+  };
+  auto absJ = [&](int64_t b) {
+    float scale = 1;
+    const auto pooled = reference::pooled_key(l.keys, b, c.block_size, c.pool, scale);
+    return abs_score(l.batch, i, pooled.data(), scale);
+  };
+  std::sort(pool.begin(), pool.end(), [&](int64_t a, int64_t b) { return ranks_before(float(J(a)), a, float(J(b)), b); });
+  const int64_t cut = pool[size_t(std::min<int64_t>(m_eff, int64_t(pool.size())) - 1)];
+  const double jc = J(cut), jca = absJ(cut);
+  std::vector<int64_t> diff;
+  std::set_symmetric_difference(got.begin(), got.end(), want.begin(), want.end(), std::back_inserter(diff));
+  int64_t bad = 0;
+  for (int64_t b : diff) {
+    const bool in_pool = std::find(pool.begin(), pool.end(), b) != pool.end();
+    if (!in_pool || std::fabs(J(b) - jc) > kRelTolerance * (absJ(b) + jca)) ++bad;
+  }
+  return bad;
+}
+
+struct FloatReport {
+  int64_t queries = 0, flat_differ = 0, block_choice_differ = 0, unexplained = 0;
+};
+
+// GPU audit and selections against the reference, allowing near-ties only.
+FloatReport compare_float(const Layer& l, const SelectionConfig& c) {
+  FloatReport rep;
+  auto gpu = make_cuda_engine(gpu_device());
+  gpu->set_layer(l.keys, c);
+  std::vector<QueryAudit> ga;
+  gpu->audit(l.batch, ga);
+  std::vector<std::vector<int64_t>> flat, hisa, block;
+  gpu->select(l.batch, Method::Flat, flat);
+  gpu->select(l.batch, Method::Hisa, hisa);
+  gpu->select(l.batch, Method::Block, block);
+  for (int64_t i = 0; i < l.batch.count; ++i) {
+    SCOPED_TRACE("query " + std::to_string(i) + " " + describe(c));
+    const QueryAudit& g = ga[size_t(i)];
+    ++rep.queries;
+    auto score = [&](int64_t s) { return double(reference::score(l.batch, i, l.keys, s)); };
+    auto abs = [&](int64_t s) { return abs_score(l.batch, i, l.keys.row(s), l.keys.k_scale[size_t(s)]); };
+    const auto ref_flat = reference::flat(l.batch, i, l.keys, c);
+    rep.flat_differ += g.flat != ref_flat;
+    rep.unexplained += unexplained_differences(g.flat, ref_flat, score, abs);
+    // The GPU's own paths use one set of scores: select() equals audit() exactly, even on float inputs.
+    EXPECT_EQ(flat[size_t(i)], g.flat);
+    EXPECT_EQ(hisa[size_t(i)], g.hisa);
+    EXPECT_EQ(block[size_t(i)], g.block);
+    for (size_t j = 0; j < g.flat.size(); ++j) {
+      EXPECT_LE(std::fabs(g.flat_scores[j] - score(g.flat[j])), kRelTolerance * abs(g.flat[j]));
+    }
+    const auto ref_blocks = reference::hisa_blocks(l.batch, i, l.keys, c, c.blocks, c.forced);
+    if (g.hisa_blocks == ref_blocks) {
+      rep.unexplained += unexplained_differences(g.hisa, reference::hisa(l.batch, i, l.keys, c), score, abs);
+    } else {
+      ++rep.block_choice_differ;
+      rep.unexplained += unexplained_block_differences(l, i, c, c.blocks, c.forced, g.hisa_blocks, ref_blocks);
+    }
+    const auto ref_bs_blocks = reference::hisa_blocks(l.batch, i, l.keys, c, c.block_sparse_blocks(), ForcedMode::InBudget);
+    std::vector<int64_t> bs_blocks;
+    for (int64_t s : g.block) {
+      if (bs_blocks.empty() || bs_blocks.back() != s / c.block_size) bs_blocks.push_back(s / c.block_size);
+    }
+    if (bs_blocks == ref_bs_blocks) {
+      EXPECT_EQ(g.block, reference::block_sparse(l.batch, i, l.keys, c));
+    } else {
+      rep.unexplained += unexplained_block_differences(l, i, c, c.block_sparse_blocks(), ForcedMode::InBudget, bs_blocks,
+                                                       ref_bs_blocks);
+    }
+    // Masses: finite, ordered, and the flat one close to the reference-score mass of the same tokens.
+    EXPECT_TRUE(std::isfinite(g.mass_visible));
+    EXPECT_GE(g.mass_visible, 1.0 - 1e-12);  // holds e^0 for the maximum
+    EXPECT_LE(g.mass_flat, g.mass_visible * (1 + 1e-12));
+    EXPECT_LE(g.mass_hisa, g.mass_visible * (1 + 1e-12));
+    EXPECT_LE(g.mass_block, g.mass_visible * (1 + 1e-12));
+    double ref_mass = 0;
+    for (size_t j = 0; j < g.flat.size(); ++j) ref_mass += std::exp(double(g.flat_scores[j]) - double(g.row_max));
+    EXPECT_LE(relative(ref_mass, g.mass_flat), 1e-9);
+  }
+  return rep;
+}
+
+void round_layer(Layer& l, ElementType t) {
+  for (auto& v : l.keys.k) v = round_to(t, v);
+  for (auto& v : l.batch.q) v = round_to(t, v);
+}
+
+TEST(CudaEngine, FloatLayersAgreeUpToNearTies) {
+  REQUIRE_GPU();
+  // fp32 values (CUDA-core path), and the same values rounded to bf16 and f16 (tensor-core paths).
+  for (ElementType t : {ElementType::F32, ElementType::BF16, ElementType::F16}) {
+    for (bool packed : {false, true}) {
+      LayerSpec s;
+      s.integer = false;
+      s.keys = 1500;
+      s.queries = 24;
+      s.heads = 8;
+      s.dim = 64;
+      s.packed = packed;
+      s.seed = 21;
+      Layer l = random_layer(s);
+      if (t != ElementType::F32) round_layer(l, t);
+      for (ForcedMode f : {ForcedMode::InBudget, ForcedMode::Extra}) {
+        for (PoolPrecision pool : {PoolPrecision::Fp32, PoolPrecision::Fp8}) {
+          SelectionConfig c;
+          c.topk = 50;
+          c.block_size = 32;
+          c.blocks = 6;
+          c.forced = f;
+          c.pool = pool;
+          SCOPED_TRACE(std::string(element_type_name(t)) + (packed ? " packed" : ""));
+          const FloatReport r = compare_float(l, c);
+          EXPECT_EQ(r.unexplained, 0);
+          std::cout << "[ info ] " << element_type_name(t) << (packed ? " packed " : " ") << describe(c) << ": "
+                    << r.queries << " queries, flat differs from the reference in " << r.flat_differ
+                    << ", HISA block choice in " << r.block_choice_differ << ", unexplained " << r.unexplained << "\n";
+        }
+      }
+    }
+  }
+}
+
+// Near-ties on purpose: keys are 40 prototypes plus a perturbation of 1e-7 relative, so the scores form 40
+// tight clusters whose internal order is decided by fp32 rounding, while the clusters are far apart. The cut
+// of top-k falls inside a cluster; the GPU may order that cluster differently from the reference (the
+// helper must explain every such difference), but nothing outside the cluster may change.
+TEST(CudaEngine, NearTiedClustersDifferOnlyInsideTheCutCluster) {
+  REQUIRE_GPU();
+  LayerSpec s;
+  s.integer = false;
+  s.keys = 2000;
+  s.queries = 24;
+  s.heads = 8;
+  s.dim = 64;
+  s.seed = 33;
+  Layer l = random_layer(s);
+  std::mt19937_64 rng(5);
+  std::normal_distribution<float> gauss(0.0f, 1.0f);
+  for (int64_t p = 40; p < l.keys.count; ++p) {
+    for (int64_t d = 0; d < l.keys.dim; ++d) {
+      const float proto = l.keys.k[size_t((p % 40) * l.keys.dim + d)];
+      l.keys.k[size_t(p * l.keys.dim + d)] = proto * (1.0f + 1e-7f * gauss(rng));
+    }
+  }
+  int64_t differ = 0;
+  for (ForcedMode f : {ForcedMode::InBudget, ForcedMode::Extra}) {
+    SelectionConfig c;
+    c.topk = 130;  // not a multiple of the cluster size: the cut lies inside a cluster
+    c.block_size = 16;
+    c.blocks = 12;
+    c.forced = f;
+    const FloatReport r = compare_float(l, c);
+    EXPECT_EQ(r.unexplained, 0);
+    differ += r.flat_differ;
+    std::cout << "[ info ] near-tied clusters " << describe(c) << ": " << r.queries << " queries, flat differs from the "
+              << "reference in " << r.flat_differ << ", HISA block choice in " << r.block_choice_differ
+              << ", unexplained " << r.unexplained << "\n";
+  }
+  std::cout << "[ info ] near-tied clusters: " << differ << " queries whose flat selection differs (all explained)\n";
+}
+
+// Synthetic dumps of every element type (src/synth), as the loader would hand them over.
+Layer from_synth(const LayerArrays& a) {
+  Layer l;
+  l.keys.count = a.keys;
+  l.keys.dim = a.dim;
+  l.keys.k = a.k;
+  l.keys.k_scale = a.k_scale.empty() ? std::vector<float>(size_t(a.keys), 1.0f) : a.k_scale;
+  l.batch.count = a.queries;
+  l.batch.heads = a.heads;
+  l.batch.dim = a.dim;
+  l.batch.q = a.q;
+  l.batch.w = a.w;
+  l.batch.q_pos = a.q_pos;
+  l.batch.k_start = a.k_start.empty() ? std::vector<int64_t>(size_t(a.queries), 0) : a.k_start;
+  return l;
+}
+
+TEST(CudaEngine, SynthLayersOfEveryElementType) {
+  REQUIRE_GPU();
+  for (ElementType t : {ElementType::BF16, ElementType::F16, ElementType::F32, ElementType::FP8_E4M3}) {
+    for (int64_t packed : {1, 2}) {
+      SynthOptions o;
+      o.seq_len = 4096;
+      o.heads = 16;
+      o.head_dim = 128;
+      o.index_topk = 256;
+      o.queries = {QueryMode::Sample, 24};
+      o.dtype = t;
+      o.packed = packed;
+      o.seed = 5;
+      for (int layer : {0, 1, 2}) {
+        const Layer l = from_synth(synth_layer(o, 0, layer));
+        SelectionConfig c;
+        c.topk = 256;
+        c.block_size = 64;
+        c.blocks = 8;
+        SCOPED_TRACE(std::string(element_type_name(t)) + " packed " + std::to_string(packed) + " layer " + std::to_string(layer));
+        const FloatReport r = compare_float(l, c);
+        EXPECT_EQ(r.unexplained, 0);
+        std::cout << "[ info ] synth " << element_type_name(t) << " packed " << packed << " layer " << layer << ": "
+                  << r.queries << " queries, flat differs in " << r.flat_differ << ", block choice in "
+                  << r.block_choice_differ << ", unexplained " << r.unexplained << "\n";
+      }
+    }
+  }
+}
+
+TEST(CudaEngine, Deterministic) {
+  REQUIRE_GPU();
+  LayerSpec s;
+  s.integer = false;
+  s.keys = 5000;
+  s.queries = 40;
+  s.heads = 16;
+  s.dim = 128;
+  Layer l = random_layer(s);
+  round_layer(l, ElementType::BF16);
+  SelectionConfig c;
+  c.topk = 300;
+  c.block_size = 64;
+  c.blocks = 10;
+  auto e = make_cuda_engine(gpu_device());
+  e->set_layer(l.keys, c);
+  std::vector<QueryAudit> a, b;
+  e->audit(l.batch, a);
+  e->audit(l.batch, b);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].flat, b[i].flat);
+    EXPECT_EQ(a[i].flat_scores, b[i].flat_scores);
+    EXPECT_EQ(a[i].hisa, b[i].hisa);
+    EXPECT_EQ(a[i].mass_visible, b[i].mass_visible);
+    EXPECT_EQ(a[i].mass_hisa, b[i].mass_hisa);
+  }
+}
+
+// ------------------------------------------------------------------------------------------------------
+// The top-k kernel on adversarial rows, against the CPU's topk_range (itself tested against a full sort).
+
+void expect_topk_matches_cpu(const std::vector<std::vector<float>>& rows, int64_t k, const std::string& what) {
+  SCOPED_TRACE(what + " k=" + std::to_string(k));
+  const int64_t first = 1000;
+  const auto got = cuda::topk_rows(rows, first, k, gpu_device());
+  ASSERT_EQ(got.size(), rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    std::vector<int64_t> want;
+    topk_range(rows[i], first, k, want);
+    EXPECT_EQ(got[i], want) << "row " << i << " of length " << rows[i].size();
+  }
+}
+
+TEST(CudaTopK, AdversarialRows) {
+  REQUIRE_GPU();
+  const float inf = std::numeric_limits<float>::infinity(), big = std::numeric_limits<float>::max();
+  std::mt19937_64 rng(3);
+  std::vector<std::vector<float>> rows;
+  rows.push_back(std::vector<float>(5000, 1.5f));                 // all equal
+  rows.push_back(std::vector<float>(5000, -inf));                 // all -inf
+  rows.push_back(std::vector<float>(5000, 0.0f));                 // zeros of both signs
+  for (size_t j = 0; j < rows.back().size(); j += 2) rows.back()[j] = -0.0f;
+  std::vector<float> huge(7000);
+  for (auto& v : huge) v = (rng() & 1 ? big : -big) * float(rng() % 4) / 3.0f;
+  rows.push_back(huge);                                           // huge values, heavy ties
+  std::vector<float> mixed(9000);
+  for (auto& v : mixed) {
+    const int x = int(rng() % 7);
+    v = x == 0 ? -inf : x == 1 ? inf : x == 2 ? 0.0f : float(int(rng() % 11) - 5) * 1e-30f;
+  }
+  rows.push_back(mixed);                                          // infinities, tiny values, zeros
+  rows.push_back({});                                             // empty
+  rows.push_back({2.0f});
+  for (int64_t k : {1, 7, 64, 1000, 2048, 4096}) expect_topk_matches_cpu(rows, k, "adversarial");
+
+  // Lengths around k, including exactly k and k ± 1.
+  for (int64_t k : {1, 100, 2048, 4096}) {
+    std::vector<std::vector<float>> around;
+    for (int64_t len : {k - 1, k, k + 1, 2 * k}) {
+      if (len < 0) continue;
+      std::vector<float> r(static_cast<size_t>(len));
+      for (auto& v : r) v = float(int(rng() % 50)) * 0.25f;
+      around.push_back(r);
+    }
+    expect_topk_matches_cpu(around, k, "around k");
+  }
+}
+
+TEST(CudaTopK, LongRows) {
+  REQUIRE_GPU();
+  std::mt19937_64 rng(9);
+  std::normal_distribution<float> gauss(0.0f, 1.0f);
+  std::vector<std::vector<float>> rows;
+  std::vector<float> r(131072);
+  for (auto& v : r) v = gauss(rng);
+  rows.push_back(r);  // distinct values
+  for (auto& v : r) v = round_to(ElementType::BF16, gauss(rng));
+  rows.push_back(r);  // bf16-coarse values: many ties
+  for (auto& v : r) v = float(int(rng() % 3));
+  rows.push_back(r);  // three levels: the cut-off bucket holds ~44K keys (no shared-memory shortcut)
+  for (auto& v : r) v = 1e-3f * float(int(rng() % 100000));
+  rows.push_back(r);
+  std::vector<float> one_big(131072, 0.5f);
+  one_big[77777] = 2.0f;
+  rows.push_back(one_big);
+  for (int64_t k : {2048, 4096}) expect_topk_matches_cpu(rows, k, "131072-long");
+}
+
+TEST(CudaTopK, RandomRowsAgainstCpu) {
+  REQUIRE_GPU();
+  std::mt19937_64 rng(11);
+  for (int trial = 0; trial < 20; ++trial) {
+    std::vector<std::vector<float>> rows;
+    const int64_t k = std::uniform_int_distribution<int64_t>(1, 600)(rng);
+    for (int i = 0; i < 10; ++i) {
+      const int64_t n = std::uniform_int_distribution<int64_t>(0, 3000)(rng);
+      const int levels = std::uniform_int_distribution<int>(1, 50)(rng);
+      std::vector<float> row(static_cast<size_t>(n));
+      for (auto& v : row) {
+        const int x = std::uniform_int_distribution<int>(-levels, levels)(rng);
+        v = x == 0 ? (rng() & 1 ? -0.0f : 0.0f) : (x == -levels ? -INFINITY : float(x) * 0.37f);
+      }
+      rows.push_back(row);
+    }
+    expect_topk_matches_cpu(rows, k, "trial " + std::to_string(trial));
+  }
+}
+
+TEST(CudaEngine, FactoryCreatesTheCudaEngine) {
+  REQUIRE_GPU();
+  auto e = make_engine("cuda", 1);
+  EXPECT_EQ(e->name().rfind("cuda", 0), 0u) << e->name();
+  auto a = make_engine("auto", 1);
+  EXPECT_EQ(a->name().rfind("cuda", 0), 0u) << a->name();
+  std::cout << "[ info ] engine: " << e->name() << "\n";
+}
+
+}  // namespace
+}  // namespace hisa
