@@ -104,7 +104,12 @@ void expect_identical(const Layer& l, const SelectionConfig& c, size_t max_chunk
     EXPECT_EQ(g.row_max, r.row_max);
     // What the miss causes and certificates read (metrics/diagnosis.hpp): exact on these inputs.
     EXPECT_EQ(g.hisa_scores, r.hisa_scores);
-    EXPECT_EQ(g.block_scores, r.block_scores);
+    // J of a partial last block: its mean divides by a count that is no power of two, so the pooled key is
+    // not exact and the two sums may round differently; every other J is exact.
+    ASSERT_EQ(g.block_scores.size(), r.block_scores.size());
+    for (size_t j = 0; j < g.block_scores.size(); ++j) {
+      EXPECT_LE(std::fabs(g.block_scores[j] - r.block_scores[j]), 1e-6f * std::fabs(r.block_scores[j])) << "block " << j;
+    }
     EXPECT_EQ(g.block_best, r.block_best);
     EXPECT_EQ(g.block_bounds, r.block_bounds);
     // Same scores, same exp values; only the order of the double sums differs.
