@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   hisa::cli::setup_explain(app, status);
   hisa::cli::setup_synth(app, status);
   hisa::cli::setup_sweep(app, status);
+  hisa::cli::setup_report(app, status, argc, argv);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

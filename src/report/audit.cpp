@@ -134,7 +134,7 @@ AuditResult run_audit(const AuditOptions& o, const std::function<void(const Quer
             m.certified_equals_flat = certified.selections[i] == audits[i].flat;
           }
           acc.add(audits[i], m, sample_label);
-          if (on_query) on_query({src.reader->path(), src.sample->name, layer, &audits[i], &m});
+          if (on_query) on_query({src.reader->path(), src.sample->name, layer, &audits[i], &m, &result.config});
         }
       }
       ++done_units;

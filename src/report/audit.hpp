@@ -30,6 +30,7 @@ struct QueryRecord {
   int layer = 0;
   const QueryAudit* audit = nullptr;
   const QueryMetrics* metrics = nullptr;
+  const SelectionConfig* config = nullptr;  // the run's selection rule, with k resolved
 };
 
 struct AuditResult {

@@ -1,0 +1,72 @@
+// `hisa report FILE... -o report.html`: the audit as one self-contained HTML page of tables and charts.
+#include <fstream>
+#include <iostream>
+#include <memory>
+
+#include "cli/commands.hpp"
+#include "cli/selection_flags.hpp"
+#include "report/html_report.hpp"
+
+namespace hisa::cli {
+
+namespace {
+
+struct ReportFlags {
+  std::vector<std::string> files;
+  SelectionFlags selection;
+  std::string output;
+  int64_t worst = 10, pictures = 6;
+  std::string command_line;
+};
+
+int run_report_command(const ReportFlags& f) {
+  ReportOptions o;
+  o.audit.files = f.files;
+  o.audit.samples = f.selection.sample_list();
+  o.audit.layers = f.selection.layer_list();
+  o.audit.max_queries = f.selection.max_queries;
+  o.audit.topk = f.selection.topk;
+  o.audit.config = f.selection.config();
+  o.audit.device = f.selection.device;
+  o.audit.threads = f.selection.threads;
+  o.audit.worst = f.worst;
+  o.pictures = f.pictures;
+  o.command_line = f.command_line;
+  // Open the output first, so a bad path fails before the audit runs.
+  std::ofstream out(f.output);
+  if (!out) throw UsageError("-o/--output: cannot write " + f.output);
+  const ReportData d = collect_report(o);
+  write_html_report(out, d);
+  out.close();
+  if (!out) throw UsageError("-o/--output: writing " + f.output + " failed");
+  std::cerr << "hisa: wrote " << f.output << " (" << d.audit.layers.size() << " layers, " << d.pictures.size()
+            << " query pictures)\n";
+  return 0;
+}
+
+std::string joined_command_line(int argc, char** argv) {
+  std::string s = "hisa";
+  for (int i = 1; i < argc; ++i) s += std::string(" ") + argv[i];
+  return s;
+}
+
+}  // namespace
+
+void setup_report(CLI::App& app, int& status, int argc, char** argv) {
+  auto f = std::make_shared<ReportFlags>();
+  f->command_line = joined_command_line(argc, argv);
+  CLI::App* sub = app.add_subcommand("report", "Write the audit as one self-contained HTML page (tables, inline SVG charts)");
+  sub->add_option("files", f->files, "Dump files (HDF5, format v1)")->required();
+  f->selection.add_to(sub);
+  sub->add_option("-o,--output", f->output, "Output HTML file")->required();
+  sub->add_option("--worst", f->worst, "Worst queries listed per layer (by IoU, then coverage loss)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option("--pictures", f->pictures,
+                  "How many of those to draw with their scores: each layer's worst first (re-scored on the CPU)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  sub->callback([f, &status] { status = run_report_command(*f); });
+}
+
+}  // namespace hisa::cli
