@@ -17,6 +17,7 @@ struct ReportFlags {
   std::string output;
   int64_t worst = 10, pictures = 6;
   std::string command_line;
+  std::string sweep_json;
 };
 
 int run_report_command(const ReportFlags& f) {
@@ -32,6 +33,7 @@ int run_report_command(const ReportFlags& f) {
   o.audit.worst = f.worst;
   o.pictures = f.pictures;
   o.command_line = f.command_line;
+  o.sweep_json = f.sweep_json;
   // Open the output first, so a bad path fails before the audit runs.
   std::ofstream out(f.output);
   if (!out) throw UsageError("-o/--output: cannot write " + f.output);
@@ -59,6 +61,7 @@ void setup_report(CLI::App& app, int& status, int argc, char** argv) {
   sub->add_option("files", f->files, "Dump files (HDF5, format v1)")->required();
   f->selection.add_to(sub);
   sub->add_option("-o,--output", f->output, "Output HTML file")->required();
+  sub->add_option("--sweep", f->sweep_json, "A `hisa sweep --json` file whose recommendation the page shows");
   sub->add_option("--worst", f->worst, "Worst queries listed per layer (by IoU, then coverage loss)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);

@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <map>
 #include <optional>
 #include <set>
 #include <sstream>
 
+#include "core/error.hpp"
 #include "metrics/diagnosis.hpp"
 #include "report/explain.hpp"
 #include "report/svg.hpp"
@@ -19,8 +21,8 @@ using svg::escape;
 
 const std::vector<std::string>& report_headings() {
   static const std::vector<std::string> headings = {"Summary",         "Per-layer fidelity", "IoU distributions",
-                                                    "Recall versus budget", "Misses by cause", "Worst queries",
-                                                    "Configuration"};
+                                                    "Recall versus budget", "Block-size recommendation",
+                                                    "Misses by cause", "Worst queries", "Configuration"};
   return headings;
 }
 
@@ -96,9 +98,29 @@ std::optional<std::pair<std::string, std::string>> source_of(const std::string& 
 
 }  // namespace
 
+// The sweep's JSON, checked for what the page reads, before the audit runs.
+nlohmann::json read_sweep_json(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw UsageError("--sweep: cannot read " + path);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+    for (const auto& mode : j.at("recommendations")) {
+      mode.at("pool_precision").get<std::string>();
+      mode.at("targets").at("recall_p5").get<double>();
+      for (const auto& l : mode.at("layers")) l.at("expected_recall_min").get<double>();
+      mode.at("uniform");
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw UsageError("--sweep: " + path + " is not the JSON of `hisa sweep --json`: " + e.what());
+  }
+  return j;
+}
+
 ReportData collect_report(const ReportOptions& o) {
   ReportData d;
   d.options = o;
+  if (!o.sweep_json.empty()) d.sweep = read_sweep_json(o.sweep_json);
   std::map<int, LayerCollect> layers;
   std::set<std::pair<std::string, std::string>> sources;
   d.audit = run_audit(o.audit, [&](const QueryRecord& q) {
@@ -225,6 +247,48 @@ std::array<int64_t, 4> all_miss_causes(const AuditResult& r) {
 
 void heading(std::ostream& out, int index, const char* id) {
   out << "<section id=\"" << id << "\"><h2>" << escape(report_headings()[size_t(index)]) << "</h2>\n";
+}
+
+// The recommendation of `hisa sweep --json` (README "hisa sweep"), per pooling and forced mode.
+void write_recommendation(std::ostream& out, const ReportData& d) {
+  heading(out, 4, "recommendation");
+  if (d.sweep.is_null()) {
+    out << "<p>No sweep was given. Run <code>hisa sweep FILE... --json sweep.json</code> and pass "
+           "<code>--sweep sweep.json</code> to show, per layer, the cheapest block size and budget that keep the "
+           "recall targets.</p>\n</section>\n";
+    return;
+  }
+  const auto& j = d.sweep;
+  for (const auto& mode : j.at("recommendations")) {
+    out << "<h3>pool " << escape(mode.at("pool_precision").get<std::string>()) << ", forced "
+        << escape(mode.at("forced").get<std::string>()) << " — targets: recall mean ≥ "
+        << fixed(mode.at("targets").at("recall_mean").get<double>(), 3) << ", p5 ≥ "
+        << fixed(mode.at("targets").at("recall_p5").get<double>(), 3) << ", k = " << mode.at("topk").get<int64_t>()
+        << "</h3>\n<table><tr><th>layer</th><th>B</th><th>m</th><th>recall mean</th><th>p5</th><th>min</th>"
+           "<th>IoU</th><th>keys scored per query</th><th>meets targets</th></tr>\n";
+    for (const auto& l : mode.at("layers")) {
+      const bool meets = l.at("meets_targets").get<bool>();
+      out << "<tr><td>" << l.at("layer").get<int>() << "</td><td>" << l.at("block_size").get<int64_t>() << "</td><td>"
+          << l.at("blocks").get<int64_t>() << "</td><td>" << fixed(l.at("expected_recall_mean").get<double>())
+          << "</td><td>" << fixed(l.at("expected_recall_p5").get<double>()) << "</td><td>"
+          << fixed(l.at("expected_recall_min").get<double>()) << "</td><td>"
+          << fixed(l.at("expected_iou_mean").get<double>()) << "</td><td>"
+          << fixed(l.at("scored_keys_mean").get<double>(), 0) << "</td><td>" << (meets ? "yes" : "<b>no</b>")
+          << "</td></tr>\n";
+    }
+    out << "</table>\n";
+    const auto& u = mode.at("uniform");
+    if (u.is_null()) {
+      out << "<p>No single (B, m) of the grid meets the targets on every layer.</p>\n";
+    } else {
+      out << "<p>Best uniform setting for all layers: <b>B = " << u.at("block_size").get<int64_t>() << ", m = "
+          << u.at("blocks").get<int64_t>() << "</b>, " << fixed(u.at("scored_keys_mean").get<double>(), 0)
+          << " keys scored per query on average.</p>\n";
+    }
+  }
+  out << "<p class=\"note\">From " << escape(d.options.sweep_json)
+      << " (<code>hisa sweep</code>; its curves and aggregates by context length and task are in that file).</p>\n"
+         "</section>\n";
 }
 
 void write_summary(std::ostream& out, const ReportData& d) {
@@ -427,7 +491,7 @@ void write_budget_curves(std::ostream& out, const ReportData& d) {
 }
 
 void write_miss_causes(std::ostream& out, const ReportData& d) {
-  heading(out, 4, "causes");
+  heading(out, 5, "causes");
   out << "<p class=\"note\">Every DSA token HISA misses lies in a pruned block; each gets the first cause that holds "
          "(README \"Misses and certificates\").</p>\n";
   std::vector<svg::StackedRow> rows;
@@ -487,7 +551,7 @@ void write_picture(std::ostream& out, const QueryPicture& p, const SelectionConf
 
 void write_worst(std::ostream& out, const ReportData& d) {
   const AuditResult& r = d.audit;
-  heading(out, 5, "worst");
+  heading(out, 6, "worst");
   if (d.options.audit.worst <= 0) {
     out << "<p>Not requested (<code>--worst 0</code>).</p>\n</section>\n";
     return;
@@ -529,7 +593,7 @@ void write_worst(std::ostream& out, const ReportData& d) {
 void write_configuration(std::ostream& out, const ReportData& d) {
   const AuditResult& r = d.audit;
   const AuditOptions& o = d.options.audit;
-  heading(out, 6, "config");
+  heading(out, 7, "config");
   auto row = [&](const std::string& key, const std::string& value) {
     out << "<tr><th class=\"l\">" << escape(key) << "</th><td class=\"l\">" << escape(value) << "</td></tr>\n";
   };
@@ -603,7 +667,7 @@ void write_html_report(std::ostream& out, const ReportData& d) {
       << escape(config_name(d.audit.config)) << " against DSA top-" << d.audit.config.topk << " · "
       << escape(d.audit.files.size() == 1 ? d.audit.files.front() : std::to_string(d.audit.files.size()) + " files")
       << "</p>\n<nav>";
-  const char* ids[] = {"summary", "per-layer", "iou", "budget", "causes", "worst", "config"};
+  const char* ids[] = {"summary", "per-layer", "iou", "budget", "recommendation", "causes", "worst", "config"};
   for (size_t i = 0; i < report_headings().size(); ++i) {
     out << "<a href=\"#" << ids[i] << "\">" << escape(report_headings()[i]) << "</a>";
   }
@@ -612,6 +676,7 @@ void write_html_report(std::ostream& out, const ReportData& d) {
   write_layer_table(out, d);
   write_iou_distributions(out, d);
   write_budget_curves(out, d);
+  write_recommendation(out, d);
   write_miss_causes(out, d);
   write_worst(out, d);
   write_configuration(out, d);

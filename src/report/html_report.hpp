@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "metrics/budget_curve.hpp"
 #include "report/audit.hpp"
 
@@ -18,6 +20,7 @@ struct ReportOptions {
   AuditOptions audit;        // audit.worst: the worst queries listed per layer
   int64_t pictures = 6;      // of those, how many to draw with their scores (re-scored on the CPU)
   std::string command_line;  // shown under "Configuration"
+  std::string sweep_json;    // `hisa sweep --json` output whose recommendation the page shows; empty: none
 };
 
 // Columns of a worst query's picture: its scores are max-pooled to this many values.
@@ -45,6 +48,7 @@ struct ReportData {
   AuditResult audit;
   std::vector<LayerReport> layers;  // aligned with audit.layers
   std::vector<QueryPicture> pictures;
+  nlohmann::json sweep;  // the sweep's JSON, null when none was given
 };
 
 ReportData collect_report(const ReportOptions& options);

@@ -6,7 +6,10 @@
 #include <regex>
 #include <sstream>
 
+#include "core/error.hpp"
 #include "report/html_report.hpp"
+#include "report/sweep.hpp"
+#include "report/sweep_output.hpp"
 #include "report/svg.hpp"
 #include "synth/synth.hpp"
 #include "test_util.hpp"
@@ -111,6 +114,37 @@ TEST(HtmlReport, NumbersAreTheAudits) {
   }
   // Each layer's worst query first: two pictures come from two layers.
   EXPECT_NE(d.pictures[0].layer, d.pictures[1].layer);
+}
+
+// With --sweep, the page shows the sweep's recommendation: one row per layer with its (B, m), as in the JSON.
+TEST(HtmlReport, ShowsTheSweepRecommendation) {
+  test::TempDir dir;
+  const std::string path = write_dump(dir, "d.h5");
+  SweepOptions so;
+  so.files = {path};
+  so.block_sizes = {16, 32};
+  so.blocks = {2, 4, 8, 16, 64};
+  so.progress = false;
+  const nlohmann::json sweep = sweep_json(run_sweep(so));
+  const std::string json_path = dir.file("sweep.json");
+  std::ofstream(json_path) << sweep.dump();
+  ReportOptions o = options_for(path);
+  o.sweep_json = json_path;
+  const std::string html = html_of(collect_report(o));
+  const auto& layers = sweep["recommendations"][0]["layers"];
+  ASSERT_EQ(layers.size(), 3u);
+  for (const auto& l : layers) {
+    const std::string row = "<tr><td>" + std::to_string(l["layer"].get<int>()) + "</td><td>" +
+                            std::to_string(l["block_size"].get<int64_t>()) + "</td><td>" +
+                            std::to_string(l["blocks"].get<int64_t>()) + "</td>";
+    EXPECT_NE(html.find(row), std::string::npos) << row;
+  }
+  EXPECT_EQ(html.find("No sweep was given"), std::string::npos);
+  EXPECT_NE(html_of(collect_report(options_for(path))).find("No sweep was given"), std::string::npos);
+  // A file that is not a sweep's JSON is a usage error before anything runs.
+  std::ofstream(dir.file("bad.json")) << R"({"layers": []})";
+  o.sweep_json = dir.file("bad.json");
+  EXPECT_THROW(collect_report(o), UsageError);
 }
 
 TEST(HtmlReport, FileNamesAreEscaped) {
