@@ -29,13 +29,7 @@ std::ofstream open_output(const std::string& path, const char* flag) {
 int run_audit_command(const AuditFlags& f) {
   AuditOptions o;
   o.files = f.files;
-  o.samples = f.selection.sample_list();
-  o.layers = f.selection.layer_list();
-  o.max_queries = f.selection.max_queries;
-  o.topk = f.selection.topk;
-  o.config = f.selection.config();
-  o.device = f.selection.device;
-  o.threads = f.selection.threads;
+  f.selection.apply_to(o);
   o.worst = f.worst;
   o.method = *parse_method(f.method);
 

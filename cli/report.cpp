@@ -23,13 +23,7 @@ struct ReportFlags {
 int run_report_command(const ReportFlags& f) {
   ReportOptions o;
   o.audit.files = f.files;
-  o.audit.samples = f.selection.sample_list();
-  o.audit.layers = f.selection.layer_list();
-  o.audit.max_queries = f.selection.max_queries;
-  o.audit.topk = f.selection.topk;
-  o.audit.config = f.selection.config();
-  o.audit.device = f.selection.device;
-  o.audit.threads = f.selection.threads;
+  f.selection.apply_to(o.audit);
   o.audit.worst = f.worst;
   o.pictures = f.pictures;
   o.command_line = f.command_line;

@@ -18,13 +18,7 @@ struct SelectFlags {
 int run_select_command(const SelectFlags& f) {
   SelectOptions o;
   o.input.files = {f.file};
-  o.input.samples = f.selection.sample_list();
-  o.input.layers = f.selection.layer_list();
-  o.input.max_queries = f.selection.max_queries;
-  o.input.topk = f.selection.topk;
-  o.input.config = f.selection.config();
-  o.input.device = f.selection.device;
-  o.input.threads = f.selection.threads;
+  f.selection.apply_to(o.input);
   o.method = *parse_method(f.method);
   o.output = f.output;
   const int64_t n = run_select(o);

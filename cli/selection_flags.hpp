@@ -7,6 +7,7 @@
 
 #include "core/error.hpp"
 #include "core/int_list.hpp"
+#include "report/audit.hpp"
 #include "select/config.hpp"
 
 namespace hisa::cli {
@@ -54,6 +55,17 @@ struct SelectionFlags {
     c.validate();
     return c;
   }
+  // Fills everything but the files and the command's own options.
+  void apply_to(AuditOptions& o) const {
+    o.samples = sample_list();
+    o.layers = layer_list();
+    o.max_queries = max_queries;
+    o.topk = topk;
+    o.config = config();
+    o.device = device;
+    o.threads = threads;
+  }
+
   std::vector<std::string> sample_list() const { return split_list(samples); }
   std::vector<int> layer_list() const { return layers.empty() ? std::vector<int>{} : parse_int_list(layers, "--layers"); }
 };

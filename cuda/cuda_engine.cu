@@ -213,12 +213,6 @@ void append_segments(const std::vector<int64_t>& kept, int64_t k_start, int64_t 
   }
 }
 
-void tokens_in_blocks(const std::vector<int64_t>& kept, int64_t k_start, int64_t q_pos, int64_t B, std::vector<int64_t>& out) {
-  out.clear();
-  for (int64_t blk : kept) {
-    for (int64_t s = std::max(blk * B, k_start); s <= std::min(blk * B + B - 1, q_pos); ++s) out.push_back(s);
-  }
-}
 
 // GPU stage times from reusable event pairs, added to their targets once the stream has been synchronised.
 class StageTimer {
@@ -461,7 +455,7 @@ class CudaEngine final : public SelectionEngine {
       for (int64_t blk = span.first; blk <= span.last; ++blk) a.block_bounds.push_back(bounds_.score_bound(b, int64_t(q), blk));
       keep_blocks(j_row(c, i, span), span, config_.blocks, config_.forced, a.hisa_blocks);
       keep_blocks(j_row(c, i, span), span, config_.block_sparse_blocks(), ForcedMode::InBudget, kept_block);
-      tokens_in_blocks(kept_block, a.k_start, a.q_pos, B, a.block);
+      tokens_in_blocks(kept_block, B, a.k_start, a.q_pos, a.block);
       append_segments(a.hisa_blocks, a.k_start, a.q_pos, B, row_hisa[size_t(i)]);
       append_segments(kept_block, a.k_start, a.q_pos, B, row_block[size_t(i)]);
     }
@@ -574,7 +568,7 @@ class CudaEngine final : public SelectionEngine {
         std::vector<int64_t> kept;
         if (method == Method::Block) {
           keep_blocks(j_row(c, i, span), span, config_.block_sparse_blocks(), ForcedMode::InBudget, kept);
-          tokens_in_blocks(kept, ks, qp, B, out[q]);
+          tokens_in_blocks(kept, B, ks, qp, out[q]);
         } else {
           keep_blocks(j_row(c, i, span), span, config_.blocks, config_.forced, kept);
           append_segments(kept, ks, qp, B, row_segs[size_t(i)]);

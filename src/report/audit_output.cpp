@@ -4,16 +4,13 @@
 #include <sstream>
 
 #include "metrics/diagnosis.hpp"
+#include "report/text_format.hpp"
 
 namespace hisa {
 
 namespace {
 
-std::string num(double v, const char* fmt = "%.6g") {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, fmt, v);
-  return buf;
-}
+std::string num(double v, const char* fmt = "%.6g") { return format_number(v, fmt); }
 std::string opt(const std::optional<double>& v, const char* fmt = "%.6g") { return v ? num(*v, fmt) : ""; }
 std::string opt_dash(const std::optional<double>& v) { return v ? num(*v, "%.4f") : "-"; }
 
@@ -212,13 +209,6 @@ void write_layer_csv(std::ostream& out, const AuditResult& r) {
 }
 
 namespace {
-
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n") == std::string::npos) return s;
-  std::string out = "\"";
-  for (char ch : s) out += ch == '"' ? std::string("\"\"") : std::string(1, ch);
-  return out + "\"";
-}
 
 std::string opt_rank(const std::optional<int64_t>& v) { return v ? std::to_string(*v) : ""; }
 

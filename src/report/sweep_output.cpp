@@ -3,22 +3,13 @@
 #include <cstdio>
 #include <string>
 
+#include "report/text_format.hpp"
+
 namespace hisa {
 
 namespace {
 
-std::string num(double v, const char* fmt = "%.6g") {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, fmt, v);
-  return buf;
-}
-
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n") == std::string::npos) return s;
-  std::string out = "\"";
-  for (char ch : s) out += ch == '"' ? std::string("\"\"") : std::string(1, ch);
-  return out + "\"";
-}
+std::string num(double v, const char* fmt = "%.6g") { return format_number(v, fmt); }
 
 template <typename T>
 std::string joined(const std::vector<T>& v) {

@@ -36,6 +36,15 @@ PooledKeys pool_keys(const LayerKeys& keys, int64_t block_size, PoolPrecision pr
   return p;
 }
 
+void tokens_in_blocks(const std::vector<int64_t>& kept, int64_t block_size, int64_t k_start, int64_t q_pos,
+                      std::vector<int64_t>& out) {
+  out.clear();
+  for (int64_t blk : kept) {
+    const TokenRange visible = visible_in_block(blk, block_size, k_start, q_pos);
+    for (int64_t s = visible.first; s <= visible.last; ++s) out.push_back(s);
+  }
+}
+
 void keep_blocks(std::span<const float> scores, BlockSpan span, int64_t m, ForcedMode mode, std::vector<int64_t>& kept) {
   kept.clear();
   const int64_t n = span.size();

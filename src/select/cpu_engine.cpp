@@ -74,16 +74,6 @@ class CpuEngine final : public SelectionEngine {
     return all;
   }
 
-  // Visible positions inside kept blocks, ascending.
-  void tokens_in_blocks(const std::vector<int64_t>& kept, int64_t k_start, int64_t q_pos,
-                        std::vector<int64_t>& out) const {
-    out.clear();
-    for (int64_t blk : kept) {
-      const TokenRange visible = visible_in_block(blk, config_.block_size, k_start, q_pos);
-      for (int64_t s = visible.first; s <= visible.last; ++s) out.push_back(s);
-    }
-  }
-
   void audit_chunk(const QueryBatch& b, const Chunk& c, std::vector<QueryAudit>& out) const {
     thread_local std::vector<float> rows, J, cand_scores;
     thread_local std::vector<int64_t> cand, kept_block;
@@ -108,7 +98,7 @@ class CpuEngine final : public SelectionEngine {
       const BlockSpan span = eligible_blocks(a.k_start, a.q_pos, config_.block_size);
       const std::span<const float> j_row(J.data() + i * all.size() + (span.first - all.first), size_t(span.size()));
       keep_blocks(j_row, span, config_.blocks, config_.forced, a.hisa_blocks);
-      tokens_in_blocks(a.hisa_blocks, a.k_start, a.q_pos, cand);
+      tokens_in_blocks(a.hisa_blocks, config_.block_size, a.k_start, a.q_pos, cand);
       cand_scores.clear();
       for (int64_t s : cand) cand_scores.push_back(row[s - c.lo]);
       topk_positions(cand_scores, cand, config_.topk, a.hisa);
@@ -124,7 +114,7 @@ class CpuEngine final : public SelectionEngine {
       }
 
       keep_blocks(j_row, span, config_.block_sparse_blocks(), ForcedMode::InBudget, kept_block);
-      tokens_in_blocks(kept_block, a.k_start, a.q_pos, a.block);
+      tokens_in_blocks(kept_block, config_.block_size, a.k_start, a.q_pos, a.block);
 
       a.row_max = *std::max_element(visible.begin(), visible.end());
       a.mass_visible = 0;
@@ -156,12 +146,12 @@ class CpuEngine final : public SelectionEngine {
       const std::span<const float> j_row(J.data() + i * all.size() + (span.first - all.first), size_t(span.size()));
       if (method == Method::Block) {
         keep_blocks(j_row, span, config_.block_sparse_blocks(), ForcedMode::InBudget, kept);
-        tokens_in_blocks(kept, ks, qp, out[q]);
+        tokens_in_blocks(kept, config_.block_size, ks, qp, out[q]);
         continue;
       }
       keep_blocks(j_row, span, config_.blocks, config_.forced, kept);
       // Token stage: score only the visible part of each kept block.
-      tokens_in_blocks(kept, ks, qp, cand);
+      tokens_in_blocks(kept, config_.block_size, ks, qp, cand);
       cand_scores.resize(cand.size());
       const ScoreInputs one = score_inputs(b, c.first + i, 1);
       size_t at = 0;
