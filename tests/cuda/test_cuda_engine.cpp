@@ -29,6 +29,7 @@ namespace {
 
 using test::Layer;
 using test::LayerSpec;
+using test::configs_for;
 using test::random_layer;
 
 int gpu_device() {
@@ -45,23 +46,6 @@ int gpu_device() {
   do {                                                                 \
     if (gpu_device() < 0) GTEST_SKIP() << "no usable CUDA device";     \
   } while (0)
-
-std::vector<SelectionConfig> configs_for(int64_t topk) {
-  std::vector<SelectionConfig> out;
-  for (int64_t B : {1, 4, 16, 32}) {
-    for (int64_t m : {1, 2, 3, 8}) {
-      for (ForcedMode f : {ForcedMode::InBudget, ForcedMode::Extra}) {
-        SelectionConfig c;
-        c.topk = topk;
-        c.block_size = B;
-        c.blocks = m;
-        c.forced = f;
-        out.push_back(c);
-      }
-    }
-  }
-  return out;
-}
 
 std::string describe(const SelectionConfig& c) {
   return "B=" + std::to_string(c.block_size) + " m=" + std::to_string(c.blocks) + " k=" + std::to_string(c.topk) +

@@ -5,7 +5,10 @@
 #include <cstdint>
 #include <random>
 
+#include <vector>
+
 #include "io/dump_model.hpp"
+#include "select/config.hpp"
 
 namespace hisa::test {
 
@@ -55,6 +58,25 @@ inline Layer random_layer(const LayerSpec& s) {
     b.k_start.push_back(start);
   }
   return l;
+}
+
+// The selection settings the equivalence tests sweep: block sizes 1 to 32 (B = 1 makes every token a block),
+// budgets 1 to 8, both forced-block modes.
+inline std::vector<SelectionConfig> configs_for(int64_t topk) {
+  std::vector<SelectionConfig> out;
+  for (int64_t B : {1, 4, 16, 32}) {
+    for (int64_t m : {1, 2, 3, 8}) {
+      for (ForcedMode f : {ForcedMode::InBudget, ForcedMode::Extra}) {
+        SelectionConfig c;
+        c.topk = topk;
+        c.block_size = B;
+        c.blocks = m;
+        c.forced = f;
+        out.push_back(c);
+      }
+    }
+  }
+  return out;
 }
 
 }  // namespace hisa::test

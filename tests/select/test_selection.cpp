@@ -17,24 +17,8 @@ namespace {
 
 using test::Layer;
 using test::LayerSpec;
+using test::configs_for;
 using test::random_layer;
-
-std::vector<SelectionConfig> configs_for(int64_t topk) {
-  std::vector<SelectionConfig> out;
-  for (int64_t B : {1, 4, 16, 32}) {
-    for (int64_t m : {1, 2, 3, 8}) {
-      for (ForcedMode f : {ForcedMode::InBudget, ForcedMode::Extra}) {
-        SelectionConfig c;
-        c.topk = topk;
-        c.block_size = B;
-        c.blocks = m;
-        c.forced = f;
-        out.push_back(c);
-      }
-    }
-  }
-  return out;
-}
 
 // Runs audit and every select method, and checks each against the reference, exactly.
 void expect_matches_reference(const Layer& l, const SelectionConfig& c, int threads = 2) {
