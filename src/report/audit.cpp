@@ -7,6 +7,7 @@
 #include "core/progress.hpp"
 #include "io/dump_reader.hpp"
 #include "io/query_subset.hpp"
+#include "io/sample_selection.hpp"
 #include "select/bounds.hpp"
 #include "select/certified.hpp"
 #include "select/engine.hpp"
@@ -18,18 +19,6 @@ namespace {
 
 constexpr int64_t kQueryBatch = 256;  // queries decoded at once: bounds memory, keeps every core busy
 
-int64_t resolve_topk(const AuditOptions& o, const std::vector<DumpReader>& readers) {
-  if (o.topk) return *o.topk;
-  int64_t k = readers.front().attributes().index_topk;
-  for (const auto& r : readers) {
-    if (r.attributes().index_topk != k) {
-      throw UsageError("the files disagree on index_topk (" + std::to_string(k) + " in " + readers.front().path() +
-                       ", " + std::to_string(r.attributes().index_topk) + " in " + r.path() + "); pass --topk");
-    }
-  }
-  return k;
-}
-
 }  // namespace
 
 AuditResult run_audit(const AuditOptions& o, const std::function<void(const QueryRecord&)>& on_query) {
@@ -40,7 +29,7 @@ AuditResult run_audit(const AuditOptions& o, const std::function<void(const Quer
   AuditResult result;
   result.files = o.files;
   result.config = o.config;
-  result.config.topk = resolve_topk(o, readers);
+  result.config.topk = resolve_topk(o.topk, readers);
   result.config.validate();
   if (o.method != Method::Hisa && o.method != Method::Certified) {
     throw UsageError("hisa audit compares HISA with DSA; --method takes hisa or certified");
@@ -48,35 +37,8 @@ AuditResult run_audit(const AuditOptions& o, const std::function<void(const Quer
   auto engine = make_engine(o.device, o.threads);
   result.engine = engine->name();
 
-  // Which (file, sample) pairs take part, and every layer any of them holds.
-  struct Source {
-    const DumpReader* reader;
-    const SampleEntry* sample;
-  };
-  std::vector<Source> sources;
-  for (const auto& r : readers) {
-    for (const auto& s : r.samples()) {
-      if (o.samples.empty() || std::find(o.samples.begin(), o.samples.end(), s.name) != o.samples.end()) {
-        sources.push_back({&r, &s});
-      }
-    }
-  }
-  for (const auto& name : o.samples) {
-    const bool found = std::any_of(sources.begin(), sources.end(), [&](const Source& s) { return s.sample->name == name; });
-    if (!found) throw UsageError("--samples: no sample named \"" + name + "\" in the input files");
-  }
-  std::vector<int> layers;
-  for (const auto& s : sources) layers.insert(layers.end(), s.sample->layers.begin(), s.sample->layers.end());
-  std::sort(layers.begin(), layers.end());
-  layers.erase(std::unique(layers.begin(), layers.end()), layers.end());
-  if (!o.layers.empty()) {
-    for (int l : o.layers) {
-      if (!std::binary_search(layers.begin(), layers.end(), l)) {
-        throw UsageError("--layers: layer " + std::to_string(l) + " is in none of the selected samples");
-      }
-    }
-    layers = o.layers;
-  }
+  const std::vector<SampleSource> sources = select_samples(readers, o.samples);
+  const std::vector<int> layers = select_layers(sources, o.layers);
 
   int64_t total_units = int64_t(layers.size() * sources.size()), done_units = 0;
   Progress progress(total_units, o.progress);

@@ -10,6 +10,7 @@
 #include "core/progress.hpp"
 #include "io/dump_reader.hpp"
 #include "io/query_subset.hpp"
+#include "io/sample_selection.hpp"
 #include "metrics/layer_stats.hpp"
 #include "select/sweep_scorer.hpp"
 
@@ -55,56 +56,19 @@ std::vector<T> sorted_unique(std::vector<T> v) {
   return v;
 }
 
-int64_t resolve_topk(const SweepOptions& o, const std::vector<DumpReader>& readers) {
-  if (o.topk) return *o.topk;
-  const int64_t k = readers.front().attributes().index_topk;
-  for (const auto& r : readers) {
-    if (r.attributes().index_topk != k) {
-      throw UsageError("the files disagree on index_topk (" + std::to_string(k) + " in " + readers.front().path() +
-                       ", " + std::to_string(r.attributes().index_topk) + " in " + r.path() + "); pass --topk");
-    }
+// The sweep's description of each taking-part sample (its label, context length and task, for the groups).
+std::vector<SweepSample> describe_samples(const std::vector<SampleSource>& sources, size_t file_count) {
+  std::vector<SweepSample> out;
+  for (const auto& src : sources) {
+    SweepSample sample;
+    sample.file = src.reader->path();
+    sample.name = src.sample->name;
+    sample.label = file_count > 1 ? src.reader->path() + ":" + src.sample->name : src.sample->name;
+    sample.context_length = src.sample->attributes.context_length.value_or(src.sample->attributes.seq_len);
+    sample.task = src.sample->attributes.task;
+    out.push_back(sample);
   }
-  return k;
-}
-
-struct Source {
-  const DumpReader* reader;
-  const SampleEntry* entry;
-};
-
-std::vector<Source> select_sources(const SweepOptions& o, const std::vector<DumpReader>& readers, SweepResult& r) {
-  std::vector<Source> sources;
-  for (const auto& reader : readers) {
-    for (const auto& s : reader.samples()) {
-      if (!o.samples.empty() && std::find(o.samples.begin(), o.samples.end(), s.name) == o.samples.end()) continue;
-      sources.push_back({&reader, &s});
-      SweepSample sample;
-      sample.file = reader.path();
-      sample.name = s.name;
-      sample.label = readers.size() > 1 ? reader.path() + ":" + s.name : s.name;
-      sample.context_length = s.attributes.context_length.value_or(s.attributes.seq_len);
-      sample.task = s.attributes.task;
-      r.samples.push_back(sample);
-    }
-  }
-  for (const auto& name : o.samples) {
-    const bool found = std::any_of(sources.begin(), sources.end(), [&](const Source& s) { return s.entry->name == name; });
-    if (!found) throw UsageError("--samples: no sample named \"" + name + "\" in the input files");
-  }
-  return sources;
-}
-
-std::vector<int> select_layers(const SweepOptions& o, const std::vector<Source>& sources) {
-  std::vector<int> layers;
-  for (const auto& s : sources) layers.insert(layers.end(), s.entry->layers.begin(), s.entry->layers.end());
-  layers = sorted_unique(layers);
-  if (o.layers.empty()) return layers;
-  for (int l : o.layers) {
-    if (!std::binary_search(layers.begin(), layers.end(), l)) {
-      throw UsageError("--layers: layer " + std::to_string(l) + " is in none of the selected samples");
-    }
-  }
-  return o.layers;
+  return out;
 }
 
 // Groups by context length (ascending) and by task (alphabetical; samples without a task are in none).
@@ -299,7 +263,7 @@ SweepResult run_sweep(const SweepOptions& o, const std::function<void(const Swee
 
   SweepResult r;
   r.files = o.files;
-  r.topk = resolve_topk(o, readers);
+  r.topk = resolve_topk(o.topk, readers);
   r.max_queries = o.max_queries;
   r.block_sizes = sorted_unique(o.block_sizes);
   r.blocks = sorted_unique(o.blocks);
@@ -314,8 +278,9 @@ SweepResult run_sweep(const SweepOptions& o, const std::function<void(const Swee
       for (ForcedMode f : r.forced) r.variants.push_back({b, p, f});
     }
   }
-  const std::vector<Source> sources = select_sources(o, readers, r);
-  const std::vector<int> layers = select_layers(o, sources);
+  const std::vector<SampleSource> sources = select_samples(readers, o.samples);
+  r.samples = describe_samples(sources, readers.size());
+  const std::vector<int> layers = select_layers(sources, o.layers);
   r.groups = make_groups(r.samples);
 
   auto scorer = make_cpu_sweep_scorer(o.threads);
@@ -329,14 +294,14 @@ SweepResult run_sweep(const SweepOptions& o, const std::function<void(const Swee
     lp.width = width;
     lp.sample_rows.assign(sources.size(), {0, 0});
     for (size_t si = 0; si < sources.size(); ++si) {
-      const Source& src = sources[si];
+      const SampleSource& src = sources[si];
       lp.sample_rows[si] = {lp.points.size() / width, lp.points.size() / width};
-      if (!std::binary_search(src.entry->layers.begin(), src.entry->layers.end(), layer)) {
+      if (!std::binary_search(src.sample->layers.begin(), src.sample->layers.end(), layer)) {
         ++done;
         continue;
       }
       progress.advance(done, "layer " + std::to_string(layer) + "  " + r.samples[si].label);
-      LayerReader lr = src.reader->open_layer(src.entry->name, layer);
+      LayerReader lr = src.reader->open_layer(src.sample->name, layer);
       LayerKeys keys;
       {
         Stopwatch t(r.timings.reading_keys);

@@ -1,0 +1,50 @@
+#include "io/sample_selection.hpp"
+
+#include <algorithm>
+
+#include "core/error.hpp"
+
+namespace hisa {
+
+int64_t resolve_topk(std::optional<int64_t> requested, const std::vector<DumpReader>& readers) {
+  if (requested) return *requested;
+  const int64_t k = readers.front().attributes().index_topk;
+  for (const auto& r : readers) {
+    if (r.attributes().index_topk != k) {
+      throw UsageError("the files disagree on index_topk (" + std::to_string(k) + " in " + readers.front().path() +
+                       ", " + std::to_string(r.attributes().index_topk) + " in " + r.path() + "); pass --topk");
+    }
+  }
+  return k;
+}
+
+std::vector<SampleSource> select_samples(const std::vector<DumpReader>& readers, const std::vector<std::string>& names) {
+  std::vector<SampleSource> sources;
+  for (const auto& r : readers) {
+    for (const auto& s : r.samples()) {
+      if (names.empty() || std::find(names.begin(), names.end(), s.name) != names.end()) sources.push_back({&r, &s});
+    }
+  }
+  for (const auto& name : names) {
+    const bool found =
+        std::any_of(sources.begin(), sources.end(), [&](const SampleSource& s) { return s.sample->name == name; });
+    if (!found) throw UsageError("--samples: no sample named \"" + name + "\" in the input files");
+  }
+  return sources;
+}
+
+std::vector<int> select_layers(const std::vector<SampleSource>& sources, const std::vector<int>& requested) {
+  std::vector<int> layers;
+  for (const auto& s : sources) layers.insert(layers.end(), s.sample->layers.begin(), s.sample->layers.end());
+  std::sort(layers.begin(), layers.end());
+  layers.erase(std::unique(layers.begin(), layers.end()), layers.end());
+  if (requested.empty()) return layers;
+  for (int l : requested) {
+    if (!std::binary_search(layers.begin(), layers.end(), l)) {
+      throw UsageError("--layers: layer " + std::to_string(l) + " is in none of the selected samples");
+    }
+  }
+  return requested;
+}
+
+}  // namespace hisa

@@ -1,0 +1,27 @@
+#pragma once
+// Which (file, sample) pairs and layers a multi-file run (audit, sweep) takes part in, and its k: one set of
+// rules and messages for every command that reads several dumps.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "io/dump_reader.hpp"
+
+namespace hisa {
+
+struct SampleSource {
+  const DumpReader* reader = nullptr;
+  const SampleEntry* sample = nullptr;
+};
+
+// The requested k, else the files' common index_topk (UsageError when they disagree).
+int64_t resolve_topk(std::optional<int64_t> requested, const std::vector<DumpReader>& readers);
+
+// Every sample of every file, in file order, or only the named ones (UsageError for a name no file holds).
+std::vector<SampleSource> select_samples(const std::vector<DumpReader>& readers, const std::vector<std::string>& names);
+
+// Every layer the sources hold, ascending, or the requested ones (UsageError for a layer none holds).
+std::vector<int> select_layers(const std::vector<SampleSource>& sources, const std::vector<int>& requested);
+
+}  // namespace hisa
