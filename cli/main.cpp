@@ -3,6 +3,8 @@
 
 #include "cli/commands.hpp"
 #include "core/error.hpp"
+#include "run/cluster.hpp"
+#include "run/unit_runner.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"hisa: audit HISA token selection against the flat DSA indexer on dumped indexer tensors"};
@@ -17,6 +19,11 @@ int main(int argc, char** argv) {
   hisa::cli::setup_synth(app, status);
   hisa::cli::setup_sweep(app, status);
   hisa::cli::setup_report(app, status, argc, argv);
+  // Under MPI, an error on one rank ends every rank (the others would wait for its results forever).
+  auto fail = [](int code) {
+    if (hisa::Cluster::get().size() > 1) hisa::Cluster::get().abort(code);
+    return code;
+  };
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -28,18 +35,21 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     app.exit(e);
     return 2;  // grep-style: 2 for any usage error
+  } catch (const hisa::Interrupted& e) {
+    std::cerr << "hisa: " << e.what() << "\n";
+    return fail(130);  // as a shell reports a process ended by SIGINT
   } catch (const hisa::InputError& e) {
     std::cerr << "hisa: error: " << e.what() << "\n";
-    return 2;
+    return fail(2);
   } catch (const hisa::UsageError& e) {
     std::cerr << "hisa: error: " << e.what() << "\n";
-    return 2;
+    return fail(2);
   } catch (const std::bad_alloc&) {
     std::cerr << "hisa: error: out of memory\n";
-    return 2;
+    return fail(2);
   } catch (const std::exception& e) {
     std::cerr << "hisa: error: " << e.what() << "\n";
-    return 2;
+    return fail(2);
   }
   return status;
 }

@@ -5,9 +5,12 @@
 #include <memory>
 
 #include "cli/commands.hpp"
+#include "cli/run_flags.hpp"
+#include "core/atomic_file.hpp"
 #include "core/error.hpp"
 #include "core/int_list.hpp"
 #include "report/sweep_output.hpp"
+#include "run/unit_runner.hpp"
 
 namespace hisa::cli {
 
@@ -23,14 +26,9 @@ struct SweepFlags {
   int64_t max_queries = 0;
   int threads = 0;
   std::string json_out, csv_out;
-  bool timings = false;
+  std::string device = "auto";
+  RunFlags run;
 };
-
-std::ofstream open_output(const std::string& path, const char* flag) {
-  std::ofstream out(path);
-  if (!out) throw UsageError(std::string(flag) + ": cannot write " + path);
-  return out;
-}
 
 template <typename T, typename Parse>
 std::vector<T> parse_names(const std::string& text, const char* flag, Parse parse) {
@@ -58,15 +56,19 @@ int run_sweep_command(const SweepFlags& f) {
   o.target_recall = f.target_recall;
   o.target_p5 = f.target_p5;
   o.threads = f.threads;
-  // Outputs are opened before the work, so a bad path fails at once.
-  std::ofstream json, csv;
-  if (!f.json_out.empty()) json = open_output(f.json_out, "--json");
-  if (!f.csv_out.empty()) csv = open_output(f.csv_out, "--csv");
+  o.device = f.device;
+  f.run.apply_to(o);
+  // Outputs are checked before the work, so a bad path fails at once, and written whole or not at all.
+  if (!f.json_out.empty()) check_writable(f.json_out, "--json");
+  if (!f.csv_out.empty()) check_writable(f.csv_out, "--csv");
   const SweepResult r = run_sweep(o);
+  if (!is_output_rank()) return 0;  // under MPI, rank 0 writes the outputs
   write_sweep_table(std::cout, r);
-  if (json.is_open()) json << sweep_json(r).dump(2) << "\n";
-  if (csv.is_open()) write_sweep_csv(csv, r);
-  if (f.timings) write_sweep_timings(std::cerr, r);
+  if (!f.json_out.empty()) {
+    write_file_atomically(f.json_out, [&](std::ostream& out) { out << sweep_json(r, f.run.timings).dump(2) << "\n"; });
+  }
+  if (!f.csv_out.empty()) write_file_atomically(f.csv_out, [&](std::ostream& out) { write_sweep_csv(out, r); });
+  if (f.run.timings) write_sweep_timings(std::cerr, r);
   return 0;
 }
 
@@ -92,7 +94,10 @@ void setup_sweep(CLI::App& app, int& status) {
       ->check(CLI::NonNegativeNumber);
   sub->add_option("--json", f->json_out, "Write the config, curves, recommendations and aggregates as JSON");
   sub->add_option("--csv", f->csv_out, "Write the curves per sample as tidy CSV");
-  sub->add_flag("--timings", f->timings, "Print where the time went on stderr");
+  sub->add_option("--device", f->device, "cpu, cuda or auto (the GPU when one is usable)")
+      ->check(CLI::IsMember({"cpu", "cuda", "auto"}))
+      ->capture_default_str();
+  f->run.add_to(sub);
   sub->callback([f, &status] { status = run_sweep_command(*f); });
 }
 

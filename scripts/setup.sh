@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    build-essential cmake libhdf5-dev libeigen3-dev libcli11-dev nlohmann-json3-dev libgtest-dev \
+    build-essential cmake libhdf5-dev libeigen3-dev libcli11-dev nlohmann-json3-dev libgtest-dev libopenmpi-dev openmpi-bin \
     python3 python3-h5py python3-numpy \
     python3-pandas python3-matplotlib python3-nbformat python3-nbclient python3-ipykernel jupyter-nbconvert \
     chromium fonts-dejavu-core >/dev/null

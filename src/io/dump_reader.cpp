@@ -204,6 +204,22 @@ struct LayerReader::Impl {
   }
 
   // Reads rows of a q- or k-like tensor and decodes them into out (row_count * row_elems floats).
+  // Raw bytes of one read, reused across reads: a fresh multi-MiB buffer per chunk costs a zero fill and
+  // page faults that took most of the read time.
+  template <typename T>
+  T* scratch(size_t n) const {
+    if (scratch_.size() < n * sizeof(T)) scratch_.reset(n * sizeof(T));
+    return reinterpret_cast<T*>(scratch_.data());
+  }
+  struct Scratch {
+    std::unique_ptr<std::byte[]> bytes;  // uninitialised: every byte used is read first
+    size_t n = 0;
+    size_t size() const { return n; }
+    void reset(size_t count) { bytes.reset(new std::byte[count]), n = count; }
+    std::byte* data() { return bytes.get(); }
+  };
+  mutable Scratch scratch_;
+
   void read_decoded(const h5::Handle& d, const TensorType& t, const std::string& name, int64_t row_begin,
                     int64_t row_count, int64_t row_elems, float* out) const {
     const size_t n = size_t(row_count * row_elems);
@@ -214,7 +230,7 @@ struct LayerReader::Impl {
           break;
         case Storage::CustomFloat16:
         case Storage::UInt16Bits: {
-          std::vector<uint16_t> raw(n);
+          uint16_t* raw = scratch<uint16_t>(n);
           h5::Handle mem;
           // Same signedness as the file, so HDF5 copies the bits instead of clamping negative int16 to 0.
           hid_t mem_type = t.signed_bits ? H5T_NATIVE_INT16 : H5T_NATIVE_UINT16;
@@ -225,14 +241,14 @@ struct LayerReader::Impl {
             H5Tset_order(mem.get(), H5T_ORDER_LE);
             mem_type = mem.get();
           }
-          h5::read_rows(d.get(), mem_type, row_begin, row_count, raw.data());
+          h5::read_rows(d.get(), mem_type, row_begin, row_count, raw);
           const bool bf16 = t.element == ElementType::BF16;
           for (size_t i = 0; i < n; ++i) out[i] = bf16 ? bf16_to_float(raw[i]) : f16_to_float(raw[i]);
           break;
         }
         case Storage::UInt8Bits: {
-          std::vector<uint8_t> raw(n);
-          h5::read_rows(d.get(), t.signed_bits ? H5T_NATIVE_INT8 : H5T_NATIVE_UINT8, row_begin, row_count, raw.data());
+          uint8_t* raw = scratch<uint8_t>(n);
+          h5::read_rows(d.get(), t.signed_bits ? H5T_NATIVE_INT8 : H5T_NATIVE_UINT8, row_begin, row_count, raw);
           for (size_t i = 0; i < n; ++i) out[i] = e4m3_to_float(raw[i]);
           break;
         }
@@ -278,8 +294,13 @@ const LayerShape& LayerReader::shape() const { return impl_->shape; }
 const std::string& LayerReader::group_path() const { return impl_->group_path; }
 
 LayerKeys LayerReader::read_keys() const {
-  const Impl& m = *impl_;
   LayerKeys keys;
+  read_keys_into(keys);
+  return keys;
+}
+
+void LayerReader::read_keys_into(LayerKeys& keys) const {
+  const Impl& m = *impl_;
   keys.count = m.shape.keys;
   keys.dim = m.shape.dim;
   keys.k.resize(size_t(keys.count * keys.dim));
@@ -303,7 +324,6 @@ LayerKeys LayerReader::read_keys() const {
       }
     }
   }
-  return keys;
 }
 
 QueryBatch LayerReader::read_queries(int64_t first, int64_t count) const {

@@ -62,6 +62,9 @@ class LayerReader {
 
   // All keys, decoded; read in row chunks so only one chunk of raw data is held besides the result.
   LayerKeys read_keys() const;
+  // The same into `keys`, reusing its storage: a recycled LayerKeys of the same size is neither refilled with
+  // zeros nor faulted in again, which for a 128K-key layer was most of the read time.
+  void read_keys_into(LayerKeys& keys) const;
   // Queries [first, first + count), decoded and validated (positions against L, finite values).
   QueryBatch read_queries(int64_t first, int64_t count) const;
 

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <mutex>
+#include <sstream>
 
 #include "core/error.hpp"
 #include "core/progress.hpp"
@@ -12,7 +14,12 @@
 #include "io/query_subset.hpp"
 #include "io/sample_selection.hpp"
 #include "metrics/layer_stats.hpp"
+#include "run/bytes.hpp"
+#include "run/unit_runner.hpp"
+#include "select/engine.hpp"
 #include "select/sweep_scorer.hpp"
+#include "report/sweep_output.hpp"
+#include "core/atomic_file.hpp"
 
 namespace hisa {
 
@@ -255,6 +262,127 @@ std::optional<size_t> SweepResult::smallest_passing(const std::vector<CurvePoint
   return std::nullopt;
 }
 
+namespace {
+
+// One unit's per-query results: the layer's query indices, their q_pos, and variants × m points per query.
+struct UnitPoints {
+  std::vector<int64_t> queries, q_pos;
+  std::vector<SweepPoint> points;
+};
+
+std::string encode(const UnitPoints& u) {
+  ByteWriter w;
+  w.put_vector(u.queries);
+  w.put_vector(u.q_pos);
+  w.put_vector(u.points);
+  return w.take();
+}
+
+UnitPoints decode(const std::string& bytes) {
+  ByteReader r(bytes);
+  UnitPoints u;
+  u.queries = r.get_vector<int64_t>();
+  u.q_pos = r.get_vector<int64_t>();
+  u.points = r.get_vector<SweepPoint>();
+  return u;
+}
+
+// The sweep of one unit on one worker: the scorer's DSA sets and J, then every variant's curve per query.
+class SweepWorker final : public UnitWorker {
+ public:
+  SweepWorker(const SweepResult& r, const std::vector<PoolVariant>& pools, int device, int threads, ScoringTimes& total,
+              double& ranking, std::mutex& m)
+      : r_(r), pools_(pools), threads_(threads > 0 ? threads : omp_get_max_threads()), total_(total), ranking_total_(ranking),
+        m_(m), scorer_(make_sweep_scorer_on(device, threads)) {}
+  ~SweepWorker() override {
+    const ScoringTimes t = scorer_->times();
+    std::lock_guard lock(m_);
+    total_.pooling += t.pooling;
+    total_.token_scores += t.token_scores;
+    total_.block_scores += t.block_scores;
+    ranking_total_ += ranking_;
+  }
+  std::string name() const { return scorer_->name(); }
+
+  void begin(const WorkUnit&, const LayerKeys& keys) override {
+    scorer_->set_layer(keys, r_.topk, pools_);
+    unit_ = {};
+  }
+  void add(const QueryBatch& batch, std::span<const int64_t> queries) override {
+    scorer_->score(batch, scores_);
+    Stopwatch t(ranking_);
+    const size_t nm = r_.blocks.size(), nf = r_.forced.size(), width = r_.variants.size() * nm;
+    const size_t first = unit_.queries.size();
+    unit_.points.resize((first + queries.size()) * width);
+    // Each query's points depend only on its own scores: the thread count never changes a result.
+#pragma omp parallel for schedule(dynamic, 8) num_threads(threads_)
+    for (size_t i = 0; i < queries.size(); ++i) {
+      const SweepScores& s = scores_[i];
+      SweepPoint* row = unit_.points.data() + (first + i) * width;
+      for (size_t v = 0; v < r_.variants.size(); ++v) {
+        SweepQuery q;
+        q.k_start = s.k_start, q.q_pos = s.q_pos;
+        q.block_size = r_.variants[v].block_size, q.topk = r_.topk, q.forced = r_.variants[v].forced;
+        q.flat = s.flat;
+        q.J = s.J[v / nf];  // variants run through the forced modes of each pool variant
+        sweep_query(q, r_.blocks, row + v * nm);
+      }
+    }
+    for (size_t i = 0; i < queries.size(); ++i) {
+      unit_.queries.push_back(queries[i]);
+      unit_.q_pos.push_back(scores_[i].q_pos);
+    }
+  }
+  std::string finish() override { return encode(unit_); }
+
+ private:
+  const SweepResult& r_;
+  const std::vector<PoolVariant>& pools_;
+  int threads_;
+  ScoringTimes& total_;
+  double& ranking_total_;
+  std::mutex& m_;
+  std::unique_ptr<SweepScorer> scorer_;
+  std::vector<SweepScores> scores_;
+  UnitPoints unit_;
+  double ranking_ = 0;
+};
+
+// Everything that decides a unit's points, for checkpoints.
+std::string sweep_fingerprint(const SweepResult& r) {
+  std::ostringstream f;
+  f << "sweep v1 topk=" << r.topk << " blocks=";
+  for (auto m : r.blocks) f << m << ",";
+  f << " variants=";
+  for (const auto& v : r.variants) f << v.block_size << "/" << pool_precision_name(v.pool) << "/" << forced_mode_name(v.forced) << ",";
+  f << " scorer=" << r.scorer;
+  return f.str();
+}
+
+// The layer's curves from its units' points, in unit (sample) order.
+LayerSweep summarize_layer(const SweepResult& r, int layer, const std::vector<WorkUnit>& units,
+                           const std::vector<const UnitPoints*>& points, size_t sources) {
+  LayerPoints lp;
+  lp.width = r.variants.size() * r.blocks.size();
+  lp.sample_rows.assign(sources, {0, 0});
+  for (size_t u = 0; u < units.size(); ++u) {
+    if (units[u].layer != layer || points[u] == nullptr) continue;
+    const size_t first = lp.points.size() / lp.width;
+    lp.points.insert(lp.points.end(), points[u]->points.begin(), points[u]->points.end());
+    lp.sample_rows[units[u].source] = {first, lp.points.size() / lp.width};
+  }
+  LayerSweep ls;
+  ls.layer = layer;
+  std::vector<size_t> every(sources);
+  for (size_t i = 0; i < every.size(); ++i) every[i] = i;
+  ls.all = summarize_rows(lp, every, r);
+  for (size_t si = 0; si < sources; ++si) ls.per_sample.push_back(summarize_rows(lp, {si}, r));
+  for (const auto& g : r.groups) ls.per_group.push_back(summarize_rows(lp, g.samples, r));
+  return ls;
+}
+
+}  // namespace
+
 SweepResult run_sweep(const SweepOptions& o, const std::function<void(const SweepQueryRecord&)>& on_query) {
   const auto start = std::chrono::steady_clock::now();
   validate(o);
@@ -283,90 +411,85 @@ SweepResult run_sweep(const SweepOptions& o, const std::function<void(const Swee
   const std::vector<int> layers = select_layers(sources, o.layers);
   r.groups = make_groups(r.samples);
 
-  auto scorer = make_cpu_sweep_scorer(o.threads);
-  r.scorer = scorer->name();
-  const size_t nm = r.blocks.size(), nf = r.forced.size(), width = r.variants.size() * nm;
-  Progress progress(int64_t(layers.size() * sources.size()), o.progress);
+  RunPlan plan;
+  plan.max_queries = o.max_queries;
+  plan.batch = kQueryBatch;
+  plan.devices = resolve_devices(o.device, o.gpus);
+  plan.prefetch_bytes = o.prefetch_bytes;
+  plan.checkpoint_dir = o.checkpoint_dir;
+  plan.resume = o.resume;
+  plan.handle_signals = o.handle_signals;
+  // Every worker of a run has the same kind of scorer: its name, without the GPU's index, describes the run.
+  r.scorer = plan.devices.front() < 0 ? "cpu" : "cuda";
+  plan.fingerprint = sweep_fingerprint(r);
+
+  const std::vector<WorkUnit> units = make_work_units(sources, layers);
+  std::vector<int64_t> units_left(layers.size(), 0);
+  for (const auto& u : units) ++units_left[size_t(std::lower_bound(layers.begin(), layers.end(), u.layer) - layers.begin())];
+  std::vector<std::optional<UnitPoints>> decoded(units.size());
+  std::vector<const UnitPoints*> ready(units.size(), nullptr);
+  ScoringTimes scoring;
+  std::mutex times_mutex;
+  Progress progress(int64_t(units.size()), o.progress);
   int64_t done = 0;
-  std::vector<SweepScores> scores;
-  for (int layer : layers) {
-    LayerPoints lp;
-    lp.width = width;
-    lp.sample_rows.assign(sources.size(), {0, 0});
-    for (size_t si = 0; si < sources.size(); ++si) {
-      const SampleSource& src = sources[si];
-      lp.sample_rows[si] = {lp.points.size() / width, lp.points.size() / width};
-      if (!std::binary_search(src.sample->layers.begin(), src.sample->layers.end(), layer)) {
-        ++done;
-        continue;
-      }
-      progress.advance(done, "layer " + std::to_string(layer) + "  " + r.samples[si].label);
-      LayerReader lr = src.reader->open_layer(src.sample->name, layer);
-      LayerKeys keys;
-      {
-        Stopwatch t(r.timings.reading_keys);
-        keys = lr.read_keys();
-      }
-      scorer->set_layer(keys, r.topk, pool_variants);
-      const auto picked = pick_queries(lr.shape().queries, o.max_queries);
-      for (size_t at = 0; at < picked.size(); at += kQueryBatch) {
-        const std::vector<int64_t> part(picked.begin() + ptrdiff_t(at),
-                                        picked.begin() + ptrdiff_t(std::min(picked.size(), at + kQueryBatch)));
-        QueryBatch batch;
-        {
-          Stopwatch t(r.timings.reading_queries);
-          batch = read_query_subset(lr, part);
+  RunStats stats;
+  const auto results = run_units(
+      sources, units, plan,
+      [&](int device) {
+        return std::make_unique<SweepWorker>(r, pool_variants, device, o.threads, scoring, r.timings.ranking, times_mutex);
+      },
+      stats,
+      [&](size_t u, const std::string& bytes) {
+        progress.advance(++done, "layer " + std::to_string(units[u].layer) + "  " + r.samples[units[u].source].label);
+        if (o.checkpoint_dir.empty()) return;
+        // A layer whose units are all here is written out at once, so an interrupted run leaves finished layers
+        // readable: <checkpoint>/layer_<N>.csv, the --csv rows of that layer.
+        decoded[u] = decode(bytes);
+        ready[u] = &*decoded[u];
+        const size_t li = size_t(std::lower_bound(layers.begin(), layers.end(), units[u].layer) - layers.begin());
+        if (--units_left[li] > 0) return;
+        SweepResult one = r;
+        one.layers = {summarize_layer(r, units[u].layer, units, ready, sources.size())};
+        write_file_atomically(o.checkpoint_dir + "/layer_" + std::to_string(units[u].layer) + ".csv",
+                              [&](std::ostream& out) { write_sweep_csv(out, one); });
+        for (size_t x = 0; x < units.size(); ++x) {
+          if (units[x].layer == units[u].layer) decoded[x].reset(), ready[x] = nullptr;
         }
-        scorer->score(batch, scores);
-        const size_t first_row = lp.points.size() / width;
-        lp.points.resize(lp.points.size() + part.size() * width);
-        {
-          Stopwatch t(r.timings.ranking);
-          // Each query's points depend only on its own scores: the thread count never changes a result.
-#pragma omp parallel for schedule(dynamic, 8) num_threads(o.threads > 0 ? o.threads : omp_get_max_threads())
-          for (size_t i = 0; i < part.size(); ++i) {
-            const SweepScores& s = scores[i];
-            SweepPoint* row = lp.points.data() + (first_row + i) * width;
-            for (size_t v = 0; v < r.variants.size(); ++v) {
-              SweepQuery q;
-              q.k_start = s.k_start, q.q_pos = s.q_pos;
-              q.block_size = r.variants[v].block_size, q.topk = r.topk, q.forced = r.variants[v].forced;
-              q.flat = s.flat;
-              q.J = s.J[v / nf];  // variants run through the forced modes of each pool variant
-              sweep_query(q, r.blocks, row + v * nm);
-            }
-          }
-        }
-        if (on_query) {
-          for (size_t i = 0; i < part.size(); ++i) {
-            on_query({&r.samples[si], layer, part[i], scores[i].q_pos, {lp.row(first_row + i), width}});
-          }
-        }
-      }
-      lp.sample_rows[si].second = lp.points.size() / width;
-      ++done;
-    }
-    Stopwatch t(r.timings.summaries);
-    LayerSweep ls;
-    ls.layer = layer;
-    std::vector<size_t> every(sources.size());
-    for (size_t i = 0; i < every.size(); ++i) every[i] = i;
-    ls.all = summarize_rows(lp, every, r);
-    for (size_t si = 0; si < sources.size(); ++si) ls.per_sample.push_back(summarize_rows(lp, {si}, r));
-    for (const auto& g : r.groups) ls.per_group.push_back(summarize_rows(lp, g.samples, r));
-    r.layers.push_back(std::move(ls));
-  }
+      });
   progress.finish();
+  r.timings.reading = stats.reading;
+  r.timings.waiting = stats.waiting;
+  r.timings.workers = stats.workers;
+  r.timings.ranks = stats.ranks;
+  r.timings.units = stats.units;
+  r.timings.resumed = stats.resumed;
+  r.timings.pooling = scoring.pooling;
+  r.timings.token_scores = scoring.token_scores;
+  r.timings.block_scores = scoring.block_scores;
+  if (!is_output_rank()) return r;  // rank 0 merges and writes; the others are done
+
   {
     Stopwatch t(r.timings.summaries);
+    std::vector<UnitPoints> all(units.size());
+    std::vector<const UnitPoints*> ptr(units.size());
+    for (size_t u = 0; u < units.size(); ++u) all[u] = decode(results[u]), ptr[u] = &all[u];
+    const size_t width = r.variants.size() * r.blocks.size();
+    for (int layer : layers) {
+      if (on_query) {
+        for (size_t u = 0; u < units.size(); ++u) {
+          if (units[u].layer != layer) continue;
+          for (size_t i = 0; i < all[u].queries.size(); ++i) {
+            on_query({&r.samples[units[u].source], layer, all[u].queries[i], all[u].q_pos[i],
+                      {all[u].points.data() + i * width, width}});
+          }
+        }
+      }
+      r.layers.push_back(summarize_layer(r, layer, units, ptr, sources.size()));
+    }
     for (size_t p = 0; p < r.pools.size(); ++p) {
       for (size_t f = 0; f < r.forced.size(); ++f) r.recommendations.push_back(recommend_mode(r, p, f));
     }
   }
-  const ScoringTimes st = scorer->times();
-  r.timings.pooling = st.pooling;
-  r.timings.token_scores = st.token_scores;
-  r.timings.block_scores = st.block_scores;
   r.timings.total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return r;
 }

@@ -29,6 +29,13 @@ struct SweepOptions {
   double target_p5 = 0.95;      // and recall p5 at least this
   int threads = 0;
   bool progress = true;
+  // Where and how the work runs (run/unit_runner.hpp): "cpu", "cuda" or "auto", the GPUs ("" = the first
+  // usable one, "all", or a list), decoded input read ahead per worker, per-unit checkpoints and resuming.
+  std::string device = "cpu", gpus;
+  size_t prefetch_bytes = size_t(512) << 20;
+  std::string checkpoint_dir;
+  bool resume = false;
+  bool handle_signals = false;  // SIGINT/SIGTERM stop the run after the units in flight (the CLI sets it)
 };
 
 // One curve: HISA with this block size, pooling and forced mode, as a function of m.
@@ -111,9 +118,16 @@ struct ModeRecommendation {
   std::vector<GroupCheck> groups;
 };
 
+// Seconds. reading, waiting and the scoring phases are summed over workers (and MPI ranks for reading and
+// waiting), so with several workers they can exceed the wall clock; total and summaries are wall clock.
 struct SweepTimings {
-  double total = 0, reading_keys = 0, reading_queries = 0, pooling = 0, token_scores = 0, block_scores = 0,
-         ranking = 0, summaries = 0;
+  double total = 0;
+  double reading = 0;  // opening layers, reading and decoding keys and queries (overlaps scoring)
+  double waiting = 0;  // workers idle for want of input: the part of reading that did not overlap
+  double pooling = 0, token_scores = 0, block_scores = 0, ranking = 0;  // this rank's workers
+  double summaries = 0;
+  int workers = 0, ranks = 1;
+  int64_t units = 0, resumed = 0;
 };
 
 struct SweepResult {

@@ -111,7 +111,7 @@ nlohmann::json json_of(const SweepResult& r, const ModeRecommendation& m) {
 
 }  // namespace
 
-nlohmann::json sweep_json(const SweepResult& r) {
+nlohmann::json sweep_json(const SweepResult& r, bool with_timings) {
   nlohmann::json j;
   nlohmann::json pools = nlohmann::json::array(), forced = nlohmann::json::array();
   for (auto p : r.pools) pools.push_back(pool_precision_name(p));
@@ -150,11 +150,13 @@ nlohmann::json sweep_json(const SweepResult& r) {
   }
   j["recommendations"] = nlohmann::json::array();
   for (const auto& m : r.recommendations) j["recommendations"].push_back(json_of(r, m));
-  const auto& t = r.timings;
-  j["timings_seconds"] = {{"total", t.total},           {"reading_keys", t.reading_keys},
-                          {"reading_queries", t.reading_queries}, {"pooling", t.pooling},
-                          {"token_scores", t.token_scores},       {"block_scores", t.block_scores},
-                          {"ranking", t.ranking},                 {"summaries", t.summaries}};
+  if (with_timings) {
+    const auto& t = r.timings;
+    j["timings_seconds"] = {{"total", t.total},       {"reading", t.reading},           {"waiting", t.waiting},
+                            {"pooling", t.pooling},   {"token_scores", t.token_scores}, {"block_scores", t.block_scores},
+                            {"ranking", t.ranking},   {"summaries", t.summaries},       {"workers", t.workers},
+                            {"ranks", t.ranks},       {"units", t.units},               {"resumed_units", t.resumed}};
+  }
   return j;
 }
 
@@ -280,26 +282,26 @@ void write_sweep_table(std::ostream& out, const SweepResult& r) {
 
 void write_sweep_timings(std::ostream& out, const SweepResult& r) {
   const auto& t = r.timings;
-  const double accounted = t.reading_keys + t.reading_queries + t.pooling + t.token_scores + t.block_scores + t.ranking +
-                           t.summaries;
-  const std::pair<const char*, double> rows[] = {
-      {"reading keys", t.reading_keys},
-      {"reading queries", t.reading_queries},
-      {"pooling keys", t.pooling},
-      {"token scores + top-k", t.token_scores},
-      {"block scores (J)", t.block_scores},
-      {"ranking (curves)", t.ranking},
-      {"summaries", t.summaries},
-      {"other", std::max(0.0, t.total - accounted)},
-  };
-  char line[128];
-  out << "sweep timings (wall clock, scorer " << r.scorer << ")\n";
-  for (const auto& [name, seconds] : rows) {
-    std::snprintf(line, sizeof line, "  %-22s %9.3f s  %5.1f %%\n", name, seconds, t.total > 0 ? 100.0 * seconds / t.total : 0.0);
+  char line[160];
+  std::snprintf(line, sizeof line, "sweep timings (scorer %s, %d worker%s, %d rank%s, %lld units, %lld resumed)\n",
+                r.scorer.c_str(), t.workers, t.workers == 1 ? "" : "s", t.ranks, t.ranks == 1 ? "" : "s",
+                (long long)t.units, (long long)t.resumed);
+  out << line;
+  out << "  wall clock\n";
+  const std::pair<const char*, double> wall[] = {{"total", t.total}, {"summaries", t.summaries}};
+  for (const auto& [name, seconds] : wall) {
+    std::snprintf(line, sizeof line, "    %-24s %9.3f s\n", name, seconds);
     out << line;
   }
-  std::snprintf(line, sizeof line, "  %-22s %9.3f s\n", "total", t.total);
-  out << line;
+  out << "  summed over workers (reading runs beside the scoring; waiting is the reading that did not overlap)\n";
+  const std::pair<const char*, double> summed[] = {
+      {"I/O: reading + decoding", t.reading}, {"I/O: workers waiting", t.waiting},
+      {"compute: pooling keys", t.pooling},   {"compute: token scores + top-k", t.token_scores},
+      {"compute: block scores (J)", t.block_scores}, {"compute: ranking (curves)", t.ranking}};
+  for (const auto& [name, seconds] : summed) {
+    std::snprintf(line, sizeof line, "    %-30s %9.3f s\n", name, seconds);
+    out << line;
+  }
 }
 
 }  // namespace hisa

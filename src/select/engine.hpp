@@ -50,4 +50,12 @@ std::unique_ptr<SelectionEngine> make_cpu_engine(int threads);
 namespace hisa {
 // "cpu", "cuda" or "auto" (the GPU when one is usable, else the CPU with a note on stderr).
 std::unique_ptr<SelectionEngine> make_engine(const std::string& device, int threads);
+
+// The devices a run's workers use, one worker each: CUDA device indices, or {-1} for one CPU worker.
+// device is "cpu", "cuda" or "auto" as for make_engine; gpus is "" (the first usable GPU), "all", or a list of
+// indices such as "0,2,3" (UsageError for a device that does not exist or cannot run this build's kernels,
+// and with --device cpu).
+std::vector<int> resolve_devices(const std::string& device, const std::string& gpus);
+// The engine for one entry of resolve_devices(): the CPU engine for -1, else the CUDA engine on that GPU.
+std::unique_ptr<SelectionEngine> make_engine_on(int device, int threads);
 }  // namespace hisa

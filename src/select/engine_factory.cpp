@@ -1,10 +1,15 @@
+#include <algorithm>
 #include <iostream>
 
 #include "core/error.hpp"
 #include "select/engine.hpp"
 
+#include "core/int_list.hpp"
+#include "select/sweep_scorer.hpp"
+
 #ifdef HISA_HAVE_CUDA
 #include "cuda/cuda_engine.hpp"
+#include "cuda/cuda_sweep_scorer.hpp"
 #include "cuda/device_info.hpp"
 #include "cuda/kernels.hpp"
 #endif
@@ -34,21 +39,69 @@ int usable_device(std::string& why) {
 }  // namespace
 
 std::unique_ptr<SelectionEngine> make_engine(const std::string& device, int threads) {
-  if (device == "cpu") return make_cpu_engine(threads);
-  if (device != "cuda" && device != "auto") {
+  return make_engine_on(resolve_devices(device, "").front(), threads);
+}
+
+std::vector<int> resolve_devices(const std::string& device, const std::string& gpus) {
+  if (device != "cpu" && device != "cuda" && device != "auto") {
     throw UsageError("--device must be cpu, cuda or auto (got \"" + device + "\")");
   }
+  if (device == "cpu") {
+    if (!gpus.empty()) throw UsageError("--gpus needs --device cuda or auto");
+    return {-1};
+  }
 #ifdef HISA_HAVE_CUDA
-  std::string why;
-  const int index = usable_device(why);
-  if (index >= 0) return make_cuda_engine(index);
-  if (device == "cuda") throw UsageError("--device cuda: " + why + "; use --device cpu");
-  std::cerr << "hisa: " << why << "; using the CPU engine\n";
+  if (gpus.empty()) {
+    std::string why;
+    const int index = usable_device(why);
+    if (index >= 0) return {index};
+    if (device == "cuda") throw UsageError("--device cuda: " + why + "; use --device cpu");
+    std::cerr << "hisa: " << why << "; using the CPU engine\n";
+    return {-1};
+  }
+  const auto devices = cuda::list_devices();
+  std::vector<int> out;
+  if (gpus == "all") {
+    for (const auto& d : devices) {
+      if (cuda::kernel_image_problem(d.index).empty()) out.push_back(d.index);
+    }
+    if (out.empty()) throw UsageError("--gpus all: no GPU can run this build's kernels");
+    return out;
+  }
+  for (int index : parse_int_list(gpus, "--gpus")) {
+    if (index < 0 || index >= int(devices.size())) {
+      throw UsageError("--gpus: no CUDA device " + std::to_string(index) + " (" + std::to_string(devices.size()) + " found)");
+    }
+    const std::string problem = cuda::kernel_image_problem(index);
+    if (!problem.empty()) throw UsageError("--gpus: the kernels of this build cannot run on device " + std::to_string(index) + ": " + problem);
+    if (std::find(out.begin(), out.end(), index) == out.end()) out.push_back(index);
+  }
+  return out;
 #else
-  if (device == "cuda") throw UsageError("--device cuda: this build has no CUDA support (built without nvcc); use --device cpu");
+  if (device == "cuda" || !gpus.empty()) {
+    throw UsageError("--device cuda/--gpus: this build has no CUDA support (built without nvcc); use --device cpu");
+  }
   std::cerr << "hisa: built without CUDA; using the CPU engine\n";
+  return {-1};
 #endif
-  return make_cpu_engine(threads);
+}
+
+std::unique_ptr<SelectionEngine> make_engine_on(int device, int threads) {
+  if (device < 0) return make_cpu_engine(threads);
+#ifdef HISA_HAVE_CUDA
+  return make_cuda_engine(device);
+#else
+  throw UsageError("this build has no CUDA support");
+#endif
+}
+
+std::unique_ptr<SweepScorer> make_sweep_scorer_on(int device, int threads) {
+  if (device < 0) return make_cpu_sweep_scorer(threads);
+#ifdef HISA_HAVE_CUDA
+  return make_cuda_sweep_scorer(device);
+#else
+  throw UsageError("this build has no CUDA support");
+#endif
 }
 
 }  // namespace hisa

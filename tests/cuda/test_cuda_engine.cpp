@@ -15,12 +15,15 @@
 
 #include "core/numeric.hpp"
 #include "cuda/cuda_engine.hpp"
+#include "cuda/cuda_sweep_scorer.hpp"
 #include "cuda/device_info.hpp"
 #include "cuda/kernels.hpp"
 #include "select/blocks.hpp"
 #include "select/engine.hpp"
 #include "select/reference.hpp"
+#include "select/sweep_scorer.hpp"
 #include "select/topk.hpp"
+#include "report/sweep.hpp"
 #include "synth/synth.hpp"
 #include "../select/random_layer.hpp"
 
@@ -218,6 +221,81 @@ TEST(CudaEngine, ManySmallChunksGiveTheSameResults) {
     c.pool = PoolPrecision::Fp8;
     expect_identical(l, c, 6 * 1024);
   }
+}
+
+// The sweep's CUDA backend gives the CPU backend's DSA sets and J on exact layers, on every scoring path,
+// with pooling in fp32 and fp8, over one chunk or many.
+TEST(CudaSweepScorer, ExactLayersMatchTheCpuScorer) {
+  REQUIRE_GPU();
+  const std::vector<PoolVariant> variants{{1, PoolPrecision::Fp32}, {4, PoolPrecision::Fp32}, {4, PoolPrecision::Fp8},
+                                          {16, PoolPrecision::Fp32}, {64, PoolPrecision::Fp32}};
+  for (Path p : {Path::BF16, Path::F16, Path::F32}) {
+    for (size_t chunk_bytes : {size_t(0), size_t(6 * 1024)}) {
+      SCOPED_TRACE(std::string("path ") + path_name(p) + " chunk bytes " + std::to_string(chunk_bytes));
+      LayerSpec s;
+      s.packed = true;
+      s.scales = true;
+      s.keys = 300;
+      s.queries = 23;
+      s.seed = 5;
+      Layer l = random_layer(s);
+      force_path(l, p);
+      auto cpu = make_cpu_sweep_scorer(2);
+      auto gpu = make_cuda_sweep_scorer(gpu_device(), chunk_bytes);
+      std::vector<SweepScores> want, got;
+      for (int64_t k : {1, 12, 400}) {
+        cpu->set_layer(l.keys, k, variants);
+        gpu->set_layer(l.keys, k, variants);
+        cpu->score(l.batch, want);
+        gpu->score(l.batch, got);
+        ASSERT_EQ(got.size(), want.size());
+        for (size_t i = 0; i < want.size(); ++i) {
+          EXPECT_EQ(got[i].flat, want[i].flat) << "query " << i << " k " << k;
+          ASSERT_EQ(got[i].J.size(), variants.size());
+          for (size_t v = 0; v < variants.size(); ++v) EXPECT_EQ(got[i].J[v], want[i].J[v]) << "query " << i << " variant " << v;
+        }
+      }
+      EXPECT_GT(gpu->times().token_scores, 0.0);
+    }
+  }
+}
+
+// run_sweep on the GPU and on the CPU over a synthetic bf16 dump: the same curves up to near-ties, which on
+// these dumps means identical curves but for a few queries' recall.
+TEST(CudaSweepScorer, SweepOnTheGpuMatchesTheCpu) {
+  REQUIRE_GPU();
+  const std::string path = ::testing::TempDir() + "/hisa-cuda-sweep.h5";
+  SynthOptions so;
+  so.output = path;
+  so.profile = SynthProfile::Mixed;
+  so.seq_len = 4096;
+  so.layers = 3;
+  so.heads = 8;
+  so.head_dim = 64;
+  so.index_topk = 128;
+  so.queries = parse_query_selection("sample:64");
+  write_synth_dump(so);
+  SweepOptions o;
+  o.files = {path};
+  o.block_sizes = {32, 128};
+  o.blocks = {2, 8, 32};
+  o.progress = false;
+  const SweepResult cpu = run_sweep(o);
+  o.device = "cuda";
+  const SweepResult gpu = run_sweep(o);
+  EXPECT_EQ(gpu.scorer, "cuda");
+  ASSERT_EQ(gpu.layers.size(), cpu.layers.size());
+  for (size_t l = 0; l < cpu.layers.size(); ++l) {
+    for (size_t v = 0; v < cpu.variants.size(); ++v) {
+      for (size_t j = 0; j < cpu.blocks.size(); ++j) {
+        const CurvePoint &a = cpu.layers[l].all.points[v][j], &b = gpu.layers[l].all.points[v][j];
+        EXPECT_EQ(a.queries, b.queries);
+        EXPECT_NEAR(a.recall_mean, b.recall_mean, 2e-3) << "layer " << l << " variant " << v << " m " << a.blocks;
+        EXPECT_NEAR(a.scored_keys_mean, b.scored_keys_mean, 0.02 * a.scored_keys_mean);
+      }
+    }
+  }
+  std::remove(path.c_str());
 }
 
 TEST(CudaEngine, StageTimesAreReported) {

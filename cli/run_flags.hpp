@@ -1,0 +1,40 @@
+#pragma once
+// Flags for where and how a long run works (audit, sweep): the GPUs, read-ahead, checkpoints and resuming,
+// and the time report. One definition for every command that runs work units (run/unit_runner.hpp).
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <string>
+
+namespace hisa::cli {
+
+struct RunFlags {
+  std::string gpus;
+  int64_t prefetch_mb = 512;
+  std::string checkpoint;
+  bool resume = false;
+  bool timings = false;
+
+  void add_to(CLI::App* app) {
+    app->add_option("--gpus", gpus, "GPUs to spread the (sample, layer) units over: all, or a list such as 0,2,3 "
+                                    "(default: the first usable GPU); results never depend on it");
+    app->add_option("--prefetch-mb", prefetch_mb, "Decoded input each worker reads ahead while it computes, in MiB")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
+    app->add_option("--checkpoint", checkpoint,
+                    "Directory for per-unit results as they finish (atomic), and finished layers' outputs");
+    app->add_flag("--resume", resume, "Take units already finished in --checkpoint DIR from there");
+    app->add_flag("--timings", timings, "Print where the time went on stderr (and add it to --json)");
+  }
+
+  // Fills the run fields of AuditOptions or SweepOptions.
+  template <typename Options>
+  void apply_to(Options& o) const {
+    o.gpus = gpus;
+    o.prefetch_bytes = size_t(prefetch_mb) << 20;
+    o.checkpoint_dir = checkpoint;
+    o.resume = resume;
+    o.handle_signals = true;
+  }
+};
+
+}  // namespace hisa::cli

@@ -1,0 +1,179 @@
+// The scoring context shared by the CUDA engine and the CUDA sweep scorer (cuda_scoring.hpp).
+#include "cuda/cuda_scoring.hpp"
+
+#include <limits>
+#include <stdexcept>
+
+#include "core/error.hpp"
+#include "cuda/cuda_check.hpp"
+
+namespace hisa::cuda {
+
+void require_device(int device) {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    cudaGetLastError();
+    count = 0;
+  }
+  if (device < 0 || device >= count) {
+    throw UsageError("no CUDA device " + std::to_string(device) + " (" + std::to_string(count) + " found)");
+  }
+}
+
+CudaScoring::CudaScoring(int device) : device_(device) {
+  HISA_CUDA_CHECK(cudaSetDevice(device_));
+  cudaDeviceProp prop{};
+  HISA_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
+  name_ = std::string("cuda (") + prop.name + ")";
+  stream_.emplace();
+}
+
+void CudaScoring::use_device() const { HISA_CUDA_CHECK(cudaSetDevice(device_)); }
+
+void CudaScoring::set_batch(const QueryBatch& b, int64_t key_count) {
+  use_device();
+  batch_ = &b;
+  queries_.reset(b);
+  std::vector<int> lo(size_t(b.count)), hi(size_t(b.count));
+  for (int64_t i = 0; i < b.count; ++i) {
+    const int64_t ks = b.k_start[size_t(i)], qp = b.q_pos[size_t(i)];
+    if (ks < 0 || qp < ks || qp >= key_count) throw std::invalid_argument("CUDA scoring: query outside the layer's keys");
+    lo[size_t(i)] = int(ks);
+    hi[size_t(i)] = int(qp);
+  }
+  lo_.upload(lo.data(), lo.size(), s());
+  hi_.upload(hi.data(), hi.size(), s());
+}
+
+void CudaScoring::upload_block_ranges(int64_t B, DeviceArray<int>& lo, DeviceArray<int>& hi) {
+  const QueryBatch& b = *batch_;
+  std::vector<int> blo(size_t(b.count)), bhi(size_t(b.count));
+  for (int64_t i = 0; i < b.count; ++i) {
+    blo[size_t(i)] = int(b.k_start[size_t(i)] / B);
+    bhi[size_t(i)] = int(b.q_pos[size_t(i)] / B);
+  }
+  lo.upload(blo.data(), blo.size(), s());
+  hi.upload(bhi.data(), bhi.size(), s());
+}
+
+std::vector<Chunk> CudaScoring::plan(const QueryBatch& b, bool token_scores, int64_t smallest_block, int64_t topk,
+                                     size_t max_chunk_bytes, size_t held_bytes) {
+  size_t free = 0, total = 0;
+  HISA_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+  double budget = 0.5 * double(free + held_bytes + scores_.capacity_bytes());
+  if (max_chunk_bytes > 0) budget = std::min(budget, double(max_chunk_bytes));
+  const int64_t B = smallest_block;
+  auto bytes = [&](int64_t rows, int64_t lo, int64_t hi) {
+    const double score_cols = token_scores ? double(round_up(hi - lo + 1, 32)) : 0.0;
+    const double j_cols = double(hi / B - lo / B + 1);
+    const double mask_cols = double(mask_words(int(lo), int(hi)));
+    return double(rows) * ((score_cols + j_cols + mask_cols) * 4.0 + double(topk) * 16.0 + 64.0);
+  };
+  std::vector<Chunk> chunks;
+  int64_t i = 0;
+  while (i < b.count) {
+    Chunk c{i, 1, int(b.k_start[size_t(i)]), int(b.q_pos[size_t(i)])};
+    if (bytes(1, c.lo, c.hi) > budget) {
+      throw CudaError("not enough free device memory for one query row of " + std::to_string(c.hi - c.lo + 1) + " keys");
+    }
+    while (c.first + c.count < b.count && c.count < kMaxChunkQueries) {
+      const size_t j = size_t(c.first + c.count);
+      const int lo = std::min<int>(c.lo, int(b.k_start[j])), hi = std::max<int>(c.hi, int(b.q_pos[j]));
+      if (bytes(c.count + 1, lo, hi) > budget) break;
+      c.lo = lo, c.hi = hi, ++c.count;
+    }
+    chunks.push_back(c);
+    i += c.count;
+  }
+  return chunks;
+}
+
+void CudaScoring::score(KeyStore& keys, const Chunk& c, const int* lo, const int* hi, int range_lo, int range_hi,
+                        const uint32_t* mask, int words, float* out, int64_t stride, int base, double* stage) {
+  const QueryBatch& b = *batch_;
+  ScoreLaunch a;
+  a.type = choose_type(keys.exact(), queries_.exact(), b.dim);
+  if (a.type == ValueType::F32) {
+    a.keys = keys.f32(s());
+    a.q = queries_.q_f32(s()) + c.first * b.heads * b.dim;
+    a.w = queries_.w_f32(s()) + c.first * b.heads;
+    a.heads = int(b.heads);
+    a.dim = int(b.dim);
+  } else {
+    const int64_t hp = round_up(b.heads, 8), dp = round_up(b.dim, 16);
+    a.keys = keys.lowp(a.type, s());
+    a.q = queries_.q_lowp(a.type, s()) + c.first * hp * dp;
+    a.w = queries_.w_padded(a.type, s()) + c.first * hp;
+    a.heads = int(hp);
+    a.dim = int(dp);
+  }
+  a.scales = keys.scales();
+  a.key_count = int(keys.count());
+  a.queries = int(c.count);
+  a.lo = lo + c.first;
+  a.hi = hi + c.first;
+  a.range_lo = range_lo;
+  a.range_hi = range_hi;
+  a.mask = mask;
+  a.mask_words = words;
+  a.unit_base = mask_unit_base(range_lo);
+  a.out = out;
+  a.out_stride = stride;
+  a.out_base = base;
+  timer_.begin(s(), stage);
+  launch_score(a, s());
+  timer_.end(s());
+}
+
+void CudaScoring::score_tokens(KeyStore& tokens, const Chunk& c, double* stage, const uint32_t* mask) {
+  scores_.resize(size_t(c.count * c.stride()));
+  score(tokens, c, lo_.data(), hi_.data(), c.lo, c.hi, mask, mask ? mask_words(c.lo, c.hi) : 0, scores_.data(),
+        c.stride(), c.lo, stage);
+}
+
+void CudaScoring::run_topk(const Chunk& c, int k, const DeviceArray<int>& segs, const DeviceArray<int>& offs,
+                           DeviceArray<int>& pos, DeviceArray<float>& sc, DeviceArray<int>& cnt, double* stage) {
+  pos.resize(size_t(c.count) * size_t(k));
+  sc.resize(size_t(c.count) * size_t(k));
+  cnt.resize(size_t(c.count));
+  TopkLaunch t;
+  t.scores = scores_.data();
+  t.stride = c.stride();
+  t.base = c.lo;
+  t.segments = segs.data();
+  t.seg_offsets = offs.data();
+  t.rows = int(c.count);
+  t.k = k;
+  t.out_pos = pos.data();
+  t.out_score = sc.data();
+  t.out_count = cnt.data();
+  timer_.begin(s(), stage);
+  launch_topk(t, s());
+  timer_.end(s());
+}
+
+void CudaScoring::upload_segments(const std::vector<int>& segs, const std::vector<int>& offsets,
+                                  DeviceArray<int>& dsegs, DeviceArray<int>& doffs) {
+  static const int none[2] = {0, -1};  // an empty list still gets an allocation
+  if (segs.empty()) {
+    dsegs.upload(none, 2, s());
+  } else {
+    dsegs.upload(segs.data(), segs.size(), s());
+  }
+  doffs.upload(offsets.data(), offsets.size(), s());
+}
+
+void append_segments(const std::vector<int64_t>& kept, int64_t k_start, int64_t q_pos, int64_t B, std::vector<int>& segs) {
+  const size_t row_begin = segs.size();
+  for (int64_t blk : kept) {
+    const int a = int(std::max(blk * B, k_start)), z = int(std::min(blk * B + B - 1, q_pos));
+    if (segs.size() > row_begin && segs.back() + 1 == a) {
+      segs.back() = z;
+    } else {
+      segs.push_back(a);
+      segs.push_back(z);
+    }
+  }
+}
+
+}  // namespace hisa::cuda

@@ -1,0 +1,265 @@
+#pragma once
+// What the CUDA engine (cuda_engine.cu) and the CUDA sweep scorer (cuda_sweep_scorer.cu) share: keys and
+// queries in the forms the kernels take, the plan of query chunks sized from the free device memory, and
+// the scoring and top-k launches on one stream with CUDA-event stage times. Host-only header.
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <bit>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/numeric.hpp"
+#include "cuda/device_buffer.hpp"
+#include "cuda/kernels.hpp"
+#include "io/dump_model.hpp"
+
+namespace hisa::cuda {
+
+inline constexpr int64_t kMaxChunkQueries = 4096;
+
+inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// Which 16-bit types hold every value exactly (the loader hands floats; a bf16 or fp8 dump's values are
+// exact in bf16, an f16 dump's in f16). f16 is only examined when asked, since bf16 usually decides.
+class Exactness {
+ public:
+  void reset(const float* values, size_t n) {
+    values_ = values;
+    n_ = n;
+    bf16_ = all_of(values, n, [](float v) { return (std::bit_cast<uint32_t>(v) & 0xFFFFu) == 0; });
+    f16_.reset();
+  }
+  bool bf16() const { return bf16_; }
+  bool f16() const {
+    if (!f16_) f16_ = all_of(values_, n_, [](float v) { return f16_to_float(float_to_f16(v)) == v; });
+    return *f16_;
+  }
+
+ private:
+  template <typename Pred>
+  static bool all_of(const float* v, size_t n, Pred pred) {
+    bool ok = true;
+#pragma omp parallel for reduction(&& : ok) schedule(static)
+    for (int64_t i = 0; i < int64_t(n); ++i) ok = ok && pred(v[i]);
+    return ok;
+  }
+
+ public:
+
+ private:
+  const float* values_ = nullptr;
+  size_t n_ = 0;
+  bool bf16_ = false;
+  mutable std::optional<bool> f16_;
+};
+
+inline uint16_t encode(ValueType t, float v) {
+  return t == ValueType::BF16 ? uint16_t(std::bit_cast<uint32_t>(v) >> 16) : float_to_f16(v);
+}
+
+// Keys (tokens or pooled blocks) in the forms the kernels take, each uploaded when first needed.
+class KeyStore {
+ public:
+  void reset(const float* values, const float* scales, int64_t count, int64_t dim, cudaStream_t s) {
+    values_ = values;
+    count_ = count;
+    dim_ = dim;
+    exact_.reset(values, size_t(count * dim));
+    scale_.upload(scales, size_t(count), s);
+    have_f32_ = false;
+    lowp_type_ = ValueType::F32;
+  }
+  const Exactness& exact() const { return exact_; }
+  int64_t count() const { return count_; }
+  const float* scales() const { return scale_.data(); }
+  const float* f32(cudaStream_t s) {
+    if (!have_f32_) {
+      f32_.upload(values_, size_t(count_ * dim_), s);
+      have_f32_ = true;
+    }
+    return f32_.data();
+  }
+  // [count, round_up(dim, 16)] codes, zero-padded.
+  const uint16_t* lowp(ValueType t, cudaStream_t s) {
+    if (lowp_type_ != t) {
+      const int64_t dp = round_up(dim_, 16);
+      staging_.assign(size_t(count_ * dp), 0);
+#pragma omp parallel for schedule(static)
+      for (int64_t r = 0; r < count_; ++r) {
+        for (int64_t d = 0; d < dim_; ++d) staging_[size_t(r * dp + d)] = encode(t, values_[r * dim_ + d]);
+      }
+      lowp_.upload(staging_.data(), staging_.size(), s);  // pageable source: copied out before the call returns
+      lowp_type_ = t;
+    }
+    return lowp_.data();
+  }
+
+ private:
+  const float* values_ = nullptr;
+  int64_t count_ = 0, dim_ = 0;
+  Exactness exact_;
+  DeviceArray<float> scale_, f32_;
+  DeviceArray<uint16_t> lowp_;
+  std::vector<uint16_t> staging_;
+  bool have_f32_ = false;
+  ValueType lowp_type_ = ValueType::F32;
+};
+
+// One batch's queries and weights, uploaded in the forms needed.
+class QueryStore {
+ public:
+  void reset(const QueryBatch& b) {
+    batch_ = &b;
+    exact_.reset(b.q.data(), b.q.size());
+    have_f32_ = false;
+    lowp_type_ = ValueType::F32;
+  }
+  const Exactness& exact() const { return exact_; }
+  const float* q_f32(cudaStream_t s) {
+    load_f32(s);
+    return q32_.data();
+  }
+  const float* w_f32(cudaStream_t s) {
+    load_f32(s);
+    return w32_.data();
+  }
+  // [count, H', D'] codes and [count, H'] weights; padded heads have zero q and zero weight.
+  const uint16_t* q_lowp(ValueType t, cudaStream_t s) {
+    load_lowp(t, s);
+    return q16_.data();
+  }
+  const float* w_padded(ValueType t, cudaStream_t s) {
+    load_lowp(t, s);
+    return wpad_.data();
+  }
+
+ private:
+  void load_f32(cudaStream_t s) {
+    if (have_f32_) return;
+    q32_.upload(batch_->q.data(), batch_->q.size(), s);
+    w32_.upload(batch_->w.data(), batch_->w.size(), s);
+    have_f32_ = true;
+  }
+  void load_lowp(ValueType t, cudaStream_t s) {
+    if (lowp_type_ == t) return;
+    const QueryBatch& b = *batch_;
+    const int64_t hp = round_up(b.heads, 8), dp = round_up(b.dim, 16);
+    staging_q_.assign(size_t(b.count * hp * dp), 0);
+    staging_w_.assign(size_t(b.count * hp), 0.0f);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < b.count; ++i) {
+      for (int64_t h = 0; h < b.heads; ++h) {
+        const float* q = b.q_row(i, h);
+        for (int64_t d = 0; d < b.dim; ++d) staging_q_[size_t((i * hp + h) * dp + d)] = encode(t, q[d]);
+        staging_w_[size_t(i * hp + h)] = b.w_row(i)[h];
+      }
+    }
+    q16_.upload(staging_q_.data(), staging_q_.size(), s);
+    wpad_.upload(staging_w_.data(), staging_w_.size(), s);
+    lowp_type_ = t;
+  }
+
+  const QueryBatch* batch_ = nullptr;
+  Exactness exact_;
+  DeviceArray<float> q32_, w32_, wpad_;
+  DeviceArray<uint16_t> q16_;
+  std::vector<uint16_t> staging_q_;
+  std::vector<float> staging_w_;
+  bool have_f32_ = false;
+  ValueType lowp_type_ = ValueType::F32;
+};
+
+// Tensor cores when both sides are exact in one 16-bit type and D fits the kernel; fp32 CUDA cores otherwise.
+inline ValueType choose_type(const Exactness& keys, const Exactness& queries, int64_t dim) {
+  if (round_up(dim, 16) > kMaxTensorCoreDim) return ValueType::F32;
+  if (keys.bf16() && queries.bf16()) return ValueType::BF16;
+  if (keys.f16() && queries.f16()) return ValueType::F16;
+  return ValueType::F32;
+}
+
+struct Chunk {
+  int64_t first = 0, count = 0;  // queries [first, first + count) of the batch
+  int lo = 0, hi = 0;            // keys [lo, hi] covering every visible range of the chunk
+  int64_t stride() const { return round_up(int64_t(hi) - lo + 1, 32); }
+};
+
+// GPU stage times from reusable event pairs, added to their targets once the stream has been synchronised.
+class StageTimer {
+ public:
+  void begin(cudaStream_t s, double* target) {
+    if (n_ == pool_.size()) pool_.push_back(std::make_unique<Pair>());
+    pool_[n_]->target = target;
+    pool_[n_]->start.record(s);
+  }
+  void end(cudaStream_t s) { pool_[n_++]->stop.record(s); }
+  void collect() {
+    for (size_t i = 0; i < n_; ++i) *pool_[i]->target += pool_[i]->stop.since(pool_[i]->start);
+    n_ = 0;
+  }
+
+ private:
+  struct Pair {
+    Event start, stop;
+    double* target = nullptr;
+  };
+  std::vector<std::unique_ptr<Pair>> pool_;
+  size_t n_ = 0;
+};
+
+inline double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+
+// One device, one stream, the batch's queries and visible ranges, a chunk plan and the launches every
+// scoring pass uses. Users call set_batch() per batch, then plan() and the launches per chunk.
+class CudaScoring {
+ public:
+  explicit CudaScoring(int device);
+  const std::string& device_name() const { return name_; }
+
+ protected:
+  cudaStream_t s() const { return stream_->get(); }
+  void use_device() const;
+  // Checks the batch against the layer's keys and uploads each query's visible range [k_start, q_pos].
+  void set_batch(const QueryBatch& b, int64_t key_count);
+  // Each query's eligible blocks [k_start / B, q_pos / B], uploaded to lo/hi.
+  void upload_block_ranges(int64_t B, DeviceArray<int>& lo, DeviceArray<int>& hi);
+  // Consecutive queries per chunk, as many as the device memory budget allows (half of what is free now plus
+  // what is already held for chunks, at most max_chunk_bytes when not 0): a score row per query when
+  // token_scores, J rows for `j_rows` block scorings of block size at least smallest_block, and top-k output.
+  std::vector<Chunk> plan(const QueryBatch& b, bool token_scores, int64_t smallest_block, int64_t topk,
+                          size_t max_chunk_bytes, size_t held_bytes);
+  // One scoring launch of the chunk's queries against `keys` (tokens or pooled blocks), timed into *stage.
+  void score(KeyStore& keys, const Chunk& c, const int* lo, const int* hi, int range_lo, int range_hi,
+             const uint32_t* mask, int words, float* out, int64_t stride, int base, double* stage);
+  // Every visible score of the chunk's queries into scores_ (row stride c.stride(), column 0 = key c.lo).
+  void score_tokens(KeyStore& tokens, const Chunk& c, double* stage, const uint32_t* mask = nullptr);
+  // Exact top-k of scores_ over each row's segments, into pos/sc/cnt, timed into *stage.
+  void run_topk(const Chunk& c, int k, const DeviceArray<int>& segs, const DeviceArray<int>& offs,
+                DeviceArray<int>& pos, DeviceArray<float>& sc, DeviceArray<int>& cnt, double* stage);
+  void upload_segments(const std::vector<int>& segs, const std::vector<int>& offsets, DeviceArray<int>& dsegs,
+                       DeviceArray<int>& doffs);
+
+  int device_;
+  std::string name_;
+  std::optional<Stream> stream_;  // created after cudaSetDevice
+  const QueryBatch* batch_ = nullptr;
+  QueryStore queries_;
+  DeviceArray<int> lo_, hi_;
+  DeviceArray<float> scores_;
+  StageTimer timer_;
+};
+
+// UsageError when CUDA device `device` does not exist.
+void require_device(int device);
+
+// Visible positions of the kept blocks as merged segments [a, z], appended to segs.
+void append_segments(const std::vector<int64_t>& kept, int64_t k_start, int64_t q_pos, int64_t B, std::vector<int>& segs);
+
+}  // namespace hisa::cuda
