@@ -27,6 +27,7 @@ struct SweepFlags {
   int threads = 0;
   std::string json_out, csv_out;
   std::string device = "auto";
+  bool no_kernel_times = false;
   RunFlags run;
 };
 
@@ -57,6 +58,7 @@ int run_sweep_command(const SweepFlags& f) {
   o.target_p5 = f.target_p5;
   o.threads = f.threads;
   o.device = f.device;
+  o.kernel_times = !f.no_kernel_times;
   f.run.apply_to(o);
   // Outputs are checked before the work, so a bad path fails at once, and written whole or not at all.
   if (!f.json_out.empty()) check_writable(f.json_out, "--json");
@@ -97,6 +99,8 @@ void setup_sweep(CLI::App& app, int& status) {
   sub->add_option("--device", f->device, "cpu, cuda or auto (the GPU when one is usable)")
       ->check(CLI::IsMember({"cpu", "cuda", "auto"}))
       ->capture_default_str();
+  sub->add_flag("--no-kernel-times", f->no_kernel_times,
+                "On a GPU, skip timing HISA(B, m) and flat selection with the CUDA engine for the cost model");
   f->run.add_to(sub);
   sub->callback([f, &status] { status = run_sweep_command(*f); });
 }

@@ -14,6 +14,7 @@
 #include "cuda/cuda_check.hpp"
 #include "cuda/cuda_engine.hpp"
 #include "cuda/device_buffer.hpp"
+#include "cuda/cuda_scoring.hpp"
 #include "cuda/device_info.hpp"
 #include "cuda/kernels.hpp"
 #include "report/cuda_bench.hpp"
@@ -53,38 +54,17 @@ std::vector<uint16_t> bf16_codes(const float* v, int64_t rows, int64_t dim, int6
   return out;
 }
 
-}  // namespace
-
-CudaBenchResult run_cuda_bench(const CudaBenchOptions& o) {
-  int device = -1;
-  std::string gpu, why = "no GPU found";
-  for (const auto& d : cuda::list_devices()) {
-    const std::string problem = cuda::kernel_image_problem(d.index);
-    if (problem.empty()) {
-      device = d.index;
-      gpu = d.name;
-      break;
-    }
-    why = "the kernels cannot run on " + d.name + ": " + problem;
-  }
-  if (device < 0) throw UsageError("--device cuda: " + why);
-  if (o.keys >= (int64_t(1) << 31) || o.topk >= o.keys) throw UsageError("bench: need topk < keys < 2^31");
-  HISA_CUDA_CHECK(cudaSetDevice(device));
-  cuda::Stream stream;
-  const cudaStream_t s = stream.get();
-
-  // One layer with bf16 values: keys, queries (all at the last position, k_start = 0), weights of both signs.
-  const int64_t L = o.keys, H = o.heads, D = o.dim, N = o.queries, B = o.block_size;
+// One layer with bf16 values: keys, queries (all at the last position, k_start = 0), weights of both signs.
+void random_bf16_layer(const CudaBenchOptions& o, LayerKeys& keys, QueryBatch& batch) {
+  const int64_t L = o.keys, H = o.heads, D = o.dim, N = o.queries;
   std::mt19937_64 rng(o.seed);
   std::normal_distribution<float> gauss(0.0f, 1.0f);
   auto bf16 = [&] { return round_to(ElementType::BF16, gauss(rng)); };
-  LayerKeys keys;
   keys.count = L;
   keys.dim = D;
   keys.k.resize(size_t(L * D));
   for (auto& v : keys.k) v = bf16();
   keys.k_scale.assign(size_t(L), 1.0f);
-  QueryBatch batch;
   batch.count = N;
   batch.heads = H;
   batch.dim = D;
@@ -94,7 +74,55 @@ CudaBenchResult run_cuda_bench(const CudaBenchOptions& o) {
   for (auto& v : batch.w) v = gauss(rng) / std::sqrt(float(H));
   batch.q_pos.assign(size_t(N), L - 1);
   batch.k_start.assign(size_t(N), 0);
+}
 
+// Medians of the engine's stage times over `repeat` select() calls, after two warm-up calls.
+cuda::StageTimes median_stages(SelectionEngine& engine, const QueryBatch& batch, Method method, int repeat) {
+  std::vector<std::vector<int64_t>> out;
+  for (int i = 0; i < 2; ++i) engine.select(batch, method, out);
+  std::vector<cuda::StageTimes> t;
+  for (int i = 0; i < repeat; ++i) {
+    engine.select(batch, method, out);
+    t.push_back(cuda::last_stage_times(engine));
+  }
+  auto med = [&](double cuda::StageTimes::*field) {
+    std::vector<double> v;
+    for (const auto& x : t) v.push_back(x.*field);
+    return median(v);
+  };
+  return cuda::StageTimes{med(&cuda::StageTimes::total_ms),        med(&cuda::StageTimes::token_scores_ms),
+                          med(&cuda::StageTimes::block_scores_ms), med(&cuda::StageTimes::topk_ms),
+                          med(&cuda::StageTimes::masses_ms),       med(&cuda::StageTimes::block_stage_ms)};
+}
+
+// The first device this build's kernels run on, and its name; UsageError when there is none.
+int bench_device(std::string& gpu) {
+  std::string why = "no GPU found";
+  for (const auto& d : cuda::list_devices()) {
+    const std::string problem = cuda::kernel_image_problem(d.index);
+    if (problem.empty()) {
+      gpu = d.name;
+      return d.index;
+    }
+    why = "the kernels cannot run on " + d.name + ": " + problem;
+  }
+  throw UsageError("--device cuda: " + why);
+}
+
+}  // namespace
+
+CudaBenchResult run_cuda_bench(const CudaBenchOptions& o) {
+  std::string gpu;
+  const int device = bench_device(gpu);
+  if (o.keys >= (int64_t(1) << 31) || o.topk >= o.keys) throw UsageError("bench: need topk < keys < 2^31");
+  HISA_CUDA_CHECK(cudaSetDevice(device));
+  cuda::Stream stream;
+  const cudaStream_t s = stream.get();
+
+  const int64_t L = o.keys, H = o.heads, D = o.dim, N = o.queries, B = o.block_size;
+  LayerKeys keys;
+  QueryBatch batch;
+  random_bf16_layer(o, keys, batch);
   CudaBenchResult r;
   r.gpu = gpu;
   r.flops = 2.0 * double(N) * double(H) * double(D) * double(L);
@@ -191,24 +219,8 @@ CudaBenchResult run_cuda_bench(const CudaBenchOptions& o) {
   config.validate();
   auto engine = make_cuda_engine(device);
   engine->set_layer(keys, config);
-  std::vector<std::vector<int64_t>> out;
-  auto stages = [&](Method method) {
-    for (int i = 0; i < 2; ++i) engine->select(batch, method, out);
-    std::vector<cuda::StageTimes> t;
-    for (int i = 0; i < o.repeat; ++i) {
-      engine->select(batch, method, out);
-      t.push_back(cuda::last_stage_times(*engine));
-    }
-    auto med = [&](double cuda::StageTimes::*field) {
-      std::vector<double> v;
-      for (const auto& x : t) v.push_back(x.*field);
-      return median(v);
-    };
-    return cuda::StageTimes{med(&cuda::StageTimes::total_ms),        med(&cuda::StageTimes::token_scores_ms),
-                            med(&cuda::StageTimes::block_scores_ms), med(&cuda::StageTimes::topk_ms),
-                            med(&cuda::StageTimes::masses_ms),       med(&cuda::StageTimes::block_stage_ms)};
-  };
-  const cuda::StageTimes flat_t = stages(Method::Flat), hisa_t = stages(Method::Hisa);
+  const cuda::StageTimes flat_t = median_stages(*engine, batch, Method::Flat, o.repeat),
+                         hisa_t = median_stages(*engine, batch, Method::Hisa, o.repeat);
   r.engine_flat_ms = flat_t.total_ms;
   r.engine_flat_gpu_ms = flat_t.token_scores_ms + flat_t.topk_ms;
   r.engine_hisa_ms = hisa_t.total_ms;
@@ -217,6 +229,43 @@ CudaBenchResult run_cuda_bench(const CudaBenchOptions& o) {
   r.hisa_score_ms = hisa_t.token_scores_ms;
   r.hisa_topk_ms = hisa_t.topk_ms;
   return r;
+}
+
+SelectionTimeGrid time_selection_grid(const CudaBenchOptions& o, const std::vector<int64_t>& block_sizes,
+                                      const std::vector<int64_t>& blocks, int device) {
+  SelectionTimeGrid g;
+  cuda::require_device(device);
+  for (const auto& d : cuda::list_devices()) {
+    if (d.index == device) g.gpu = d.name;
+  }
+  g.keys = o.keys, g.heads = o.heads, g.dim = o.dim, g.queries = o.queries, g.topk = std::min(o.topk, o.keys);
+  g.block_sizes = block_sizes;
+  g.blocks = blocks;
+  LayerKeys keys;
+  QueryBatch batch;
+  random_bf16_layer(o, keys, batch);
+  auto engine = make_cuda_engine(device);
+  const double per_query = 1e3 / double(o.queries);  // ms per batch -> µs per query
+  for (int64_t B : block_sizes) {
+    std::vector<double> kernels, host;
+    for (int64_t m : blocks) {
+      SelectionConfig c;
+      c.topk = g.topk;
+      c.block_size = B;
+      c.blocks = m;
+      engine->set_layer(keys, c);
+      if (g.flat_kernels_us == 0) {
+        const cuda::StageTimes f = median_stages(*engine, batch, Method::Flat, o.repeat);
+        g.flat_kernels_us = (f.token_scores_ms + f.topk_ms) * per_query;
+      }
+      const cuda::StageTimes h = median_stages(*engine, batch, Method::Hisa, o.repeat);
+      kernels.push_back((h.block_scores_ms + h.token_scores_ms + h.topk_ms) * per_query);
+      host.push_back(h.block_stage_ms * per_query);
+    }
+    g.hisa_kernels_us.push_back(kernels);
+    g.hisa_host_us.push_back(host);
+  }
+  return g;
 }
 
 }  // namespace hisa

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <ostream>
 #include <string>
+#include <vector>
 
 namespace hisa {
 
@@ -36,6 +37,20 @@ struct CudaBenchResult {
   double flat_ms() const { return score_mma_ms + topk_ms; }
   double hisa_ms() const { return hisa_blocks_ms + hisa_host_ms + hisa_score_ms + hisa_topk_ms; }  // without prep
 };
+
+// What HISA(B, m) and flat selection cost on the GPU for queries that see L keys, through the engine's select()
+// (the same engine and random bf16 layer as run_cuda_bench): medians over repeats, per query, in µs.
+// kernels = the GPU stages by CUDA events; host = the host block stage (keep_blocks, segment lists, uploads).
+struct SelectionTimeGrid {
+  std::string gpu;
+  int64_t keys = 0, heads = 0, dim = 0, queries = 0, topk = 0;
+  double flat_kernels_us = 0;
+  std::vector<int64_t> block_sizes, blocks;
+  std::vector<std::vector<double>> hisa_kernels_us, hisa_host_us;  // [block size][m]
+};
+// keys, heads, dim, queries, topk and repeat are taken from `options`; device: a CUDA device index.
+SelectionTimeGrid time_selection_grid(const CudaBenchOptions& options, const std::vector<int64_t>& block_sizes,
+                                      const std::vector<int64_t>& blocks, int device);
 
 // Defined in cuda/cuda_bench.cu (builds with CUDA only). Throws UsageError when no usable GPU exists.
 CudaBenchResult run_cuda_bench(const CudaBenchOptions& options);

@@ -381,6 +381,32 @@ LayerSweep summarize_layer(const SweepResult& r, int layer, const std::vector<Wo
   return ls;
 }
 
+// The CUDA engine's times for every (B, m) of the grid at each context length of the samples, with the heads
+// and dims of the first sample's first layer, on a random bf16 layer (as `hisa bench`).
+std::vector<SelectionTimeGrid> measure_kernel_times([[maybe_unused]] const SweepResult& r,
+                                                    [[maybe_unused]] const std::vector<SampleSource>& sources,
+                                                    [[maybe_unused]] int device) {
+  std::vector<SelectionTimeGrid> grids;
+#ifdef HISA_HAVE_CUDA
+  const SampleSource& first = sources.front();
+  const LayerShape shape = first.reader->open_layer(first.sample->name, first.sample->layers.front()).shape();
+  std::vector<int64_t> lengths;
+  for (const auto& s : r.samples) lengths.push_back(s.context_length);
+  for (int64_t L : sorted_unique(lengths)) {
+    CudaBenchOptions b;
+    b.keys = L;
+    b.heads = shape.heads;
+    b.dim = shape.dim;
+    b.queries = 128;
+    b.topk = r.topk;
+    b.repeat = 3;
+    if (L < 2 || shape.dim > 128) continue;  // the tensor-core bench path needs D <= 128
+    grids.push_back(time_selection_grid(b, r.block_sizes, r.blocks, device));
+  }
+#endif
+  return grids;
+}
+
 }  // namespace
 
 SweepResult run_sweep(const SweepOptions& o, const std::function<void(const SweepQueryRecord&)>& on_query) {
@@ -459,6 +485,7 @@ SweepResult run_sweep(const SweepOptions& o, const std::function<void(const Swee
   progress.finish();
   r.timings.reading = stats.reading;
   r.timings.waiting = stats.waiting;
+  r.timings.computing = stats.computing;
   r.timings.workers = stats.workers;
   r.timings.ranks = stats.ranks;
   r.timings.units = stats.units;
@@ -490,8 +517,21 @@ SweepResult run_sweep(const SweepOptions& o, const std::function<void(const Swee
       for (size_t f = 0; f < r.forced.size(); ++f) r.recommendations.push_back(recommend_mode(r, p, f));
     }
   }
+  if (o.kernel_times && plan.devices.front() >= 0) {
+    Stopwatch t(r.timings.kernel_timing);
+    r.kernel_times = measure_kernel_times(r, sources, plan.devices.front());
+  }
   r.timings.total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return r;
+}
+
+std::optional<std::pair<double, double>> SweepResult::measured_us(int64_t block_size, int64_t m) const {
+  if (kernel_times.empty()) return std::nullopt;
+  const SelectionTimeGrid& g = kernel_times.back();
+  const auto b = std::find(g.block_sizes.begin(), g.block_sizes.end(), block_size);
+  const auto j = std::find(g.blocks.begin(), g.blocks.end(), m);
+  if (b == g.block_sizes.end() || j == g.blocks.end()) return std::nullopt;
+  return std::pair{g.hisa_kernels_us[size_t(b - g.block_sizes.begin())][size_t(j - g.blocks.begin())], g.flat_kernels_us};
 }
 
 }  // namespace hisa

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "report/cuda_bench.hpp"
 #include "select/config.hpp"
 #include "select/sweep_curve.hpp"
 
@@ -36,6 +37,9 @@ struct SweepOptions {
   std::string checkpoint_dir;
   bool resume = false;
   bool handle_signals = false;  // SIGINT/SIGTERM stop the run after the units in flight (the CLI sets it)
+  // On a GPU run: time HISA(B, m) and flat selection with the CUDA engine for every (B, m) of the grid at each
+  // context length of the samples (report/cuda_bench.hpp), for the cost model's measured column.
+  bool kernel_times = true;
 };
 
 // One curve: HISA with this block size, pooling and forced mode, as a function of m.
@@ -124,10 +128,12 @@ struct SweepTimings {
   double total = 0;
   double reading = 0;  // opening layers, reading and decoding keys and queries (overlaps scoring)
   double waiting = 0;  // workers idle for want of input: the part of reading that did not overlap
+  double computing = 0;  // the workers' whole time on their units (the phases below plus conversions, uploads)
   double pooling = 0, token_scores = 0, block_scores = 0, ranking = 0;  // this rank's workers
   double summaries = 0;
   int workers = 0, ranks = 1;
   int64_t units = 0, resumed = 0;
+  double kernel_timing = 0;  // wall clock of the kernel-time measurements
 };
 
 struct SweepResult {
@@ -144,6 +150,10 @@ struct SweepResult {
   std::vector<LayerSweep> layers;
   std::vector<ModeRecommendation> recommendations;  // by pooling, then forced mode
   SweepTimings timings;
+  std::vector<SelectionTimeGrid> kernel_times;  // by context length, ascending; empty without a GPU
+
+  // The measured µs per query of HISA(B, m) and of flat selection at the longest context measured, if any.
+  std::optional<std::pair<double, double>> measured_us(int64_t block_size, int64_t blocks) const;
 
   bool meets(const CurvePoint& p) const { return p.queries > 0 && p.recall_mean >= target_recall && p.recall_p5 >= target_p5; }
   // Index of the smallest m at which a curve meets the targets (every larger m does too: kept sets only grow).

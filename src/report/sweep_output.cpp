@@ -72,12 +72,41 @@ int64_t meeting(const SweepResult& r, const std::vector<CurvePoint>& per_layer) 
   return n;
 }
 
+// With GPU kernel times: the measured cost of a setting beside the keys-scored model.
+void add_measured(const SweepResult& r, int64_t block_size, int64_t blocks, nlohmann::json& e) {
+  if (const auto us = r.measured_us(block_size, blocks)) {
+    e["measured_us_per_query"] = us->first;
+    e["measured_flat_us_per_query"] = us->second;
+  }
+}
+
+nlohmann::json kernel_times_json(const SweepResult& r) {
+  nlohmann::json all = nlohmann::json::array();
+  for (const auto& g : r.kernel_times) {
+    nlohmann::json points = nlohmann::json::array();
+    for (size_t b = 0; b < g.block_sizes.size(); ++b) {
+      for (size_t j = 0; j < g.blocks.size(); ++j) {
+        points.push_back({{"block_size", g.block_sizes[b]}, {"blocks", g.blocks[j]},
+                          {"hisa_kernels_us_per_query", g.hisa_kernels_us[b][j]}, {"hisa_host_us_per_query", g.hisa_host_us[b][j]}});
+      }
+    }
+    all.push_back({{"gpu", g.gpu}, {"context_length", g.keys}, {"heads", g.heads}, {"dim", g.dim}, {"queries", g.queries},
+                   {"topk", g.topk}, {"flat_kernels_us_per_query", g.flat_kernels_us}, {"points", points}});
+  }
+  return all;
+}
+
 nlohmann::json json_of(const SweepResult& r, const ModeRecommendation& m) {
   nlohmann::json j = {{"pool_precision", pool_precision_name(m.pool)}, {"forced", forced_mode_name(m.forced)},
                       {"topk", r.topk}, {"targets", {{"recall_mean", r.target_recall}, {"recall_p5", r.target_p5}}}};
   j["layers"] = nlohmann::json::array();
-  for (const auto& l : m.layers) j["layers"].push_back(json_of(l));
+  for (const auto& l : m.layers) {
+    nlohmann::json e = json_of(l);
+    add_measured(r, l.block_size, l.blocks, e);
+    j["layers"].push_back(e);
+  }
   j["uniform"] = m.uniform ? json_of(*m.uniform) : nlohmann::json(nullptr);
+  if (m.uniform) add_measured(r, m.uniform->block_size, m.uniform->blocks, j["uniform"]);
   j["heaviest_layers"] = nlohmann::json::array();
   for (int layer : m.heaviest) {
     for (const auto& l : m.layers) {
@@ -150,12 +179,15 @@ nlohmann::json sweep_json(const SweepResult& r, bool with_timings) {
   }
   j["recommendations"] = nlohmann::json::array();
   for (const auto& m : r.recommendations) j["recommendations"].push_back(json_of(r, m));
+  // Measured times differ from run to run: only in the JSON when measured (GPU runs), never in CPU runs.
+  if (!r.kernel_times.empty()) j["kernel_times"] = kernel_times_json(r);
   if (with_timings) {
     const auto& t = r.timings;
-    j["timings_seconds"] = {{"total", t.total},       {"reading", t.reading},           {"waiting", t.waiting},
+    j["timings_seconds"] = {{"total", t.total},       {"reading", t.reading},           {"waiting", t.waiting},  {"computing", t.computing},
                             {"pooling", t.pooling},   {"token_scores", t.token_scores}, {"block_scores", t.block_scores},
                             {"ranking", t.ranking},   {"summaries", t.summaries},       {"workers", t.workers},
-                            {"ranks", t.ranks},       {"units", t.units},               {"resumed_units", t.resumed}};
+                            {"ranks", t.ranks},       {"units", t.units},               {"resumed_units", t.resumed},
+                            {"kernel_timing", t.kernel_timing}};
   }
   return j;
 }
@@ -219,6 +251,11 @@ void write_sweep_table(std::ostream& out, const SweepResult& r) {
                     l.expected.recall_min, l.expected.iou_mean, l.expected.scored_keys_mean, l.worst_sample.c_str(),
                     l.worst.recall_mean, l.meets_targets ? "" : "   (unmet: the grid's best recall)");
       out << line;
+      if (const auto us = r.measured_us(l.block_size, l.blocks)) {
+        std::snprintf(line, sizeof line, "%17s measured: %.2f us/query against flat %.2f (%.1fx)\n", "", us->first, us->second,
+                      us->second / std::max(us->first, 1e-9));
+        out << line;
+      }
     }
     if (m.uniform) {
       const auto& u = *m.uniform;
@@ -228,6 +265,12 @@ void write_sweep_table(std::ostream& out, const SweepResult& r) {
                     (long long)u.block_size, (long long)u.blocks, u.scored_keys_mean, u.lowest.recall_mean, u.lowest_layer,
                     u.worst_sample.c_str(), u.worst_layer, u.worst.recall_mean);
       out << line;
+      if (const auto us = r.measured_us(u.block_size, u.blocks)) {
+        std::snprintf(line, sizeof line, "  measured on %s at L = %lld: %.2f us/query against flat %.2f (%.1fx)\n",
+                      r.kernel_times.back().gpu.c_str(), (long long)r.kernel_times.back().keys, us->first, us->second,
+                      us->second / std::max(us->first, 1e-9));
+        out << line;
+      }
     } else {
       out << "Uniform: no single (B, m) of the grid meets the targets on every layer\n";
     }
@@ -288,7 +331,8 @@ void write_sweep_timings(std::ostream& out, const SweepResult& r) {
                 (long long)t.units, (long long)t.resumed);
   out << line;
   out << "  wall clock\n";
-  const std::pair<const char*, double> wall[] = {{"total", t.total}, {"summaries", t.summaries}};
+  const std::pair<const char*, double> wall[] = {
+      {"total", t.total}, {"summaries", t.summaries}, {"kernel-time grid (GPU)", t.kernel_timing}};
   for (const auto& [name, seconds] : wall) {
     std::snprintf(line, sizeof line, "    %-24s %9.3f s\n", name, seconds);
     out << line;
@@ -296,7 +340,7 @@ void write_sweep_timings(std::ostream& out, const SweepResult& r) {
   out << "  summed over workers (reading runs beside the scoring; waiting is the reading that did not overlap)\n";
   const std::pair<const char*, double> summed[] = {
       {"I/O: reading + decoding", t.reading}, {"I/O: workers waiting", t.waiting},
-      {"compute: pooling keys", t.pooling},   {"compute: token scores + top-k", t.token_scores},
+      {"compute: all (worker time)", t.computing}, {"compute: pooling keys", t.pooling},   {"compute: token scores + top-k", t.token_scores},
       {"compute: block scores (J)", t.block_scores}, {"compute: ranking (curves)", t.ranking}};
   for (const auto& [name, seconds] : summed) {
     std::snprintf(line, sizeof line, "    %-30s %9.3f s\n", name, seconds);
