@@ -1,10 +1,15 @@
 // `hisa audit FILE...`: per-layer fidelity of HISA and block-sparse against flat DSA.
+#include <cstdio>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <memory>
 
 #include "cli/commands.hpp"
+#include "cli/run_flags.hpp"
 #include "cli/selection_flags.hpp"
+#include "core/atomic_file.hpp"
+#include "run/unit_runner.hpp"
 #include "report/audit_output.hpp"
 
 namespace hisa::cli {
@@ -18,6 +23,7 @@ struct AuditFlags {
   std::optional<double> min_iou;
   int64_t worst = 0;
   std::string method = "hisa";
+  RunFlags run;
 };
 
 std::ofstream open_output(const std::string& path, const char* flag) {
@@ -26,27 +32,43 @@ std::ofstream open_output(const std::string& path, const char* flag) {
   return out;
 }
 
+void write_audit_timings(std::ostream& out, const AuditResult& r) {
+  const auto& t = r.timings;
+  char line[200];
+  std::snprintf(line, sizeof line,
+                "audit timings (engine %s, %d worker%s, %d rank%s, %lld units, %lld resumed)\n"
+                "  wall clock: total %.3f s, merging %.3f s\n"
+                "  summed over workers: I/O reading + decoding %.3f s, I/O waiting %.3f s, compute %.3f s\n",
+                r.engine.c_str(), t.run.workers, t.run.workers == 1 ? "" : "s", t.run.ranks, t.run.ranks == 1 ? "" : "s",
+                (long long)t.run.units, (long long)t.run.resumed, t.total, t.merging, t.run.reading, t.run.waiting,
+                t.run.computing);
+  out << line;
+}
+
 int run_audit_command(const AuditFlags& f) {
   AuditOptions o;
   o.files = f.files;
   f.selection.apply_to(o);
   o.worst = f.worst;
   o.method = *parse_method(f.method);
+  f.run.apply_to(o.run);
 
+  // Outputs are checked before the work and written whole at the end; the per-query CSV streams.
+  if (!f.json_out.empty()) check_writable(f.json_out, "--json");
+  if (!f.csv_out.empty()) check_writable(f.csv_out, "--csv");
   std::ofstream per_query;
+  std::function<void(const QueryRecord&)> on_query;
   if (!f.per_query_out.empty()) {
     per_query = open_output(f.per_query_out, "--per-query");
     write_query_csv_header(per_query);
+    on_query = [&](const QueryRecord& q) { write_query_csv_row(per_query, q); };
   }
-  AuditResult r = run_audit(o, [&](const QueryRecord& q) {
-    if (per_query.is_open()) write_query_csv_row(per_query, q);
-  });
+  AuditResult r = run_audit(o, on_query);
+  if (!is_output_rank()) return 0;  // under MPI, rank 0 writes the outputs
   write_audit_table(std::cout, r);
-  if (!f.json_out.empty()) open_output(f.json_out, "--json") << audit_json(r).dump(2) << "\n";
-  if (!f.csv_out.empty()) {
-    auto out = open_output(f.csv_out, "--csv");
-    write_layer_csv(out, r);
-  }
+  if (!f.json_out.empty()) write_file_atomically(f.json_out, [&](std::ostream& out) { out << audit_json(r).dump(2) << "\n"; });
+  if (!f.csv_out.empty()) write_file_atomically(f.csv_out, [&](std::ostream& out) { write_layer_csv(out, r); });
+  if (f.run.timings) write_audit_timings(std::cerr, r);
   if (f.min_iou) {
     bool failed = false;
     for (const auto& l : r.layers) {
@@ -78,6 +100,7 @@ void setup_audit(CLI::App& app, int& status) {
                   "hisa; or certified: also run the exact branch-and-bound selection and report what it scored")
       ->check(CLI::IsMember({"hisa", "certified"}))
       ->capture_default_str();
+  f->run.add_to(sub);
   sub->callback([f, &status] { status = run_audit_command(*f); });
 }
 

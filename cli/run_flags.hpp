@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <string>
 
+#include "run/unit_runner.hpp"
+
 namespace hisa::cli {
 
 struct RunFlags {
@@ -26,9 +28,8 @@ struct RunFlags {
     app->add_flag("--timings", timings, "Print where the time went on stderr (and add it to --json)");
   }
 
-  // Fills the run fields of AuditOptions or SweepOptions.
-  template <typename Options>
-  void apply_to(Options& o) const {
+  // Everything but the device, which the commands take with their other engine options.
+  void apply_to(RunOptions& o) const {
     o.gpus = gpus;
     o.prefetch_bytes = size_t(prefetch_mb) << 20;
     o.checkpoint_dir = checkpoint;

@@ -62,7 +62,7 @@ struct SelectionFlags {
     o.max_queries = max_queries;
     o.topk = topk;
     o.config = config();
-    o.device = device;
+    o.run.device = device;
     o.threads = threads;
   }
 

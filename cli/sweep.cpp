@@ -57,9 +57,9 @@ int run_sweep_command(const SweepFlags& f) {
   o.target_recall = f.target_recall;
   o.target_p5 = f.target_p5;
   o.threads = f.threads;
-  o.device = f.device;
+  o.run.device = f.device;
   o.kernel_times = !f.no_kernel_times;
-  f.run.apply_to(o);
+  f.run.apply_to(o.run);
   // Outputs are checked before the work, so a bad path fails at once, and written whole or not at all.
   if (!f.json_out.empty()) check_writable(f.json_out, "--json");
   if (!f.csv_out.empty()) check_writable(f.csv_out, "--csv");

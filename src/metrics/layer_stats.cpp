@@ -1,5 +1,7 @@
 #include "metrics/layer_stats.hpp"
 
+#include "run/bytes.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -130,6 +132,119 @@ void LayerAccumulator::add(const QueryAudit& a, const QueryMetrics& m, const std
   missed.clear();
   std::set_difference(a.flat.begin(), a.flat.end(), a.hisa.begin(), a.hisa.end(), std::back_inserter(missed));
   misses_.add(missed, a, block_size_);
+}
+
+namespace {
+
+template <typename T>
+void append(std::vector<T>& to, const std::vector<T>& from) {
+  to.insert(to.end(), from.begin(), from.end());
+}
+
+void put_strings(ByteWriter& w, const std::vector<std::string>& v) {
+  w.put<uint64_t>(v.size());
+  for (const auto& s : v) w.put_string(s);
+}
+std::vector<std::string> get_strings(ByteReader& r) {
+  std::vector<std::string> v(r.get<uint64_t>());
+  for (auto& s : v) s = r.get_string();
+  return v;
+}
+
+}  // namespace
+
+std::string LayerAccumulator::encode() const {
+  ByteWriter w;
+  w.put(layer_);
+  w.put(block_size_);
+  w.put(worst_count_);
+  w.put<uint64_t>(queries_seen_.size());
+  for (const auto& q : queries_seen_) {
+    w.put_string(q.sample);
+    w.put(q.query), w.put(q.q_pos), w.put(q.iou), w.put(q.recall), w.put(q.coverage_ratio), w.put(q.miss_causes);
+  }
+  w.put(miss_causes_);
+  w.put(certified_);
+  w.put_vector(certified_scored_share_);
+  w.put_vector(certified_exact_);
+  put_strings(w, samples_);
+  put_strings(w, missing_);
+  w.put(queries_);
+  w.put_vector(coverage_flat_);
+  w.put_vector(needle_flat_);
+  w.put_vector(ref_iou_);
+  w.put(ref_tie_swaps_);
+  w.put(ref_unexplained_);
+  for (const MethodValues* m : {&hisa_, &block_}) {
+    for (const auto* v : {&m->iou, &m->recall, &m->coverage, &m->ratio, &m->needle, &m->first_miss}) w.put_vector(*v);
+  }
+  for (const PatternCounts* p : {&dsa_, &misses_}) {
+    w.put_vector(p->buckets);
+    w.put(p->sink), w.put(p->own), w.put(p->tokens);
+    w.put_vector(p->blocks_touched);
+  }
+  return w.take();
+}
+
+LayerAccumulator LayerAccumulator::decode(const std::string& bytes) {
+  ByteReader r(bytes);
+  const int layer = r.get<int>();
+  const int64_t block_size = r.get<int64_t>(), worst = r.get<int64_t>();
+  LayerAccumulator a(layer, block_size, worst);
+  a.queries_seen_.resize(r.get<uint64_t>());
+  for (auto& q : a.queries_seen_) {
+    q.sample = r.get_string();
+    q.query = r.get<int64_t>(), q.q_pos = r.get<int64_t>(), q.iou = r.get<double>(), q.recall = r.get<double>();
+    q.coverage_ratio = r.get<double>(), q.miss_causes = r.get<std::array<int64_t, 4>>();
+  }
+  a.miss_causes_ = r.get<std::array<int64_t, 4>>();
+  a.certified_ = r.get<int64_t>();
+  a.certified_scored_share_ = r.get_vector<double>();
+  a.certified_exact_ = r.get_vector<double>();
+  a.samples_ = get_strings(r);
+  a.missing_ = get_strings(r);
+  a.queries_ = r.get<int64_t>();
+  a.coverage_flat_ = r.get_vector<double>();
+  a.needle_flat_ = r.get_vector<double>();
+  a.ref_iou_ = r.get_vector<double>();
+  a.ref_tie_swaps_ = r.get<int64_t>();
+  a.ref_unexplained_ = r.get<int64_t>();
+  for (MethodValues* m : {&a.hisa_, &a.block_}) {
+    for (auto* v : {&m->iou, &m->recall, &m->coverage, &m->ratio, &m->needle, &m->first_miss}) *v = r.get_vector<double>();
+  }
+  for (PatternCounts* p : {&a.dsa_, &a.misses_}) {
+    p->buckets = r.get_vector<int64_t>();
+    p->sink = r.get<int64_t>(), p->own = r.get<int64_t>(), p->tokens = r.get<int64_t>();
+    p->blocks_touched = r.get_vector<double>();
+  }
+  if (!r.done()) throw std::runtime_error("layer accumulator: trailing bytes");
+  return a;
+}
+
+void LayerAccumulator::merge(const LayerAccumulator& b) {
+  append(queries_seen_, b.queries_seen_);
+  for (size_t c = 0; c < miss_causes_.size(); ++c) miss_causes_[c] += b.miss_causes_[c];
+  certified_ += b.certified_;
+  append(certified_scored_share_, b.certified_scored_share_);
+  append(certified_exact_, b.certified_exact_);
+  append(samples_, b.samples_);
+  append(missing_, b.missing_);
+  queries_ += b.queries_;
+  append(coverage_flat_, b.coverage_flat_);
+  append(needle_flat_, b.needle_flat_);
+  append(ref_iou_, b.ref_iou_);
+  ref_tie_swaps_ += b.ref_tie_swaps_;
+  ref_unexplained_ += b.ref_unexplained_;
+  for (auto [to, from] : {std::pair{&hisa_, &b.hisa_}, std::pair{&block_, &b.block_}}) {
+    append(to->iou, from->iou), append(to->recall, from->recall), append(to->coverage, from->coverage);
+    append(to->ratio, from->ratio), append(to->needle, from->needle), append(to->first_miss, from->first_miss);
+  }
+  for (auto [to, from] : {std::pair{&dsa_, &b.dsa_}, std::pair{&misses_, &b.misses_}}) {
+    if (to->buckets.size() < from->buckets.size()) to->buckets.resize(from->buckets.size(), 0);
+    for (size_t i = 0; i < from->buckets.size(); ++i) to->buckets[i] += from->buckets[i];
+    to->sink += from->sink, to->own += from->own, to->tokens += from->tokens;
+    append(to->blocks_touched, from->blocks_touched);
+  }
 }
 
 LayerStats LayerAccumulator::finish() const {

@@ -73,6 +73,12 @@ class LayerAccumulator {
   LayerStats finish() const;
   int layer() const { return layer_; }
 
+  // For work spread over workers or MPI ranks (run/unit_runner.hpp): the state as bytes, back, and appending
+  // another accumulator's state — the same as having added its queries and samples here after this one's.
+  std::string encode() const;
+  static LayerAccumulator decode(const std::string& bytes);
+  void merge(const LayerAccumulator& later);
+
  private:
   struct PatternCounts {
     std::vector<int64_t> buckets;

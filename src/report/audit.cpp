@@ -1,6 +1,7 @@
 #include "report/audit.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <map>
 
 #include "core/error.hpp"
@@ -8,6 +9,10 @@
 #include "io/dump_reader.hpp"
 #include "io/query_subset.hpp"
 #include "io/sample_selection.hpp"
+#include "report/audit_output.hpp"
+#include "core/atomic_file.hpp"
+#include "run/cluster.hpp"
+#include "run/unit_runner.hpp"
 #include "select/bounds.hpp"
 #include "select/certified.hpp"
 #include "select/engine.hpp"
@@ -19,9 +24,118 @@ namespace {
 
 constexpr int64_t kQueryBatch = 256;  // queries decoded at once: bounds memory, keeps every core busy
 
+std::string sample_label(const std::vector<SampleSource>& sources, size_t files, const SampleSource& src) {
+  return sources.size() > 1 && files > 1 ? src.reader->path() + ":" + src.sample->name : src.sample->name;
+}
+
+// One (sample, layer) of the audit on one worker: the engine's audit, each query's metrics, the layer's
+// accumulator for this sample (merged with the other samples' in unit order by run_audit).
+class AuditWorker final : public UnitWorker {
+ public:
+  AuditWorker(const AuditOptions& o, const AuditResult& r, const std::vector<SampleSource>& sources, size_t files,
+              int device, const std::function<void(const QueryRecord&)>& on_query)
+      : o_(o), r_(r), sources_(sources), files_(files), on_query_(on_query), engine_(make_engine_on(device, o.threads)) {}
+  std::string name() const { return engine_->name(); }
+
+  void begin(const WorkUnit& u, const LayerKeys& keys) override {
+    src_ = &sources_[u.source];
+    layer_ = u.layer;
+    keys_ = &keys;
+    engine_->set_layer(keys, r_.config);
+    if (o_.method == Method::Certified) bounds_ = BlockBounds(keys, r_.config.block_size);
+    acc_.emplace(u.layer, r_.config.block_size, o_.worst);
+    label_ = sample_label(sources_, files_, *src_);
+    acc_->add_sample(label_);
+    needle_.reset();
+    const auto& attrs = src_->sample->attributes;
+    if (attrs.has_needle()) needle_ = NeedleRange{*attrs.needle_begin, *attrs.needle_end};
+  }
+
+  void add(const QueryBatch& batch, std::span<const int64_t> part) override {
+    engine_->audit(batch, audits_);
+    CertifiedResult certified;
+    if (o_.method == Method::Certified) certified = certified_select(*keys_, bounds_, batch, r_.config.topk, o_.threads);
+    for (size_t i = 0; i < part.size(); ++i) {
+      std::span<const int32_t> ref;
+      if (batch.ref_width > 0) ref = {batch.topk_ref.data() + i * batch.ref_width, size_t(batch.ref_width)};
+      QueryMetrics m = compute_query_metrics(audits_[i], part[i], needle_, ref, &r_.config);
+      if (!ref.empty()) {
+        // Judge the tokens on which DSA and the dump's topk_ref differ by one CPU row of scores.
+        std::vector<float> row;
+        const QueryAudit& a = audits_[i];
+        compare_with_ref(a, ref, [&](int64_t s) {
+          if (row.empty()) {
+            row.resize(size_t(a.visible));
+            const ScoreInputs one{batch.q_row(int64_t(i), 0), batch.w_row(int64_t(i)), 1, batch.heads, batch.dim};
+            score_keys(one, keys_->row(a.k_start), keys_->k_scale.data() + a.k_start, a.visible, row.data(), a.visible);
+          }
+          return row[size_t(s - a.k_start)];
+        }, m);
+      }
+      if (o_.method == Method::Certified) {
+        m.certified_keys_scored = certified.keys_scored[i];
+        m.certified_equals_flat = certified.selections[i] == audits_[i].flat;
+      }
+      acc_->add(audits_[i], m, label_);
+      if (on_query_) on_query_({src_->reader->path(), src_->sample->name, layer_, &audits_[i], &m, &r_.config});
+    }
+  }
+
+  std::string finish() override {
+    std::string bytes = acc_->encode();
+    acc_.reset();
+    return bytes;
+  }
+
+ private:
+  const AuditOptions& o_;
+  const AuditResult& r_;
+  const std::vector<SampleSource>& sources_;
+  size_t files_;
+  const std::function<void(const QueryRecord&)>& on_query_;
+  std::unique_ptr<SelectionEngine> engine_;
+  const SampleSource* src_ = nullptr;
+  const LayerKeys* keys_ = nullptr;
+  int layer_ = 0;
+  std::string label_;
+  std::optional<NeedleRange> needle_;
+  BlockBounds bounds_;
+  std::optional<LayerAccumulator> acc_;
+  std::vector<QueryAudit> audits_;
+};
+
+// Everything besides the unit that decides a unit's result, for checkpoints.
+std::string audit_fingerprint(const AuditOptions& o, const AuditResult& r, const std::string& engine_kind) {
+  const SelectionConfig& c = r.config;
+  return "audit v1 topk=" + std::to_string(c.topk) + " B=" + std::to_string(c.block_size) + " m=" + std::to_string(c.blocks) +
+         " forced=" + std::string(forced_mode_name(c.forced)) + " pool=" + std::string(pool_precision_name(c.pool)) +
+         " method=" + std::string(method_name(o.method)) + " worst=" + std::to_string(o.worst) + " engine=" + engine_kind + " files=" +
+         std::to_string(o.files.size());
+}
+
+// The layer's statistics from its units' accumulators, merged in sample order; samples without the layer
+// are listed as missing, as a sequential run lists them.
+LayerStats merge_layer(int layer, const AuditResult& r, const AuditOptions& o, const std::vector<SampleSource>& sources,
+                       size_t files, const std::vector<WorkUnit>& units, const std::vector<const std::string*>& results) {
+  LayerAccumulator acc(layer, r.config.block_size, o.worst);
+  for (size_t s = 0; s < sources.size(); ++s) {
+    const std::string* bytes = nullptr;
+    for (size_t u = 0; u < units.size(); ++u) {
+      if (units[u].layer == layer && units[u].source == s) bytes = results[u];
+    }
+    if (bytes != nullptr) {
+      acc.merge(LayerAccumulator::decode(*bytes));
+    } else {
+      acc.add_missing_sample(sample_label(sources, files, sources[s]));
+    }
+  }
+  return acc.finish();
+}
+
 }  // namespace
 
 AuditResult run_audit(const AuditOptions& o, const std::function<void(const QueryRecord&)>& on_query) {
+  const auto start = std::chrono::steady_clock::now();
   if (o.files.empty()) throw UsageError("no input files");
   std::vector<DumpReader> readers;
   for (const auto& f : o.files) readers.emplace_back(f);
@@ -34,76 +148,53 @@ AuditResult run_audit(const AuditOptions& o, const std::function<void(const Quer
   if (o.method != Method::Hisa && o.method != Method::Certified) {
     throw UsageError("hisa audit compares HISA with DSA; --method takes hisa or certified");
   }
-  auto engine = make_engine(o.device, o.threads);
-  result.engine = engine->name();
+  RunPlan plan = make_run_plan(o.run, o.max_queries, kQueryBatch);
+  if (on_query && (plan.devices.size() > 1 || Cluster::get().size() > 1)) {
+    throw UsageError("per-query output (--per-query, hisa report) streams queries in order: it runs on one GPU in one process");
+  }
+  if (on_query && plan.resume) throw UsageError("per-query output (--per-query, hisa report) cannot resume: it needs every query");
+  // The engine's name describes the run (every worker has the same kind); the first worker's.
+  result.engine = plan.devices.front() < 0 ? make_cpu_engine(o.threads)->name() : make_engine_on(plan.devices.front(), o.threads)->name();
+  plan.fingerprint = audit_fingerprint(o, result, plan.devices.front() < 0 ? "cpu" : "cuda");
 
   const std::vector<SampleSource> sources = select_samples(readers, o.samples);
   const std::vector<int> layers = select_layers(sources, o.layers);
-
-  int64_t total_units = int64_t(layers.size() * sources.size()), done_units = 0;
-  Progress progress(total_units, o.progress);
-  std::vector<QueryAudit> audits;
-  for (int layer : layers) {
-    LayerAccumulator acc(layer, result.config.block_size, o.worst);
-    for (const auto& src : sources) {
-      const std::string sample_label = sources.size() > 1 && readers.size() > 1
-                                           ? src.reader->path() + ":" + src.sample->name
-                                           : src.sample->name;
-      if (!std::binary_search(src.sample->layers.begin(), src.sample->layers.end(), layer)) {
-        acc.add_missing_sample(sample_label);
-        ++done_units;
-        continue;
-      }
-      acc.add_sample(sample_label);
-      progress.advance(done_units, "layer " + std::to_string(layer) + "  " + sample_label);
-      LayerReader lr = src.reader->open_layer(src.sample->name, layer);
-      LayerKeys keys = lr.read_keys();
-      engine->set_layer(keys, result.config);
-      BlockBounds bounds;
-      if (o.method == Method::Certified) bounds = BlockBounds(keys, result.config.block_size);
-      std::optional<NeedleRange> needle;
-      if (src.sample->attributes.has_needle()) {
-        needle = NeedleRange{*src.sample->attributes.needle_begin, *src.sample->attributes.needle_end};
-      }
-      const auto picked = pick_queries(lr.shape().queries, o.max_queries);
-      for (size_t at = 0; at < picked.size(); at += kQueryBatch) {
-        std::vector<int64_t> part(picked.begin() + at, picked.begin() + std::min(picked.size(), at + kQueryBatch));
-        QueryBatch batch = read_query_subset(lr, part);
-        engine->audit(batch, audits);
-        CertifiedResult certified;
-        if (o.method == Method::Certified) {
-          certified = certified_select(keys, bounds, batch, result.config.topk, o.threads);
-        }
-        for (size_t i = 0; i < part.size(); ++i) {
-          std::span<const int32_t> ref;
-          if (batch.ref_width > 0) ref = {batch.topk_ref.data() + i * batch.ref_width, size_t(batch.ref_width)};
-          QueryMetrics m = compute_query_metrics(audits[i], part[i], needle, ref, &result.config);
-          if (!ref.empty()) {
-            // Judge the tokens on which DSA and the dump's topk_ref differ by one CPU row of scores.
-            std::vector<float> row;
-            const QueryAudit& a = audits[i];
-            compare_with_ref(a, ref, [&](int64_t s) {
-              if (row.empty()) {
-                row.resize(size_t(a.visible));
-                const ScoreInputs one{batch.q_row(int64_t(i), 0), batch.w_row(int64_t(i)), 1, batch.heads, batch.dim};
-                score_keys(one, keys.row(a.k_start), keys.k_scale.data() + a.k_start, a.visible, row.data(), a.visible);
-              }
-              return row[size_t(s - a.k_start)];
-            }, m);
-          }
-          if (o.method == Method::Certified) {
-            m.certified_keys_scored = certified.keys_scored[i];
-            m.certified_equals_flat = certified.selections[i] == audits[i].flat;
-          }
-          acc.add(audits[i], m, sample_label);
-          if (on_query) on_query({src.reader->path(), src.sample->name, layer, &audits[i], &m, &result.config});
-        }
-      }
-      ++done_units;
+  const std::vector<WorkUnit> units = make_work_units(sources, layers);
+  Progress progress(int64_t(units.size()), o.progress);
+  int64_t done = 0;
+  // Finished layers are written to the checkpoint directory as they complete (layer_<N>.json).
+  std::vector<std::optional<std::string>> kept(units.size());
+  auto on_result = [&](size_t u, const std::string& bytes) {
+    progress.advance(++done, "layer " + std::to_string(units[u].layer) + "  " +
+                                 sample_label(sources, readers.size(), sources[units[u].source]));
+    if (o.run.checkpoint_dir.empty()) return;
+    kept[u] = bytes;
+    std::vector<const std::string*> ptr(units.size(), nullptr);
+    for (size_t x = 0; x < units.size(); ++x) {
+      if (units[x].layer != units[u].layer) continue;
+      if (!kept[x]) return;  // the layer is not complete yet
+      ptr[x] = &*kept[x];
     }
-    result.layers.push_back(acc.finish());
-  }
+    AuditResult one = result;
+    one.layers = {merge_layer(units[u].layer, result, o, sources, readers.size(), units, ptr)};
+    write_file_atomically(o.run.checkpoint_dir + "/layer_" + std::to_string(units[u].layer) + ".json",
+                          [&](std::ostream& out) { out << audit_json(one).dump(2) << "\n"; });
+    for (size_t x = 0; x < units.size(); ++x) {
+      if (units[x].layer == units[u].layer) kept[x].reset();
+    }
+  };
+  const auto results = run_units(
+      sources, units, plan,
+      [&](int device) { return std::make_unique<AuditWorker>(o, result, sources, readers.size(), device, on_query); },
+      result.timings.run, on_result);
   progress.finish();
+  if (!is_output_rank()) return result;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<const std::string*> ptr(units.size());
+  for (size_t u = 0; u < units.size(); ++u) ptr[u] = &results[u];
+  for (int layer : layers) result.layers.push_back(merge_layer(layer, result, o, sources, readers.size(), units, ptr));
+  result.timings.merging = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  result.timings.total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
 }
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "metrics/layer_stats.hpp"
+#include "run/unit_runner.hpp"
 #include "select/config.hpp"
 
 namespace hisa {
@@ -17,12 +18,18 @@ struct AuditOptions {
   int64_t max_queries = 0;           // 0: every query
   std::optional<int64_t> topk;       // default: the files' index_topk
   SelectionConfig config;            // topk is filled in by run_audit
-  std::string device = "cpu";
+  RunOptions run;                    // device, GPUs, read-ahead, checkpoints
   int threads = 0;
   bool progress = true;
   int64_t worst = 0;  // list this many worst queries per layer
   // Method::Certified also runs the branch-and-bound selection and reports what it scored.
   Method method = Method::Hisa;
+};
+
+// Seconds of wall clock; run holds the workers' reading, waiting and computing.
+struct AuditTimings {
+  double total = 0, merging = 0;
+  RunStats run;
 };
 
 struct QueryRecord {
@@ -38,9 +45,11 @@ struct AuditResult {
   std::string engine;
   std::vector<std::string> files;
   std::vector<LayerStats> layers;
+  AuditTimings timings;
 };
 
-// on_query (optional) sees every query as it is finished, in file, sample, layer, query order.
+// on_query (optional) sees every query as it is finished, in layer, sample, query order, on one worker thread;
+// a run with on_query takes one worker in one process (UsageError with several GPUs or MPI ranks).
 AuditResult run_audit(const AuditOptions& options, const std::function<void(const QueryRecord&)>& on_query = {});
 
 }  // namespace hisa

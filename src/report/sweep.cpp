@@ -437,14 +437,7 @@ SweepResult run_sweep(const SweepOptions& o, const std::function<void(const Swee
   const std::vector<int> layers = select_layers(sources, o.layers);
   r.groups = make_groups(r.samples);
 
-  RunPlan plan;
-  plan.max_queries = o.max_queries;
-  plan.batch = kQueryBatch;
-  plan.devices = resolve_devices(o.device, o.gpus);
-  plan.prefetch_bytes = o.prefetch_bytes;
-  plan.checkpoint_dir = o.checkpoint_dir;
-  plan.resume = o.resume;
-  plan.handle_signals = o.handle_signals;
+  RunPlan plan = make_run_plan(o.run, o.max_queries, kQueryBatch);
   // Every worker of a run has the same kind of scorer: its name, without the GPU's index, describes the run.
   r.scorer = plan.devices.front() < 0 ? "cpu" : "cuda";
   plan.fingerprint = sweep_fingerprint(r);
@@ -458,16 +451,15 @@ SweepResult run_sweep(const SweepOptions& o, const std::function<void(const Swee
   std::mutex times_mutex;
   Progress progress(int64_t(units.size()), o.progress);
   int64_t done = 0;
-  RunStats stats;
   const auto results = run_units(
       sources, units, plan,
       [&](int device) {
         return std::make_unique<SweepWorker>(r, pool_variants, device, o.threads, scoring, r.timings.ranking, times_mutex);
       },
-      stats,
+      r.timings.run,
       [&](size_t u, const std::string& bytes) {
         progress.advance(++done, "layer " + std::to_string(units[u].layer) + "  " + r.samples[units[u].source].label);
-        if (o.checkpoint_dir.empty()) return;
+        if (o.run.checkpoint_dir.empty()) return;
         // A layer whose units are all here is written out at once, so an interrupted run leaves finished layers
         // readable: <checkpoint>/layer_<N>.csv, the --csv rows of that layer.
         decoded[u] = decode(bytes);
@@ -476,20 +468,13 @@ SweepResult run_sweep(const SweepOptions& o, const std::function<void(const Swee
         if (--units_left[li] > 0) return;
         SweepResult one = r;
         one.layers = {summarize_layer(r, units[u].layer, units, ready, sources.size())};
-        write_file_atomically(o.checkpoint_dir + "/layer_" + std::to_string(units[u].layer) + ".csv",
+        write_file_atomically(o.run.checkpoint_dir + "/layer_" + std::to_string(units[u].layer) + ".csv",
                               [&](std::ostream& out) { write_sweep_csv(out, one); });
         for (size_t x = 0; x < units.size(); ++x) {
           if (units[x].layer == units[u].layer) decoded[x].reset(), ready[x] = nullptr;
         }
       });
   progress.finish();
-  r.timings.reading = stats.reading;
-  r.timings.waiting = stats.waiting;
-  r.timings.computing = stats.computing;
-  r.timings.workers = stats.workers;
-  r.timings.ranks = stats.ranks;
-  r.timings.units = stats.units;
-  r.timings.resumed = stats.resumed;
   r.timings.pooling = scoring.pooling;
   r.timings.token_scores = scoring.token_scores;
   r.timings.block_scores = scoring.block_scores;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "report/cuda_bench.hpp"
+#include "run/unit_runner.hpp"
 #include "select/config.hpp"
 #include "select/sweep_curve.hpp"
 
@@ -30,13 +31,7 @@ struct SweepOptions {
   double target_p5 = 0.95;      // and recall p5 at least this
   int threads = 0;
   bool progress = true;
-  // Where and how the work runs (run/unit_runner.hpp): "cpu", "cuda" or "auto", the GPUs ("" = the first
-  // usable one, "all", or a list), decoded input read ahead per worker, per-unit checkpoints and resuming.
-  std::string device = "cpu", gpus;
-  size_t prefetch_bytes = size_t(512) << 20;
-  std::string checkpoint_dir;
-  bool resume = false;
-  bool handle_signals = false;  // SIGINT/SIGTERM stop the run after the units in flight (the CLI sets it)
+  RunOptions run;  // device, GPUs, read-ahead, checkpoints
   // On a GPU run: time HISA(B, m) and flat selection with the CUDA engine for every (B, m) of the grid at each
   // context length of the samples (report/cuda_bench.hpp), for the cost model's measured column.
   bool kernel_times = true;
@@ -122,18 +117,12 @@ struct ModeRecommendation {
   std::vector<GroupCheck> groups;
 };
 
-// Seconds. reading, waiting and the scoring phases are summed over workers (and MPI ranks for reading and
-// waiting), so with several workers they can exceed the wall clock; total and summaries are wall clock.
+// Seconds. total, summaries and kernel_timing (the kernel-time grid) are wall clock; run holds the workers'
+// reading, waiting and computing (summed over workers and ranks); the scoring phases are this rank's workers'.
 struct SweepTimings {
-  double total = 0;
-  double reading = 0;  // opening layers, reading and decoding keys and queries (overlaps scoring)
-  double waiting = 0;  // workers idle for want of input: the part of reading that did not overlap
-  double computing = 0;  // the workers' whole time on their units (the phases below plus conversions, uploads)
-  double pooling = 0, token_scores = 0, block_scores = 0, ranking = 0;  // this rank's workers
-  double summaries = 0;
-  int workers = 0, ranks = 1;
-  int64_t units = 0, resumed = 0;
-  double kernel_timing = 0;  // wall clock of the kernel-time measurements
+  double total = 0, summaries = 0, kernel_timing = 0;
+  double pooling = 0, token_scores = 0, block_scores = 0, ranking = 0;
+  RunStats run;
 };
 
 struct SweepResult {

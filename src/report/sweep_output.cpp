@@ -183,10 +183,10 @@ nlohmann::json sweep_json(const SweepResult& r, bool with_timings) {
   if (!r.kernel_times.empty()) j["kernel_times"] = kernel_times_json(r);
   if (with_timings) {
     const auto& t = r.timings;
-    j["timings_seconds"] = {{"total", t.total},       {"reading", t.reading},           {"waiting", t.waiting},  {"computing", t.computing},
+    j["timings_seconds"] = {{"total", t.total},       {"reading", t.run.reading},       {"waiting", t.run.waiting},  {"computing", t.run.computing},
                             {"pooling", t.pooling},   {"token_scores", t.token_scores}, {"block_scores", t.block_scores},
-                            {"ranking", t.ranking},   {"summaries", t.summaries},       {"workers", t.workers},
-                            {"ranks", t.ranks},       {"units", t.units},               {"resumed_units", t.resumed},
+                            {"ranking", t.ranking},   {"summaries", t.summaries},       {"workers", t.run.workers},
+                            {"ranks", t.run.ranks},   {"units", t.run.units},           {"resumed_units", t.run.resumed},
                             {"kernel_timing", t.kernel_timing}};
   }
   return j;
@@ -327,8 +327,8 @@ void write_sweep_timings(std::ostream& out, const SweepResult& r) {
   const auto& t = r.timings;
   char line[160];
   std::snprintf(line, sizeof line, "sweep timings (scorer %s, %d worker%s, %d rank%s, %lld units, %lld resumed)\n",
-                r.scorer.c_str(), t.workers, t.workers == 1 ? "" : "s", t.ranks, t.ranks == 1 ? "" : "s",
-                (long long)t.units, (long long)t.resumed);
+                r.scorer.c_str(), t.run.workers, t.run.workers == 1 ? "" : "s", t.run.ranks, t.run.ranks == 1 ? "" : "s",
+                (long long)t.run.units, (long long)t.run.resumed);
   out << line;
   out << "  wall clock\n";
   const std::pair<const char*, double> wall[] = {
@@ -339,8 +339,8 @@ void write_sweep_timings(std::ostream& out, const SweepResult& r) {
   }
   out << "  summed over workers (reading runs beside the scoring; waiting is the reading that did not overlap)\n";
   const std::pair<const char*, double> summed[] = {
-      {"I/O: reading + decoding", t.reading}, {"I/O: workers waiting", t.waiting},
-      {"compute: all (worker time)", t.computing}, {"compute: pooling keys", t.pooling},   {"compute: token scores + top-k", t.token_scores},
+      {"I/O: reading + decoding", t.run.reading}, {"I/O: workers waiting", t.run.waiting},
+      {"compute: all (worker time)", t.run.computing}, {"compute: pooling keys", t.pooling},   {"compute: token scores + top-k", t.token_scores},
       {"compute: block scores (J)", t.block_scores}, {"compute: ranking (curves)", t.ranking}};
   for (const auto& [name, seconds] : summed) {
     std::snprintf(line, sizeof line, "    %-30s %9.3f s\n", name, seconds);

@@ -18,6 +18,7 @@
 #include "io/dump_reader.hpp"
 #include "io/query_subset.hpp"
 #include "run/cluster.hpp"
+#include "select/engine.hpp"
 
 namespace hisa {
 
@@ -179,6 +180,18 @@ std::vector<WorkUnit> make_work_units(const std::vector<SampleSource>& sources, 
     }
   }
   return units;
+}
+
+RunPlan make_run_plan(const RunOptions& o, int64_t max_queries, int64_t batch) {
+  RunPlan plan;
+  plan.max_queries = max_queries;
+  plan.batch = batch;
+  plan.devices = resolve_devices(o.device, o.gpus);
+  plan.prefetch_bytes = o.prefetch_bytes;
+  plan.checkpoint_dir = o.checkpoint_dir;
+  plan.resume = o.resume;
+  plan.handle_signals = o.handle_signals;
+  return plan;
 }
 
 bool is_output_rank() { return Cluster::get().rank() == 0; }

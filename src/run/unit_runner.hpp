@@ -49,6 +49,18 @@ struct RunPlan {
   bool handle_signals = true;  // SIGINT/SIGTERM stop the run after the units in flight
 };
 
+// What a command's options say about where and how its work runs (the CLI's RunFlags fill it).
+struct RunOptions {
+  std::string device = "cpu";  // cpu, cuda or auto (select/engine.hpp)
+  std::string gpus;            // "" (the first usable GPU), "all", or a list such as 0,2,3
+  size_t prefetch_bytes = size_t(512) << 20;
+  std::string checkpoint_dir;
+  bool resume = false;
+  bool handle_signals = false;  // SIGINT/SIGTERM stop the run after the units in flight (the CLI sets it)
+};
+// The plan for those options: devices resolved, fingerprint left to the command.
+RunPlan make_run_plan(const RunOptions& options, int64_t max_queries, int64_t batch);
+
 struct RunStats {
   double wall = 0;
   double reading = 0;    // seconds spent reading and decoding input, summed over the workers' readers

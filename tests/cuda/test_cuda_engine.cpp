@@ -287,7 +287,7 @@ TEST(CudaSweepScorer, SweepOnTheGpuMatchesTheCpu) {
   o.blocks = {2, 8, 32};
   o.progress = false;
   const SweepResult cpu = run_sweep(o);
-  o.device = "cuda";
+  o.run.device = "cuda";
   const SweepResult gpu = run_sweep(o);
   EXPECT_EQ(gpu.scorer, "cuda");
   ASSERT_EQ(gpu.layers.size(), cpu.layers.size());

@@ -107,7 +107,7 @@ TEST(BudgetCurve, EqualsAuditsRunAtEachBudget) {
     SCOPED_TRACE(std::string(forced_mode_name(mode)));
     AuditOptions o;
     o.files = {s.output};
-    o.device = "cpu";
+    o.run.device = "cpu";
     o.progress = false;
     o.config.block_size = 24;  // 1024 is not a multiple: first blocks are partial for k_start = 1024
     o.config.blocks = 5;

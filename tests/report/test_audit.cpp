@@ -40,7 +40,7 @@ AuditOptions audit_of(const std::string& path) {
   o.files = {path};
   o.config.block_size = 32;
   o.config.blocks = 4;
-  o.device = "cpu";
+  o.run.device = "cpu";
   o.progress = false;
   return o;
 }

@@ -93,7 +93,7 @@ TEST(AuditDiagnostics, WorstCausesAndCertifiedMethod) {
   AuditOptions o;
   o.files = {write_small_dump(dir)};
   o.config = small_config();
-  o.device = "cpu";
+  o.run.device = "cpu";
   o.progress = false;
   o.worst = 3;
   o.method = Method::Certified;

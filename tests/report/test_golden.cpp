@@ -29,7 +29,7 @@ TEST(Golden, FlatDsaMatchesEachModelsOwnTopk) {
     }
     AuditOptions o;
     o.files = {path};
-    o.device = "cpu";
+    o.run.device = "cpu";
     o.progress = false;
     o.config.block_size = 16;
     o.config.blocks = 8;

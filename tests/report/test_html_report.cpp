@@ -33,7 +33,7 @@ std::string write_dump(const test::TempDir& dir, const std::string& name) {
 ReportOptions options_for(const std::string& path) {
   ReportOptions o;
   o.audit.files = {path};
-  o.audit.device = "cpu";
+  o.audit.run.device = "cpu";
   o.audit.progress = false;
   o.audit.config.block_size = 32;
   o.audit.config.blocks = 4;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `hisa sweep` as one process and as 3 MPI ranks (oversubscribed on the CPU): the table, the JSON and the CSV
+# `hisa sweep` and `hisa audit` as one process and as 3 MPI ranks (oversubscribed on the CPU): the table, the JSON and the CSV
 # must be byte-identical. Usage: mpi_parity.sh HISA MPIRUN
 set -euo pipefail
 hisa=$1 mpirun=$2
@@ -15,7 +15,14 @@ args=(sweep "$dir/a.h5" "$dir/b.h5" --device cpu --threads 1 --block-sizes 32-12
 for f in json csv txt; do
   cmp "$dir/one.$f" "$dir/mpi.$f"
 done
+# The audit too: per-layer statistics gathered from the ranks' accumulators.
+audit=(audit "$dir/a.h5" "$dir/b.h5" --device cpu --threads 1 --block-size 32 --blocks 8 --worst 3)
+"$hisa" "${audit[@]}" --json "$dir/audit1.json" --csv "$dir/audit1.csv" >"$dir/audit1.txt"
+"$mpirun" -np 3 --oversubscribe "$hisa" "${audit[@]}" --json "$dir/auditn.json" --csv "$dir/auditn.csv" >"$dir/auditn.txt"
+for f in json csv txt; do
+  cmp "$dir/audit1.$f" "$dir/auditn.$f"
+done
 # The ranks really split the work: each computed some units (the timings count workers over ranks).
 "$mpirun" -np 3 --oversubscribe "$hisa" "${args[@]}" --timings 2>"$dir/timings.txt" >/dev/null
 grep -q "3 workers, 3 ranks" "$dir/timings.txt"
-echo "mpi_parity: 1 process and 3 ranks gave identical table, JSON and CSV ($(wc -l <"$dir/one.csv") CSV lines)"
+echo "mpi_parity: 1 process and 3 ranks gave identical tables, JSON and CSV (sweep: $(wc -l <"$dir/one.csv") CSV lines, audit: $(wc -l <"$dir/audit1.csv"))"
