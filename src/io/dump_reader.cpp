@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/error.hpp"
+#include "io/attribute_probe.hpp"
 #include "io/h5.hpp"
 
 namespace hisa {
@@ -47,6 +48,16 @@ int parse_layer_name(const std::string& name) {
   return value;
 }
 
+// The value the attribute probe read for a variable-length string attribute (this process never reads one).
+std::function<std::string()> probed_value(const ProbedAttributes& probed, const std::string& object_path,
+                                          const char* name) {
+  return [&probed, object_path, name] {
+    const std::string* v = probed.find(object_path, name);
+    if (!v) throw std::runtime_error(std::string("attribute '") + name + "' could not be read (damaged file?)");
+    return *v;
+  };
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------------
@@ -54,6 +65,7 @@ struct LayerReader::Impl {
   std::string file_path;
   std::string group_path;
   std::shared_ptr<h5::Handle> file;
+  std::shared_ptr<const ProbedAttributes> probed;
   h5::Handle group, k, q, w, q_pos, k_start, k_scale, topk_ref;
   TensorType k_type{}, q_type{};
   LayerShape shape;
@@ -73,6 +85,7 @@ struct LayerReader::Impl {
     for (const auto& f : h5::dataset_filters(d.get())) {
       if (!f.available) fail(name, filter_hint(f));
     }
+    if (std::string problem = h5::chunk_shape_problem(d.get()); !problem.empty()) fail(name, problem);
     return d;
   }
 
@@ -95,7 +108,7 @@ struct LayerReader::Impl {
     std::string found = h5::describe_type(type.get());
     std::optional<std::string> encoding;
     try {
-      encoding = h5::read_string_attribute(d.get(), "encoding");
+      encoding = h5::read_string_attribute(d.get(), "encoding", probed_value(*probed, group_path + "/" + name, "encoding"));
     } catch (const std::exception& e) {
       fail(name, e.what());
     }
@@ -407,6 +420,7 @@ std::vector<DatasetDescription> LayerReader::describe() const {
 struct DumpReader::Impl {
   std::string path;
   std::shared_ptr<h5::Handle> file;
+  std::shared_ptr<const ProbedAttributes> probed;
   FileAttributes attrs;
   std::vector<SampleEntry> samples;
   std::vector<std::string> warnings;
@@ -435,6 +449,8 @@ struct DumpReader::Impl {
     if (std::filesystem::is_directory(path, ec)) fail("", "is a directory, not an HDF5 file");
     htri_t is_h5 = H5Fis_hdf5(path.c_str());
     if (is_h5 <= 0) fail("", "not an HDF5 file (or the file is truncated or unreadable)");
+    // libhdf5 can crash reading damaged variable-length strings: a child process reads them (attribute_probe.hpp).
+    probed = std::make_shared<const ProbedAttributes>(probe_attributes(path));
     hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
     if (id < 0) fail("", "cannot open as HDF5 (truncated or damaged file?)");
     file = std::make_shared<h5::Handle>(h5::file(id));
@@ -454,7 +470,7 @@ struct DumpReader::Impl {
 
   void read_file_attributes() {
     hid_t root = file->get();
-    auto format = attr("/", [&] { return h5::read_string_attribute(root, "format"); });
+    auto format = attr("/", [&] { return h5::read_string_attribute(root, "format", probed_value(*probed, "/", "format")); });
     if (!format) fail("/", "missing attribute 'format' (expected \"hisa-dump\"); is this a hisa dump?");
     if (*format != kFormatName) fail("/", "attribute 'format' is \"" + *format + "\", expected \"hisa-dump\"");
     auto version = attr("/", [&] { return h5::read_int_attribute(root, "format_version"); });
@@ -462,16 +478,16 @@ struct DumpReader::Impl {
     if (*version != kFormatVersion) {
       fail("/", "unknown format_version " + std::to_string(*version) + "; this tool reads version 1");
     }
-    auto model = attr("/", [&] { return h5::read_string_attribute(root, "model"); });
+    auto model = attr("/", [&] { return h5::read_string_attribute(root, "model", probed_value(*probed, "/", "model")); });
     if (!model) fail("/", "missing attribute 'model'");
     attrs.model = *model;
     attrs.n_heads = required_int(root, "/", "n_heads", 1);
     attrs.head_dim = required_int(root, "/", "head_dim", 1);
     attrs.index_topk = required_int(root, "/", "index_topk", 1);
     attrs.hadamard = attr("/", [&] { return h5::read_int_attribute(root, "hadamard"); });
-    attrs.rope = attr("/", [&] { return h5::read_string_attribute(root, "rope"); });
-    attrs.scale_fmt = attr("/", [&] { return h5::read_string_attribute(root, "scale_fmt"); });
-    attrs.source = attr("/", [&] { return h5::read_string_attribute(root, "source"); });
+    attrs.rope = attr("/", [&] { return h5::read_string_attribute(root, "rope", probed_value(*probed, "/", "rope")); });
+    attrs.scale_fmt = attr("/", [&] { return h5::read_string_attribute(root, "scale_fmt", probed_value(*probed, "/", "scale_fmt")); });
+    attrs.source = attr("/", [&] { return h5::read_string_attribute(root, "source", probed_value(*probed, "/", "source")); });
     if (attrs.hadamard && *attrs.hadamard != 0 && *attrs.hadamard != 1) {
       warnings.push_back("/: attribute 'hadamard' is " + std::to_string(*attrs.hadamard) + ", expected 0 or 1");
     }
@@ -503,12 +519,12 @@ struct DumpReader::Impl {
       s.name = name;
       hid_t gid = g.get();
       s.attributes.seq_len = required_int(gid, where, "seq_len", 1);
-      s.attributes.task = attr(where, [&] { return h5::read_string_attribute(gid, "task"); });
+      s.attributes.task = attr(where, [&] { return h5::read_string_attribute(gid, "task", probed_value(*probed, where, "task")); });
       s.attributes.context_length = attr(where, [&] { return h5::read_int_attribute(gid, "context_length"); });
       s.attributes.depth_percent = attr(where, [&] { return h5::read_float_attribute(gid, "depth_percent"); });
       s.attributes.needle_begin = attr(where, [&] { return h5::read_int_attribute(gid, "needle_begin"); });
       s.attributes.needle_end = attr(where, [&] { return h5::read_int_attribute(gid, "needle_end"); });
-      s.attributes.length_bucket = attr(where, [&] { return h5::read_string_attribute(gid, "length_bucket"); });
+      s.attributes.length_bucket = attr(where, [&] { return h5::read_string_attribute(gid, "length_bucket", probed_value(*probed, where, "length_bucket")); });
       if (s.attributes.needle_begin.has_value() != s.attributes.needle_end.has_value()) {
         fail(where, "has only one of 'needle_begin' and 'needle_end'; the needle range needs both");
       }
@@ -597,6 +613,7 @@ LayerReader DumpReader::open_layer(const std::string& sample_name, int layer) co
   m->file_path = impl_->path;
   m->group_path = where;
   m->file = impl_->file;
+  m->probed = impl_->probed;
   m->group = h5::group(H5Gopen2(impl_->file->get(), where.c_str(), H5P_DEFAULT));
   if (!m->group) impl_->fail(where, "cannot open group (damaged file?)");
   m->shape.layer = layer;

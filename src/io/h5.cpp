@@ -18,7 +18,19 @@ std::string class_description(hid_t type) { return describe_type(type); }
 
 }  // namespace
 
-std::optional<std::string> read_string_attribute(hid_t object, const char* name) {
+std::string read_variable_string(hid_t attr, hid_t type, hid_t space, const char* name) {
+  Handle mem = datatype(H5Tcopy(H5T_C_S1));
+  H5Tset_size(mem.get(), H5T_VARIABLE);
+  H5Tset_cset(mem.get(), H5Tget_cset(type));
+  char* value = nullptr;
+  if (H5Aread(attr, mem.get(), &value) < 0) throw std::runtime_error("cannot read attribute '" + std::string(name) + "'");
+  std::string out = value ? value : "";
+  H5Dvlen_reclaim(mem.get(), space, H5P_DEFAULT, &value);
+  return out;
+}
+
+std::optional<std::string> read_string_attribute(hid_t object, const char* name,
+                                                 const std::function<std::string()>& variable_length) {
   if (!has_attribute(object, name)) return std::nullopt;
   Handle attr = open_attribute(object, name);
   Handle type = datatype(H5Aget_type(attr.get()));
@@ -34,14 +46,8 @@ std::optional<std::string> read_string_attribute(hid_t object, const char* name)
                              std::to_string(count) + " strings");
   }
   if (H5Tis_variable_str(type.get()) > 0) {
-    Handle mem = datatype(H5Tcopy(H5T_C_S1));
-    H5Tset_size(mem.get(), H5T_VARIABLE);
-    H5Tset_cset(mem.get(), H5Tget_cset(type.get()));
-    char* value = nullptr;
-    if (H5Aread(attr.get(), mem.get(), &value) < 0) throw std::runtime_error("cannot read attribute '" + std::string(name) + "'");
-    std::string out = value ? value : "";
-    H5Dvlen_reclaim(mem.get(), space.get(), H5P_DEFAULT, &value);
-    return out;
+    if (variable_length) return variable_length();
+    return read_variable_string(attr.get(), type.get(), space.get(), name);
   }
   size_t size = H5Tget_size(type.get());
   std::string buf(size, '\0');
@@ -235,6 +241,31 @@ std::vector<int64_t> dataset_chunk(hid_t dataset) {
   hsize_t dims[32];
   int rank = H5Pget_chunk(dcpl.get(), 32, dims);
   return std::vector<int64_t>(dims, dims + std::max(rank, 0));
+}
+
+std::string chunk_shape_problem(hid_t dataset) {
+  const std::vector<int64_t> chunk = dataset_chunk(dataset);
+  if (chunk.empty()) return "";
+  Handle space = dataspace(H5Dget_space(dataset));
+  const int rank = H5Sget_simple_extent_ndims(space.get());
+  if (rank < 0) return "cannot read the dataset's shape";
+  std::vector<hsize_t> dims(static_cast<size_t>(rank)), max_dims(static_cast<size_t>(rank));
+  H5Sget_simple_extent_dims(space.get(), dims.data(), max_dims.data());
+  if (chunk.size() != size_t(rank)) {
+    return "chunks have " + std::to_string(chunk.size()) + " dimensions but the dataset has " + std::to_string(rank);
+  }
+  Handle type = datatype(H5Dget_type(dataset));
+  double bytes = double(H5Tget_size(type.get()));
+  for (int i = 0; i < rank; ++i) {
+    const bool fixed = max_dims[size_t(i)] != H5S_UNLIMITED;
+    if (chunk[size_t(i)] < 1 || (fixed && hsize_t(chunk[size_t(i)]) > max_dims[size_t(i)])) {
+      return "chunk dimension " + std::to_string(i) + " is " + std::to_string(chunk[size_t(i)]) +
+             ", outside [1, " + std::to_string(max_dims[size_t(i)]) + "] (the dataset's extent): the layout is damaged";
+    }
+    bytes *= double(chunk[size_t(i)]);
+  }
+  if (bytes >= 4294967296.0) return "chunks of 4 GiB or more (HDF5's limit): the layout is damaged";
+  return "";
 }
 
 void read_rows(hid_t dataset, hid_t mem_type, int64_t row_begin, int64_t row_count, void* buf) {

@@ -3,6 +3,7 @@
 #include <hdf5.h>
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <utility>
@@ -54,7 +55,13 @@ void silence_errors();
 bool has_attribute(hid_t object, const char* name);
 // Attribute readers: nullopt when absent; throw std::runtime_error (with a description of what was found)
 // when present but of the wrong kind. Callers wrap that in an InputError with file and path.
-std::optional<std::string> read_string_attribute(hid_t object, const char* name);
+// `variable_length`, when given, supplies the value of a variable-length string instead of H5Aread: the loader
+// takes it from a child process (io/attribute_probe.hpp), since reading one can crash libhdf5 on a damaged file.
+// Type and shape are still checked here (that reads only the object header).
+std::optional<std::string> read_string_attribute(hid_t object, const char* name,
+                                                 const std::function<std::string()>& variable_length = {});
+// H5Aread of one variable-length string; throws std::runtime_error when HDF5 refuses.
+std::string read_variable_string(hid_t attr, hid_t type, hid_t space, const char* name);
 std::optional<int64_t> read_int_attribute(hid_t object, const char* name);
 std::optional<double> read_float_attribute(hid_t object, const char* name);
 
@@ -82,6 +89,10 @@ struct Filter {
 };
 std::vector<Filter> dataset_filters(hid_t dataset);
 std::vector<int64_t> dataset_chunk(hid_t dataset);  // empty when contiguous
+// What is wrong with a chunked dataset's chunk shape, "" when nothing: HDF5 never writes a chunk larger than a
+// fixed dimension nor one of 4 GiB or more, and 1.10.8 reads past its buffers when a damaged layout message claims
+// one (a segfault in H5VM_memcpyvv). Contiguous datasets give "".
+std::string chunk_shape_problem(hid_t dataset);
 
 // Reads rows [row_begin, row_begin + row_count) of a dataset whose first dimension is rows, into buf
 // (which must hold row_count * elements-per-row values of mem_type). Throws std::runtime_error on failure.
