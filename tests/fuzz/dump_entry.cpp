@@ -61,7 +61,7 @@ void tiny_audit(const std::string& path) {
   o.topk = 4;
   o.config.block_size = 4;
   o.config.blocks = 2;
-  o.device = "cpu";
+  o.run.device = "cpu";
   o.threads = 1;
   o.progress = false;
   o.worst = 2;
