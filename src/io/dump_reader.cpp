@@ -238,30 +238,39 @@ struct LayerReader::Impl {
     const size_t n = size_t(row_count * row_elems);
     try {
       switch (t.storage) {
-        case Storage::NativeFloat:
+        case Storage::NativeFloat: {
+          std::lock_guard lock(h5::library_mutex());
           h5::read_rows(d.get(), H5T_NATIVE_FLOAT, row_begin, row_count, out);
           break;
+        }
         case Storage::CustomFloat16:
         case Storage::UInt16Bits: {
+          // Only the HDF5 calls hold the library lock; the decoding runs beside other threads' reads.
           uint16_t* raw = scratch<uint16_t>(n);
-          h5::Handle mem;
-          // Same signedness as the file, so HDF5 copies the bits instead of clamping negative int16 to 0.
-          hid_t mem_type = t.signed_bits ? H5T_NATIVE_INT16 : H5T_NATIVE_UINT16;
-          if (t.storage == Storage::CustomFloat16) {
-            // The file type itself in little-endian order: HDF5 then copies the bits without converting.
-            h5::Handle file_type = h5::datatype(H5Dget_type(d.get()));
-            mem = h5::datatype(H5Tcopy(file_type.get()));
-            H5Tset_order(mem.get(), H5T_ORDER_LE);
-            mem_type = mem.get();
+          {
+            std::lock_guard lock(h5::library_mutex());
+            h5::Handle mem;
+            // Same signedness as the file, so HDF5 copies the bits instead of clamping negative int16 to 0.
+            hid_t mem_type = t.signed_bits ? H5T_NATIVE_INT16 : H5T_NATIVE_UINT16;
+            if (t.storage == Storage::CustomFloat16) {
+              // The file type itself in little-endian order: HDF5 then copies the bits without converting.
+              h5::Handle file_type = h5::datatype(H5Dget_type(d.get()));
+              mem = h5::datatype(H5Tcopy(file_type.get()));
+              H5Tset_order(mem.get(), H5T_ORDER_LE);
+              mem_type = mem.get();
+            }
+            h5::read_rows(d.get(), mem_type, row_begin, row_count, raw);
           }
-          h5::read_rows(d.get(), mem_type, row_begin, row_count, raw);
           const bool bf16 = t.element == ElementType::BF16;
           for (size_t i = 0; i < n; ++i) out[i] = bf16 ? bf16_to_float(raw[i]) : f16_to_float(raw[i]);
           break;
         }
         case Storage::UInt8Bits: {
           uint8_t* raw = scratch<uint8_t>(n);
-          h5::read_rows(d.get(), t.signed_bits ? H5T_NATIVE_INT8 : H5T_NATIVE_UINT8, row_begin, row_count, raw);
+          {
+            std::lock_guard lock(h5::library_mutex());
+            h5::read_rows(d.get(), t.signed_bits ? H5T_NATIVE_INT8 : H5T_NATIVE_UINT8, row_begin, row_count, raw);
+          }
           for (size_t i = 0; i < n; ++i) out[i] = e4m3_to_float(raw[i]);
           break;
         }
@@ -277,6 +286,7 @@ struct LayerReader::Impl {
   void read_plain(const h5::Handle& d, hid_t mem_type, const std::string& name, int64_t row_begin, int64_t row_count,
                   T* out) const {
     try {
+      std::lock_guard lock(h5::library_mutex());
       h5::read_rows(d.get(), mem_type, row_begin, row_count, out);
     } catch (const std::exception& e) {
       fail(name, e.what());

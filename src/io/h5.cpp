@@ -4,6 +4,11 @@
 
 namespace hisa::h5 {
 
+std::recursive_mutex& library_mutex() {
+  static std::recursive_mutex m;
+  return m;
+}
+
 void silence_errors() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
 
 bool has_attribute(hid_t object, const char* name) { return H5Aexists(object, name) > 0; }

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -51,6 +52,10 @@ inline Handle plist(hid_t id) { return Handle(id, H5Pclose); }
 
 // Silences HDF5's own error printing for the life of the process; we report errors ourselves.
 void silence_errors();
+
+// libhdf5 as Debian builds it is not thread-safe: threads that use it concurrently (the run's readers) hold this
+// lock around every HDF5 call. Recursive, so a caller may hold it around calls that take it again.
+std::recursive_mutex& library_mutex();
 
 bool has_attribute(hid_t object, const char* name);
 // Attribute readers: nullopt when absent; throw std::runtime_error (with a description of what was found)

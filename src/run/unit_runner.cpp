@@ -16,6 +16,7 @@
 #include "core/atomic_file.hpp"
 #include "core/error.hpp"
 #include "io/dump_reader.hpp"
+#include "io/h5.hpp"
 #include "io/query_subset.hpp"
 #include "run/cluster.hpp"
 #include "select/engine.hpp"
@@ -26,12 +27,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-// libhdf5 as Debian builds it is not thread-safe: every HDF5 call of the readers goes through this lock.
-std::mutex& hdf5_lock() {
-  static std::mutex m;
-  return m;
-}
 
 std::atomic<bool> g_signalled{false};
 extern "C" void on_stop_signal(int sig) {
@@ -265,11 +260,12 @@ std::vector<std::string> run_units(const std::vector<SampleSource>& sources, con
           std::shared_ptr<LayerKeys> keys = recycled_keys(key_pool);
           std::vector<int64_t> picked;
           {
-            std::lock_guard lock(hdf5_lock());
+            // Opening takes the HDF5 lock for its whole length; reads take it per HDF5 call (io/h5.hpp).
+            std::lock_guard lock(h5::library_mutex());
             layer = std::make_unique<LayerReader>(src.reader->open_layer(src.sample->name, units[u].layer));
-            layer->read_keys_into(*keys);
-            picked = pick_queries(layer->shape().queries, plan.max_queries);
           }
+          layer->read_keys_into(*keys);
+          picked = pick_queries(layer->shape().queries, plan.max_queries);
           reading[w] += seconds_since(t);
           Piece first;
           first.unit = u;
@@ -281,16 +277,13 @@ std::vector<std::string> run_units(const std::vector<SampleSource>& sources, con
             p.unit = u;
             p.queries.assign(picked.begin() + ptrdiff_t(at), picked.begin() + ptrdiff_t(std::min(picked.size(), at + size_t(plan.batch))));
             t = Clock::now();
-            {
-              std::lock_guard lock(hdf5_lock());
-              p.batch = read_query_subset(*layer, p.queries);
-            }
+            p.batch = read_query_subset(*layer, p.queries);
             reading[w] += seconds_since(t);
             p.bytes = bytes_of(p.batch);
             ok = queues[w]->push(std::move(p));
           }
           {
-            std::lock_guard lock(hdf5_lock());
+            std::lock_guard lock(h5::library_mutex());
             layer.reset();
           }
           Piece end;
