@@ -188,7 +188,8 @@ TEST(EdgeCases, OverflowedScoresThroughTheAudit) {
   // DSA's coverage per query: 6/8, 6/12, 6/8 (README "Edge cases": a score equal to the row's maximum counts 1).
   EXPECT_DOUBLE_EQ(r.layers[0].coverage_flat_mean, (0.75 + 0.5 + 0.75) / 3.0);
   // nlohmann writes NaN as null: the coverage numbers must all be there.
-  for (const auto& l : audit_json(r)["layers"]) {
+  const nlohmann::json j = audit_json(r);  // named: a range-for over a temporary's member would dangle
+  for (const auto& l : j["layers"]) {
     EXPECT_TRUE(l["flat"]["coverage_mean"].is_number());
     for (const char* m : {"hisa", "block"}) {
       EXPECT_TRUE(l[m]["coverage"]["mean"].is_number()) << m;
