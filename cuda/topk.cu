@@ -204,7 +204,8 @@ __global__ void __launch_bounds__(kMassThreads) masses_kernel(const MassLaunch a
   for (int s = lo + tid; s <= hi; s += kMassThreads) m = fmaxf(m, score_at(s));
   m = block_max(m, fsh);
   const double M = double(m);
-  auto term = [&](int s) { return exp(double(score_at(s)) - M); };
+  // As softmax_term (select/engine.hpp): a score equal to the maximum counts 1, also when both are infinite.
+  auto term = [&](int s) { const float x = score_at(s); return x == m ? 1.0 : exp(double(x) - M); };
 
   double v = 0;
   for (int s = lo + tid; s <= hi; s += kMassThreads) v += term(s);

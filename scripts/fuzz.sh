@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-${HISA_FUZZ_SECONDS:-120}}"
 build=build-fuzz
 
-CC=clang CXX=clang++ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHISA_ENABLE_CUDA=OFF \
+CC=clang CXX=clang++ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHISA_ENABLE_CUDA=OFF -DHISA_ENABLE_MPI=OFF \
   -DHISA_BUILD_TESTS=OFF -DHISA_FUZZ=ON >/dev/null
 cmake --build "$build" --target hisa_fuzz_dump -j"$(nproc)"
 

@@ -70,7 +70,14 @@ std::vector<MissDiagnosis> diagnose_misses(const QueryAudit& a, const SelectionC
     d.block_score = a.block_scores[bi];
     d.block_rank = keep_rank[bi];
     d.block_best = a.block_best[bi];
-    d.pooled_to_best = d.block_best != 0 ? double(d.block_score) / double(d.block_best) : 0.0;
+    // J / best: 0 where best = 0; 1 where both are the same infinity (overflowed scores), where the quotient
+    // would be NaN (0 for opposite infinities); an infinite J over a finite best stays ±inf.
+    if (d.block_score == d.block_best && std::isinf(d.block_best)) {
+      d.pooled_to_best = 1.0;
+    } else {
+      const double ratio = d.block_best != 0 ? double(d.block_score) / double(d.block_best) : 0.0;
+      d.pooled_to_best = std::isnan(ratio) ? 0.0 : ratio;
+    }
     const double tolerance = kNearTieRelative * std::max(std::fabs(double(a.kth_score)), 1e-30);
     if (!std::isinf(a.kth_score) && std::fabs(double(d.score) - double(a.kth_score)) <= tolerance) {
       d.cause = MissCause::NearTie;

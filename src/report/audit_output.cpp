@@ -14,9 +14,14 @@ std::string num(double v, const char* fmt = "%.6g") { return format_number(v, fm
 std::string opt(const std::optional<double>& v, const char* fmt = "%.6g") { return v ? num(*v, fmt) : ""; }
 std::string opt_dash(const std::optional<double>& v) { return v ? num(*v, "%.4f") : "-"; }
 
+// A statistic over no values does not exist (a layer with no queries): null, never a made-up 0.
+nlohmann::json stat(double v, bool exists) { return exists ? nlohmann::json(v) : nlohmann::json(nullptr); }
+
 nlohmann::json json_of(const Distribution& d) {
-  return {{"count", d.count}, {"mean", d.mean}, {"stderr", d.stderr_}, {"min", d.min},
-          {"p1", d.p1},       {"p5", d.p5},     {"p50", d.p50},        {"max", d.max}};
+  const bool any = d.count > 0;
+  return {{"count", d.count},          {"mean", stat(d.mean, any)}, {"stderr", stat(d.stderr_, any)},
+          {"min", stat(d.min, any)},   {"p1", stat(d.p1, any)},     {"p5", stat(d.p5, any)},
+          {"p50", stat(d.p50, any)},   {"max", stat(d.max, any)}};
 }
 
 template <typename T>
@@ -29,7 +34,7 @@ nlohmann::json json_of(const MethodStats& m) {
           {"recall", json_of(m.recall)},
           {"coverage", json_of(m.coverage)},
           {"coverage_ratio", json_of(m.coverage_ratio)},
-          {"exact_share", m.exact_share},
+          {"exact_share", stat(m.exact_share, m.iou.count > 0)},
           {"needle_recall_mean", json_opt(m.needle_recall_mean)},
           {"first_miss_rank_median", json_opt(m.first_miss_rank_median)}};
 }
@@ -71,7 +76,8 @@ nlohmann::json audit_json(const AuditResult& r) {
                         {"queries", l.queries},
                         {"samples", l.samples},
                         {"missing_samples", l.missing_samples},
-                        {"flat", {{"coverage_mean", l.coverage_flat_mean}, {"needle_recall_mean", json_opt(l.needle_recall_flat_mean)}}},
+                        {"flat", {{"coverage_mean", stat(l.coverage_flat_mean, l.queries > 0)},
+                                  {"needle_recall_mean", json_opt(l.needle_recall_flat_mean)}}},
                         {"hisa", json_of(l.hisa)},
                         {"block", json_of(l.block)},
                         {"patterns", {{"dsa", json_of(l.dsa)}, {"hisa_misses", json_of(l.hisa_misses)}}}};
@@ -82,7 +88,7 @@ nlohmann::json audit_json(const AuditResult& r) {
       e["ref_unexplained"] = *l.ref_unexplained;
     }
     e["miss_causes"] = causes_json(l.miss_causes);
-    e["certified_share"] = l.certified_share;
+    e["certified_share"] = stat(l.certified_share, l.queries > 0);
     if (l.certified_scored_share) {
       e["certified_method"] = {{"scored_share_mean", *l.certified_scored_share},
                                {"exact_share", *l.certified_exact_share}};
@@ -110,7 +116,13 @@ void write_audit_table(std::ostream& out, const AuditResult& r) {
                 "HISA IoU mean±se   p5     min", "recall", "cov.rat", "block IoU  p5", "recall", "cov.rat",
                 "needle D / H / S", "ref IoU");
   out << line;
+  if (r.layers.empty()) out << "(no layers: the selected samples hold no layer_<N> groups)\n";
   for (const auto& l : r.layers) {
+    if (l.queries == 0) {  // a layer whose dumps hold no queries: nothing was compared, so no numbers
+      std::snprintf(line, sizeof line, "%5d %7d | no queries in the selected samples\n", l.layer, 0);
+      out << line;
+      continue;
+    }
     std::string needle = "-";
     if (l.needle_recall_flat_mean) {
       needle = opt_dash(l.needle_recall_flat_mean) + " " + opt_dash(l.hisa.needle_recall_mean) + " " +
@@ -137,6 +149,11 @@ void write_audit_table(std::ostream& out, const AuditResult& r) {
   for (const auto& l : r.layers) {
     int64_t total = 0;
     for (int64_t c : l.miss_causes) total += c;
+    if (l.queries == 0) {
+      std::snprintf(line, sizeof line, "%5d %9d %9s %11s %9s %9s %10s\n", l.layer, 0, "-", "-", "-", "-", "-");
+      out << line;
+      continue;
+    }
     auto share = [&](MissCause c) { return total ? 100.0 * double(l.miss_causes[size_t(c)]) / double(total) : 0.0; };
     std::snprintf(line, sizeof line, "%5d %9lld %8.1f%% %10.1f%% %8.1f%% %8.1f%% %9.1f%%", l.layer, (long long)total,
                   share(MissCause::MeanDilution), share(MissCause::NearCutoff), share(MissCause::DisplacedByForced),
@@ -187,23 +204,25 @@ void write_layer_csv(std::ostream& out, const AuditResult& r) {
          ",miss_tokens,miss_blocks_touched_p50,miss_blocks_touched_p95,ref_iou_mean,ref_iou_min"
          ",miss_dilution,miss_near_cutoff,miss_forced,miss_near_tie,certified_share,ref_tie_swaps,ref_unexplained\n";
   for (const auto& l : r.layers) {
-    out << l.layer << "," << l.queries << "," << num(l.coverage_flat_mean) << "," << opt(l.needle_recall_flat_mean);
+    // Statistics of a layer with no queries are empty fields (they do not exist), counts stay 0.
+    auto val = [&](double v) { return l.queries > 0 ? num(v) : std::string(); };
+    out << l.layer << "," << l.queries << "," << val(l.coverage_flat_mean) << "," << opt(l.needle_recall_flat_mean);
     for (const MethodStats* m : {&l.hisa, &l.block}) {
       for (const Distribution* d : {&m->iou, &m->recall}) {
-        out << "," << num(d->mean) << "," << num(d->stderr_) << "," << num(d->min) << "," << num(d->p1) << ","
-            << num(d->p5) << "," << num(d->p50);
+        out << "," << val(d->mean) << "," << val(d->stderr_) << "," << val(d->min) << "," << val(d->p1) << ","
+            << val(d->p5) << "," << val(d->p50);
       }
-      out << "," << num(m->coverage.mean) << "," << num(m->coverage_ratio.mean) << "," << num(m->exact_share) << ","
+      out << "," << val(m->coverage.mean) << "," << val(m->coverage_ratio.mean) << "," << val(m->exact_share) << ","
           << opt(m->needle_recall_mean) << "," << opt(m->first_miss_rank_median);
     }
-    out << "," << num(l.dsa.blocks_touched_p50) << "," << num(l.dsa.blocks_touched_p95) << ","
-        << num(l.dsa.sink_block_share) << "," << num(l.dsa.own_block_share) << "," << l.hisa_misses.tokens << ","
-        << num(l.hisa_misses.blocks_touched_p50) << "," << num(l.hisa_misses.blocks_touched_p95) << ","
+    out << "," << val(l.dsa.blocks_touched_p50) << "," << val(l.dsa.blocks_touched_p95) << ","
+        << val(l.dsa.sink_block_share) << "," << val(l.dsa.own_block_share) << "," << l.hisa_misses.tokens << ","
+        << val(l.hisa_misses.blocks_touched_p50) << "," << val(l.hisa_misses.blocks_touched_p95) << ","
         << opt(l.ref_iou_mean) << "," << opt(l.ref_iou_min);
     for (MissCause c : {MissCause::MeanDilution, MissCause::NearCutoff, MissCause::DisplacedByForced, MissCause::NearTie}) {
       out << "," << l.miss_causes[size_t(c)];
     }
-    out << "," << num(l.certified_share) << "," << (l.ref_tie_swaps ? std::to_string(*l.ref_tie_swaps) : "") << ","
+    out << "," << val(l.certified_share) << "," << (l.ref_tie_swaps ? std::to_string(*l.ref_tie_swaps) : "") << ","
         << (l.ref_unexplained ? std::to_string(*l.ref_unexplained) : "") << "\n";
   }
 }

@@ -17,7 +17,8 @@ Explanation explain_query(const ExplainOptions& o) {
   LayerReader lr = reader.open_layer(o.sample, o.layer);
   if (o.query < 0 || o.query >= lr.shape().queries) {
     throw UsageError("--query " + std::to_string(o.query) + " is outside [0, " + std::to_string(lr.shape().queries) +
-                     ") for " + lr.group_path());
+                     ") for " + o.file + ": " + lr.group_path() +
+                     (lr.shape().queries == 0 ? " (the layer holds no queries)" : ""));
   }
   Explanation e;
   e.options = o;
@@ -57,10 +58,20 @@ void write_picture(std::ostream& out, const Explanation& e, int width) {
   auto column_of = [&](int64_t pos) { return (pos - a.k_start) * columns / n; };
   std::vector<float> col_max(size_t(columns), -INFINITY);
   for (int64_t i = 0; i < n; ++i) col_max[size_t(i * columns / n)] = std::max(col_max[size_t(i * columns / n)], e.row[size_t(i)]);
-  const float lo = *std::min_element(e.row.begin(), e.row.end()), hi = *std::max_element(e.row.begin(), e.row.end());
+  // The shading scale spans the finite scores; scores that overflowed (+inf, and -inf for NaN) take the top and
+  // bottom level, so they neither turn the scale into NaN nor flatten the finite ones.
+  float lo = INFINITY, hi = -INFINITY;
+  for (float v : e.row) {
+    if (std::isfinite(v)) lo = std::min(lo, v), hi = std::max(hi, v);
+  }
   std::string scores, kept(size_t(columns), '.'), tokens(size_t(columns), ' ');
   for (float v : col_max) {
-    const int level = hi > lo ? 1 + int(std::lround(7.0 * (v - lo) / (hi - lo))) : 8;
+    int level = 8;
+    if (v == -INFINITY) {
+      level = 1;
+    } else if (std::isfinite(v) && hi > lo) {
+      level = 1 + int(std::lround(7.0 * (double(v) - lo) / (double(hi) - lo)));
+    }
     scores += kLevels[std::clamp(level, 1, 8)];
   }
   for (int64_t blk : a.hisa_blocks) {
@@ -77,7 +88,12 @@ void write_picture(std::ostream& out, const Explanation& e, int width) {
   std::snprintf(axis, sizeof axis, "%-12s position %lld%*s%lld\n", "", (long long)a.k_start,
                 int(std::max<int64_t>(1, columns - 9 - int64_t(std::to_string(a.k_start).size()))), "", (long long)a.q_pos);
   out << "\n" << axis;
-  out << "  scores    " << scores << "   (column max, " << lo << " .. " << hi << ")\n";
+  out << "  scores    " << scores << "   (column max, ";
+  if (lo <= hi) {
+    out << lo << " .. " << hi << ")\n";
+  } else {
+    out << "no finite score)\n";
+  }
   out << "  kept      " << kept << "   (# = HISA kept a block here)\n";
   out << "  tokens    " << tokens << "   (x = DSA token HISA missed, | = DSA token kept, + = HISA only)\n";
 }

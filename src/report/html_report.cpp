@@ -309,17 +309,29 @@ void write_summary(std::ostream& out, const ReportData& d) {
       << "</b>, recall " << fixed(weighted_mean(r, [](const LayerStats& l) { return l.hisa.recall.mean; }))
       << "; block-sparse IoU " << fixed(weighted_mean(r, [](const LayerStats& l) { return l.block.iou.mean; }))
       << ".</li>\n";
-  std::vector<int> good, fair, poor;
+  // Layers without queries have no IoU: they are neither faithful nor not, and never the least faithful.
+  std::vector<const LayerStats*> with_queries;
   for (const auto& l : r.layers) {
+    if (l.queries > 0) with_queries.push_back(&l);
+  }
+  if (with_queries.empty()) {
+    out << "<li>No audited layer holds a query.</li>\n</ul>\n</section>\n";
+    return;
+  }
+  std::vector<int> good, fair, poor;
+  for (const LayerStats* lp : with_queries) {
+    const LayerStats& l = *lp;
     (l.hisa.iou.mean >= kFaithful ? good : l.hisa.iou.mean >= kMixed ? fair : poor).push_back(l.layer);
   }
   out << "<li><span class=\"chip good\">faithful</span> mean IoU ≥ " << fixed(kFaithful, 2) << ": " << layers_phrase(good)
       << ". <span class=\"chip fair\">mixed</span> " << fixed(kMixed, 2) << "–" << fixed(kFaithful, 2) << ": "
       << layers_phrase(fair) << ". <span class=\"chip poor\">unfaithful</span> below " << fixed(kMixed, 2) << ": "
       << layers_phrase(poor) << ".</li>\n";
-  const auto [lo, hi] = std::minmax_element(r.layers.begin(), r.layers.end(), [](const LayerStats& x, const LayerStats& y) {
-    return x.hisa.iou.mean < y.hisa.iou.mean;
-  });
+  const auto [lo_at, hi_at] = std::minmax_element(with_queries.begin(), with_queries.end(),
+                                                  [](const LayerStats* x, const LayerStats* y) {
+                                                    return x->hisa.iou.mean < y->hisa.iou.mean;
+                                                  });
+  const LayerStats *lo = *lo_at, *hi = *hi_at;
   out << "<li>Least faithful: layer " << lo->layer << ", mean IoU " << fixed(lo->hisa.iou.mean) << ", 5 % of its queries at or below "
       << fixed(lo->hisa.iou.p5) << ", worst " << fixed(lo->hisa.iou.min) << ". Most faithful: layer " << hi->layer
       << ", mean IoU " << fixed(hi->hisa.iou.mean) << ".</li>\n";
@@ -383,6 +395,11 @@ void write_layer_table(std::ostream& out, const ReportData& d) {
   if (any_ref) out << "<th>ref IoU</th>";
   out << "</tr></thead>\n<tbody>\n";
   for (const auto& l : r.layers) {
+    if (l.queries == 0) {  // nothing was compared: no numbers rather than zeros
+      out << "<tr><td>" << l.layer << "</td><td>0</td><td class=\"l\" colspan=\"" << 10 + int(any_needle) + int(any_ref)
+          << "\">no queries in the selected samples</td></tr>\n";
+      continue;
+    }
     out << "<tr><td>" << l.layer << "</td><td>" << l.queries << "</td><td class=\"" << band(l.hisa.iou.mean) << "\">"
         << fixed(l.hisa.iou.mean) << " ± " << fixed(l.hisa.iou.stderr_) << "</td><td class=\"" << band(l.hisa.iou.p5) << "\">"
         << fixed(l.hisa.iou.p5) << "</td><td class=\"" << band(l.hisa.iou.min) << "\">" << fixed(l.hisa.iou.min)

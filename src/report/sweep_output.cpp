@@ -1,5 +1,6 @@
 #include "report/sweep_output.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 
@@ -227,6 +228,10 @@ void write_sweep_table(std::ostream& out, const SweepResult& r) {
           const auto& curve = l.all.points[r.variant_index(b, p, f)];
           std::snprintf(line, sizeof line, "%5d %5lld %7lld |", l.layer, (long long)r.block_sizes[b], (long long)l.all.queries);
           std::string row = line;
+          if (l.all.queries == 0) {  // no recall exists: say so rather than print zeros
+            out << row << " no queries in the selected samples\n";
+            continue;
+          }
           for (const auto& pt : curve) row += num(pt.recall_mean, " %6.4f");
           const auto pass = r.smallest_passing(curve);
           if (pass) {
@@ -246,6 +251,11 @@ void write_sweep_table(std::ostream& out, const SweepResult& r) {
                   "IoU", "keys/query", "worst sample: recall mean");
     out << line;
     for (const auto& l : m.layers) {
+      if (l.expected.queries == 0) {
+        std::snprintf(line, sizeof line, "%5d  no queries in the selected samples: nothing to recommend\n", l.layer);
+        out << line;
+        continue;
+      }
       std::snprintf(line, sizeof line, "%5d %5lld %5lld %7.4f %7.4f %7.4f %7.4f %11.1f  %s: %.4f%s\n", l.layer,
                     (long long)l.block_size, (long long)l.blocks, l.expected.recall_mean, l.expected.recall_p5,
                     l.expected.recall_min, l.expected.iou_mean, l.expected.scored_keys_mean, l.worst_sample.c_str(),
@@ -286,7 +296,16 @@ void write_sweep_table(std::ostream& out, const SweepResult& r) {
       }
       out << "\n";
     }
-    if (!m.unmet.empty()) out << "Layers no setting of the grid serves: " << joined(m.unmet) << "\n";
+    // A layer without queries is in no need of a setting; list it apart from the layers the grid fails.
+    std::vector<int> unmet, empty;
+    for (int layer : m.unmet) {
+      const bool has_queries = std::any_of(m.layers.begin(), m.layers.end(), [&](const LayerRecommendation& l) {
+        return l.layer == layer && l.expected.queries > 0;
+      });
+      (has_queries ? unmet : empty).push_back(layer);
+    }
+    if (!unmet.empty()) out << "Layers no setting of the grid serves: " << joined(unmet) << "\n";
+    if (!empty.empty()) out << "Layers without queries: " << joined(empty) << "\n";
     for (const char* kind : {"context_length", "task"}) {
       bool header = false;
       for (const auto& g : m.groups) {
@@ -297,6 +316,11 @@ void write_sweep_table(std::ostream& out, const SweepResult& r) {
               << ": layers meeting the targets and the lowest layer recall mean, at the per-layer recommendation"
               << (m.uniform ? " | at the uniform one" : "") << "\n";
           header = true;
+        }
+        if (g.layers_present == 0) {
+          std::snprintf(line, sizeof line, "  %-16s %3zu samples  no queries\n", group.key.c_str(), group.samples.size());
+          out << line;
+          continue;
         }
         const auto [low, low_layer] = lowest(r, g.recommended);
         std::snprintf(line, sizeof line, "  %-16s %3zu samples  %4lld/%-4lld %.4f (layer %d)", group.key.c_str(),

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 namespace hisa {
 
@@ -49,7 +50,7 @@ float BlockBounds::score_bound(const QueryBatch& b, int64_t query, int64_t block
   const float* c = centre_.data() + block * dim_;
   const double radius = radius_[size_t(block)];
   const float* w = b.w_row(query);
-  double head_sum = 0, magnitude = 0;
+  double head_sum = 0, magnitude = 0, largest_dot = 0;
   for (int64_t h = 0; h < b.heads; ++h) {
     const float* q = b.q_row(query, h);
     // Bounds on q·k over the block: the box (per-dimension extremes) and the ball (centre, radius).
@@ -66,6 +67,14 @@ float BlockBounds::score_bound(const QueryBatch& b, int64_t query, int64_t block
     // w·ReLU(x) is largest at x's upper bound for w > 0 and at its lower bound for w < 0.
     head_sum += w[h] >= 0 ? double(w[h]) * std::max(upper, 0.0) : double(w[h]) * std::max(lower, 0.0);
     magnitude += std::fabs(double(w[h])) * qn * max_norm_[size_t(block)];
+    largest_dot = std::max(largest_dot, qn * max_norm_[size_t(block)]);
+  }
+  // Every partial sum of the fp32 score (dot products, weighted head sum, times the scale) is at most
+  // ‖q‖·‖k‖, Σ|w|·‖q‖·‖k‖ or that times the scale in magnitude. When one may reach FLT_MAX the computed score
+  // may have overflowed to +inf however small the exact value is, and no finite number bounds it.
+  constexpr double kOverflow = 0.5 * double(std::numeric_limits<float>::max());
+  if (largest_dot >= kOverflow || magnitude >= kOverflow || magnitude * scale_max_[size_t(block)] >= kOverflow) {
+    return std::numeric_limits<float>::infinity();
   }
   const double scale = head_sum >= 0 ? scale_max_[size_t(block)] : scale_min_[size_t(block)];
   // fp32 dot products of length D and a head sum of length H err by at most (D + H)·2^-24 of the

@@ -24,7 +24,7 @@ using Chunk = QueryChunk;
 
 double softmax_mass(const float* row_from_lo, int64_t lo, const std::vector<int64_t>& positions, float max) {
   double sum = 0;
-  for (int64_t s : positions) sum += std::exp(double(row_from_lo[s - lo]) - double(max));
+  for (int64_t s : positions) sum += softmax_term(row_from_lo[s - lo], max);
   return sum;
 }
 
@@ -118,7 +118,7 @@ class CpuEngine final : public SelectionEngine {
 
       a.row_max = *std::max_element(visible.begin(), visible.end());
       a.mass_visible = 0;
-      for (float v : visible) a.mass_visible += std::exp(double(v) - double(a.row_max));
+      for (float v : visible) a.mass_visible += softmax_term(v, a.row_max);
       a.mass_flat = softmax_mass(row, c.lo, a.flat, a.row_max);
       a.mass_hisa = softmax_mass(row, c.lo, a.hisa, a.row_max);
       a.mass_block = softmax_mass(row, c.lo, a.block, a.row_max);

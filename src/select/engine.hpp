@@ -1,5 +1,6 @@
 #pragma once
 // One interface for selection; the CPU engine and (when built) the CUDA engine implement it.
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -29,6 +30,13 @@ struct QueryAudit {
   // Softmax masses Σ e^{I[t,s] - M}: over the visible keys, and over each selection.
   double mass_visible = 0, mass_flat = 0, mass_hisa = 0, mass_block = 0;
 };
+
+// One term e^{I - M} of a softmax mass, M the row's maximum. A score equal to M counts 1 even when M is infinite
+// (scores that overflowed): the mass of a row with +inf scores is on those scores, and a row of -inf scores
+// (NaN scores are -inf) weighs them alike, where e^{inf - inf} would make every coverage NaN.
+inline double softmax_term(float score, float max) {
+  return score == max ? 1.0 : std::exp(double(score) - double(max));
+}
 
 class SelectionEngine {
  public:

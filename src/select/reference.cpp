@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "core/numeric.hpp"
 
@@ -28,6 +29,10 @@ std::vector<int64_t> best_k_ascending(std::vector<Scored> items, int64_t k) {
   return out;
 }
 
+// README "Definitions": a NaN score (an fp32 sum that overflowed to inf - inf, or 0 · inf) is -inf. Without this
+// a NaN would also break the strict weak order std::sort needs.
+float nan_to_minus_inf(float v) { return std::isnan(v) ? -std::numeric_limits<float>::infinity() : v; }
+
 float head_sum(const QueryBatch& b, int64_t query, const float* key) {
   float total = 0.0f;
   for (int64_t h = 0; h < b.heads; ++h) {
@@ -42,7 +47,7 @@ float head_sum(const QueryBatch& b, int64_t query, const float* key) {
 }  // namespace
 
 float score(const QueryBatch& b, int64_t query, const LayerKeys& keys, int64_t s) {
-  return keys.k_scale[size_t(s)] * head_sum(b, query, keys.row(s));
+  return nan_to_minus_inf(keys.k_scale[size_t(s)] * head_sum(b, query, keys.row(s)));
 }
 
 std::vector<float> pooled_key(const LayerKeys& keys, int64_t block, int64_t block_size, PoolPrecision precision,
@@ -64,7 +69,7 @@ std::vector<float> pooled_key(const LayerKeys& keys, int64_t block, int64_t bloc
 }
 
 float block_score(const QueryBatch& b, int64_t query, const std::vector<float>& pooled, float scale) {
-  return scale * head_sum(b, query, pooled.data());
+  return nan_to_minus_inf(scale * head_sum(b, query, pooled.data()));
 }
 
 std::vector<int64_t> flat(const QueryBatch& b, int64_t query, const LayerKeys& keys, const SelectionConfig& c) {

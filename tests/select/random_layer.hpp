@@ -60,6 +60,36 @@ inline Layer random_layer(const LayerSpec& s) {
   return l;
 }
 
+// A layer whose fp32 scores overflow in ways no summation order (nor FMA contraction) changes (README "Edge
+// cases"): every value is 0, 1 or ±2^64, and every dot product sums terms of one sign, so q·k is exact or
+// saturates to ±inf whatever the order. L = 20 keys:
+//   0-3 "small" (all 1: q·k = 2^66), 4-11 "huge" (all +2^64: q·k = +inf), 12-15 "zero" (q·k = 0),
+//   16-19 "negative" (all -2^64: q·k = -inf, ReLU 0).
+// Both heads' queries are all +2^64. Query 0 (w = 1, 0.5) sees 0..19: scores 1.5·2^66, +inf, 0, 0.
+// Query 1 (w = 1, -1) sees 0..19: 0, inf - inf = NaN → -inf, 0, 0. Query 2 (w = 1, -1) sees only the huge keys
+// 4..11, whose scores are all NaN → -inf.
+inline Layer overflow_layer() {
+  constexpr float big = 18446744073709551616.0f;  // 2^64
+  constexpr int64_t keys = 20, dim = 4, heads = 2;
+  Layer l;
+  l.keys.count = keys;
+  l.keys.dim = dim;
+  for (int64_t s = 0; s < keys; ++s) {
+    const float v = s < 4 ? 1.0f : s < 12 ? big : s < 16 ? 0.0f : -big;
+    for (int64_t d = 0; d < dim; ++d) l.keys.k.push_back(v);
+  }
+  l.keys.k_scale.assign(size_t(keys), 1.0f);
+  QueryBatch& b = l.batch;
+  b.count = 3;
+  b.heads = heads;
+  b.dim = dim;
+  b.q.assign(size_t(b.count * heads * dim), big);
+  b.w = {1.0f, 0.5f, 1.0f, -1.0f, 1.0f, -1.0f};
+  b.q_pos = {19, 19, 11};
+  b.k_start = {0, 0, 4};
+  return l;
+}
+
 // The selection settings the equivalence tests sweep: block sizes 1 to 32 (B = 1 makes every token a block),
 // budgets 1 to 8, both forced-block modes.
 inline std::vector<SelectionConfig> configs_for(int64_t topk) {

@@ -1,6 +1,9 @@
 // Score bounds, certificates and the certified (branch-and-bound) selection.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <limits>
+
 #include "metrics/diagnosis.hpp"
 #include "random_layer.hpp"
 #include "select/bounds.hpp"
@@ -31,6 +34,7 @@ std::vector<Layer> layers_to_try() {
   Layer z = random_layer(zeros);
   for (auto& v : z.batch.w) v = -std::fabs(v) - 1.0f;  // every score <= 0
   out.push_back(z);
+  out.push_back(test::overflow_layer());  // scores of +inf, and NaN (-inf), from fp32 overflow
   return out;
 }
 
@@ -46,6 +50,32 @@ TEST(Bounds, BoundEveryTokenScoreInTheBlock) {
       }
     }
   }
+}
+
+// The exact dot product of q = 2^64·(1, 1, 1, 1) and k = 2^63·(1, 1, -1, -1) is 0, but in dimension order fp32
+// reaches 2^127 + 2^127 = +inf first and stays there. Where a partial sum can reach FLT_MAX no finite number
+// bounds the computed score, so the bound is +inf (and no block holding such a key is ever pruned or certified).
+TEST(Bounds, NoFiniteBoundWhereTheFp32ScoreMayOverflow) {
+  constexpr float big = 18446744073709551616.0f;  // 2^64
+  Layer l;
+  l.keys.count = 2;
+  l.keys.dim = 4;
+  l.keys.k = {big / 2, big / 2, -big / 2, -big / 2, 1, 1, 1, 1};
+  l.keys.k_scale = {1.0f, 1.0f};
+  l.batch.count = 1;
+  l.batch.heads = 1;
+  l.batch.dim = 4;
+  l.batch.q = {big, big, big, big};
+  l.batch.w = {1.0f};
+  l.batch.q_pos = {1};
+  l.batch.k_start = {0};
+  ASSERT_EQ(reference::score(l.batch, 0, l.keys, 0), std::numeric_limits<float>::infinity());
+  EXPECT_EQ(BlockBounds(l.keys, 1).score_bound(l.batch, 0, 0), std::numeric_limits<float>::infinity());
+  EXPECT_EQ(BlockBounds(l.keys, 2).score_bound(l.batch, 0, 0), std::numeric_limits<float>::infinity());
+  // The small key alone: no overflow is possible, so its bound is finite and still a bound.
+  const float small = BlockBounds(l.keys, 1).score_bound(l.batch, 0, 1);
+  EXPECT_TRUE(std::isfinite(small));
+  EXPECT_GE(small, reference::score(l.batch, 0, l.keys, 1));
 }
 
 TEST(Certified, EqualsFlatOnEveryQuery) {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <set>
 
@@ -19,6 +20,15 @@ using test::Layer;
 using test::LayerSpec;
 using test::configs_for;
 using test::random_layer;
+
+// The CPU engine's audit of every query of the layer.
+std::vector<QueryAudit> audit_layer(const Layer& l, const SelectionConfig& c, int threads = 2) {
+  auto engine = make_cpu_engine(threads);
+  engine->set_layer(l.keys, c);
+  std::vector<QueryAudit> audit;
+  engine->audit(l.batch, audit);
+  return audit;
+}
 
 // Runs audit and every select method, and checks each against the reference, exactly.
 void expect_matches_reference(const Layer& l, const SelectionConfig& c, int threads = 2) {
@@ -107,14 +117,91 @@ TEST(Selection, RowsShorterThanKSelectEverything) {
   c.block_size = 4;
   c.blocks = 2;
   expect_matches_reference(l, c);
-  auto engine = make_cpu_engine(1);
-  engine->set_layer(l.keys, c);
-  std::vector<QueryAudit> audit;
-  engine->audit(l.batch, audit);
-  for (const auto& a : audit) {
+  for (const auto& a : audit_layer(l, c, 1)) {
     EXPECT_EQ(int64_t(a.flat.size()), a.visible);
     EXPECT_TRUE(std::isinf(a.kth_score));
   }
+}
+
+// README "Edge cases": a one-key layer (L = 1) has one visible key for its only query, so every method selects
+// position 0, whatever k, B and m.
+TEST(Selection, OneKeyLayerSelectsPositionZero) {
+  LayerSpec s;
+  s.keys = 1;
+  s.queries = 1;
+  Layer l = random_layer(s);
+  for (const auto& c : configs_for(4)) {
+    expect_matches_reference(l, c);
+    const std::vector<QueryAudit> audit = audit_layer(l, c, 1);
+    ASSERT_EQ(audit.size(), 1u);
+    const std::vector<int64_t> zero{0};
+    EXPECT_EQ(audit[0].flat, zero);
+    EXPECT_EQ(audit[0].hisa, zero);
+    EXPECT_EQ(audit[0].block, zero);
+    EXPECT_EQ(audit[0].hisa_blocks, zero);
+    EXPECT_EQ(audit[0].mass_visible, 1.0);
+  }
+}
+
+// H = 1 and head dimensions that are no multiple of 8 (nor of any SIMD width): the GEMM tiles' remainders.
+TEST(Selection, OneHeadAndOddHeadDimsMatchReference) {
+  for (int64_t dim : {1, 7, 13}) {
+    for (int64_t heads : {1, 3}) {
+      SCOPED_TRACE("D=" + std::to_string(dim) + " H=" + std::to_string(heads));
+      LayerSpec s;
+      s.keys = 97;
+      s.dim = dim;
+      s.heads = heads;
+      s.packed = true;
+      s.scales = true;
+      Layer l = random_layer(s);
+      for (const auto& c : configs_for(9)) expect_matches_reference(l, c);
+      SelectionConfig fp8;
+      fp8.topk = 9;
+      fp8.block_size = 8;
+      fp8.blocks = 3;
+      fp8.pool = PoolPrecision::Fp8;
+      expect_matches_reference(l, fp8);
+    }
+  }
+}
+
+// README "Edge cases": scores that overflow fp32 follow the Definitions: +inf ranks first, a NaN (inf - inf)
+// is -inf, ties by lower position; coverage stays a share in [0, 1] (a score equal to the row's maximum
+// counts 1 in the softmax mass, also when the maximum is infinite).
+TEST(Selection, OverflowedScoresFollowTheNanPolicy) {
+  const Layer l = test::overflow_layer();
+  const float inf = std::numeric_limits<float>::infinity();
+  EXPECT_EQ(reference::score(l.batch, 0, l.keys, 4), inf);
+  EXPECT_EQ(reference::score(l.batch, 0, l.keys, 0), 1.5f * 73786976294838206464.0f);  // 1.5 · 2^66
+  EXPECT_EQ(reference::score(l.batch, 1, l.keys, 4), -inf);   // inf - inf = NaN
+  EXPECT_EQ(reference::score(l.batch, 1, l.keys, 16), 0.0f);  // ReLU(-inf) = 0
+  SelectionConfig c;
+  c.topk = 6;
+  c.block_size = 4;
+  c.blocks = 2;
+  const std::vector<QueryAudit> audit = audit_layer(l, c);
+  ASSERT_EQ(audit.size(), 3u);
+  EXPECT_EQ(audit[0].flat, (std::vector<int64_t>{4, 5, 6, 7, 8, 9}));
+  EXPECT_EQ(audit[1].flat, (std::vector<int64_t>{0, 1, 2, 3, 12, 13}));
+  EXPECT_EQ(audit[2].flat, (std::vector<int64_t>{4, 5, 6, 7, 8, 9}));
+  EXPECT_EQ(audit[0].row_max, inf);
+  EXPECT_EQ(audit[2].row_max, -inf);
+  // Query 0: the mass is on the eight +inf keys. Query 1: on the twelve zeros. Query 2: eight equal -inf.
+  EXPECT_EQ(audit[0].mass_visible, 8.0);
+  EXPECT_EQ(audit[0].mass_flat, 6.0);
+  EXPECT_EQ(audit[1].mass_visible, 12.0);
+  EXPECT_EQ(audit[1].mass_flat, 6.0);
+  EXPECT_EQ(audit[2].mass_visible, 8.0);
+  EXPECT_EQ(audit[2].mass_flat, 6.0);
+  for (const auto& a : audit) {
+    for (double mass : {a.mass_hisa, a.mass_block}) {
+      EXPECT_TRUE(std::isfinite(mass));
+      EXPECT_LE(mass, a.mass_visible);
+    }
+  }
+  // No summation order changes a score here: the engine equals the reference exactly.
+  for (const auto& cfg : configs_for(6)) expect_matches_reference(l, cfg);
 }
 
 TEST(Selection, HisaEqualsDsaWhenBudgetCoversTheRow) {
@@ -125,11 +212,7 @@ TEST(Selection, HisaEqualsDsaWhenBudgetCoversTheRow) {
   c.topk = 16;
   c.block_size = 16;
   c.blocks = 16;  // m·B = 256 ≥ every visible length
-  auto engine = make_cpu_engine(2);
-  engine->set_layer(l.keys, c);
-  std::vector<QueryAudit> audit;
-  engine->audit(l.batch, audit);
-  for (const auto& a : audit) EXPECT_EQ(a.hisa, a.flat);
+  for (const auto& a : audit_layer(l, c)) EXPECT_EQ(a.hisa, a.flat);
 }
 
 TEST(Selection, PackedSequencesAndScales) {

@@ -123,7 +123,7 @@ TEST(Synth, ShapesAndAttributes) {
     EXPECT_EQ(e.name, "sample_" + std::to_string(s));
     EXPECT_EQ(e.attributes.seq_len, 2048);
     EXPECT_EQ(e.layers, (std::vector<int>{0, 1, 2}));
-    const LayerShape& sh = r.open_layer(e.name, 2).shape();
+    const LayerShape sh = r.open_layer(e.name, 2).shape();  // a copy: the LayerReader is a temporary
     EXPECT_EQ(sh.keys, 2048);
     EXPECT_EQ(sh.queries, 16);
     EXPECT_EQ(sh.heads, 4);
