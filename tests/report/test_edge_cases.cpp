@@ -28,7 +28,7 @@ AuditOptions audit_of(const std::string& path) {
   o.files = {path};
   o.config.block_size = 4;
   o.config.blocks = 2;
-  o.device = "cpu";
+  o.run.device = "cpu";
   o.progress = false;
   return o;
 }
