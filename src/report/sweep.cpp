@@ -189,12 +189,15 @@ std::optional<UniformRecommendation> recommend_uniform(const SweepResult& r, siz
     for (size_t j = 0; j < r.blocks.size(); ++j) {
       bool all_meet = true;
       double cost = 0;
+      size_t layers_with_queries = 0;
       for (const auto& l : r.layers) {
+        if (l.all.queries == 0) continue;  // nothing to meet, nothing to pay
         all_meet = all_meet && r.meets(l.all.points[v][j]);
         cost += l.all.points[v][j].scored_keys_mean;
+        ++layers_with_queries;
       }
-      if (!all_meet || r.layers.empty()) continue;
-      cost /= double(r.layers.size());
+      if (!all_meet || layers_with_queries == 0) continue;
+      cost /= double(layers_with_queries);
       // Strictly cheaper only: the grid is walked by block size, then m, so ties keep the smaller ones.
       if (best && cost >= best->scored_keys_mean) continue;
       UniformRecommendation u;
@@ -203,6 +206,7 @@ std::optional<UniformRecommendation> recommend_uniform(const SweepResult& r, siz
       bool first = true;
       for (const auto& l : r.layers) {
         const CurvePoint& p = l.all.points[v][j];
+        if (l.all.queries == 0) continue;
         if (first || p.recall_mean < u.lowest.recall_mean) u.lowest_layer = l.layer, u.lowest = p;
         std::string label;
         CurvePoint worst;
@@ -225,10 +229,11 @@ ModeRecommendation recommend_mode(const SweepResult& r, size_t pool, size_t forc
   for (const auto& l : r.layers) m.layers.push_back(recommend_layer(r, l, pool, forced));
   m.uniform = recommend_uniform(r, pool, forced);
   std::vector<const LayerRecommendation*> met;
-  for (const auto& l : m.layers) {
+  for (size_t i = 0; i < m.layers.size(); ++i) {
+    const LayerRecommendation& l = m.layers[i];
     if (l.meets_targets) {
       met.push_back(&l);
-    } else {
+    } else if (r.layers[i].all.queries > 0) {  // a layer without queries is reported as such, not as unmet
       m.unmet.push_back(l.layer);
     }
   }

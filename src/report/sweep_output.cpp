@@ -296,15 +296,12 @@ void write_sweep_table(std::ostream& out, const SweepResult& r) {
       }
       out << "\n";
     }
-    // A layer without queries is in no need of a setting; list it apart from the layers the grid fails.
-    std::vector<int> unmet, empty;
-    for (int layer : m.unmet) {
-      const bool has_queries = std::any_of(m.layers.begin(), m.layers.end(), [&](const LayerRecommendation& l) {
-        return l.layer == layer && l.expected.queries > 0;
-      });
-      (has_queries ? unmet : empty).push_back(layer);
+    // A layer without queries is in no need of a setting: listed apart from the layers the grid fails.
+    std::vector<int> empty;
+    for (size_t i = 0; i < r.layers.size(); ++i) {
+      if (r.layers[i].all.queries == 0) empty.push_back(r.layers[i].layer);
     }
-    if (!unmet.empty()) out << "Layers no setting of the grid serves: " << joined(unmet) << "\n";
+    if (!m.unmet.empty()) out << "Layers no setting of the grid serves: " << joined(m.unmet) << "\n";
     if (!empty.empty()) out << "Layers without queries: " << joined(empty) << "\n";
     for (const char* kind : {"context_length", "task"}) {
       bool header = false;

@@ -164,6 +164,9 @@ TEST(EdgeCases, ZeroQueryLayersAndEmptySamplesAreReportedAsSuch) {
       << sweep_text.str();
   EXPECT_NE(sweep_text.str().find("Layers without queries: 0"), std::string::npos) << sweep_text.str();
   EXPECT_EQ(sweep_json(sr)["curves"][0]["queries"], 0);
+  // Not a layer the grid fails, and not part of the uniform setting's cost.
+  for (const auto& m : sr.recommendations) EXPECT_TRUE(m.unmet.empty());
+  EXPECT_TRUE(sweep_json(sr)["recommendations"][0]["unmet_layers"].empty());
 
   // A file whose only sample holds no layers: nothing to audit, said so, exit normally.
   const std::string bare = dir.file("only-empty.h5");
