@@ -13,6 +13,9 @@ class Cluster {
   static Cluster& get();
   int rank() const { return rank_; }
   int size() const { return size_; }
+  // This rank's index among the ranks on its node, and their number (0 and 1 without MPI).
+  int local_rank() const { return local_rank_; }
+  int local_size() const { return local_size_; }
   // Collective: rank 0 receives every rank's entries (filled on exactly one rank each); others keep theirs.
   void gather(std::vector<std::optional<std::string>>& results) const;
   // Collective: element-wise sums, on rank 0.
@@ -23,7 +26,7 @@ class Cluster {
 
  private:
   Cluster();
-  int rank_ = 0, size_ = 1;
+  int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
   bool mpi_ = false;
 };
 

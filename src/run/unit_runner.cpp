@@ -182,6 +182,11 @@ RunPlan make_run_plan(const RunOptions& o, int64_t max_queries, int64_t batch) {
   plan.max_queries = max_queries;
   plan.batch = batch;
   plan.devices = resolve_devices(o.device, o.gpus);
+  // Several ranks on one node share its GPUs: rank i of the node takes the i-th GPU of the list (round robin).
+  const Cluster& cluster = Cluster::get();
+  if (cluster.local_size() > 1 && plan.devices.size() > 1) {
+    plan.devices = {plan.devices[size_t(cluster.local_rank()) % plan.devices.size()]};
+  }
   plan.prefetch_bytes = o.prefetch_bytes;
   plan.checkpoint_dir = o.checkpoint_dir;
   plan.resume = o.resume;
