@@ -88,7 +88,7 @@ int run_audit_command(const AuditFlags& f) {
 void setup_audit(CLI::App& app, int& status) {
   auto f = std::make_shared<AuditFlags>();
   CLI::App* sub = app.add_subcommand("audit", "Per-layer fidelity of HISA and block-sparse against flat DSA top-k");
-  sub->add_option("files", f->files, "Dump files (HDF5, format v1)")->required();
+  sub->add_option("files", f->files, "Dump files (HDF5, format v1), or directories: their *.h5 files in name order")->required();
   f->selection.add_to(sub);
   sub->add_option("--json", f->json_out, "Write the config and every per-layer number as JSON");
   sub->add_option("--csv", f->csv_out, "Write the per-layer numbers as tidy CSV");

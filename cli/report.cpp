@@ -52,7 +52,7 @@ void setup_report(CLI::App& app, int& status, int argc, char** argv) {
   auto f = std::make_shared<ReportFlags>();
   f->command_line = joined_command_line(argc, argv);
   CLI::App* sub = app.add_subcommand("report", "Write the audit as one self-contained HTML page (tables, inline SVG charts)");
-  sub->add_option("files", f->files, "Dump files (HDF5, format v1)")->required();
+  sub->add_option("files", f->files, "Dump files (HDF5, format v1), or directories: their *.h5 files in name order")->required();
   f->selection.add_to(sub);
   sub->add_option("-o,--output", f->output, "Output HTML file")->required();
   sub->add_option("--sweep", f->sweep_json, "A `hisa sweep --json` file whose recommendation the page shows");

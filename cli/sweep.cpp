@@ -79,7 +79,7 @@ int run_sweep_command(const SweepFlags& f) {
 void setup_sweep(CLI::App& app, int& status) {
   auto f = std::make_shared<SweepFlags>();
   CLI::App* sub = app.add_subcommand("sweep", "Recall and cost of HISA over block sizes and budgets; the cheapest setting per layer");
-  sub->add_option("files", f->files, "Dump files (HDF5, format v1)")->required();
+  sub->add_option("files", f->files, "Dump files (HDF5, format v1), or directories: their *.h5 files in name order")->required();
   sub->add_option("--block-sizes", f->block_sizes, "Block sizes B: a list with doubling ranges, e.g. 32,64 or 32-256")
       ->capture_default_str();
   sub->add_option("--blocks", f->blocks, "Budgets m: a list with doubling ranges; 8-512 = 8,16,...,512")->capture_default_str();

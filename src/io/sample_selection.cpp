@@ -1,10 +1,37 @@
 #include "io/sample_selection.hpp"
 
 #include <algorithm>
+#include <filesystem>
 
 #include "core/error.hpp"
 
 namespace hisa {
+
+std::vector<std::string> expand_inputs(const std::vector<std::string>& paths) {
+  std::vector<std::string> out;
+  for (const auto& p : paths) {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(p, ec)) {
+      out.push_back(p);  // a file, or a path the reader reports as missing
+      continue;
+    }
+    std::vector<std::string> found;
+    for (const auto& e : std::filesystem::directory_iterator(p, ec)) {
+      if (e.is_regular_file() && e.path().extension() == ".h5") found.push_back(e.path().string());
+    }
+    if (ec) throw UsageError(p + ": cannot list the directory: " + ec.message());
+    if (found.empty()) throw UsageError(p + ": a directory without dumps (*.h5)");
+    std::sort(found.begin(), found.end());
+    out.insert(out.end(), found.begin(), found.end());
+  }
+  return out;
+}
+
+std::vector<DumpReader> open_inputs(const std::vector<std::string>& paths) {
+  std::vector<DumpReader> readers;
+  for (const auto& f : expand_inputs(paths)) readers.emplace_back(f);
+  return readers;
+}
 
 int64_t resolve_topk(std::optional<int64_t> requested, const std::vector<DumpReader>& readers) {
   if (requested) return *requested;

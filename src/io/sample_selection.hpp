@@ -10,6 +10,14 @@
 
 namespace hisa {
 
+// The input paths with every directory replaced by the dumps in it (its *.h5 files, not recursive, in name
+// order), so `hisa sweep DIR` takes a folder of captures. UsageError for a path that does not exist or a
+// directory without dumps.
+std::vector<std::string> expand_inputs(const std::vector<std::string>& paths);
+
+// Readers of the expanded inputs, opened in order.
+std::vector<DumpReader> open_inputs(const std::vector<std::string>& paths);
+
 struct SampleSource {
   const DumpReader* reader = nullptr;
   const SampleEntry* sample = nullptr;

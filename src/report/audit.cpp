@@ -137,11 +137,10 @@ LayerStats merge_layer(int layer, const AuditResult& r, const AuditOptions& o, c
 AuditResult run_audit(const AuditOptions& o, const std::function<void(const QueryRecord&)>& on_query) {
   const auto start = std::chrono::steady_clock::now();
   if (o.files.empty()) throw UsageError("no input files");
-  std::vector<DumpReader> readers;
-  for (const auto& f : o.files) readers.emplace_back(f);
+  std::vector<DumpReader> readers = open_inputs(o.files);
 
   AuditResult result;
-  result.files = o.files;
+  for (const auto& reader : readers) result.files.push_back(reader.path());  // directories expanded
   result.config = o.config;
   result.config.topk = resolve_topk(o.topk, readers);
   result.config.validate();

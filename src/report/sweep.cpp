@@ -417,11 +417,10 @@ std::vector<SelectionTimeGrid> measure_kernel_times([[maybe_unused]] const Sweep
 SweepResult run_sweep(const SweepOptions& o, const std::function<void(const SweepQueryRecord&)>& on_query) {
   const auto start = std::chrono::steady_clock::now();
   validate(o);
-  std::vector<DumpReader> readers;
-  for (const auto& f : o.files) readers.emplace_back(f);
+  std::vector<DumpReader> readers = open_inputs(o.files);
 
   SweepResult r;
-  r.files = o.files;
+  for (const auto& reader : readers) r.files.push_back(reader.path());  // directories expanded
   r.topk = resolve_topk(o.topk, readers);
   r.max_queries = o.max_queries;
   r.block_sizes = sorted_unique(o.block_sizes);

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <csignal>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "core/error.hpp"
@@ -239,6 +240,22 @@ TEST(AuditCheckpoints, FinishedLayersAreWrittenAndResumeGivesTheSameResult) {
   EXPECT_EQ(audit_json(resumed).dump(), plain);
   // Per-query output needs every query in order: no resuming.
   EXPECT_THROW(run_audit(o, [](const QueryRecord&) {}), UsageError);
+}
+
+TEST(Inputs, ADirectoryStandsForItsDumpsInNameOrder) {
+  test::TempDir dir;
+  std::filesystem::create_directory(dir.file("dumps"));
+  small_dump(dir, "dumps/b.h5", 1);
+  small_dump(dir, "dumps/a.h5", 1);
+  { std::ofstream(dir.file("dumps/notes.txt")) << "not a dump"; }
+  EXPECT_EQ(expand_inputs({dir.file("dumps"), dir.file("x.h5")}),
+            (std::vector<std::string>{dir.file("dumps/a.h5"), dir.file("dumps/b.h5"), dir.file("x.h5")}));
+  std::filesystem::create_directory(dir.file("empty"));
+  EXPECT_THROW(expand_inputs({dir.file("empty")}), UsageError);
+  SweepOptions o = sweep_of(dir.file("dumps"));
+  const SweepResult r = run_sweep(o);
+  EXPECT_EQ(r.files, (std::vector<std::string>{dir.file("dumps/a.h5"), dir.file("dumps/b.h5")}));
+  EXPECT_EQ(r.samples.size(), 2u);
 }
 
 // The CLI: SIGINT mid-run exits 130 with finished units kept; --resume then gives the uninterrupted outputs.
