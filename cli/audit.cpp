@@ -22,6 +22,7 @@ struct AuditFlags {
   std::string json_out, csv_out, per_query_out;
   std::optional<double> min_iou;
   int64_t worst = 0;
+  int64_t parity = 0;
   std::string method = "hisa";
   RunFlags run;
 };
@@ -50,6 +51,7 @@ int run_audit_command(const AuditFlags& f) {
   o.files = f.files;
   f.selection.apply_to(o);
   o.worst = f.worst;
+  o.parity = f.parity;
   o.method = *parse_method(f.method);
   f.run.apply_to(o.run);
 
@@ -100,6 +102,9 @@ void setup_audit(CLI::App& app, int& status) {
                   "hisa; or certified: also run the exact branch-and-bound selection and report what it scored")
       ->check(CLI::IsMember({"hisa", "certified"}))
       ->capture_default_str();
+  sub->add_option("--parity", f->parity,
+                  "Also audit the first N queries of each sample and layer with the CPU engine and count the differences")
+      ->check(CLI::NonNegativeNumber);
   f->run.add_to(sub);
   sub->callback([f, &status] { status = run_audit_command(*f); });
 }

@@ -183,6 +183,7 @@ std::string LayerAccumulator::encode() const {
     w.put(p->sink), w.put(p->own), w.put(p->tokens);
     w.put_vector(p->blocks_touched);
   }
+  w.put(parity_);
   return w.take();
 }
 
@@ -217,6 +218,7 @@ LayerAccumulator LayerAccumulator::decode(const std::string& bytes) {
     p->sink = r.get<int64_t>(), p->own = r.get<int64_t>(), p->tokens = r.get<int64_t>();
     p->blocks_touched = r.get_vector<double>();
   }
+  a.parity_ = r.get<ParityCounts>();
   if (!r.done()) throw std::runtime_error("layer accumulator: trailing bytes");
   return a;
 }
@@ -245,6 +247,10 @@ void LayerAccumulator::merge(const LayerAccumulator& b) {
     to->sink += from->sink, to->own += from->own, to->tokens += from->tokens;
     append(to->blocks_touched, from->blocks_touched);
   }
+  parity_.queries += b.parity_.queries;
+  parity_.flat_differ += b.parity_.flat_differ;
+  parity_.hisa_differ += b.parity_.hisa_differ;
+  parity_.unexplained += b.parity_.unexplained;
 }
 
 LayerStats LayerAccumulator::finish() const {
@@ -260,6 +266,7 @@ LayerStats LayerAccumulator::finish() const {
   s.dsa = dsa_.finish();
   s.hisa_misses = misses_.finish();
   s.miss_causes = miss_causes_;
+  if (parity_.queries > 0) s.parity = parity_;
   s.certified_share = queries_ > 0 ? double(certified_) / double(queries_) : 0.0;
   if (!certified_exact_.empty()) {
     s.certified_scored_share = summarize(certified_scored_share_).mean;

@@ -44,6 +44,12 @@ struct WorstQuery {
   std::array<int64_t, 4> miss_causes{};
 };
 
+// --parity: the queries compared with the CPU engine, how many differ (DSA's tokens; HISA's tokens), and the
+// differences that are not near-ties (metrics/parity.hpp), summed.
+struct ParityCounts {
+  int64_t queries = 0, flat_differ = 0, hisa_differ = 0, unexplained = 0;
+};
+
 struct LayerStats {
   int layer = 0;
   int64_t queries = 0;
@@ -60,6 +66,7 @@ struct LayerStats {
   // --method certified: mean share of the visible keys scored, and share of queries equal to DSA.
   std::optional<double> certified_scored_share, certified_exact_share;
   std::vector<WorstQuery> worst;  // the worst queries by IoU, then coverage loss (audit --worst)
+  std::optional<ParityCounts> parity;  // audit --parity
 };
 
 // Collects one layer's queries (from any number of samples) and summarises them.
@@ -69,6 +76,12 @@ class LayerAccumulator {
       : layer_(layer), block_size_(block_size), worst_count_(worst) {}
   void add(const QueryAudit& a, const QueryMetrics& m, const std::string& sample = {});
   void add_sample(const std::string& name) { samples_.push_back(name); }
+  void add_parity(bool flat_differ, bool hisa_differ, int64_t unexplained) {
+    ++parity_.queries;
+    parity_.flat_differ += flat_differ;
+    parity_.hisa_differ += hisa_differ;
+    parity_.unexplained += unexplained;
+  }
   void add_missing_sample(const std::string& name) { missing_.push_back(name); }
   LayerStats finish() const;
   int layer() const { return layer_; }
@@ -105,6 +118,7 @@ class LayerAccumulator {
   int64_t ref_tie_swaps_ = 0, ref_unexplained_ = 0;
   MethodValues hisa_, block_;
   PatternCounts dsa_, misses_;
+  ParityCounts parity_;
 };
 
 }  // namespace hisa

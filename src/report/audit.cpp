@@ -9,6 +9,8 @@
 #include "io/dump_reader.hpp"
 #include "io/query_subset.hpp"
 #include "io/sample_selection.hpp"
+#include "metrics/parity.hpp"
+#include "select/blocks.hpp"
 #include "report/audit_output.hpp"
 #include "core/atomic_file.hpp"
 #include "run/cluster.hpp"
@@ -28,13 +30,31 @@ std::string sample_label(const std::vector<SampleSource>& sources, size_t files,
   return sources.size() > 1 && files > 1 ? src.reader->path() + ":" + src.sample->name : src.sample->name;
 }
 
+// The first n queries of a batch, as a batch.
+QueryBatch first_queries(const QueryBatch& b, int64_t n) {
+  QueryBatch h;
+  h.first = b.first;
+  h.count = n;
+  h.heads = b.heads;
+  h.dim = b.dim;
+  h.q.assign(b.q.begin(), b.q.begin() + n * b.heads * b.dim);
+  h.w.assign(b.w.begin(), b.w.begin() + n * b.heads);
+  h.q_pos.assign(b.q_pos.begin(), b.q_pos.begin() + n);
+  h.k_start.assign(b.k_start.begin(), b.k_start.begin() + n);
+  h.ref_width = b.ref_width;
+  if (b.ref_width > 0) h.topk_ref.assign(b.topk_ref.begin(), b.topk_ref.begin() + n * b.ref_width);
+  return h;
+}
+
 // One (sample, layer) of the audit on one worker: the engine's audit, each query's metrics, the layer's
 // accumulator for this sample (merged with the other samples' in unit order by run_audit).
 class AuditWorker final : public UnitWorker {
  public:
   AuditWorker(const AuditOptions& o, const AuditResult& r, const std::vector<SampleSource>& sources, size_t files,
               int device, const std::function<void(const QueryRecord&)>& on_query)
-      : o_(o), r_(r), sources_(sources), files_(files), on_query_(on_query), engine_(make_engine_on(device, o.threads)) {}
+      : o_(o), r_(r), sources_(sources), files_(files), on_query_(on_query), engine_(make_engine_on(device, o.threads)) {
+    if (o.parity > 0) cpu_ = make_cpu_engine(o.threads);
+  }
   std::string name() const { return engine_->name(); }
 
   void begin(const WorkUnit& u, const LayerKeys& keys) override {
@@ -49,10 +69,21 @@ class AuditWorker final : public UnitWorker {
     needle_.reset();
     const auto& attrs = src_->sample->attributes;
     if (attrs.has_needle()) needle_ = NeedleRange{*attrs.needle_begin, *attrs.needle_end};
+    if (cpu_) {
+      cpu_->set_layer(keys, r_.config);
+      pooled_ = pool_keys(keys, r_.config.block_size, r_.config.pool);
+      parity_left_ = o_.parity;
+    }
   }
 
   void add(const QueryBatch& batch, std::span<const int64_t> part) override {
     engine_->audit(batch, audits_);
+    cpu_audits_.clear();
+    if (cpu_ && parity_left_ > 0) {
+      const QueryBatch head = first_queries(batch, std::min(parity_left_, batch.count));
+      cpu_->audit(head, cpu_audits_);
+      parity_left_ -= head.count;
+    }
     CertifiedResult certified;
     if (o_.method == Method::Certified) certified = certified_select(*keys_, bounds_, batch, r_.config.topk, o_.threads);
     for (size_t i = 0; i < part.size(); ++i) {
@@ -77,6 +108,10 @@ class AuditWorker final : public UnitWorker {
         m.certified_equals_flat = certified.selections[i] == audits_[i].flat;
       }
       acc_->add(audits_[i], m, label_);
+      if (i < cpu_audits_.size()) {
+        const QueryParity p = compare_query(audits_[i], cpu_audits_[i], batch, int64_t(i), *keys_, pooled_, r_.config);
+        acc_->add_parity(p.flat_differ, p.hisa_differ, p.unexplained);
+      }
       if (on_query_) on_query_({src_->reader->path(), src_->sample->name, layer_, &audits_[i], &m, &r_.config});
     }
   }
@@ -102,6 +137,10 @@ class AuditWorker final : public UnitWorker {
   BlockBounds bounds_;
   std::optional<LayerAccumulator> acc_;
   std::vector<QueryAudit> audits_;
+  std::unique_ptr<SelectionEngine> cpu_;  // --parity
+  PooledKeys pooled_;
+  int64_t parity_left_ = 0;
+  std::vector<QueryAudit> cpu_audits_;
 };
 
 // Everything besides the unit that decides a unit's result, for checkpoints.
@@ -109,7 +148,7 @@ std::string audit_fingerprint(const AuditOptions& o, const AuditResult& r, const
   const SelectionConfig& c = r.config;
   return "audit v1 topk=" + std::to_string(c.topk) + " B=" + std::to_string(c.block_size) + " m=" + std::to_string(c.blocks) +
          " forced=" + std::string(forced_mode_name(c.forced)) + " pool=" + std::string(pool_precision_name(c.pool)) +
-         " method=" + std::string(method_name(o.method)) + " worst=" + std::to_string(o.worst) + " engine=" + engine_kind + " files=" +
+         " method=" + std::string(method_name(o.method)) + " worst=" + std::to_string(o.worst) + " parity=" + std::to_string(o.parity) + " engine=" + engine_kind + " files=" +
          std::to_string(o.files.size());
 }
 

@@ -24,6 +24,9 @@ struct AuditOptions {
   int64_t worst = 0;  // list this many worst queries per layer
   // Method::Certified also runs the branch-and-bound selection and reports what it scored.
   Method method = Method::Hisa;
+  // Also audit the first N queries of each (sample, layer) with the CPU engine and count the differences
+  // (metrics/parity.hpp): how far the run's engine (the CUDA engine) agrees with the CPU's.
+  int64_t parity = 0;
 };
 
 // Seconds of wall clock; run holds the workers' reading, waiting and computing.

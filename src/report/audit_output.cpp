@@ -87,6 +87,10 @@ nlohmann::json audit_json(const AuditResult& r) {
       e["ref_tie_swaps"] = *l.ref_tie_swaps;
       e["ref_unexplained"] = *l.ref_unexplained;
     }
+    if (l.parity) {
+      e["parity"] = {{"queries", l.parity->queries}, {"flat_differ", l.parity->flat_differ},
+                     {"hisa_differ", l.parity->hisa_differ}, {"unexplained", l.parity->unexplained}};
+    }
     e["miss_causes"] = causes_json(l.miss_causes);
     e["certified_share"] = stat(l.certified_share, l.queries > 0);
     if (l.certified_scored_share) {
@@ -139,6 +143,13 @@ void write_audit_table(std::ostream& out, const AuditResult& r) {
     if (l.ref_tie_swaps) {
       out << "layer " << l.layer << ": DSA vs topk_ref: " << *l.ref_tie_swaps
           << " tokens swapped between exactly equal scores, " << *l.ref_unexplained << " unexplained\n";
+    }
+  }
+  for (const auto& l : r.layers) {
+    if (l.parity) {
+      out << "layer " << l.layer << ": " << r.engine << " vs the CPU engine on " << l.parity->queries
+          << " queries: DSA differs on " << l.parity->flat_differ << ", HISA on " << l.parity->hisa_differ << ", "
+          << l.parity->unexplained << " differences not near-ties\n";
     }
   }
   out << "\nHISA's misses by cause (share of misses; README \"Misses and certificates\"), certified-exact queries\n";
@@ -202,7 +213,8 @@ void write_layer_csv(std::ostream& out, const AuditResult& r) {
   }
   out << ",dsa_blocks_touched_p50,dsa_blocks_touched_p95,dsa_sink_block_share,dsa_own_block_share"
          ",miss_tokens,miss_blocks_touched_p50,miss_blocks_touched_p95,ref_iou_mean,ref_iou_min"
-         ",miss_dilution,miss_near_cutoff,miss_forced,miss_near_tie,certified_share,ref_tie_swaps,ref_unexplained\n";
+         ",miss_dilution,miss_near_cutoff,miss_forced,miss_near_tie,certified_share,ref_tie_swaps,ref_unexplained"
+         ",parity_queries,parity_flat_differ,parity_hisa_differ,parity_unexplained\n";
   for (const auto& l : r.layers) {
     // Statistics of a layer with no queries are empty fields (they do not exist), counts stay 0.
     auto val = [&](double v) { return l.queries > 0 ? num(v) : std::string(); };
@@ -223,7 +235,13 @@ void write_layer_csv(std::ostream& out, const AuditResult& r) {
       out << "," << l.miss_causes[size_t(c)];
     }
     out << "," << val(l.certified_share) << "," << (l.ref_tie_swaps ? std::to_string(*l.ref_tie_swaps) : "") << ","
-        << (l.ref_unexplained ? std::to_string(*l.ref_unexplained) : "") << "\n";
+        << (l.ref_unexplained ? std::to_string(*l.ref_unexplained) : "");
+    if (l.parity) {
+      out << "," << l.parity->queries << "," << l.parity->flat_differ << "," << l.parity->hisa_differ << ","
+          << l.parity->unexplained << "\n";
+    } else {
+      out << ",,,,\n";
+    }
   }
 }
 

@@ -18,14 +18,17 @@
 #include "cuda/cuda_sweep_scorer.hpp"
 #include "cuda/device_info.hpp"
 #include "cuda/kernels.hpp"
+#include "metrics/parity.hpp"
 #include "select/blocks.hpp"
 #include "select/engine.hpp"
 #include "select/reference.hpp"
 #include "select/sweep_scorer.hpp"
 #include "select/topk.hpp"
+#include "report/audit.hpp"
 #include "report/sweep.hpp"
 #include "synth/synth.hpp"
 #include "../select/random_layer.hpp"
+#include "../synth_dump.hpp"
 
 namespace hisa {
 namespace {
@@ -270,17 +273,8 @@ TEST(CudaSweepScorer, ExactLayersMatchTheCpuScorer) {
 // these dumps means identical curves but for a few queries' recall.
 TEST(CudaSweepScorer, SweepOnTheGpuMatchesTheCpu) {
   REQUIRE_GPU();
-  const std::string path = ::testing::TempDir() + "/hisa-cuda-sweep.h5";
-  SynthOptions so;
-  so.output = path;
-  so.profile = SynthProfile::Mixed;
-  so.seq_len = 4096;
-  so.layers = 3;
-  so.heads = 8;
-  so.head_dim = 64;
-  so.index_topk = 128;
-  so.queries = parse_query_selection("sample:64");
-  write_synth_dump(so);
+  const std::string path = test::write_synth(::testing::TempDir() + "/hisa-cuda-sweep.h5",
+                                             {.seq_len = 4096, .layers = 3, .heads = 8, .topk = 128, .queries = "sample:64"});
   SweepOptions o;
   o.files = {path};
   o.block_sizes = {32, 128};
@@ -301,6 +295,29 @@ TEST(CudaSweepScorer, SweepOnTheGpuMatchesTheCpu) {
       }
     }
   }
+  std::remove(path.c_str());
+}
+
+// `hisa audit --parity` on the GPU: the CUDA engine against the CPU engine on a bf16 dump, every difference a
+// near-tie.
+TEST(CudaEngine, AuditParityHasNoUnexplainedDifferences) {
+  REQUIRE_GPU();
+  const std::string path = test::write_synth(::testing::TempDir() + "/hisa-cuda-parity.h5",
+                                             {.seq_len = 8192, .layers = 3, .heads = 16, .head_dim = 128, .topk = 256,
+                                              .queries = "sample:96"});
+  AuditOptions o;
+  o.files = {path};
+  o.run.device = "cuda";
+  o.parity = 64;
+  o.progress = false;
+  const AuditResult r = run_audit(o);
+  int64_t queries = 0;
+  for (const auto& l : r.layers) {
+    ASSERT_TRUE(l.parity.has_value());
+    queries += l.parity->queries;
+    EXPECT_EQ(l.parity->unexplained, 0) << "layer " << l.layer;
+  }
+  EXPECT_EQ(queries, 3 * 64);
   std::remove(path.c_str());
 }
 
@@ -374,41 +391,8 @@ TEST(CudaEngine, LongRowsExact) {
 // ------------------------------------------------------------------------------------------------------
 // Float layers: agreement up to near-ties.
 
-// The score computed with absolute values everywhere, Σ_h |w|·Σ_d |q·k| · |scale|: any fp32 summation order
-// is within a few ulps of this magnitude of the exact score.
-double abs_score(const QueryBatch& b, int64_t i, const float* key, float scale) {
-  double total = 0;
-  for (int64_t h = 0; h < b.heads; ++h) {
-    double dot = 0;
-    for (int64_t d = 0; d < b.dim; ++d) dot += std::fabs(double(b.q_row(i, h)[d]) * key[d]);
-    total += std::fabs(double(b.w_row(i)[h])) * dot;
-  }
-  return total * std::fabs(double(scale));
-}
-
-constexpr double kRelTolerance = 1e-5;
-
-// Differences between `got` and the reference selection `want` (positions in `pool`, the candidates) that
-// are not near-ties: a position of the symmetric difference is explained when its reference score lies
-// within kRelTolerance·(|p| + |c|) of the reference cut-off score c (the lowest-ranked kept candidate), with
-// |p| the absolute-value score. Returns that count (plus any size mismatch).
-template <typename Score, typename Abs>
-int64_t unexplained_differences(const std::vector<int64_t>& got, const std::vector<int64_t>& want, Score score, Abs abs) {
-  if (got == want) return 0;
-  int64_t bad = std::abs(int64_t(got.size()) - int64_t(want.size()));
-  if (want.empty()) return bad + int64_t(got.size());
-  int64_t cut = want.front();
-  for (int64_t p : want) {
-    if (ranks_before(score(cut), cut, score(p), p)) cut = p;  // the lowest-ranked kept one
-  }
-  const double c = score(cut), ca = abs(cut);
-  std::vector<int64_t> diff;
-  std::set_symmetric_difference(got.begin(), got.end(), want.begin(), want.end(), std::back_inserter(diff));
-  for (int64_t p : diff) {
-    if (std::fabs(score(p) - c) > kRelTolerance * (abs(p) + ca)) ++bad;
-  }
-  return bad;
-}
+// Near-ties by the library's parity rule (metrics/parity.hpp), the one `hisa audit --parity` reports with.
+constexpr double kRelTolerance = kParityTolerance;
 
 // Block choices: differences explained by near-ties of J (the reference's) at the cut of the ranked pool.
 int64_t unexplained_block_differences(const Layer& l, int64_t i, const SelectionConfig& c, int64_t m, ForcedMode mode,

@@ -17,7 +17,7 @@
 #include "report/sweep_output.hpp"
 #include "run/bytes.hpp"
 #include "run/unit_runner.hpp"
-#include "synth/synth.hpp"
+#include "synth_dump.hpp"
 #include "test_util.hpp"
 
 namespace hisa {
@@ -25,17 +25,7 @@ namespace {
 
 // A dump of `layers` layers with small shapes, written by hisa synth.
 std::string small_dump(const test::TempDir& dir, const std::string& name, int layers, int64_t seq_len = 1024) {
-  SynthOptions s;
-  s.output = dir.file(name);
-  s.profile = SynthProfile::Mixed;
-  s.seq_len = seq_len;
-  s.layers = layers;
-  s.heads = 4;
-  s.head_dim = 64;
-  s.index_topk = 32;
-  s.queries = parse_query_selection("sample:24");
-  write_synth_dump(s);
-  return s.output;
+  return test::write_synth(dir.file(name), {.seq_len = seq_len, .layers = layers, .topk = 32, .queries = "sample:24"});
 }
 
 // Result = the unit's layer, the sum of its keys and the query indices it saw, in order.
