@@ -90,13 +90,7 @@ class CudaEngine final : public SelectionEngine, private CudaScoring {
 
   // Block scores J on the GPU, copied to jh_ (row i: blocks [c.lo/B, c.hi/B]).
   void score_blocks(const Chunk& c) {
-    const int B = int(config_.block_size), jlo = c.lo / B, jhi = c.hi / B;
-    const int64_t width = jhi - jlo + 1;
-    j_.resize(size_t(c.count * width));
-    score(blocks_, c, blo_.data(), bhi_.data(), jlo, jhi, nullptr, 0, j_.data(), width, jlo, &times_.block_scores_ms);
-    jh_.resize(size_t(c.count * width));
-    j_.download(jh_.data(), jh_.size(), s());
-    stream_->synchronize();
+    score_blocks_to_host(blocks_, c, config_.block_size, blo_.data(), bhi_.data(), j_, jh_, &times_.block_scores_ms);
   }
   std::span<const float> j_row(const Chunk& c, int64_t i, BlockSpan span) const {
     const int64_t jlo = c.lo / config_.block_size, width = c.hi / config_.block_size - jlo + 1;
@@ -137,10 +131,8 @@ class CudaEngine final : public SelectionEngine, private CudaScoring {
       append_segments(kept_block, a.k_start, a.q_pos, B, row_block[size_t(i)]);
     }
     std::vector<int> flat_segs, flat_offs{0}, hisa_segs, hisa_offs{0}, block_segs, block_offs{0};
+    append_visible_segments(b, c, flat_segs, flat_offs);
     for (int64_t i = 0; i < c.count; ++i) {
-      flat_segs.push_back(int(b.k_start[size_t(c.first + i)]));
-      flat_segs.push_back(int(b.q_pos[size_t(c.first + i)]));
-      flat_offs.push_back(int(flat_segs.size() / 2));
       hisa_segs.insert(hisa_segs.end(), row_hisa[size_t(i)].begin(), row_hisa[size_t(i)].end());
       hisa_offs.push_back(int(hisa_segs.size() / 2));
       block_segs.insert(block_segs.end(), row_block[size_t(i)].begin(), row_block[size_t(i)].end());
@@ -228,11 +220,7 @@ class CudaEngine final : public SelectionEngine, private CudaScoring {
     std::vector<int> segs, offs{0};
     const uint32_t* mask = nullptr;
     if (method == Method::Flat) {
-      for (int64_t i = 0; i < c.count; ++i) {
-        segs.push_back(int(b.k_start[size_t(c.first + i)]));
-        segs.push_back(int(b.q_pos[size_t(c.first + i)]));
-        offs.push_back(int(segs.size() / 2));
-      }
+      append_visible_segments(b, c, segs, offs);
     } else {
       score_blocks(c);
       const auto host_t0 = std::chrono::steady_clock::now();

@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "select/engine.hpp"
@@ -29,6 +30,9 @@ struct StageTimes {
   double token_scores_ms = 0, block_scores_ms = 0, topk_ms = 0, masses_ms = 0;
   double block_stage_ms = 0;
 };
+// The name CUDA engines and sweep scorers on `device` report, "cuda (<GPU name>)", without creating one.
+std::string engine_name(int device);
+
 // Throws std::invalid_argument when `engine` is not a CUDA engine.
 StageTimes last_stage_times(const SelectionEngine& engine);
 

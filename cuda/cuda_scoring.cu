@@ -6,6 +6,7 @@
 
 #include "core/error.hpp"
 #include "cuda/cuda_check.hpp"
+#include "cuda/cuda_engine.hpp"
 
 namespace hisa::cuda {
 
@@ -20,11 +21,14 @@ void require_device(int device) {
   }
 }
 
-CudaScoring::CudaScoring(int device) : device_(device) {
-  HISA_CUDA_CHECK(cudaSetDevice(device_));
+std::string engine_name(int device) {
   cudaDeviceProp prop{};
-  HISA_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
-  name_ = std::string("cuda (") + prop.name + ")";
+  HISA_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+  return std::string("cuda (") + prop.name + ")";
+}
+
+CudaScoring::CudaScoring(int device) : device_(device), name_(engine_name(device)) {
+  HISA_CUDA_CHECK(cudaSetDevice(device_));
   stream_.emplace();
 }
 
@@ -125,6 +129,17 @@ void CudaScoring::score(KeyStore& keys, const Chunk& c, const int* lo, const int
   timer_.end(s());
 }
 
+void CudaScoring::score_blocks_to_host(KeyStore& blocks, const Chunk& c, int64_t B, const int* lo, const int* hi,
+                                       DeviceArray<float>& j, std::vector<float>& jh, double* stage) {
+  const int jlo = int(c.lo / B), jhi = int(c.hi / B);
+  const int64_t width = jhi - jlo + 1;
+  j.resize(size_t(c.count * width));
+  score(blocks, c, lo, hi, jlo, jhi, nullptr, 0, j.data(), width, jlo, stage);
+  jh.resize(size_t(c.count * width));
+  j.download(jh.data(), jh.size(), s());
+  stream_->synchronize();
+}
+
 void CudaScoring::score_tokens(KeyStore& tokens, const Chunk& c, double* stage, const uint32_t* mask) {
   scores_.resize(size_t(c.count * c.stride()));
   score(tokens, c, lo_.data(), hi_.data(), c.lo, c.hi, mask, mask ? mask_words(c.lo, c.hi) : 0, scores_.data(),
@@ -161,6 +176,14 @@ void CudaScoring::upload_segments(const std::vector<int>& segs, const std::vecto
     dsegs.upload(segs.data(), segs.size(), s());
   }
   doffs.upload(offsets.data(), offsets.size(), s());
+}
+
+void append_visible_segments(const QueryBatch& b, const Chunk& c, std::vector<int>& segs, std::vector<int>& offs) {
+  for (int64_t i = 0; i < c.count; ++i) {
+    segs.push_back(int(b.k_start[size_t(c.first + i)]));
+    segs.push_back(int(b.q_pos[size_t(c.first + i)]));
+    offs.push_back(int(segs.size() / 2));
+  }
 }
 
 void append_segments(const std::vector<int64_t>& kept, int64_t k_start, int64_t q_pos, int64_t B, std::vector<int>& segs) {

@@ -238,6 +238,10 @@ class CudaScoring {
   // One scoring launch of the chunk's queries against `keys` (tokens or pooled blocks), timed into *stage.
   void score(KeyStore& keys, const Chunk& c, const int* lo, const int* hi, int range_lo, int range_hi,
              const uint32_t* mask, int words, float* out, int64_t stride, int base, double* stage);
+  // Block scores J of the chunk's queries against pooled keys of block size B (lo/hi: each query's eligible
+  // blocks), computed into j and copied to jh, synchronised: row i holds blocks [c.lo / B, c.hi / B].
+  void score_blocks_to_host(KeyStore& blocks, const Chunk& c, int64_t B, const int* lo, const int* hi,
+                            DeviceArray<float>& j, std::vector<float>& jh, double* stage);
   // Every visible score of the chunk's queries into scores_ (row stride c.stride(), column 0 = key c.lo).
   void score_tokens(KeyStore& tokens, const Chunk& c, double* stage, const uint32_t* mask = nullptr);
   // Exact top-k of scores_ over each row's segments, into pos/sc/cnt, timed into *stage.
@@ -258,6 +262,10 @@ class CudaScoring {
 
 // UsageError when CUDA device `device` does not exist.
 void require_device(int device);
+
+// Each of the chunk's queries' visible range [k_start, q_pos] as one segment: segs gets the pairs, offs (which
+// starts at {0}) each row's end.
+void append_visible_segments(const QueryBatch& b, const Chunk& c, std::vector<int>& segs, std::vector<int>& offs);
 
 // Visible positions of the kept blocks as merged segments [a, z], appended to segs.
 void append_segments(const std::vector<int64_t>& kept, int64_t k_start, int64_t q_pos, int64_t B, std::vector<int>& segs);

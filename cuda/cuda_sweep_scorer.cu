@@ -63,11 +63,7 @@ class CudaSweepScorer final : public SweepScorer, private CudaScoring {
       // DSA: every visible score, then the exact top-k over [k_start, q_pos].
       score_tokens(tokens_, c, &token_ms);
       std::vector<int> segs, offs{0};
-      for (int64_t i = 0; i < c.count; ++i) {
-        segs.push_back(int(b.k_start[size_t(c.first + i)]));
-        segs.push_back(int(b.q_pos[size_t(c.first + i)]));
-        offs.push_back(int(segs.size() / 2));
-      }
+      append_visible_segments(b, c, segs, offs);
       upload_segments(segs, offs, segs_, offs_);
       run_topk(c, int(topk_), segs_, offs_, pos_, pos_score_, count_, &token_ms);
       const size_t n = size_t(c.count), kk = size_t(topk_);
@@ -77,15 +73,8 @@ class CudaSweepScorer final : public SweepScorer, private CudaScoring {
       count_.download(count_h_.data(), n, s());
       // J of every variant over the chunk's blocks; each query keeps its eligible slice.
       for (size_t v = 0; v < variants_.size(); ++v) {
-        const int64_t B = variants_[v].block_size;
-        const int jlo = int(c.lo / B), jhi = int(c.hi / B);
-        const int64_t width = jhi - jlo + 1;
-        j_.resize(size_t(c.count * width));
-        CudaScoring::score(*blocks_[v], c, block_lo_[v].data(), block_hi_[v].data(), jlo, jhi, nullptr, 0, j_.data(), width, jlo,
-              &block_ms);
-        jh_.resize(size_t(c.count * width));
-        j_.download(jh_.data(), jh_.size(), s());
-        stream_->synchronize();
+        const int64_t B = variants_[v].block_size, jlo = c.lo / B, width = c.hi / B - jlo + 1;
+        score_blocks_to_host(*blocks_[v], c, B, block_lo_[v].data(), block_hi_[v].data(), j_, jh_, &block_ms);
         for (int64_t i = 0; i < c.count; ++i) {
           SweepScores& o = out[size_t(c.first + i)];
           const BlockSpan span = eligible_blocks(o.k_start, o.q_pos, B);

@@ -55,7 +55,6 @@ class AuditWorker final : public UnitWorker {
       : o_(o), r_(r), sources_(sources), files_(files), on_query_(on_query), engine_(make_engine_on(device, o.threads)) {
     if (o.parity > 0) cpu_ = make_cpu_engine(o.threads);
   }
-  std::string name() const { return engine_->name(); }
 
   void begin(const WorkUnit& u, const LayerKeys& keys) override {
     src_ = &sources_[u.source];
@@ -192,7 +191,7 @@ AuditResult run_audit(const AuditOptions& o, const std::function<void(const Quer
   }
   if (on_query && plan.resume) throw UsageError("per-query output (--per-query, hisa report) cannot resume: it needs every query");
   // The engine's name describes the run (every worker has the same kind); the first worker's.
-  result.engine = plan.devices.front() < 0 ? make_cpu_engine(o.threads)->name() : make_engine_on(plan.devices.front(), o.threads)->name();
+  result.engine = engine_name_on(plan.devices.front());
   plan.fingerprint = audit_fingerprint(o, result, plan.devices.front() < 0 ? "cpu" : "cuda");
 
   const std::vector<SampleSource> sources = select_samples(readers, o.samples);

@@ -307,7 +307,6 @@ class SweepWorker final : public UnitWorker {
     total_.block_scores += t.block_scores;
     ranking_total_ += ranking_;
   }
-  std::string name() const { return scorer_->name(); }
 
   void begin(const WorkUnit&, const LayerKeys& keys) override {
     scorer_->set_layer(keys, r_.topk, pools_);

@@ -343,11 +343,7 @@ std::vector<std::string> run_units(const std::vector<SampleSource>& sources, con
   for (;;) {
     std::unique_lock lock(m);
     cv.wait_for(lock, std::chrono::milliseconds(100), [&] { return !finished.empty() || workers_left == 0 || error; });
-    if (g_signalled && !stop) {
-      stop = true;
-      for (auto& q : queues) q->cancel();
-    }
-    if (error && !stop) stop = true;
+    if (g_signalled || error) stop = true;
     if (stop) {
       for (auto& q : queues) q->cancel();
     }

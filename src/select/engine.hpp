@@ -64,6 +64,8 @@ std::unique_ptr<SelectionEngine> make_engine(const std::string& device, int thre
 // indices such as "0,2,3" (UsageError for a device that does not exist or cannot run this build's kernels,
 // and with --device cpu).
 std::vector<int> resolve_devices(const std::string& device, const std::string& gpus);
+// The name the engine for one entry of resolve_devices() reports ("cpu", "cuda (<GPU name>)"), without making it.
+std::string engine_name_on(int device);
 // The engine for one entry of resolve_devices(): the CPU engine for -1, else the CUDA engine on that GPU.
 std::unique_ptr<SelectionEngine> make_engine_on(int device, int threads);
 }  // namespace hisa

@@ -86,6 +86,15 @@ std::vector<int> resolve_devices(const std::string& device, const std::string& g
 #endif
 }
 
+std::string engine_name_on(int device) {
+  if (device < 0) return "cpu";
+#ifdef HISA_HAVE_CUDA
+  return cuda::engine_name(device);
+#else
+  throw UsageError("this build has no CUDA support");
+#endif
+}
+
 std::unique_ptr<SelectionEngine> make_engine_on(int device, int threads) {
   if (device < 0) return make_cpu_engine(threads);
 #ifdef HISA_HAVE_CUDA
