@@ -1,7 +1,11 @@
-// The CUDA selection engine: scoring (score.cu), exact top-k and softmax masses (topk.cu) on the GPU; HISA's
-// pooled keys and block choice on the host with the very functions the CPU engine uses (pool_keys,
-// keep_blocks in src/select/blocks.cpp), from block scores J computed on the GPU and copied back (J is small:
-// queries × L/B floats), so the block stage follows the Definitions line by line.
+// The CUDA selection engine: scoring (score.cu), exact top-k and softmax masses (topk.cu) on the GPU.
+//
+// HISA's block stage: in select() it stays on the GPU (block_choice.cu: the kept blocks by the top-k kernel
+// with keep_blocks' rule, then the token stage's segments, unit masks and per-tile work lists), so nothing
+// returns to the host between the block scores and the token top-k. audit() needs J, the kept blocks and the
+// bounds on the host for its diagnosis anyway, so there J is copied back and the CPU engine's own functions
+// (pool_keys, keep_blocks in src/select/blocks.cpp) choose the blocks, following the Definitions line by line;
+// the GPU tests hold both ways to the same results.
 //
 // Per batch, queries are processed in chunks sized from the free device memory; a chunk has one fp32 score
 // row per query over the chunk's key range (needed for top-k and the coverage masses), never a
@@ -84,13 +88,14 @@ class CudaEngine final : public SelectionEngine, private CudaScoring {
   std::vector<Chunk> plan_chunks(const QueryBatch& b, bool token_scores) {
     return plan(b, token_scores, config_.block_size, config_.topk, max_chunk_bytes_, j_.capacity_bytes());
   }
-  void score_tokens(const Chunk& c, const uint32_t* mask = nullptr) {
-    CudaScoring::score_tokens(tokens_, c, &times_.token_scores_ms, mask);
+  void score_tokens(const Chunk& c, const BlockChoice* work = nullptr) {
+    CudaScoring::score_tokens(tokens_, c, &times_.token_scores_ms, work);
   }
 
   // Block scores J on the GPU, copied to jh_ (row i: blocks [c.lo/B, c.hi/B]).
-  void score_blocks(const Chunk& c) {
-    score_blocks_to_host(blocks_, c, config_.block_size, blo_.data(), bhi_.data(), j_, jh_, &times_.block_scores_ms);
+  void score_blocks_to_host(const Chunk& c) {
+    CudaScoring::score_blocks_to_host(blocks_, c, config_.block_size, blo_.data(), bhi_.data(), j_, jh_,
+                                      &times_.block_scores_ms);
   }
   std::span<const float> j_row(const Chunk& c, int64_t i, BlockSpan span) const {
     const int64_t jlo = c.lo / config_.block_size, width = c.hi / config_.block_size - jlo + 1;
@@ -104,7 +109,7 @@ class CudaEngine final : public SelectionEngine, private CudaScoring {
 
   void audit_chunk(const QueryBatch& b, const Chunk& c, std::vector<QueryAudit>& out) {
     const int64_t B = config_.block_size;
-    score_blocks(c);
+    score_blocks_to_host(c);
     score_tokens(c);  // runs on the GPU while the host does the block stage
     const auto host_t0 = std::chrono::steady_clock::now();
     // Block stage on the host: the CPU engine's keep_blocks on J, queries in parallel (keep_blocks keeps
@@ -216,56 +221,47 @@ class CudaEngine final : public SelectionEngine, private CudaScoring {
   }
 
   void select_chunk(const QueryBatch& b, const Chunk& c, Method method, std::vector<std::vector<int64_t>>& out) {
-    const int64_t B = config_.block_size;
-    std::vector<int> segs, offs{0};
-    const uint32_t* mask = nullptr;
+    const size_t n = size_t(c.count), kk = size_t(k());
+    const DeviceArray<int>*segs = &flat_segs_, *offs = &flat_offs_;
+    const BlockChoice* work = nullptr;
     if (method == Method::Flat) {
-      append_visible_segments(b, c, segs, offs);
+      std::vector<int> hsegs, hoffs{0};
+      append_visible_segments(b, c, hsegs, hoffs);
+      upload_segments(hsegs, hoffs, flat_segs_, flat_offs_);
     } else {
-      score_blocks(c);
-      const auto host_t0 = std::chrono::steady_clock::now();
-      std::vector<std::vector<int>> row_segs(size_t(c.count));
-#pragma omp parallel for schedule(dynamic, 8)
-      for (int64_t i = 0; i < c.count; ++i) {
-        const size_t q = size_t(c.first + i);
-        const int64_t ks = b.k_start[q], qp = b.q_pos[q];
-        const BlockSpan span = eligible_blocks(ks, qp, B);
-        std::vector<int64_t> kept;
-        if (method == Method::Block) {
-          keep_blocks(j_row(c, i, span), span, config_.block_sparse_blocks(), ForcedMode::InBudget, kept);
-          tokens_in_blocks(kept, B, ks, qp, out[q]);
-        } else {
-          keep_blocks(j_row(c, i, span), span, config_.blocks, config_.forced, kept);
-          append_segments(kept, ks, qp, B, row_segs[size_t(i)]);
-        }
-      }
-      if (method == Method::Block) {
+      // The block stage stays on the GPU: J, the kept blocks, then (HISA) the token stage's work lists.
+      score_blocks(blocks_, c, config_.block_size, blo_.data(), bhi_.data(), j_, &times_.block_scores_ms);
+      const bool block_sparse = method == Method::Block;
+      const int m = int(block_sparse ? config_.block_sparse_blocks() : config_.blocks);
+      const bool extra = !block_sparse && config_.forced == ForcedMode::Extra;
+      const int jlo = int(c.lo / config_.block_size);
+      const BlockRows rows{j_.data(), c.hi / config_.block_size - jlo + 1, jlo, blo_.data() + c.first,
+                           bhi_.data() + c.first, int(c.count)};
+      timer_.begin(s(), &times_.block_stage_ms);
+      choice_.keep(rows, m, extra, s());
+      if (!block_sparse) choice_.token_work(lo_.data() + c.first, hi_.data() + c.first, config_.block_size, c.lo, c.hi, s());
+      timer_.end(s());
+      if (block_sparse) {
+        // Every token of the kept blocks: no token scores needed.
+        const size_t cap = size_t(BlockChoice::capacity(m));
+        std::vector<int> kept(n * cap), cnt(n);
+        HISA_CUDA_CHECK(cudaMemcpyAsync(kept.data(), choice_.kept(), kept.size() * sizeof(int), cudaMemcpyDeviceToHost, s()));
+        HISA_CUDA_CHECK(cudaMemcpyAsync(cnt.data(), choice_.kept_count(), n * sizeof(int), cudaMemcpyDeviceToHost, s()));
+        stream_->synchronize();
         timer_.collect();
-        times_.block_stage_ms += ms_since(host_t0);
+        for (size_t i = 0; i < n; ++i) {
+          const size_t q = size_t(c.first) + i;
+          const std::vector<int64_t> blocks(kept.begin() + i * cap, kept.begin() + i * cap + cnt[i]);
+          tokens_in_blocks(blocks, config_.block_size, b.k_start[q], b.q_pos[q], out[q]);
+        }
         return;
       }
-      for (int64_t i = 0; i < c.count; ++i) {
-        segs.insert(segs.end(), row_segs[size_t(i)].begin(), row_segs[size_t(i)].end());
-        offs.push_back(int(segs.size() / 2));
-      }
-      // HISA's token stage scores only the 64-key units that hold kept tokens.
-      const int words = mask_words(c.lo, c.hi), base = mask_unit_base(c.lo);
-      std::vector<uint32_t> bits(size_t(c.count * words), 0u);
-      for (int64_t i = 0; i < c.count; ++i) {
-        for (int j = offs[size_t(i)]; j < offs[size_t(i) + 1]; ++j) {
-          for (int u = segs[size_t(2 * j)] / kMaskUnit; u <= segs[size_t(2 * j + 1)] / kMaskUnit; ++u) {
-            bits[size_t(i * words + (u - base) / 32)] |= 1u << ((u - base) % 32);
-          }
-        }
-      }
-      mask_.upload(bits.data(), bits.size(), s());
-      mask = mask_.data();
-      times_.block_stage_ms += ms_since(host_t0);
+      segs = &choice_.segments();
+      offs = &choice_.segment_offsets();
+      work = &choice_;
     }
-    score_tokens(c, mask);
-    upload_segments(segs, offs, flat_segs_, flat_offs_);
-    run_topk(c, flat_segs_, flat_offs_, flat_pos_, flat_score_, flat_count_);
-    const size_t n = size_t(c.count), kk = size_t(k());
+    score_tokens(c, work);
+    run_topk(c, *segs, *offs, flat_pos_, flat_score_, flat_count_);
     std::vector<int> pos(n * kk), cnt(n);
     flat_pos_.download(pos.data(), pos.size(), s());
     flat_count_.download(cnt.data(), n, s());
@@ -282,7 +278,7 @@ class CudaEngine final : public SelectionEngine, private CudaScoring {
   DeviceArray<int> blo_, bhi_;
   DeviceArray<float> j_;
   std::vector<float> jh_;
-  DeviceArray<uint32_t> mask_;
+  BlockChoice choice_;
   DeviceArray<int> flat_segs_, flat_offs_, hisa_segs_, hisa_offs_, block_segs_, block_offs_;
   DeviceArray<int> flat_pos_, flat_count_, hisa_pos_, hisa_count_;
   DeviceArray<float> flat_score_, hisa_score_, row_max_, block_best_;

@@ -22,9 +22,9 @@ std::unique_ptr<SelectionEngine> make_cuda_engine(int device, size_t max_chunk_b
 namespace hisa::cuda {
 
 // Where the last audit() or select() of a CUDA engine spent its time, in ms. GPU stages by CUDA events (summed
-// over query chunks); the host block stage (keep_blocks on J, segment lists and masks, their upload) and the
-// total by the host clock. total - (the rest) is batch preparation (exactness checks, conversions, uploads),
-// downloads and waiting.
+// over query chunks); the block choice stage (select(): its GPU kernels by CUDA events; audit(): keep_blocks on
+// the host, segment lists and their upload, by the host clock) and the total by the host clock. total - (the
+// rest) is batch preparation (exactness checks, conversions, uploads), downloads and waiting.
 struct StageTimes {
   double total_ms = 0;
   double token_scores_ms = 0, block_scores_ms = 0, topk_ms = 0, masses_ms = 0;

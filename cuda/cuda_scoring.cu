@@ -93,7 +93,7 @@ std::vector<Chunk> CudaScoring::plan(const QueryBatch& b, bool token_scores, int
 }
 
 void CudaScoring::score(KeyStore& keys, const Chunk& c, const int* lo, const int* hi, int range_lo, int range_hi,
-                        const uint32_t* mask, int words, float* out, int64_t stride, int base, double* stage) {
+                        const BlockChoice* work, float* out, int64_t stride, int base, double* stage) {
   const QueryBatch& b = *batch_;
   ScoreLaunch a;
   a.type = choose_type(keys.exact(), queries_.exact(), b.dim);
@@ -118,9 +118,11 @@ void CudaScoring::score(KeyStore& keys, const Chunk& c, const int* lo, const int
   a.hi = hi + c.first;
   a.range_lo = range_lo;
   a.range_hi = range_hi;
-  a.mask = mask;
-  a.mask_words = words;
   a.unit_base = mask_unit_base(range_lo);
+  if (work != nullptr) {
+    work->describe_work(a);
+    if (a.type == ValueType::F32) a.list_rows = nullptr;  // the fp32 kernel scans every query against the mask
+  }
   a.out = out;
   a.out_stride = stride;
   a.out_base = base;
@@ -129,21 +131,25 @@ void CudaScoring::score(KeyStore& keys, const Chunk& c, const int* lo, const int
   timer_.end(s());
 }
 
-void CudaScoring::score_blocks_to_host(KeyStore& blocks, const Chunk& c, int64_t B, const int* lo, const int* hi,
-                                       DeviceArray<float>& j, std::vector<float>& jh, double* stage) {
+void CudaScoring::score_blocks(KeyStore& blocks, const Chunk& c, int64_t B, const int* lo, const int* hi,
+                               DeviceArray<float>& j, double* stage) {
   const int jlo = int(c.lo / B), jhi = int(c.hi / B);
   const int64_t width = jhi - jlo + 1;
   j.resize(size_t(c.count * width));
-  score(blocks, c, lo, hi, jlo, jhi, nullptr, 0, j.data(), width, jlo, stage);
-  jh.resize(size_t(c.count * width));
+  score(blocks, c, lo, hi, jlo, jhi, nullptr, j.data(), width, jlo, stage);
+}
+
+void CudaScoring::score_blocks_to_host(KeyStore& blocks, const Chunk& c, int64_t B, const int* lo, const int* hi,
+                                       DeviceArray<float>& j, std::vector<float>& jh, double* stage) {
+  score_blocks(blocks, c, B, lo, hi, j, stage);
+  jh.resize(j.size());
   j.download(jh.data(), jh.size(), s());
   stream_->synchronize();
 }
 
-void CudaScoring::score_tokens(KeyStore& tokens, const Chunk& c, double* stage, const uint32_t* mask) {
+void CudaScoring::score_tokens(KeyStore& tokens, const Chunk& c, double* stage, const BlockChoice* work) {
   scores_.resize(size_t(c.count * c.stride()));
-  score(tokens, c, lo_.data(), hi_.data(), c.lo, c.hi, mask, mask ? mask_words(c.lo, c.hi) : 0, scores_.data(),
-        c.stride(), c.lo, stage);
+  score(tokens, c, lo_.data(), hi_.data(), c.lo, c.hi, work, scores_.data(), c.stride(), c.lo, stage);
 }
 
 void CudaScoring::run_topk(const Chunk& c, int k, const DeviceArray<int>& segs, const DeviceArray<int>& offs,

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/numeric.hpp"
+#include "cuda/block_choice.hpp"
 #include "cuda/device_buffer.hpp"
 #include "cuda/kernels.hpp"
 #include "io/dump_model.hpp"
@@ -235,15 +236,20 @@ class CudaScoring {
   // token_scores, J rows for `j_rows` block scorings of block size at least smallest_block, and top-k output.
   std::vector<Chunk> plan(const QueryBatch& b, bool token_scores, int64_t smallest_block, int64_t topk,
                           size_t max_chunk_bytes, size_t held_bytes);
-  // One scoring launch of the chunk's queries against `keys` (tokens or pooled blocks), timed into *stage.
+  // One scoring launch of the chunk's queries against `keys` (tokens or pooled blocks), timed into *stage;
+  // with `work`, only the keys of its kept blocks (BlockChoice::describe_work).
   void score(KeyStore& keys, const Chunk& c, const int* lo, const int* hi, int range_lo, int range_hi,
-             const uint32_t* mask, int words, float* out, int64_t stride, int base, double* stage);
+             const BlockChoice* work, float* out, int64_t stride, int base, double* stage);
   // Block scores J of the chunk's queries against pooled keys of block size B (lo/hi: each query's eligible
-  // blocks), computed into j and copied to jh, synchronised: row i holds blocks [c.lo / B, c.hi / B].
+  // blocks), computed into j: row i holds blocks [c.lo / B, c.hi / B].
+  void score_blocks(KeyStore& blocks, const Chunk& c, int64_t B, const int* lo, const int* hi, DeviceArray<float>& j,
+                    double* stage);
+  // The same, then copied to jh, synchronised.
   void score_blocks_to_host(KeyStore& blocks, const Chunk& c, int64_t B, const int* lo, const int* hi,
                             DeviceArray<float>& j, std::vector<float>& jh, double* stage);
-  // Every visible score of the chunk's queries into scores_ (row stride c.stride(), column 0 = key c.lo).
-  void score_tokens(KeyStore& tokens, const Chunk& c, double* stage, const uint32_t* mask = nullptr);
+  // The chunk's queries' visible scores into scores_ (row stride c.stride(), column 0 = key c.lo): all of them,
+  // or with `work` those of the kept blocks.
+  void score_tokens(KeyStore& tokens, const Chunk& c, double* stage, const BlockChoice* work = nullptr);
   // Exact top-k of scores_ over each row's segments, into pos/sc/cnt, timed into *stage.
   void run_topk(const Chunk& c, int k, const DeviceArray<int>& segs, const DeviceArray<int>& offs,
                 DeviceArray<int>& pos, DeviceArray<float>& sc, DeviceArray<int>& cnt, double* stage);

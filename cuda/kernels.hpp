@@ -41,6 +41,15 @@ struct ScoreLaunch {
   float* out = nullptr;
   int64_t out_stride = 0;
   int out_base = 0;
+  // Work lists (optional; tensor-core path only, the fp32 path scans every query): per 128-key tile t of the
+  // launch (t = 0 is range_lo's tile) the queries list_rows[list_offsets[t] .. list_offsets[t+1]) that need
+  // it, taken rows_per_cta at a time by CTAs cta_offsets[t] .. cta_offsets[t+1] - 1. cta_bound CTAs are
+  // launched (at least cta_offsets[tiles]; the others exit at once), so sparse work needs no host round trip.
+  const int* list_offsets = nullptr;
+  const int* list_rows = nullptr;
+  const int* cta_offsets = nullptr;
+  int rows_per_cta = 0;
+  int cta_bound = 0;
 };
 void launch_score(const ScoreLaunch& a, cudaStream_t stream);
 // The mask of a launch covers whole 128-key tiles: units [mask_unit_base, mask_unit_base + mask_units).

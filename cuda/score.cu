@@ -57,6 +57,38 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4],
 
 __device__ __forceinline__ uint32_t load_pair(const uint16_t* p) { return __ldg(reinterpret_cast<const unsigned*>(p)); }
 
+// What one CTA of the tensor-core kernel scores: key tile `tile` against entries [begin, end). Without work
+// lists the grid is (tiles, query groups); with them it is one-dimensional and CTA g finds its tile t by
+// binary search in cta_offsets (the last t with cta_offsets[t] <= g).
+struct CtaWork {
+  int tile = 0, begin = 0, end = 0;
+};
+__device__ __forceinline__ CtaWork cta_work(const ScoreLaunch& a, int queries_per_cta) {
+  CtaWork w;
+  const int tile0 = a.range_lo / kMmaTile;
+  if (a.list_rows == nullptr) {
+    w.tile = tile0 + int(blockIdx.x);
+    w.begin = int(blockIdx.y) * queries_per_cta;
+    w.end = min(a.queries, w.begin + queries_per_cta);
+    return w;
+  }
+  const int tiles = a.range_hi / kMmaTile - tile0 + 1, g = int(blockIdx.x);
+  if (g >= a.cta_offsets[tiles]) return w;
+  int lo = 0, hi = tiles - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) >> 1;
+    if (a.cta_offsets[mid] <= g) {
+      lo = mid;
+    } else {
+      hi = mid - 1;
+    }
+  }
+  w.tile = tile0 + lo;
+  w.begin = a.list_offsets[lo] + (g - a.cta_offsets[lo]) * a.rows_per_cta;
+  w.end = min(a.list_offsets[lo + 1], w.begin + a.rows_per_cta);
+  return w;
+}
+
 template <bool kF16, int KS>  // KS = D' / 16 k-steps of the mma
 __global__ void __maxnreg__(168) score_mma_kernel(const ScoreLaunch a, int queries_per_cta) {
   constexpr int Dp = KS * 16;
@@ -69,7 +101,9 @@ __global__ void __maxnreg__(168) score_mma_kernel(const ScoreLaunch a, int queri
   float* ws = reinterpret_cast<float*>(smem + size_t(2) * Hp * ld * sizeof(uint16_t));  // [2][Hp]
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, c = lane & 3;
-  const int tile = a.range_lo / kMmaTile + int(blockIdx.x);
+  const CtaWork work = cta_work(a, queries_per_cta);
+  if (work.begin >= work.end) return;  // before any load: sparse launches have many idle CTAs
+  const int tile = work.tile;
   const int tile_lo = tile * kMmaTile, tile_hi = tile_lo + kMmaTile - 1;
   const int key0 = tile_lo + warp * 32;
   const uint16_t* keys = static_cast<const uint16_t*>(a.keys);
@@ -91,17 +125,20 @@ __global__ void __maxnreg__(168) score_mma_kernel(const ScoreLaunch a, int queri
     }
   }
 
-  const int q_begin = int(blockIdx.y) * queries_per_cta;
-  const int q_end = min(a.queries, q_begin + queries_per_cta);
-  auto wanted = [&](int i) {
+  // Entries e of [work.begin, work.end) name queries: query e itself, or list_rows[e] with work lists.
+  const int q_end = work.end;
+  auto query = [&](int e) { return a.list_rows != nullptr ? a.list_rows[e] : e; };
+  auto wanted = [&](int e) {
+    const int i = query(e);
     return a.lo[i] <= tile_hi && a.hi[i] >= tile_lo &&
            (unit_wanted(a, i, 2 * tile) || unit_wanted(a, i, 2 * tile + 1));
   };
-  auto next_from = [&](int i) {
-    while (i < q_end && !wanted(i)) ++i;
-    return i;
+  auto next_from = [&](int e) {
+    while (e < q_end && !wanted(e)) ++e;
+    return e;
   };
-  auto load = [&](int i, int buf) {
+  auto load = [&](int e, int buf) {
+    const int i = query(e);
     const uint16_t* src = qg + size_t(i) * Hp * Dp;
     uint16_t* dst = qs + size_t(buf) * Hp * ld;
     constexpr int chunks = Dp / 8;  // 16-byte chunks per head row
@@ -113,7 +150,7 @@ __global__ void __maxnreg__(168) score_mma_kernel(const ScoreLaunch a, int queri
     cp_async_commit();
   };
 
-  int cur = next_from(q_begin), buf = 0;
+  int cur = next_from(work.begin), buf = 0;
   if (cur < q_end) load(cur, 0);
   while (cur < q_end) {
     const int nxt = next_from(cur + 1);
@@ -124,8 +161,8 @@ __global__ void __maxnreg__(168) score_mma_kernel(const ScoreLaunch a, int queri
       cp_async_wait<0>();
     }
     __syncthreads();
-    const int qlo = a.lo[cur], qhi = a.hi[cur];
-    if (key0 <= qhi && key0 + 31 >= qlo && unit_wanted(a, cur, key0 / kMaskUnit)) {  // warp-uniform
+    const int qi = query(cur), qlo = a.lo[qi], qhi = a.hi[qi];
+    if (key0 <= qhi && key0 + 31 >= qlo && unit_wanted(a, qi, key0 / kMaskUnit)) {  // warp-uniform
       const uint16_t* qb = qs + size_t(buf) * Hp * ld;
       const float* wb = ws + buf * Hp;
       float part[4] = {0.f, 0.f, 0.f, 0.f};  // keys (mt, row g / g+8): index mt*2 + r
@@ -157,7 +194,7 @@ __global__ void __maxnreg__(168) score_mma_kernel(const ScoreLaunch a, int queri
       const float v = c == 0 ? part[0] : c == 1 ? part[1] : c == 2 ? part[2] : part[3];
       const int s = key0 + (c >> 1) * 16 + g + (c & 1) * 8;
       if (s >= qlo && s <= qhi && s < a.key_count) {
-        a.out[size_t(cur) * a.out_stride + (s - a.out_base)] = clean_score(v * a.scales[s]);
+        a.out[size_t(qi) * a.out_stride + (s - a.out_base)] = clean_score(v * a.scales[s]);
       }
     }
     __syncthreads();  // everyone is done with `buf` before it is refilled
@@ -278,7 +315,8 @@ void launch_mma(const ScoreLaunch& a, cudaStream_t stream) {
                     " bytes of shared memory, more than the device allows");
   }
   HISA_CUDA_CHECK(cudaFuncSetAttribute(score_mma_kernel<kF16, KS>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-  const dim3 grid(unsigned(tiles), unsigned((a.queries + qpc - 1) / qpc));
+  const dim3 grid = a.list_rows != nullptr ? dim3(unsigned(std::max(a.cta_bound, 1)))
+                                           : dim3(unsigned(tiles), unsigned((a.queries + qpc - 1) / qpc));
   score_mma_kernel<kF16, KS><<<grid, kMmaThreads, smem, stream>>>(a, qpc);
   HISA_CUDA_CHECK_LAUNCH("score_mma_kernel");
 }
