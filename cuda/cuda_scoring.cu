@@ -92,11 +92,10 @@ std::vector<Chunk> CudaScoring::plan(const QueryBatch& b, bool token_scores, int
   return chunks;
 }
 
-void CudaScoring::score(KeyStore& keys, const Chunk& c, const int* lo, const int* hi, int range_lo, int range_hi,
-                        const BlockChoice* work, float* out, int64_t stride, int base, double* stage) {
+ScoreLaunch CudaScoring::launch_for(KeyStore& keys, const Chunk& c) {
   const QueryBatch& b = *batch_;
   ScoreLaunch a;
-  a.type = choose_type(keys.exact(), queries_.exact(), b.dim);
+  a.type = choose_type(keys.exact(), queries_.exact(), b.heads, b.dim);
   if (a.type == ValueType::F32) {
     a.keys = keys.f32(s());
     a.q = queries_.q_f32(s()) + c.first * b.heads * b.dim;
@@ -104,13 +103,21 @@ void CudaScoring::score(KeyStore& keys, const Chunk& c, const int* lo, const int
     a.heads = int(b.heads);
     a.dim = int(b.dim);
   } else {
-    const int64_t hp = round_up(b.heads, 8), dp = round_up(b.dim, 16);
+    const int64_t hp = round_up(b.heads, 8), cd = coded_dim(a.type, b.dim);
     a.keys = keys.lowp(a.type, s());
-    a.q = queries_.q_lowp(a.type, s()) + c.first * hp * dp;
+    a.q = queries_.q_lowp(a.type, s()) + c.first * hp * round_up(b.dim, 16);
     a.w = queries_.w_padded(a.type, s()) + c.first * hp;
     a.heads = int(hp);
-    a.dim = int(dp);
+    a.dim = int(cd);
   }
+  return a;
+}
+
+int CudaScoring::tile_keys(KeyStore& keys, const Chunk& c) { return score_tile_keys(launch_for(keys, c)); }
+
+void CudaScoring::score(KeyStore& keys, const Chunk& c, const int* lo, const int* hi, int range_lo, int range_hi,
+                        const BlockChoice* work, float* out, int64_t stride, int base, double* stage) {
+  ScoreLaunch a = launch_for(keys, c);
   a.scales = keys.scales();
   a.key_count = int(keys.count());
   a.queries = int(c.count);

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <bit>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -34,8 +35,15 @@ class Exactness {
     n_ = n;
     bf16_ = all_of(values, n, [](float v) { return (std::bit_cast<uint32_t>(v) & 0xFFFFu) == 0; });
     f16_.reset();
+    splittable_.reset();
   }
   bool bf16() const { return bf16_; }
+  // Every value splits exactly into three normal bf16 parts (split_bf16): 0, or 1e-30 <= |v| <= 3e38.
+  bool splittable() const {
+    if (!splittable_) splittable_ = all_of(values_, n_, [](float v) { return splits_exactly(v); });
+    return *splittable_;
+  }
+  static bool splits_exactly(float v) { return v == 0.0f || (std::fabs(v) >= 1e-30f && std::fabs(v) <= 3.0e38f); }
   bool f16() const {
     if (!f16_) f16_ = all_of(values_, n_, [](float v) { return f16_to_float(float_to_f16(v)) == v; });
     return *f16_;
@@ -56,12 +64,34 @@ class Exactness {
   const float* values_ = nullptr;
   size_t n_ = 0;
   bool bf16_ = false;
-  mutable std::optional<bool> f16_;
+  mutable std::optional<bool> f16_, splittable_;
 };
 
 inline uint16_t encode(ValueType t, float v) {
-  return t == ValueType::BF16 ? uint16_t(std::bit_cast<uint32_t>(v) >> 16) : float_to_f16(v);
+  return t == ValueType::F16 ? float_to_f16(v) : uint16_t(std::bit_cast<uint32_t>(v) >> 16);
 }
+
+// v as hi + mid + lo, three bf16 values whose sum is v exactly (each split rounds to nearest, so what is left
+// has at most 16, then 8 significant bits), all normal numbers or zero where Exactness::splits_exactly(v)
+// (tiny values would leave subnormal parts, which tensor cores need not honour).
+inline void split_bf16(float v, uint16_t& hi, uint16_t& mid, uint16_t& lo) {
+  const float h = round_to(ElementType::BF16, v), m = round_to(ElementType::BF16, v - h);
+  hi = encode(ValueType::BF16, h);
+  mid = encode(ValueType::BF16, m);
+  lo = encode(ValueType::BF16, (v - h) - m);
+}
+
+// Row codes of the 16-bit types: `dim` values into `padded` codes (zeros after), or for BF16x3 the three split
+// parts [hi | mid | lo], each `padded` long.
+inline void encode_row(ValueType t, const float* v, int64_t dim, int64_t padded, uint16_t* out) {
+  if (t != ValueType::BF16x3) {
+    for (int64_t d = 0; d < dim; ++d) out[d] = encode(t, v[d]);
+    return;
+  }
+  for (int64_t d = 0; d < dim; ++d) split_bf16(v[d], out[d], out[padded + d], out[2 * padded + d]);
+}
+// Codes per row of a 16-bit type for `dim` values.
+inline int64_t coded_dim(ValueType t, int64_t dim) { return round_up(dim, 16) * (t == ValueType::BF16x3 ? 3 : 1); }
 
 // Keys (tokens or pooled blocks) in the forms the kernels take, each uploaded when first needed.
 class KeyStore {
@@ -85,15 +115,13 @@ class KeyStore {
     }
     return f32_.data();
   }
-  // [count, round_up(dim, 16)] codes, zero-padded.
+  // [count, coded_dim(t, dim)] codes, zero-padded.
   const uint16_t* lowp(ValueType t, cudaStream_t s) {
     if (lowp_type_ != t) {
-      const int64_t dp = round_up(dim_, 16);
-      staging_.assign(size_t(count_ * dp), 0);
+      const int64_t cd = coded_dim(t, dim_);
+      staging_.assign(size_t(count_ * cd), 0);
 #pragma omp parallel for schedule(static)
-      for (int64_t r = 0; r < count_; ++r) {
-        for (int64_t d = 0; d < dim_; ++d) staging_[size_t(r * dp + d)] = encode(t, values_[r * dim_ + d]);
-      }
+      for (int64_t r = 0; r < count_; ++r) encode_row(t, values_ + r * dim_, dim_, round_up(dim_, 16), &staging_[size_t(r * cd)]);
       lowp_.upload(staging_.data(), staging_.size(), s);  // pageable source: copied out before the call returns
       lowp_type_ = t;
     }
@@ -129,7 +157,8 @@ class QueryStore {
     load_f32(s);
     return w32_.data();
   }
-  // [count, H', D'] codes and [count, H'] weights; padded heads have zero q and zero weight.
+  // [count, H', D'] codes and [count, H'] weights; padded heads have zero q and zero weight. BF16x3 launches
+  // take the bf16 codes (the kernel reads each row three times).
   const uint16_t* q_lowp(ValueType t, cudaStream_t s) {
     load_lowp(t, s);
     return q16_.data();
@@ -147,6 +176,7 @@ class QueryStore {
     have_f32_ = true;
   }
   void load_lowp(ValueType t, cudaStream_t s) {
+    if (t == ValueType::BF16x3) t = ValueType::BF16;  // queries are exact in bf16 there: never split
     if (lowp_type_ == t) return;
     const QueryBatch& b = *batch_;
     const int64_t hp = round_up(b.heads, 8), dp = round_up(b.dim, 16);
@@ -155,8 +185,7 @@ class QueryStore {
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < b.count; ++i) {
       for (int64_t h = 0; h < b.heads; ++h) {
-        const float* q = b.q_row(i, h);
-        for (int64_t d = 0; d < b.dim; ++d) staging_q_[size_t((i * hp + h) * dp + d)] = encode(t, q[d]);
+        encode_row(t, b.q_row(i, h), b.dim, dp, &staging_q_[size_t((i * hp + h) * dp)]);
         staging_w_[size_t(i * hp + h)] = b.w_row(i)[h];
       }
     }
@@ -175,11 +204,16 @@ class QueryStore {
   ValueType lowp_type_ = ValueType::F32;
 };
 
-// Tensor cores when both sides are exact in one 16-bit type and D fits the kernel; fp32 CUDA cores otherwise.
-inline ValueType choose_type(const Exactness& keys, const Exactness& queries, int64_t dim) {
+// Tensor cores when both sides are exact in one 16-bit type and D fits the kernel, or when the queries are
+// exact in bf16 and the keys can be split (BF16x3, on devices with the wgmma kernel for the shape); fp32 CUDA
+// cores otherwise.
+inline ValueType choose_type(const Exactness& keys, const Exactness& queries, int64_t heads, int64_t dim) {
   if (round_up(dim, 16) > kMaxTensorCoreDim) return ValueType::F32;
   if (keys.bf16() && queries.bf16()) return ValueType::BF16;
   if (keys.f16() && queries.f16()) return ValueType::F16;
+  if (queries.bf16() && keys.splittable() && split_bf16_supported(int(round_up(heads, 8)), int(round_up(dim, 16)))) {
+    return ValueType::BF16x3;
+  }
   return ValueType::F32;
 }
 
@@ -236,6 +270,11 @@ class CudaScoring {
   // token_scores, J rows for `j_rows` block scorings of block size at least smallest_block, and top-k output.
   std::vector<Chunk> plan(const QueryBatch& b, bool token_scores, int64_t smallest_block, int64_t topk,
                           size_t max_chunk_bytes, size_t held_bytes);
+  // The type, keys, queries and weights of a scoring launch of the chunk's queries against `keys` (uploading
+  // them in the form the kernel takes when not yet done).
+  ScoreLaunch launch_for(KeyStore& keys, const Chunk& c);
+  // Keys per tile of the kernel that scores the chunk's queries against `keys` (work lists are built for it).
+  int tile_keys(KeyStore& keys, const Chunk& c);
   // One scoring launch of the chunk's queries against `keys` (tokens or pooled blocks), timed into *stage;
   // with `work`, only the keys of its kept blocks (BlockChoice::describe_work).
   void score(KeyStore& keys, const Chunk& c, const int* lo, const int* hi, int range_lo, int range_hi,

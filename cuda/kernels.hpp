@@ -13,8 +13,14 @@ namespace hisa::cuda {
 //  F32:  fp32 values, scored on CUDA cores (any H, D).
 //  BF16, F16: the exact 16-bit codes (uint16 bits) of values that the engine checked are representable,
 //        padded to H' = round_up(H, 8) heads and D' = round_up(D, 16) dims with zeros (and zero weights for
-//        the padded heads), scored on tensor cores (mma.sync m16n8k16, fp32 accumulation); D' <= 128.
-enum class ValueType { F32, BF16, F16 };
+//        the padded heads), scored on tensor cores (mma.sync m16n8k16 or wgmma, fp32 accumulation); D' <= 128.
+//  BF16x3: keys that are not exact in bf16 (HISA's fp32 pooled means, fp32 dumps) against queries that are:
+//        each key row is split into three bf16 rows whose sum is the fp32 value exactly (hi = bf16(v),
+//        mid = bf16(v - hi), lo = v - hi - mid), stored as one row [hi | mid | lo] of 3·D' codes; queries are
+//        bf16 codes [queries, H', D'] as for BF16, and the kernel reads each query row three times, so one
+//        wgmma product over K = 3·D' sums exact fp32 products. dim is then 3·D'. Only where
+//        split_bf16_supported().
+enum class ValueType { F32, BF16, F16, BF16x3 };
 
 // Keys of one scoring pass are processed in 64-key units; a mask (optional) says per query which units to
 // score. Bit u - unit_base of query i's mask words.
@@ -41,17 +47,25 @@ struct ScoreLaunch {
   float* out = nullptr;
   int64_t out_stride = 0;
   int out_base = 0;
-  // Work lists (optional; tensor-core path only, the fp32 path scans every query): per 128-key tile t of the
-  // launch (t = 0 is range_lo's tile) the queries list_rows[list_offsets[t] .. list_offsets[t+1]) that need
-  // it, taken rows_per_cta at a time by CTAs cta_offsets[t] .. cta_offsets[t+1] - 1. cta_bound CTAs are
-  // launched (at least cta_offsets[tiles]; the others exit at once), so sparse work needs no host round trip.
+  // Work lists (optional; tensor-core path only, the fp32 path scans every query): per tile t of the launch
+  // (score_tile_keys() keys each, from (range_lo / 128) * 128 on) the queries list_rows[list_offsets[t] ..
+  // list_offsets[t+1]) that need it, taken rows_per_cta at a time by CTAs cta_offsets[t] .. cta_offsets[t+1]
+  // - 1. cta_bound CTAs are launched (at least cta_offsets[tiles]; the others exit at once), so sparse work
+  // needs no host round trip.
   const int* list_offsets = nullptr;
   const int* list_rows = nullptr;
   const int* cta_offsets = nullptr;
   int rows_per_cta = 0;
   int cta_bound = 0;
+  int list_tile_keys = 0;  // the tile size the lists were built for: score_tile_keys() of this launch
+  bool allow_wgmma = true;  // false: the mma.sync kernel even where the wgmma kernel applies (benchmarks)
 };
 void launch_score(const ScoreLaunch& a, cudaStream_t stream);
+// Keys per CTA tile of the kernel that launch_score picks for `a` (its type, heads, dim, allow_wgmma and the
+// current device): 256 (wgmma), 128 (mma.sync) or 64 (fp32). Tiles start at (range_lo / 128) * 128.
+int score_tile_keys(const ScoreLaunch& a);
+// Whether the current device scores BF16x3 launches of heads_padded heads and dims_padded (D') dims.
+bool split_bf16_supported(int heads_padded, int dims_padded);
 // The mask of a launch covers whole 128-key tiles: units [mask_unit_base, mask_unit_base + mask_units).
 inline int mask_unit_base(int range_lo) { return (range_lo / (2 * kMaskUnit)) * 2; }
 inline int mask_units(int range_lo, int range_hi) { return (range_hi / (2 * kMaskUnit)) * 2 + 2 - mask_unit_base(range_lo); }

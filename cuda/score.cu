@@ -20,16 +20,13 @@
 #include "cuda/cuda_check.hpp"
 #include "cuda/device_util.cuh"
 #include "cuda/kernels.hpp"
+#include "cuda/score_common.cuh"
 
 namespace hisa::cuda {
 
 namespace {
 
-__device__ __forceinline__ bool unit_wanted(const ScoreLaunch& a, int query, int unit) {
-  if (a.mask == nullptr) return true;
-  const int u = unit - a.unit_base;
-  return (a.mask[size_t(query) * a.mask_words + (u >> 5)] >> (u & 31)) & 1u;
-}
+using namespace detail;
 
 // ---------------------------------------------------------------------------------------------------------
 // Tensor-core path. Keys are the MMA's M side: each warp owns 32 keys (two m16 tiles) and keeps their A
@@ -38,7 +35,6 @@ __device__ __forceinline__ bool unit_wanted(const ScoreLaunch& a, int query, int
 // ReLU·w and the head sum happen in registers, then across the 4 lanes of a quad.
 
 constexpr int kMmaThreads = 128;  // 4 warps
-constexpr int kMmaTile = 128;     // keys per CTA = 2 mask units
 
 template <bool kF16>
 __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
@@ -55,40 +51,6 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4],
   }
 }
 
-__device__ __forceinline__ uint32_t load_pair(const uint16_t* p) { return __ldg(reinterpret_cast<const unsigned*>(p)); }
-
-// What one CTA of the tensor-core kernel scores: key tile `tile` against entries [begin, end). Without work
-// lists the grid is (tiles, query groups); with them it is one-dimensional and CTA g finds its tile t by
-// binary search in cta_offsets (the last t with cta_offsets[t] <= g).
-struct CtaWork {
-  int tile = 0, begin = 0, end = 0;
-};
-__device__ __forceinline__ CtaWork cta_work(const ScoreLaunch& a, int queries_per_cta) {
-  CtaWork w;
-  const int tile0 = a.range_lo / kMmaTile;
-  if (a.list_rows == nullptr) {
-    w.tile = tile0 + int(blockIdx.x);
-    w.begin = int(blockIdx.y) * queries_per_cta;
-    w.end = min(a.queries, w.begin + queries_per_cta);
-    return w;
-  }
-  const int tiles = a.range_hi / kMmaTile - tile0 + 1, g = int(blockIdx.x);
-  if (g >= a.cta_offsets[tiles]) return w;
-  int lo = 0, hi = tiles - 1;
-  while (lo < hi) {
-    const int mid = (lo + hi + 1) >> 1;
-    if (a.cta_offsets[mid] <= g) {
-      lo = mid;
-    } else {
-      hi = mid - 1;
-    }
-  }
-  w.tile = tile0 + lo;
-  w.begin = a.list_offsets[lo] + (g - a.cta_offsets[lo]) * a.rows_per_cta;
-  w.end = min(a.list_offsets[lo + 1], w.begin + a.rows_per_cta);
-  return w;
-}
-
 template <bool kF16, int KS>  // KS = D' / 16 k-steps of the mma
 __global__ void __maxnreg__(168) score_mma_kernel(const ScoreLaunch a, int queries_per_cta) {
   constexpr int Dp = KS * 16;
@@ -101,29 +63,16 @@ __global__ void __maxnreg__(168) score_mma_kernel(const ScoreLaunch a, int queri
   float* ws = reinterpret_cast<float*>(smem + size_t(2) * Hp * ld * sizeof(uint16_t));  // [2][Hp]
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, c = lane & 3;
-  const CtaWork work = cta_work(a, queries_per_cta);
+  const CtaWork work = cta_work(a, queries_per_cta, kMmaTile);
   if (work.begin >= work.end) return;  // before any load: sparse launches have many idle CTAs
-  const int tile = work.tile;
-  const int tile_lo = tile * kMmaTile, tile_hi = tile_lo + kMmaTile - 1;
+  const int tile_lo = work.tile_lo, tile_hi = tile_lo + kMmaTile - 1, tile = tile_lo / kMmaTile;
   const int key0 = tile_lo + warp * 32;
   const uint16_t* keys = static_cast<const uint16_t*>(a.keys);
   const uint16_t* qg = static_cast<const uint16_t*>(a.q);
 
-  // A fragments (row-major 16x16): a0 = A[g][2c..], a1 = A[g+8][2c..], a2 = A[g][2c+8..], a3 = A[g+8][2c+8..].
+  // A fragments of the warp's two 16-key tiles: keys key0 + {0, 16} + {g, g+8}.
   uint32_t af[2][KS][4];
-#pragma unroll
-  for (int mt = 0; mt < 2; ++mt) {
-    const int r0 = key0 + mt * 16 + g, r1 = r0 + 8;
-    const bool ok0 = r0 < a.key_count, ok1 = r1 < a.key_count;
-#pragma unroll
-    for (int ks = 0; ks < KS; ++ks) {
-      const int col = ks * 16 + 2 * c;
-      af[mt][ks][0] = ok0 ? load_pair(keys + size_t(r0) * Dp + col) : 0u;
-      af[mt][ks][1] = ok1 ? load_pair(keys + size_t(r1) * Dp + col) : 0u;
-      af[mt][ks][2] = ok0 ? load_pair(keys + size_t(r0) * Dp + col + 8) : 0u;
-      af[mt][ks][3] = ok1 ? load_pair(keys + size_t(r1) * Dp + col + 8) : 0u;
-    }
-  }
+  load_key_fragments(af, keys, a.key_count, Dp, key0, 16, g, c);
 
   // Entries e of [work.begin, work.end) name queries: query e itself, or list_rows[e] with work lists.
   const int q_end = work.end;
@@ -284,30 +233,9 @@ __global__ void __launch_bounds__(kF32Threads) score_f32_kernel(const ScoreLaunc
   }
 }
 
-int multiprocessors() {
-  int device = 0, sms = 0;
-  HISA_CUDA_CHECK(cudaGetDevice(&device));
-  HISA_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  return sms;
-}
-
-size_t optin_smem() {
-  int device = 0, bytes = 0;
-  HISA_CUDA_CHECK(cudaGetDevice(&device));
-  HISA_CUDA_CHECK(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  return size_t(bytes);
-}
-
-// Queries per CTA: enough CTAs for several waves, while each CTA still reuses its keys over many queries.
-int queries_per_cta(int queries, int tiles) {
-  const long long want = 8LL * multiprocessors();
-  const long long per = (static_cast<long long>(queries) * tiles + want - 1) / want;
-  return int(std::clamp<long long>(per, 1, 64));
-}
-
 template <bool kF16, int KS>
 void launch_mma(const ScoreLaunch& a, cudaStream_t stream) {
-  const int tiles = a.range_hi / kMmaTile - a.range_lo / kMmaTile + 1;
+  const int tiles = tile_count(a, kMmaTile);
   const int qpc = queries_per_cta(a.queries, tiles);
   const size_t smem = size_t(2) * a.heads * (KS * 16 + 8) * sizeof(uint16_t) + size_t(2) * a.heads * sizeof(float);
   if (smem > optin_smem()) {
@@ -339,13 +267,31 @@ void launch_mma_dim(const ScoreLaunch& a, cudaStream_t stream) {
 
 }  // namespace
 
+int score_tile_keys(const ScoreLaunch& a) {
+  if (a.type == ValueType::F32) return kF32Tile;
+  return wgmma_applies(a) ? wgmma_tile_keys(a) : kMmaTile;
+}
+
+bool split_bf16_supported(int heads_padded, int dims_padded) {
+  ScoreLaunch a;
+  a.type = ValueType::BF16x3;
+  a.heads = heads_padded;
+  a.dim = 3 * dims_padded;
+  return wgmma_applies(a);
+}
+
 void launch_score(const ScoreLaunch& a, cudaStream_t stream) {
   if (a.queries <= 0 || a.range_hi < a.range_lo) return;
   if (a.type != ValueType::F32) {
     if (a.dim % 16 != 0 || a.heads % 8 != 0) throw CudaError("score kernel: tensor-core inputs must be padded");
+    if (a.list_rows != nullptr && a.list_tile_keys != score_tile_keys(a)) {
+      throw CudaError("score kernel: work lists built for another tile size");
+    }
+    if (wgmma_applies(a)) return launch_wgmma(a, stream);
+    if (a.type == ValueType::BF16x3) throw CudaError("score kernel: split bf16 keys need the wgmma kernel");
     return a.type == ValueType::F16 ? launch_mma_dim<true>(a, stream) : launch_mma_dim<false>(a, stream);
   }
-  const int tiles = a.range_hi / kF32Tile - a.range_lo / kF32Tile + 1;
+  const int tiles = a.range_hi / kF32Tile - a.range_lo / kF32Tile + 1;  // 64-key tiles from range_lo's
   const int qpc = queries_per_cta(a.queries, tiles);
   const size_t smem = f32_smem_bytes(a.dim);
   if (smem > optin_smem()) {

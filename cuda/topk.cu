@@ -4,10 +4,10 @@
 // k-th best key τ (8-bit digits; once the digit's bucket holds few enough keys they are gathered into shared
 // memory and the remaining digits are resolved there, otherwise the row is re-read — no candidate is ever
 // dropped), then one pass in position order keeps every key above τ and the first `need` keys equal to τ,
-// which is the tie rule (equal scores by lower position), and writes them ascending. Block-wide scans place
-// each kept element, so the output is deterministic; atomics only count.
-#include <cub/block/block_scan.cuh>
-
+// which is the tie rule (equal scores by lower position), and writes them ascending. Warp ballots and the
+// warps' counts in warp order place each kept element, so the output is deterministic; atomics only count.
+// A row of at most 8192 candidates (HISA's kept tokens) is read once into shared memory and every pass runs
+// there. Long rows: every pass keeps several loads in flight per thread.
 #include <cstdint>
 
 #include "cuda/cuda_check.hpp"
@@ -19,15 +19,17 @@ namespace hisa::cuda {
 namespace {
 
 constexpr int kTopkThreads = 512;
-constexpr int kTopkItems = 4;   // consecutive elements per thread in the collecting pass
-constexpr int kCandidates = 8192;  // shared-memory candidates (32 KB)
-
+constexpr int kTopkWarps = kTopkThreads / 32;
+constexpr int kTopkUnroll = 4;     // loads in flight per lane in the collecting passes
+constexpr int kLoadsInFlight = 4;  // independent loads per thread in the histogram pass over device memory
+constexpr int kCandidates = 8192;  // shared-memory candidates: a row of at most this many is read once
+constexpr size_t kTopkSmem = size_t(kCandidates) * 2 * sizeof(uint32_t);  // scores and positions (64 KB)
 __global__ void __launch_bounds__(kTopkThreads) topk_kernel(const TopkLaunch a) {
-  using Scan = cub::BlockScan<uint32_t, kTopkThreads>;
-  __shared__ typename Scan::TempStorage scan_storage;
   __shared__ uint32_t hist[256];
-  __shared__ uint32_t cand[kCandidates];
   __shared__ uint32_t ncand, sh_bin, sh_krem, sh_cnt;
+  extern __shared__ uint32_t topk_smem[];
+  uint32_t* cand = topk_smem;                                       // keys, or a short row's score bits
+  int* cand_pos = reinterpret_cast<int*>(topk_smem + kCandidates);  // a short row's positions
 
   const int r = int(blockIdx.x), tid = int(threadIdx.x), lane = tid & 31, warp = tid >> 5;
   const int j0 = a.seg_offsets[r], j1 = a.seg_offsets[r + 1];
@@ -52,16 +54,46 @@ __global__ void __launch_bounds__(kTopkThreads) topk_kernel(const TopkLaunch a) 
     return;
   }
 
-  // Applies f(key) to every candidate of the row (any order).
-  auto for_each_key = [&](auto&& f) {
+  // A short row (HISA's kept tokens) is read once into shared memory, in position order; every pass below
+  // then works there.
+  const bool short_row = n <= kCandidates;
+  if (short_row) {
+    int off = 0;
+    for (int j = j0; j < j1; ++j) {
+      const int sa = a.segments[2 * j], len = a.segments[2 * j + 1] - sa + 1;
+      for (int t = tid; t < len; t += kTopkThreads) {
+        cand[off + t] = __float_as_uint(score_at(sa + t));
+        cand_pos[off + t] = sa + t;
+      }
+      off += len;
+    }
+    __syncthreads();
+  }
+
+  // The histogram pass over device memory: kLoadsInFlight strided elements per thread per step, all loaded
+  // before any is counted.
+  auto count_row = [&](uint32_t prefix, uint32_t pmask, int shift) {
     for (int j = j0; j < j1; ++j) {
       const int sa = a.segments[2 * j], sz = a.segments[2 * j + 1];
-      for (int s = sa + tid; s <= sz; s += kTopkThreads) f(order_key(score_at(s)));
+      for (int s0 = sa; s0 <= sz; s0 += kTopkThreads * kLoadsInFlight) {
+        float v[kLoadsInFlight];
+#pragma unroll
+        for (int it = 0; it < kLoadsInFlight; ++it) {
+          const int s = s0 + it * kTopkThreads + tid;
+          v[it] = s <= sz ? score_at(s) : 0.f;
+        }
+#pragma unroll
+        for (int it = 0; it < kLoadsInFlight; ++it) {
+          const int s = s0 + it * kTopkThreads + tid;
+          const uint32_t u = order_key(v[it]);
+          if (s <= sz && (u & pmask) == prefix) atomicAdd(&hist[(u >> shift) & 255u], 1u);
+        }
+      }
     }
   };
 
   uint32_t prefix = 0, pmask = 0, krem = uint32_t(a.k);
-  bool in_shared = false;
+  bool in_shared = false;  // the candidates of the current bucket are in cand[0, ncand) (long rows)
   for (int pass = 0; pass < 4; ++pass) {
     const int shift = 24 - 8 * pass;
     for (int b = tid; b < 256; b += kTopkThreads) hist[b] = 0;
@@ -69,10 +101,12 @@ __global__ void __launch_bounds__(kTopkThreads) topk_kernel(const TopkLaunch a) 
     auto count = [&](uint32_t u) {
       if ((u & pmask) == prefix) atomicAdd(&hist[(u >> shift) & 255u], 1u);
     };
-    if (in_shared) {
+    if (short_row) {
+      for (int t = tid; t < n; t += kTopkThreads) count(order_key(__uint_as_float(cand[t])));
+    } else if (in_shared) {
       for (uint32_t t = tid; t < ncand; t += kTopkThreads) count(cand[t]);
     } else {
-      for_each_key(count);
+      count_row(prefix, pmask, shift);
     }
     __syncthreads();
     if (warp == 0) {
@@ -102,14 +136,18 @@ __global__ void __launch_bounds__(kTopkThreads) topk_kernel(const TopkLaunch a) 
     prefix |= sh_bin << shift;
     pmask |= 0xFFu << shift;
     krem = sh_krem;
-    if (!in_shared && pass < 2 && sh_cnt <= uint32_t(kCandidates)) {
+    if (!short_row && !in_shared && pass < 2 && sh_cnt <= uint32_t(kCandidates)) {
       // The bucket is small: gather it once and finish the select in shared memory. The gathering order
       // does not matter (only counts are taken from it).
       if (tid == 0) ncand = 0;
       __syncthreads();
-      for_each_key([&](uint32_t u) {
-        if ((u & pmask) == prefix) cand[atomicAdd(&ncand, 1u)] = u;
-      });
+      for (int j = j0; j < j1; ++j) {
+        const int sa = a.segments[2 * j], sz = a.segments[2 * j + 1];
+        for (int s = sa + tid; s <= sz; s += kTopkThreads) {
+          const uint32_t u = order_key(score_at(s));
+          if ((u & pmask) == prefix) cand[atomicAdd(&ncand, 1u)] = u;
+        }
+      }
       __syncthreads();
       in_shared = true;
     }
@@ -118,50 +156,85 @@ __global__ void __launch_bounds__(kTopkThreads) topk_kernel(const TopkLaunch a) 
   const uint32_t need = krem;   // how many keys equal to tau are kept (the lowest positions)
   const uint32_t k = uint32_t(a.k);
 
-  // Collect in position order. Each thread takes kTopkItems consecutive elements; one scan of packed
-  // (above, equal) counts gives every element its output slot = #above before + min(#equal before, need).
-  uint32_t run_gt = 0, run_eq = 0;
-  for (int j = j0; j < j1 && run_gt + min(run_eq, need) < k; ++j) {
-    const int sa = a.segments[2 * j], sz = a.segments[2 * j + 1];
-    for (int t0 = sa; t0 <= sz && run_gt + min(run_eq, need) < k; t0 += kTopkThreads * kTopkItems) {
-      uint32_t keys[kTopkItems];
-      float vals[kTopkItems];
-      uint32_t gt = 0, eq = 0;
+  // Collect in position order. Warp w takes candidates [w·chunk, (w+1)·chunk) of the row (segments
+  // concatenated), lanes reading 32 consecutive ones at a time. A first pass counts its keys above τ and equal
+  // to τ (ballots); the warps' counts, summed in warp order, say how many of each come before a warp's run;
+  // a second pass gives every kept element its slot = #above before + min(#equal before, need), so the output
+  // is ascending and the tie rule holds, with no block-wide synchronisation inside the passes.
+  __shared__ uint32_t warp_gt[kTopkWarps], warp_eq[kTopkWarps];
+  const int chunk = ((n + kTopkWarps - 1) / kTopkWarps + 31) & ~31;
+  const int from = min(n, warp * chunk), to = min(n, from + chunk);
+  // f(position, valid, score) for every candidate of the warp's run, kTopkUnroll·32 at a time with the loads
+  // first; trip counts are warp-uniform (invalid lanes pass valid = false). Stops early when done() is true.
+  auto walk = [&](auto&& done, auto&& f) {
+    if (short_row) {
+      for (int i0 = from; i0 < to && !done(); i0 += 32 * kTopkUnroll) {
+        float v[kTopkUnroll];
+        int p[kTopkUnroll];
 #pragma unroll
-      for (int it = 0; it < kTopkItems; ++it) {
-        const int p = t0 + tid * kTopkItems + it;
-        vals[it] = p <= sz ? score_at(p) : 0.f;
-        keys[it] = order_key(vals[it]);
-        if (p <= sz) {
-          gt += keys[it] > tau;
-          eq += keys[it] == tau;
+        for (int u = 0; u < kTopkUnroll; ++u) {
+          const int i = i0 + 32 * u + lane;
+          v[u] = i < to ? __uint_as_float(cand[i]) : 0.f;
+          p[u] = i < to ? cand_pos[i] : 0;
         }
-      }
-      uint32_t excl = 0, total = 0;
-      Scan(scan_storage).ExclusiveSum(gt | (eq << 16), excl, total);  // at most 2048 of each per tile
-      uint32_t eg = run_gt + (excl & 0xFFFFu), ee = run_eq + (excl >> 16);
 #pragma unroll
-      for (int it = 0; it < kTopkItems; ++it) {
-        const int p = t0 + tid * kTopkItems + it;
-        if (p > sz) break;
-        if (keys[it] > tau) {
-          const uint32_t slot = eg + min(ee, need);
-          out_pos[slot] = p;
-          out_score[slot] = vals[it];
-          ++eg;
-        } else if (keys[it] == tau) {
-          if (ee < need) {
-            out_pos[eg + ee] = p;
-            out_score[eg + ee] = vals[it];
-          }
-          ++ee;
-        }
+        for (int u = 0; u < kTopkUnroll; ++u) f(p[u], i0 + 32 * u + lane < to, v[u]);
       }
-      run_gt += total & 0xFFFFu;
-      run_eq += total >> 16;
-      __syncthreads();  // scan_storage is reused
+      return;
     }
+    int off = 0;  // candidate index of segment j's first position
+    for (int j = j0; j < j1 && off < to && !done(); ++j) {
+      const int sa = a.segments[2 * j], len = a.segments[2 * j + 1] - sa + 1;
+      const int lo = max(from, off), hi = min(to, off + len);
+      for (int i0 = lo; i0 < hi && !done(); i0 += 32 * kTopkUnroll) {
+        float v[kTopkUnroll];
+#pragma unroll
+        for (int u = 0; u < kTopkUnroll; ++u) {
+          const int i = i0 + 32 * u + lane;
+          v[u] = i < hi ? score_at(sa + (i - off)) : 0.f;
+        }
+#pragma unroll
+        for (int u = 0; u < kTopkUnroll; ++u) {
+          const int i = i0 + 32 * u + lane;
+          f(sa + (i - off), i < hi, v[u]);
+        }
+      }
+      off += len;
+    }
+  };
+  uint32_t gt = 0, eq = 0;
+  walk([] { return false; }, [&](int, bool valid, float v) {
+    const uint32_t u = order_key(v);
+    gt += __popc(__ballot_sync(0xffffffffu, valid && u > tau));
+    eq += __popc(__ballot_sync(0xffffffffu, valid && u == tau));
+  });
+  if (lane == 0) {
+    warp_gt[warp] = gt;
+    warp_eq[warp] = eq;
   }
+  __syncthreads();
+  uint32_t run_gt = 0, run_eq = 0;
+  for (int w = 0; w < warp; ++w) {
+    run_gt += warp_gt[w];
+    run_eq += warp_eq[w];
+  }
+  const uint32_t before = (1u << lane) - 1u;
+  walk([&] { return run_gt + min(run_eq, need) >= k; }, [&](int p, bool valid, float v) {
+    const uint32_t u = order_key(v);
+    const bool above = valid && u > tau, equal = valid && u == tau;
+    const uint32_t ma = __ballot_sync(0xffffffffu, above), me = __ballot_sync(0xffffffffu, equal);
+    const uint32_t ga = run_gt + __popc(ma & before), ge = run_eq + __popc(me & before);
+    if (above) {
+      const uint32_t slot = ga + min(ge, need);
+      out_pos[slot] = p;
+      out_score[slot] = v;
+    } else if (equal && ge < need) {
+      out_pos[ga + ge] = p;
+      out_score[ga + ge] = v;
+    }
+    run_gt += __popc(ma);
+    run_eq += __popc(me);
+  });
   if (tid == 0) a.out_count[r] = a.k;
 }
 
@@ -241,7 +314,9 @@ __global__ void __launch_bounds__(kMassThreads) masses_kernel(const MassLaunch a
 void launch_topk(const TopkLaunch& a, cudaStream_t stream) {
   if (a.rows <= 0) return;
   if (a.k <= 0) throw CudaError("top-k kernel: k must be positive");
-  topk_kernel<<<unsigned(a.rows), kTopkThreads, 0, stream>>>(a);
+  // Dynamic shared memory above 48 KB must be allowed on each device the kernel runs on.
+  HISA_CUDA_CHECK(cudaFuncSetAttribute(topk_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kTopkSmem)));
+  topk_kernel<<<unsigned(a.rows), kTopkThreads, kTopkSmem, stream>>>(a);
   HISA_CUDA_CHECK_LAUNCH("topk_kernel");
 }
 

@@ -17,6 +17,7 @@
 #include "cuda/block_choice.hpp"
 #include "cuda/cuda_check.hpp"
 #include "cuda/cuda_engine.hpp"
+#include "cuda/cuda_scoring.hpp"
 #include "cuda/device_buffer.hpp"
 #include "cuda/cuda_sweep_scorer.hpp"
 #include "cuda/device_info.hpp"
@@ -208,6 +209,34 @@ TEST(CudaEngine, ShapesThatNeedPadding) {
   c.block_size = 4;
   c.blocks = 2;
   expect_identical(l, c);
+}
+
+// The shapes the wgmma kernel takes on sm_90 (32 or 64 padded heads, 64 or 128 padded dims): exact layers give
+// the CPU's and the reference's results on both 16-bit paths, with partial 256-key tiles, packed sequences and
+// HISA's sparse work lists (select()).
+TEST(CudaEngine, WgmmaShapesMatchCpuAndReference) {
+  REQUIRE_GPU();
+  for (auto [heads, dim] : {std::pair<int64_t, int64_t>{64, 128}, {32, 64}, {60, 120}, {25, 50}}) {
+    for (Path p : {Path::BF16, Path::F16}) {
+      LayerSpec s;
+      s.heads = heads;
+      s.dim = dim;
+      s.keys = 700;  // two whole 256-key tiles and a partial one
+      s.queries = 12;
+      s.packed = heads == 32;
+      s.seed = uint64_t(heads + dim);
+      Layer l = random_layer(s);
+      force_path(l, p);
+      SCOPED_TRACE("H=" + std::to_string(heads) + " D=" + std::to_string(dim) + " path " + path_name(p));
+      for (auto [B, m] : {std::pair<int64_t, int64_t>{16, 5}, {64, 3}, {128, 2}}) {
+        SelectionConfig c;
+        c.topk = 96;
+        c.block_size = B;
+        c.blocks = m;
+        expect_identical(l, c);
+      }
+    }
+  }
 }
 
 TEST(CudaEngine, ManySmallChunksGiveTheSameResults) {
@@ -501,15 +530,16 @@ void round_layer(Layer& l, ElementType t) {
 
 TEST(CudaEngine, FloatLayersAgreeUpToNearTies) {
   REQUIRE_GPU();
-  // fp32 values (CUDA-core path), and the same values rounded to bf16 and f16 (tensor-core paths).
+  // fp32 values (CUDA-core path), and the same values rounded to bf16 and f16 (tensor-core paths: mma.sync with
+  // 8 heads, wgmma on sm_90 with 64).
   for (ElementType t : {ElementType::F32, ElementType::BF16, ElementType::F16}) {
     for (bool packed : {false, true}) {
       LayerSpec s;
       s.integer = false;
       s.keys = 1500;
       s.queries = 24;
-      s.heads = 8;
-      s.dim = 64;
+      s.heads = packed ? 64 : 8;
+      s.dim = packed ? 128 : 64;
       s.packed = packed;
       s.seed = 21;
       Layer l = random_layer(s);
@@ -531,6 +561,43 @@ TEST(CudaEngine, FloatLayersAgreeUpToNearTies) {
         }
       }
     }
+  }
+}
+
+// fp32 keys against bf16 queries: on sm_90 the keys are split into three bf16 parts (ValueType::BF16x3) and
+// scored on the tensor cores; differences from the reference may only be near-ties.
+TEST(CudaEngine, Fp32KeysAgainstBf16QueriesAgreeUpToNearTies) {
+  REQUIRE_GPU();
+  Layer l = random_layer({.keys = 1500, .heads = 64, .dim = 128, .queries = 24, .integer = false, .packed = true, .seed = 23});
+  for (auto& v : l.batch.q) v = round_to(ElementType::BF16, v);
+  for (auto& v : l.keys.k) v *= 1.0f + 1e-6f;  // keep the keys inexact in bf16
+  SelectionConfig c;
+  c.topk = 50;
+  c.block_size = 32;
+  c.blocks = 6;
+  const FloatReport r = compare_float(l, c);
+  EXPECT_EQ(r.unexplained, 0);
+  std::cout << "[ info ] fp32 keys, bf16 queries: " << r.queries << " queries, flat differs from the reference in "
+            << r.flat_differ << ", HISA block choice in " << r.block_choice_differ << ", unexplained " << r.unexplained
+            << "\n";
+}
+
+// The split that BF16x3 scoring relies on: three bf16 parts whose sum is the value exactly, for every value
+// that Exactness calls splittable; tiny and huge values are not (they would leave subnormal or infinite parts).
+TEST(SplitBf16, PartsSumToTheValueExactly) {
+  std::mt19937_64 rng(5);
+  std::normal_distribution<float> gauss(0.0f, 1.0f);
+  std::vector<float> values = {0.0f, -0.0f, 1.0f, 1.0f / 3.0f, -7.123456789f, 1e-30f, 3.0e38f, -3.0e38f};
+  for (int i = 0; i < 10000; ++i) values.push_back(gauss(rng) * std::ldexp(1.0f, int(rng() % 60) - 30));
+  for (float v : {1e-31f, 1e-40f, 3.3e38f, std::numeric_limits<float>::infinity()}) {
+    EXPECT_FALSE(cuda::Exactness::splits_exactly(v)) << v;
+  }
+  for (float v : values) {
+    ASSERT_TRUE(cuda::Exactness::splits_exactly(v)) << v;
+    uint16_t hi = 0, mid = 0, lo = 0;
+    cuda::split_bf16(v, hi, mid, lo);
+    const double sum = double(bf16_to_float(hi)) + double(bf16_to_float(mid)) + double(bf16_to_float(lo));
+    EXPECT_EQ(sum, double(v)) << v;
   }
 }
 
