@@ -1,30 +1,23 @@
-// `hisa bench --device cuda` (report/cuda_bench.hpp): times the selection kernels with CUDA events and the
-// engine's select() with the host clock, on one random layer whose values are bf16 (so the tensor-core
-// path runs, as for bf16 and fp8 dumps).
-#include <cuda_runtime_api.h>
-
+// `hisa bench --device cuda` (report/cuda_bench.hpp): every case through the CUDA engine's select(), as
+// `hisa audit` and `hisa select` run it, on random layers whose values are bf16 (so the tensor-core path runs,
+// as for bf16 and fp8 dumps). Stage times come from the engine (cuda::last_stage_times).
 #include <algorithm>
 #include <cmath>
-#include <functional>
-#include <random>
+#include <cstdint>
+#include <stdexcept>
 #include <vector>
 
 #include "core/error.hpp"
 #include "core/numeric.hpp"
-#include "cuda/cuda_check.hpp"
 #include "cuda/cuda_engine.hpp"
-#include "cuda/device_buffer.hpp"
 #include "cuda/cuda_scoring.hpp"
 #include "cuda/device_info.hpp"
 #include "cuda/kernels.hpp"
 #include "report/cuda_bench.hpp"
-#include "select/blocks.hpp"
 
 namespace hisa {
 
 namespace {
-
-int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -32,47 +25,46 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-// Median over `repeat` runs of f, timed with CUDA events on the stream, after two warm-up runs.
-double time_gpu(int repeat, cudaStream_t s, const std::function<void()>& f) {
-  for (int i = 0; i < 2; ++i) f();
-  cuda::Event start, stop;
-  std::vector<double> ms;
-  for (int i = 0; i < repeat; ++i) {
-    start.record(s);
-    f();
-    stop.record(s);
-    ms.push_back(stop.since(start));
-  }
-  return median(ms);
+// splitmix64: a counter-based hash, so value i of an array depends only on (seed, array, i) and a prefill's
+// queries (537M values at L = 64K, H = 64, D = 128) are drawn in parallel, the same for any thread count.
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
 }
 
-std::vector<uint16_t> bf16_codes(const float* v, int64_t rows, int64_t dim, int64_t padded_dim) {
-  std::vector<uint16_t> out(size_t(rows * padded_dim), 0);
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t d = 0; d < dim; ++d) out[size_t(r * padded_dim + d)] = float_to_bf16(v[r * dim + d]);
+// n standard normal values times `scale` (Box–Muller on two 24-bit uniforms of one hash), rounded to bf16 when
+// asked; `stream` tells the arrays of one seed apart.
+std::vector<float> random_normal(size_t n, uint64_t seed, uint64_t stream, float scale, bool bf16) {
+  std::vector<float> v(n);
+  const uint64_t base = splitmix64(seed ^ splitmix64(stream));
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < int64_t(n); ++i) {
+    const uint64_t h = splitmix64(base + uint64_t(i));
+    const float u1 = (float(h >> 40) + 1.0f) * 0x1p-24f;  // (0, 1]: the log stays finite
+    const float u2 = float(h & 0xFFFFFFu) * 0x1p-24f;
+    const float x = std::sqrt(-2.0f * std::log(u1)) * std::cos(6.28318531f * u2) * scale;
+    v[size_t(i)] = bf16 ? round_to(ElementType::BF16, x) : x;
   }
-  return out;
+  return v;
 }
 
-// One layer with bf16 values: keys, queries (all at the last position, k_start = 0), weights of both signs.
-void random_bf16_layer(const CudaBenchOptions& o, LayerKeys& keys, QueryBatch& batch) {
-  const int64_t L = o.keys, H = o.heads, D = o.dim, N = o.queries;
-  std::mt19937_64 rng(o.seed);
-  std::normal_distribution<float> gauss(0.0f, 1.0f);
-  auto bf16 = [&] { return round_to(ElementType::BF16, gauss(rng)); };
+// One layer of L keys with bf16 keys and queries and fp32 weights of both signs scaled by 1/sqrt(H). Sampled:
+// N queries at position L-1 that see all L keys. Prefill (N = L): query i at position i sees keys [0, i].
+void random_layer(int64_t L, int64_t N, int64_t H, int64_t D, bool prefill, uint64_t seed, LayerKeys& keys,
+                  QueryBatch& batch) {
   keys.count = L;
   keys.dim = D;
-  keys.k.resize(size_t(L * D));
-  for (auto& v : keys.k) v = bf16();
+  keys.k = random_normal(size_t(L * D), seed, 0, 1.0f, true);
   keys.k_scale.assign(size_t(L), 1.0f);
   batch.count = N;
   batch.heads = H;
   batch.dim = D;
-  batch.q.resize(size_t(N * H * D));
-  for (auto& v : batch.q) v = bf16();
-  batch.w.resize(size_t(N * H));
-  for (auto& v : batch.w) v = gauss(rng) / std::sqrt(float(H));
-  batch.q_pos.assign(size_t(N), L - 1);
+  batch.q = random_normal(size_t(N * H * D), seed, 1, 1.0f, true);
+  batch.w = random_normal(size_t(N * H), seed, 2, 1.0f / std::sqrt(float(H)), false);
+  batch.q_pos.resize(size_t(N));
+  for (int64_t i = 0; i < N; ++i) batch.q_pos[size_t(i)] = prefill ? i : L - 1;
   batch.k_start.assign(size_t(N), 0);
 }
 
@@ -95,175 +87,124 @@ cuda::StageTimes median_stages(SelectionEngine& engine, const QueryBatch& batch,
                           med(&cuda::StageTimes::masses_ms),       med(&cuda::StageTimes::block_stage_ms)};
 }
 
-// The first device this build's kernels run on, and its name; UsageError when there is none.
-int bench_device(std::string& gpu) {
+// The first device this build's kernels run on; UsageError when there is none.
+cuda::DeviceInfo bench_device() {
   std::string why = "no GPU found";
   for (const auto& d : cuda::list_devices()) {
     const std::string problem = cuda::kernel_image_problem(d.index);
-    if (problem.empty()) {
-      gpu = d.name;
-      return d.index;
-    }
+    if (problem.empty()) return d;
     why = "the kernels cannot run on " + d.name + ": " + problem;
   }
   throw UsageError("--device cuda: " + why);
 }
 
-}  // namespace
+SelectionConfig bench_config(int64_t topk, int64_t block_size, int64_t blocks) {
+  SelectionConfig c;
+  c.topk = topk;
+  c.block_size = block_size;
+  c.blocks = blocks;
+  c.validate();
+  return c;
+}
 
-CudaBenchResult run_cuda_bench(const CudaBenchOptions& o) {
-  std::string gpu;
-  const int device = bench_device(gpu);
-  if (o.keys >= (int64_t(1) << 31) || o.topk >= o.keys) throw UsageError("bench: need topk < keys < 2^31");
-  HISA_CUDA_CHECK(cudaSetDevice(device));
-  cuda::Stream stream;
-  const cudaStream_t s = stream.get();
-
-  const int64_t L = o.keys, H = o.heads, D = o.dim, N = o.queries, B = o.block_size;
+// One case: flat and HISA through the engine, and for sampled queries the fp32 CUDA-core path's scoring.
+CudaBenchCase run_case(SelectionEngine& engine, const CudaBenchOptions& o, int64_t L, bool prefill) {
+  CudaBenchCase c;
+  c.prefill = prefill;
+  c.keys = L;
+  c.queries = prefill ? L : o.queries;
+  c.repeat = prefill ? o.prefill_repeat() : o.repeat;
+  c.visible = prefill ? 0.5 * double(L) * double(L + 1) : double(c.queries) * double(L);
+  c.flops = 2.0 * double(o.heads) * double(o.dim) * c.visible;
+  c.topk_bytes = 4.0 * c.visible;
   LayerKeys keys;
   QueryBatch batch;
-  random_bf16_layer(o, keys, batch);
-  CudaBenchResult r;
-  r.gpu = gpu;
-  r.flops = 2.0 * double(N) * double(H) * double(D) * double(L);
-  r.score_bytes = double(N) * double(L) * 4.0;
+  random_layer(L, c.queries, o.heads, o.dim, prefill, o.seed, keys, batch);
+  engine.set_layer(keys, bench_config(o.topk, o.block_size, o.blocks));
+  const cuda::StageTimes flat = median_stages(engine, batch, Method::Flat, c.repeat);
+  c.flat_score_ms = flat.token_scores_ms;
+  c.flat_topk_ms = flat.topk_ms;
+  c.flat_call_ms = flat.total_ms;
+  const cuda::StageTimes hisa = median_stages(engine, batch, Method::Hisa, c.repeat);
+  c.hisa_blocks_ms = hisa.block_scores_ms;
+  c.hisa_choice_ms = hisa.block_stage_ms;
+  c.hisa_score_ms = hisa.token_scores_ms;
+  c.hisa_topk_ms = hisa.topk_ms;
+  c.hisa_call_ms = hisa.total_ms;
+  if (!prefill) {
+    // One query value off the bf16 (and f16) grid fails the engine's exactness check, so the same values take
+    // the fp32 CUDA-core path. It is ~15x slower than the tensor cores: a few repeats are enough.
+    QueryBatch inexact = batch;
+    inexact.q[0] = std::nextafter(inexact.q[0], INFINITY);
+    c.f32_score_ms = median_stages(engine, inexact, Method::Flat, std::max(1, c.repeat / 4)).token_scores_ms;
+  }
+  return c;
+}
 
-  const int64_t Hp = round_up(H, 8), Dp = round_up(D, 16);
-  if (Dp > cuda::kMaxTensorCoreDim) throw UsageError("bench: --dim must be at most 128 for the tensor-core path");
-  std::vector<float> wpad(size_t(N * Hp), 0.0f);
-  for (int64_t i = 0; i < N; ++i) std::copy_n(batch.w_row(i), H, wpad.begin() + i * Hp);
-  std::vector<uint16_t> q16(size_t(N * Hp * Dp), 0);
-  for (int64_t i = 0; i < N; ++i) {
-    for (int64_t h = 0; h < H; ++h) {
-      for (int64_t d = 0; d < D; ++d) q16[size_t((i * Hp + h) * Dp + d)] = float_to_bf16(batch.q_row(i, h)[d]);
+}  // namespace
+
+CudaBenchResult run_cuda_bench(const CudaBenchOptions& o, const std::function<void(const CudaBenchResult&)>& on_case) {
+  const cuda::DeviceInfo device = bench_device();
+  for (const auto& list : {o.keys, o.prefill}) {
+    for (int64_t L : list) {
+      if (L < 2 || L >= (int64_t(1) << 31)) throw UsageError("bench: every L must be in [2, 2^31)");
     }
   }
-  const std::vector<uint16_t> k16 = bf16_codes(keys.k.data(), L, D, Dp);
-  const std::vector<int> lo(size_t(N), 0), hi(size_t(N), int(L - 1));
-
-  cuda::DeviceArray<uint16_t> dk16, dq16;
-  cuda::DeviceArray<float> dk32, dq32, dw32, dwpad, dscale, scores;
-  cuda::DeviceArray<int> dlo, dhi;
-  dk16.upload(k16.data(), k16.size(), s);
-  dq16.upload(q16.data(), q16.size(), s);
-  dk32.upload(keys.k.data(), keys.k.size(), s);
-  dq32.upload(batch.q.data(), batch.q.size(), s);
-  dw32.upload(batch.w.data(), batch.w.size(), s);
-  dwpad.upload(wpad.data(), wpad.size(), s);
-  dscale.upload(keys.k_scale.data(), keys.k_scale.size(), s);
-  dlo.upload(lo.data(), lo.size(), s);
-  dhi.upload(hi.data(), hi.size(), s);
-  scores.resize(size_t(N * L));
-
-  cuda::ScoreLaunch flat;
-  flat.type = cuda::ValueType::BF16;
-  flat.keys = dk16.data();
-  flat.scales = dscale.data();
-  flat.key_count = int(L);
-  flat.q = dq16.data();
-  flat.w = dwpad.data();
-  flat.queries = int(N);
-  flat.heads = int(Hp);
-  flat.dim = int(Dp);
-  flat.lo = dlo.data();
-  flat.hi = dhi.data();
-  flat.range_lo = 0;
-  flat.range_hi = int(L - 1);
-  flat.unit_base = 0;
-  flat.out = scores.data();
-  flat.out_stride = L;
-  flat.out_base = 0;
-  cuda::ScoreLaunch flat32 = flat;
-  flat32.type = cuda::ValueType::F32;
-  flat32.keys = dk32.data();
-  flat32.q = dq32.data();
-  flat32.w = dw32.data();
-  flat32.heads = int(H);
-  flat32.dim = int(D);
-  r.score_f32_ms = time_gpu(std::max(1, o.repeat / 4), s, [&] { cuda::launch_score(flat32, s); });
-  r.score_mma_ms = time_gpu(o.repeat, s, [&] { cuda::launch_score(flat, s); });
-
-  // Top-k over the full rows that the tensor-core pass left in `scores`.
-  std::vector<int> segs, offs{0};
-  for (int64_t i = 0; i < N; ++i) {
-    segs.push_back(0);
-    segs.push_back(int(L - 1));
-    offs.push_back(int(i + 1));
+  // The figures are tensor-core rates; wider heads would silently take the fp32 path.
+  if (cuda::round_up(o.dim, 16) > cuda::kMaxTensorCoreDim) {
+    throw UsageError("bench: --dim must be at most " + std::to_string(cuda::kMaxTensorCoreDim) + " for the tensor-core path");
   }
-  cuda::DeviceArray<int> dsegs, doffs, pos, cnt;
-  cuda::DeviceArray<float> pos_score;
-  dsegs.upload(segs.data(), segs.size(), s);
-  doffs.upload(offs.data(), offs.size(), s);
-  pos.resize(size_t(N * o.topk));
-  pos_score.resize(size_t(N * o.topk));
-  cnt.resize(size_t(N));
-  cuda::TopkLaunch topk;
-  topk.scores = scores.data();
-  topk.stride = L;
-  topk.base = 0;
-  topk.segments = dsegs.data();
-  topk.seg_offsets = doffs.data();
-  topk.rows = int(N);
-  topk.k = int(o.topk);
-  topk.out_pos = pos.data();
-  topk.out_score = pos_score.data();
-  topk.out_count = cnt.data();
-  r.topk_ms = time_gpu(o.repeat, s, [&] { cuda::launch_topk(topk, s); });
-
-  // Flat and HISA through the engine, as `hisa audit`/`select` use it: per-stage times from the engine
-  // (CUDA events for kernels, host clock for the host block stage and the whole call), medians over repeats.
-  SelectionConfig config;
-  config.topk = o.topk;
-  config.block_size = B;
-  config.blocks = o.blocks;
-  config.validate();
-  auto engine = make_cuda_engine(device);
-  engine->set_layer(keys, config);
-  const cuda::StageTimes flat_t = median_stages(*engine, batch, Method::Flat, o.repeat),
-                         hisa_t = median_stages(*engine, batch, Method::Hisa, o.repeat);
-  r.engine_flat_ms = flat_t.total_ms;
-  r.engine_flat_gpu_ms = flat_t.token_scores_ms + flat_t.topk_ms;
-  r.engine_hisa_ms = hisa_t.total_ms;
-  r.hisa_blocks_ms = hisa_t.block_scores_ms;
-  r.hisa_host_ms = hisa_t.block_stage_ms;
-  r.hisa_score_ms = hisa_t.token_scores_ms;
-  r.hisa_topk_ms = hisa_t.topk_ms;
+  bench_config(o.topk, o.block_size, o.blocks);  // a bad B or m fails before any case runs
+  CudaBenchResult r;
+  r.gpu = device.name;
+  r.multiprocessors = device.multiprocessors;
+  r.memory_gib = double(device.total_memory) / double(1 << 30);
+  r.peaks = datasheet_peaks(device.name);
+  if (device.hbm_bytes_per_second > 0) {
+    r.peaks.hbm_gbs = device.hbm_bytes_per_second * 1e-9;
+    r.peaks.hbm_source = "2 x " + std::to_string(device.memory_clock_khz / 1000) + " MHz memory clock x " +
+                         std::to_string(device.memory_bus_bits) + "-bit bus / 8, from the device attributes";
+  } else {
+    r.peaks.hbm_source = "unknown (the device reports no memory clock or bus width)";
+  }
+  auto engine = make_cuda_engine(device.index);
+  for (const bool prefill : {false, true}) {
+    for (int64_t L : prefill ? o.prefill : o.keys) {
+      r.cases.push_back(run_case(*engine, o, L, prefill));
+      if (on_case) on_case(r);
+    }
+  }
   return r;
 }
 
 SelectionTimeGrid time_selection_grid(const CudaBenchOptions& o, const std::vector<int64_t>& block_sizes,
                                       const std::vector<int64_t>& blocks, int device) {
+  if (o.keys.size() != 1) throw std::invalid_argument("time_selection_grid: options.keys must hold one L");
   SelectionTimeGrid g;
   cuda::require_device(device);
   for (const auto& d : cuda::list_devices()) {
     if (d.index == device) g.gpu = d.name;
   }
-  g.keys = o.keys, g.heads = o.heads, g.dim = o.dim, g.queries = o.queries, g.topk = std::min(o.topk, o.keys);
+  g.keys = o.keys.front(), g.heads = o.heads, g.dim = o.dim, g.queries = o.queries, g.topk = std::min(o.topk, g.keys);
   g.block_sizes = block_sizes;
   g.blocks = blocks;
   LayerKeys keys;
   QueryBatch batch;
-  random_bf16_layer(o, keys, batch);
+  random_layer(g.keys, o.queries, o.heads, o.dim, false, o.seed, keys, batch);
   auto engine = make_cuda_engine(device);
   const double per_query = 1e3 / double(o.queries);  // ms per batch -> µs per query
   for (int64_t B : block_sizes) {
-    std::vector<double> kernels, host;
+    std::vector<double> kernels;
     for (int64_t m : blocks) {
-      SelectionConfig c;
-      c.topk = g.topk;
-      c.block_size = B;
-      c.blocks = m;
-      engine->set_layer(keys, c);
+      engine->set_layer(keys, bench_config(g.topk, B, m));
       if (g.flat_kernels_us == 0) {
         const cuda::StageTimes f = median_stages(*engine, batch, Method::Flat, o.repeat);
         g.flat_kernels_us = (f.token_scores_ms + f.topk_ms) * per_query;
       }
       const cuda::StageTimes h = median_stages(*engine, batch, Method::Hisa, o.repeat);
-      kernels.push_back((h.block_scores_ms + h.token_scores_ms + h.topk_ms) * per_query);
-      host.push_back(h.block_stage_ms * per_query);
+      kernels.push_back((h.block_scores_ms + h.block_stage_ms + h.token_scores_ms + h.topk_ms) * per_query);
     }
     g.hisa_kernels_us.push_back(kernels);
-    g.hisa_host_us.push_back(host);
   }
   return g;
 }

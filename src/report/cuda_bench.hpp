@@ -1,59 +1,111 @@
 #pragma once
-// `hisa bench --device cuda`: the CUDA engine's kernels and its select() end to end, on one random
-// bf16-valued layer in which every query sees every key (the decode shape of the reference table in
-// shared/reference/gpu.md, so the numbers compare with plain PyTorch there).
+// `hisa bench --device cuda`: the benchmark matrix of issue #5. Flat and HISA(B, m) selection through the CUDA
+// engine's select(), on random bf16-valued layers, for sampled queries (every query at position L-1 sees all L
+// keys: the decode shape of tests/bench/torch_reference.py) and full causal prefills; stage times, rates
+// against the card's peaks, and the issue's targets.
+#include <algorithm>
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 namespace hisa {
 
 struct CudaBenchOptions {
-  int64_t keys = 32768, heads = 64, dim = 128, queries = 256, topk = 2048;
+  std::vector<int64_t> keys{8192, 32768, 65536, 131072};  // sampled cases: `queries` queries that see all L keys
+  std::vector<int64_t> prefill{32768, 65536};             // full causal prefills: L queries, query i sees [0, i]
+  int64_t heads = 64, dim = 128, queries = 256, topk = 2048;
   int64_t block_size = 128, blocks = 64;
-  int repeat = 20;  // timed repetitions; medians are reported
+  int repeat = 20;  // timed repetitions of a sampled case; medians are reported
   uint64_t seed = 0;
+  // A prefill case costs up to L/queries times a sampled one, so it repeats fewer times.
+  int prefill_repeat() const { return std::max(2, repeat / 5); }
+};
+
+// The peaks that rates are printed against, and where each comes from.
+struct GpuPeaks {
+  double bf16_tflops = 0, fp8_tflops = 0;  // dense tensor-core peaks; 0: unknown
+  std::string tensor_source;
+  double hbm_gbs = 0;  // 0: unknown
+  std::string hbm_source;
+};
+// Datasheet dense tensor-core peaks by GPU name (H100 SXM/HBM3, H100 PCIe, H200); 0 and "unknown" otherwise.
+GpuPeaks datasheet_peaks(const std::string& gpu_name);
+
+// One case of the matrix. Stage times are medians over `repeat` select() calls after two warm-ups: kernels by
+// CUDA events (summed over the engine's query chunks), the whole call by the host clock (it also holds the
+// batch's exactness checks, conversions, uploads and downloads).
+struct CudaBenchCase {
+  bool prefill = false;
+  int64_t keys = 0, queries = 0;
+  int repeat = 0;
+  double visible = 0;     // Σ over the queries of the keys each sees: N·L sampled, L(L+1)/2 prefill
+  double flops = 0;       // flat scoring work, 2·H·D·visible
+  double topk_bytes = 0;  // one read of the flat score rows, 4·visible
+  double flat_score_ms = 0, flat_topk_ms = 0, flat_call_ms = 0;
+  double hisa_blocks_ms = 0, hisa_choice_ms = 0, hisa_score_ms = 0, hisa_topk_ms = 0, hisa_call_ms = 0;
+  double f32_score_ms = 0;  // flat scoring on the fp32 CUDA-core path, same values; 0: not measured (prefill)
+
+  std::string shape() const { return prefill ? "prefill" : "sampled"; }
+  double flat_ms() const { return flat_score_ms + flat_topk_ms; }
+  double hisa_ms() const { return hisa_blocks_ms + hisa_choice_ms + hisa_score_ms + hisa_topk_ms; }
+  double speedup() const { return flat_ms() / hisa_ms(); }
+  double score_tflops() const { return flops / (flat_score_ms * 1e-3) * 1e-12; }
+  double f32_tflops() const { return f32_score_ms > 0 ? flops / (f32_score_ms * 1e-3) * 1e-12 : 0; }
+  double topk_gbs() const { return topk_bytes / (flat_topk_ms * 1e-3) * 1e-9; }
 };
 
 struct CudaBenchResult {
   std::string gpu;
-  double flops = 0;         // 2·Nq·H·D·(visible keys), the flat scoring work
-  double score_bytes = 0;   // Nq·L·4: one read of the flat score rows
-  // Medians of CUDA-event times, in ms.
-  double score_mma_ms = 0;  // flat scoring, bf16 tensor-core path
-  double score_f32_ms = 0;  // flat scoring of the same values, fp32 CUDA-core path
-  double topk_ms = 0;       // exact top-k over full rows
-  // The engine's select() (what `hisa audit`/`select` run), medians in ms of its stage times: kernels by CUDA
-  // events, the host block stage (keep_blocks on J, segment lists and unit masks, their upload) and the whole
-  // call by the host clock. The whole call also holds the batch's exactness checks, conversions and uploads.
-  double engine_flat_ms = 0, engine_flat_gpu_ms = 0;  // whole call; scoring + top-k kernels
-  double engine_hisa_ms = 0;
-  double hisa_blocks_ms = 0, hisa_host_ms = 0, hisa_score_ms = 0, hisa_topk_ms = 0;
-
-  double mma_tflops() const { return flops / (score_mma_ms * 1e-3) * 1e-12; }
-  double f32_tflops() const { return flops / (score_f32_ms * 1e-3) * 1e-12; }
-  double topk_gbs() const { return score_bytes / (topk_ms * 1e-3) * 1e-9; }
-  double flat_ms() const { return score_mma_ms + topk_ms; }
-  double hisa_ms() const { return hisa_blocks_ms + hisa_host_ms + hisa_score_ms + hisa_topk_ms; }  // without prep
+  int multiprocessors = 0;
+  double memory_gib = 0;
+  GpuPeaks peaks;
+  std::vector<CudaBenchCase> cases;
 };
+
+// A target of issue #5 (benchmarks, not tests). value is empty when not measured (its case was not run, or
+// the peak it is relative to is unknown); note says which case a target over several cases took (the worst),
+// or why there is no value.
+struct BenchTarget {
+  std::string what, unit;
+  double target = 0;
+  bool at_most = false;  // reached when value <= target; else when value >= target
+  std::optional<double> value;
+  std::string note;
+  bool reached() const { return value && (at_most ? *value <= target : *value >= target); }
+};
+std::vector<BenchTarget> bench_targets(const CudaBenchOptions& options, const CudaBenchResult& r);
 
 // What HISA(B, m) and flat selection cost on the GPU for queries that see L keys, through the engine's select()
 // (the same engine and random bf16 layer as run_cuda_bench): medians over repeats, per query, in µs.
-// kernels = the GPU stages by CUDA events; host = the host block stage (keep_blocks, segment lists, uploads).
+// kernels = every GPU stage by CUDA events (HISA: block scores, block choice, token scores, top-k).
 struct SelectionTimeGrid {
   std::string gpu;
   int64_t keys = 0, heads = 0, dim = 0, queries = 0, topk = 0;
   double flat_kernels_us = 0;
   std::vector<int64_t> block_sizes, blocks;
-  std::vector<std::vector<double>> hisa_kernels_us, hisa_host_us;  // [block size][m]
+  std::vector<std::vector<double>> hisa_kernels_us;  // [block size][m]
 };
-// keys, heads, dim, queries, topk and repeat are taken from `options`; device: a CUDA device index.
+// One L (options.keys must hold exactly one), heads, dim, queries, topk and repeat are taken from `options`;
+// device: a CUDA device index.
 SelectionTimeGrid time_selection_grid(const CudaBenchOptions& options, const std::vector<int64_t>& block_sizes,
                                       const std::vector<int64_t>& blocks, int device);
 
-// Defined in cuda/cuda_bench.cu (builds with CUDA only). Throws UsageError when no usable GPU exists.
-CudaBenchResult run_cuda_bench(const CudaBenchOptions& options);
-void print_cuda_bench(std::ostream& out, const CudaBenchOptions& options, const CudaBenchResult& r);
+// Defined in cuda/cuda_bench.cu (builds with CUDA only). Runs the sampled cases, then the prefill cases;
+// on_case (when set) gets the result so far after each case, so output can come while the rest run.
+// Throws UsageError when no usable GPU exists.
+CudaBenchResult run_cuda_bench(const CudaBenchOptions& options,
+                               const std::function<void(const CudaBenchResult&)>& on_case = {});
+
+// The output: a header (GPU, shape, peaks), a few lines per case, then the summary table and the targets.
+void print_cuda_bench_header(std::ostream& out, const CudaBenchOptions& options, const CudaBenchResult& r);
+void print_cuda_bench_case(std::ostream& out, const CudaBenchOptions& options, const CudaBenchResult& r,
+                           const CudaBenchCase& c);
+void print_cuda_bench_summary(std::ostream& out, const CudaBenchOptions& options, const CudaBenchResult& r);
+nlohmann::json cuda_bench_json(const CudaBenchOptions& options, const CudaBenchResult& r);
 
 }  // namespace hisa

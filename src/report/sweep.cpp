@@ -398,7 +398,7 @@ std::vector<SelectionTimeGrid> measure_kernel_times([[maybe_unused]] const Sweep
   for (const auto& s : r.samples) lengths.push_back(s.context_length);
   for (int64_t L : sorted_unique(lengths)) {
     CudaBenchOptions b;
-    b.keys = L;
+    b.keys = {L};
     b.heads = shape.heads;
     b.dim = shape.dim;
     b.queries = 128;

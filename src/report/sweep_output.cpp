@@ -88,7 +88,7 @@ nlohmann::json kernel_times_json(const SweepResult& r) {
     for (size_t b = 0; b < g.block_sizes.size(); ++b) {
       for (size_t j = 0; j < g.blocks.size(); ++j) {
         points.push_back({{"block_size", g.block_sizes[b]}, {"blocks", g.blocks[j]},
-                          {"hisa_kernels_us_per_query", g.hisa_kernels_us[b][j]}, {"hisa_host_us_per_query", g.hisa_host_us[b][j]}});
+                          {"hisa_kernels_us_per_query", g.hisa_kernels_us[b][j]}});
       }
     }
     all.push_back({{"gpu", g.gpu}, {"context_length", g.keys}, {"heads", g.heads}, {"dim", g.dim}, {"queries", g.queries},

@@ -6,12 +6,22 @@ Shape as in `hisa bench`: N queries that each see all L keys (decode), H heads, 
 weights, k-of-L top-k; HISA with B-token blocks (mean-pooled keys), m blocks kept with the first and last block
 forced (in-budget), then the exact top-k of the kept blocks' tokens.
 
+hisa's figures come from one `hisa bench --device cuda --keys L1,L2,... --no-prefill --json FILE` run (its
+sampled cases): kernel times by CUDA events, flat = scoring + top-k, HISA = block scores + block choice + token
+scores + top-k.
+
+Also a full causal prefill (L queries, query i seeing keys [0, i]) at each --prefill length, PyTorch in
+512-query chunks with position masks, HISA forcing each query's first and own block.
+
 Usage: tests/bench/torch_reference.py --hisa build/cli/hisa [--keys 8192,32768,65536,131072] [--queries 256]
+                                      [--prefill 32768,65536] [--chunk 512]
 """
 import argparse
-import re
+import json
+import os
 import statistics
 import subprocess
+import tempfile
 
 import torch
 
@@ -56,21 +66,71 @@ def hisa_select(q, w, k, topk, block, m):
     return (kept * block).repeat_interleave(block, dim=1).gather(1, best) + best % block
 
 
+def causal_flat(q, w, k, topk, chunk):
+    """Full causal prefill, flat: query i sees keys [0, i]; 512-query chunks, masked by position."""
+    n_keys = k.shape[0]
+    for s in range(0, n_keys, chunk):
+        e = min(n_keys, s + chunk)
+        scores = index_scores(q[s:e], w[s:e], k[:e])                       # [c, e]
+        q_pos = torch.arange(s, e, device=k.device)[:, None]
+        scores.masked_fill_(torch.arange(e, device=k.device)[None, :] > q_pos, float("-inf"))
+        scores.topk(min(topk, e), dim=-1)
+
+
+def causal_hisa(q, w, k, topk, block, m, chunk):
+    """Full causal prefill, HISA: each query's visible blocks, its first and own block forced (in-budget)."""
+    n_keys, dim = k.shape
+    n_blocks = n_keys // block
+    blocks = k.view(n_blocks, block, dim)
+    pooled = blocks.float().mean(dim=1).to(k.dtype)
+    for s in range(0, n_keys, chunk):
+        e = min(n_keys, s + chunk)
+        q_pos = torch.arange(s, e, device=k.device)[:, None]
+        own = q_pos // block
+        j = index_scores(q[s:e], w[s:e], pooled)                            # [c, L/B]
+        j.masked_fill_(torch.arange(n_blocks, device=k.device)[None, :] > own, float("-inf"))
+        j[:, 0] = float("inf")
+        j.scatter_(1, own, float("inf"))
+        kept = j.topk(min(m, n_blocks), dim=-1).indices                     # [c, m]
+        logits = torch.einsum("chd,cmbd->chmb", q[s:e], blocks[kept]).float().relu_()
+        scores = torch.einsum("chmb,ch->cmb", logits, w[s:e])               # [c, m, B]
+        token = kept[:, :, None] * block + torch.arange(block, device=k.device)
+        scores.masked_fill_(token > q_pos[:, :, None], float("-inf"))
+        scores.flatten(1).topk(min(topk, m * block), dim=-1)
+
+
+def side_by_side(label, torch_flat, torch_hisa, flops, case, digits):
+    """One table row: PyTorch's times and rate, hisa's from its bench JSON case (or dashes), the ratios."""
+    row = f"{label:>15} | {torch_flat:8.{digits}f}ms {flops / torch_flat * 1e-9:8.1f} | "
+    if case:
+        flat, tflops, hisa_ms = case["flat"]["kernels_ms"], case["flat"]["scoring_tflops"], case["hisa"]["kernels_ms"]
+        row += (f"{flat:7.{digits}f}ms {tflops:8.1f} {torch_flat / flat:5.1f}x | {torch_hisa:8.{digits}f}ms "
+                f"{hisa_ms:7.{digits}f}ms {torch_hisa / hisa_ms:5.1f}x | ")
+    else:
+        row += f"{'-':>9} {'-':>8} {'-':>6} | {torch_hisa:8.{digits}f}ms {'-':>9} {'-':>6} | "
+    return row + f"{torch_flat / torch_hisa:.2f}x faster"
+
+
 def hisa_bench(binary, keys, args):
-    """The `hisa bench --device cuda` figures for the same shape: flat kernels and HISA stages, in ms."""
-    out = subprocess.run([binary, "bench", "--device", "cuda", "--keys", str(keys), "--heads", str(args.heads),
-                          "--dim", str(args.dim), "--queries", str(args.queries), "--topk", str(args.topk),
-                          "--block-size", str(args.block_size), "--blocks", str(args.blocks)],
-                         check=True, capture_output=True, text=True).stdout
-    flat = float(re.search(r"flat total \(scoring \+ top-k\)\s+([0-9.]+) ms", out).group(1))
-    hisa = float(re.search(r"top-k [0-9.]+ ms = ([0-9.]+) ms \(", out).group(1))
-    tflops = float(re.search(r"tensor cores \(bf16 mma.sync\)\s+[0-9.]+ ms\s+([0-9.]+) TFLOP/s", out).group(1))
-    return flat, hisa, tflops
+    """`hisa bench --device cuda` on the same shapes, once: its sampled cases by L."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "bench.json")
+        prefill = ["--prefill", args.prefill] if args.prefill else ["--no-prefill"]
+        subprocess.run([binary, "bench", "--device", "cuda", "--keys", ",".join(map(str, keys)), *prefill,
+                        "--json", path, "--heads", str(args.heads), "--dim", str(args.dim),
+                        "--queries", str(args.queries), "--topk", str(args.topk), "--block-size", str(args.block_size),
+                        "--blocks", str(args.blocks), "--repeat", str(args.repeat)],
+                       check=True, stdout=subprocess.DEVNULL)
+        with open(path) as f:
+            result = json.load(f)
+    return {(c["shape"], c["keys"]): c for c in result["cases"]}
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--hisa", help="the hisa binary, for the side-by-side figures")
+    p.add_argument("--hisa-json", help="instead of running --hisa: the JSON of a `hisa bench --device cuda --json` "
+                                       "run of the same shapes on this card (e.g. scripts/gpu_check.sh's bench.json)")
     p.add_argument("--keys", default="8192,32768,65536,131072")
     p.add_argument("--queries", type=int, default=256)
     p.add_argument("--heads", type=int, default=64)
@@ -79,29 +139,42 @@ def main():
     p.add_argument("--block-size", type=int, default=128)
     p.add_argument("--blocks", type=int, default=64)
     p.add_argument("--repeat", type=int, default=10)
+    p.add_argument("--prefill", default="32768,65536", help="full causal prefill lengths ('' for none)")
+    p.add_argument("--chunk", type=int, default=512, help="queries per chunk of the PyTorch prefill")
     args = p.parse_args()
     torch.manual_seed(0)
     dev = torch.device("cuda")
     print(f"plain PyTorch {torch.__version__} on {torch.cuda.get_device_name(dev)}: N = {args.queries} queries "
           f"seeing all L keys, H = {args.heads}, D = {args.dim}, bf16, top-{args.topk}, "
           f"HISA(B = {args.block_size}, m = {args.blocks}); medians of {args.repeat}")
-    print(f"{'L':>7} | {'torch flat':>10} {'TFLOP/s':>8} | {'hisa flat':>9} {'TFLOP/s':>8} {'ratio':>6} | "
+    print(f"{'L':>15} | {'torch flat':>10} {'TFLOP/s':>8} | {'hisa flat':>9} {'TFLOP/s':>8} {'ratio':>6} | "
           f"{'torch HISA':>10} {'hisa HISA':>9} {'ratio':>6} | torch HISA/flat")
-    for keys in (int(x) for x in args.keys.split(",")):
+    lengths = [int(x) for x in args.keys.split(",")]
+    if args.hisa_json:
+        with open(args.hisa_json) as f:
+            hisa = {(c["shape"], c["keys"]): c for c in json.load(f)["cases"]}
+    else:
+        hisa = hisa_bench(args.hisa, lengths, args) if args.hisa else {}
+    for keys in lengths:
         q = torch.randn(args.queries, args.heads, args.dim, device=dev).to(torch.bfloat16)
         k = torch.randn(keys, args.dim, device=dev).to(torch.bfloat16)
         w = torch.randn(args.queries, args.heads, device=dev) / args.heads ** 0.5
         flops = 2.0 * args.queries * args.heads * args.dim * keys
         torch_flat = time_ms(lambda: flat_select(q, w, k, args.topk), args.repeat)
         torch_hisa = time_ms(lambda: hisa_select(q, w, k, args.topk, args.block_size, args.blocks), args.repeat)
-        row = f"{keys:>7} | {torch_flat:8.3f}ms {flops / torch_flat * 1e-9:8.1f} | "
-        if args.hisa:
-            flat, hisa, tflops = hisa_bench(args.hisa, keys, args)
-            row += (f"{flat:7.3f}ms {tflops:8.1f} {torch_flat / flat:5.1f}x | {torch_hisa:8.3f}ms {hisa:7.3f}ms "
-                    f"{torch_hisa / hisa:5.1f}x | ")
-        else:
-            row += f"{'-':>9} {'-':>8} {'-':>6} | {torch_hisa:8.3f}ms {'-':>9} {'-':>6} | "
-        print(row + f"{torch_flat / torch_hisa:.2f}x faster")
+        print(side_by_side(f"sampled {keys}", torch_flat, torch_hisa, flops, hisa.get(("sampled", keys)), 3))
+        del q, k, w
+        torch.cuda.empty_cache()
+    # Full causal prefill: L queries, query i seeing keys [0, i]; PyTorch in chunks of --chunk queries.
+    for keys in [int(x) for x in args.prefill.split(",") if x]:
+        q = torch.randn(keys, args.heads, args.dim, device=dev).to(torch.bfloat16)
+        k = torch.randn(keys, args.dim, device=dev).to(torch.bfloat16)
+        w = torch.randn(keys, args.heads, device=dev) / args.heads ** 0.5
+        flops = 2.0 * args.heads * args.dim * keys * (keys + 1) / 2
+        repeat = max(2, args.repeat // 5)
+        torch_flat = time_ms(lambda: causal_flat(q, w, k, args.topk, args.chunk), repeat)
+        torch_hisa = time_ms(lambda: causal_hisa(q, w, k, args.topk, args.block_size, args.blocks, args.chunk), repeat)
+        print(side_by_side(f"prefill {keys}", torch_flat, torch_hisa, flops, hisa.get(("prefill", keys)), 1))
         del q, k, w
         torch.cuda.empty_cache()
 

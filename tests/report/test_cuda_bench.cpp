@@ -1,0 +1,129 @@
+// The CUDA bench's report (report/cuda_bench.cpp) on made-up figures, so it is checked without a GPU: the
+// datasheet peaks, the targets of issue #5, the text and the JSON.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "report/cuda_bench.hpp"
+
+namespace hisa {
+namespace {
+
+CudaBenchCase made_up_case(bool prefill, int64_t L, double flat_ms, double hisa_ms) {
+  CudaBenchCase c;
+  c.prefill = prefill;
+  c.keys = L;
+  c.queries = prefill ? L : 256;
+  c.repeat = prefill ? 4 : 20;
+  c.visible = prefill ? 0.5 * double(L) * double(L + 1) : 256.0 * double(L);
+  c.flops = 2.0 * 64 * 128 * c.visible;
+  c.topk_bytes = 4.0 * c.visible;
+  c.flat_score_ms = 0.8 * flat_ms;
+  c.flat_topk_ms = 0.2 * flat_ms;
+  c.flat_call_ms = flat_ms + 1;
+  c.hisa_blocks_ms = c.hisa_choice_ms = c.hisa_score_ms = c.hisa_topk_ms = hisa_ms / 4;
+  c.hisa_call_ms = hisa_ms + 1;
+  c.f32_score_ms = prefill ? 0 : 15 * c.flat_score_ms;
+  return c;
+}
+
+CudaBenchResult made_up_result() {
+  CudaBenchResult r;
+  r.gpu = "NVIDIA H200";
+  r.multiprocessors = 132;
+  r.memory_gib = 139.8;
+  r.peaks = datasheet_peaks(r.gpu);
+  r.peaks.hbm_gbs = 4800;
+  r.peaks.hbm_source = "made up";
+  r.cases = {made_up_case(false, 32768, 0.6, 0.2), made_up_case(false, 131072, 2.4, 0.8),
+             made_up_case(true, 65536, 40, 25)};
+  return r;
+}
+
+TEST(CudaBenchReport, DatasheetPeaksByName) {
+  EXPECT_DOUBLE_EQ(989.4, datasheet_peaks("NVIDIA H100 80GB HBM3").bf16_tflops);
+  EXPECT_DOUBLE_EQ(989.4, datasheet_peaks("NVIDIA H200").bf16_tflops);
+  EXPECT_DOUBLE_EQ(1979.0, datasheet_peaks("NVIDIA H200").fp8_tflops);
+  EXPECT_DOUBLE_EQ(756.0, datasheet_peaks("NVIDIA H100 PCIe").bf16_tflops);
+  for (const char* other : {"NVIDIA H100 NVL", "NVIDIA A100-SXM4-80GB", "NVIDIA GeForce RTX 4090"}) {
+    const GpuPeaks p = datasheet_peaks(other);
+    EXPECT_EQ(0, p.bf16_tflops) << other;
+    EXPECT_NE(p.tensor_source.find("unknown"), std::string::npos) << other;
+  }
+}
+
+TEST(CudaBenchReport, TargetsTakeTheirCases) {
+  CudaBenchOptions o;
+  const CudaBenchResult r = made_up_result();
+  const std::vector<BenchTarget> t = bench_targets(o, r);
+  ASSERT_EQ(6u, t.size());
+  // Scoring: 2·64·128·256·32768 FLOP in 0.48 ms, the lowest of the three cases.
+  EXPECT_NEAR(2.0 * 64 * 128 * 256 * 32768 / 0.48e-3 * 1e-12, *t[0].value, 1e-9);
+  EXPECT_EQ("lowest: sampled 32K", t[0].note);
+  EXPECT_FALSE(t[0].reached());
+  EXPECT_TRUE(t[1].value.has_value());
+  EXPECT_DOUBLE_EQ(40.0, *t[2].value);  // full causal flat at 64K
+  EXPECT_TRUE(t[2].reached());
+  EXPECT_DOUBLE_EQ(3.0, *t[3].value);  // HISA over flat at 32K
+  EXPECT_TRUE(t[3].reached());
+  EXPECT_DOUBLE_EQ(3.0, *t[4].value);  // at 128K: short of 4x
+  EXPECT_FALSE(t[4].reached());
+  EXPECT_DOUBLE_EQ(25.0, *t[5].value);
+  EXPECT_FALSE(t[5].reached());
+
+  CudaBenchResult sampled_only = r;
+  sampled_only.cases.pop_back();
+  sampled_only.peaks.hbm_gbs = 0;
+  const std::vector<BenchTarget> u = bench_targets(o, sampled_only);
+  EXPECT_FALSE(u[1].value.has_value());
+  EXPECT_FALSE(u[2].value.has_value());
+  EXPECT_EQ("not measured: no prefill case at L = 65536", u[2].note);
+}
+
+TEST(CudaBenchReport, TextHasTheGpuFirstARowPerCaseAndALinePerTarget) {
+  CudaBenchOptions o;
+  const CudaBenchResult r = made_up_result();
+  std::ostringstream s;
+  print_cuda_bench_header(s, o, r);
+  for (const auto& c : r.cases) print_cuda_bench_case(s, o, r, c);
+  print_cuda_bench_summary(s, o, r);
+  const std::string text = s.str();
+  EXPECT_EQ(0u, text.find("CUDA bench on NVIDIA H200 ")) << text;
+  EXPECT_NE(text.find("bf16 dense tensor peak: 989.4 TFLOP/s (fp8 1979), NVIDIA datasheet, H200 SXM"), std::string::npos) << text;
+  EXPECT_NE(text.find("prefill L = 65536: 65536 queries"), std::string::npos) << text;
+  EXPECT_NE(text.find("prefill cases repeat fewer times"), std::string::npos) << text;
+  EXPECT_NE(text.find("fp32 CUDA-core path"), std::string::npos) << text;
+  EXPECT_NE(text.find("block choice"), std::string::npos) << text;
+  EXPECT_NE(text.find("full causal flat at 64K: 40.00 ms (target <= 45 ms): reached"), std::string::npos) << text;
+  EXPECT_NE(text.find("full causal HISA at 64K: 25.00 ms (target <= 20 ms): not reached"), std::string::npos) << text;
+  EXPECT_NE(text.find("HISA(B=128, m=64) over flat at 128K (sampled): 3.00x (target >= 4x): not reached"), std::string::npos)
+      << text;
+  const std::string table = text.substr(text.find("summary"));
+  EXPECT_NE(table.find("prefill    65536   65536    40.000    25.000    1.60x"), std::string::npos) << table;
+}
+
+TEST(CudaBenchReport, JsonHoldsEveryFigure) {
+  CudaBenchOptions o;
+  CudaBenchResult r = made_up_result();
+  r.peaks = datasheet_peaks("unknown card");
+  const nlohmann::json j = nlohmann::json::parse(cuda_bench_json(o, r).dump());
+  EXPECT_EQ("unknown card", j["peaks"]["tensor_source"].get<std::string>().substr(9, 12));
+  EXPECT_TRUE(j["peaks"]["bf16_dense_tflops"].is_null());
+  ASSERT_EQ(3u, j["cases"].size());
+  const auto& sampled = j["cases"][0];
+  EXPECT_EQ("sampled", sampled["shape"]);
+  EXPECT_EQ(32768, sampled["keys"]);
+  EXPECT_TRUE(sampled["flat"]["scoring_percent_of_peak"].is_null());
+  EXPECT_DOUBLE_EQ(0.6, sampled["flat"]["kernels_ms"].get<double>());
+  EXPECT_DOUBLE_EQ(0.2, sampled["hisa"]["kernels_ms"].get<double>());
+  EXPECT_DOUBLE_EQ(3.0, sampled["speedup"].get<double>());
+  EXPECT_TRUE(sampled["flat"]["fp32_scoring_tflops"].is_number());
+  EXPECT_TRUE(j["cases"][2]["flat"]["fp32_scoring_ms"].is_null());
+  EXPECT_EQ(4, j["options"]["prefill_repeat"]);
+  ASSERT_EQ(6u, j["targets"].size());
+  EXPECT_EQ(true, j["targets"][2]["reached"]);
+}
+
+}  // namespace
+}  // namespace hisa
