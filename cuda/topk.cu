@@ -8,6 +8,8 @@
 // warps' counts in warp order place each kept element, so the output is deterministic; atomics only count.
 // A row of at most 8192 candidates (HISA's kept tokens) is read once into shared memory and every pass runs
 // there. Long rows: every pass keeps several loads in flight per thread.
+#include <cub/block/block_scan.cuh>
+
 #include <cstdint>
 
 #include "cuda/cuda_check.hpp"
@@ -58,16 +60,30 @@ __global__ void __launch_bounds__(kTopkThreads) topk_kernel(const TopkLaunch a) 
   // then works there.
   const bool short_row = n <= kCandidates;
   if (short_row) {
-    int off = 0;
-    for (int j = j0; j < j1; ++j) {
-      const int sa = a.segments[2 * j], len = a.segments[2 * j + 1] - sa + 1;
-      for (int t = tid; t < len; t += kTopkThreads) {
-        cand[off + t] = __float_as_uint(score_at(sa + t));
-        cand_pos[off + t] = sa + t;
+    // Segments are taken kTopkThreads at a time: a block scan of their lengths gives each its place, then each
+    // warp copies whole segments (HISA's rows are m short segments; one at a time would serialise m latencies).
+    using SegmentScan = cub::BlockScan<int, kTopkThreads>;
+    __shared__ typename SegmentScan::TempStorage segment_scan;
+    __shared__ int segment_offset[kTopkThreads];
+    int carry = 0;
+    for (int g0 = j0; g0 < j1; g0 += kTopkThreads) {
+      const int j = g0 + tid;
+      const int len = j < j1 ? a.segments[2 * j + 1] - a.segments[2 * j] + 1 : 0;
+      int before = 0, total = 0;
+      SegmentScan(segment_scan).ExclusiveSum(len, before, total);
+      segment_offset[tid] = carry + before;
+      __syncthreads();
+      for (int jj = warp; jj < min(kTopkThreads, j1 - g0); jj += kTopkWarps) {
+        const int sa = a.segments[2 * (g0 + jj)], sl = a.segments[2 * (g0 + jj) + 1] - sa + 1, off = segment_offset[jj];
+#pragma unroll 4
+        for (int t = lane; t < sl; t += 32) {
+          cand[off + t] = __float_as_uint(score_at(sa + t));
+          cand_pos[off + t] = sa + t;
+        }
       }
-      off += len;
+      carry += total;
+      __syncthreads();  // segment_offset and segment_scan are reused; cand is complete after the last round
     }
-    __syncthreads();
   }
 
   // The histogram pass over device memory: kLoadsInFlight strided elements per thread per step, all loaded
