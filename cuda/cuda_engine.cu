@@ -86,7 +86,8 @@ class CudaEngine final : public SelectionEngine, private CudaScoring {
     upload_block_ranges(config_.block_size, blo_, bhi_);
   }
   std::vector<Chunk> plan_chunks(const QueryBatch& b, bool token_scores) {
-    return plan(b, token_scores, config_.block_size, config_.topk, max_chunk_bytes_, j_.capacity_bytes());
+    return plan(b, token_scores, config_.block_size, config_.topk, max_chunk_bytes_, j_.capacity_bytes(),
+                std::max(config_.blocks, config_.block_sparse_blocks()));
   }
   void score_tokens(const Chunk& c, const BlockChoice* work = nullptr) {
     CudaScoring::score_tokens(tokens_, c, &times_.token_scores_ms, work);
@@ -232,7 +233,10 @@ class CudaEngine final : public SelectionEngine, private CudaScoring {
       // The block stage stays on the GPU: J, the kept blocks, then (HISA) the token stage's work lists.
       score_blocks(blocks_, c, config_.block_size, blo_.data(), bhi_.data(), j_, &times_.block_scores_ms);
       const bool block_sparse = method == Method::Block;
-      const int m = int(block_sparse ? config_.block_sparse_blocks() : config_.blocks);
+      // A budget of at least the chunk's widest block range keeps every block of every row, as the whole
+      // range itself does; clamping keeps the per-row buffers (m + 2 slots) from following a huge m.
+      const int64_t width = c.hi / config_.block_size - c.lo / config_.block_size + 1;
+      const int m = int(std::min(block_sparse ? config_.block_sparse_blocks() : config_.blocks, width));
       const bool extra = !block_sparse && config_.forced == ForcedMode::Extra;
       const int jlo = int(c.lo / config_.block_size);
       const BlockRows rows{j_.data(), c.hi / config_.block_size - jlo + 1, jlo, blo_.data() + c.first,

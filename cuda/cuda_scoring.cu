@@ -61,7 +61,7 @@ void CudaScoring::upload_block_ranges(int64_t B, DeviceArray<int>& lo, DeviceArr
 }
 
 std::vector<Chunk> CudaScoring::plan(const QueryBatch& b, bool token_scores, int64_t smallest_block, int64_t topk,
-                                     size_t max_chunk_bytes, size_t held_bytes) {
+                                     size_t max_chunk_bytes, size_t held_bytes, int64_t kept_blocks) {
   size_t free = 0, total = 0;
   HISA_CUDA_CHECK(cudaMemGetInfo(&free, &total));
   double budget = 0.5 * double(free + held_bytes + scores_.capacity_bytes());
@@ -71,7 +71,10 @@ std::vector<Chunk> CudaScoring::plan(const QueryBatch& b, bool token_scores, int
     const double score_cols = token_scores ? double(round_up(hi - lo + 1, 32)) : 0.0;
     const double j_cols = double(hi / B - lo / B + 1);
     const double mask_cols = double(mask_words(int(lo), int(hi)));
-    return double(rows) * ((score_cols + j_cols + mask_cols) * 4.0 + double(topk) * 16.0 + 64.0);
+    // The GPU block choice (BlockChoice): per kept-block slot its index, segment and top-m candidate (20 bytes),
+    // and a work-list entry per 64 keys at most.
+    const double choice = kept_blocks > 0 ? (std::min(double(kept_blocks), j_cols) + 2.0) * 20.0 + double(hi - lo + 1) / 16.0 : 0.0;
+    return double(rows) * ((score_cols + j_cols + mask_cols) * 4.0 + double(topk) * 16.0 + 64.0 + choice);
   };
   std::vector<Chunk> chunks;
   int64_t i = 0;

@@ -58,8 +58,6 @@ class Exactness {
     return ok;
   }
 
- public:
-
  private:
   const float* values_ = nullptr;
   size_t n_ = 0;
@@ -267,9 +265,10 @@ class CudaScoring {
   void upload_block_ranges(int64_t B, DeviceArray<int>& lo, DeviceArray<int>& hi);
   // Consecutive queries per chunk, as many as the device memory budget allows (half of what is free now plus
   // what is already held for chunks, at most max_chunk_bytes when not 0): a score row per query when
-  // token_scores, J rows for `j_rows` block scorings of block size at least smallest_block, and top-k output.
+  // token_scores, J rows for `j_rows` block scorings of block size at least smallest_block, top-k output, and
+  // the GPU block choice's buffers for kept_blocks (m) blocks per query when not 0.
   std::vector<Chunk> plan(const QueryBatch& b, bool token_scores, int64_t smallest_block, int64_t topk,
-                          size_t max_chunk_bytes, size_t held_bytes);
+                          size_t max_chunk_bytes, size_t held_bytes, int64_t kept_blocks = 0);
   // The type, keys, queries and weights of a scoring launch of the chunk's queries against `keys` (uploading
   // them in the form the kernel takes when not yet done).
   ScoreLaunch launch_for(KeyStore& keys, const Chunk& c);

@@ -18,8 +18,9 @@ namespace hisa::cuda {
 //        each key row is split into three bf16 rows whose sum is the fp32 value exactly (hi = bf16(v),
 //        mid = bf16(v - hi), lo = v - hi - mid), stored as one row [hi | mid | lo] of 3·D' codes; queries are
 //        bf16 codes [queries, H', D'] as for BF16, and the kernel reads each query row three times, so one
-//        wgmma product over K = 3·D' sums exact fp32 products. dim is then 3·D'. Only where
-//        split_bf16_supported().
+//        wgmma product over K = 3·D' sums products that are exact in fp32 (the tensor core's internal
+//        rounding of partial sums, and of products too small to be normal, aside, as for BF16). dim is then
+//        3·D'. Only where split_bf16_supported().
 enum class ValueType { F32, BF16, F16, BF16x3 };
 
 // Keys of one scoring pass are processed in 64-key units; a mask (optional) says per query which units to
@@ -62,7 +63,8 @@ struct ScoreLaunch {
 };
 void launch_score(const ScoreLaunch& a, cudaStream_t stream);
 // Keys per CTA tile of the kernel that launch_score picks for `a` (its type, heads, dim, allow_wgmma and the
-// current device): 256 (wgmma), 128 (mma.sync) or 64 (fp32). Tiles start at (range_lo / 128) * 128.
+// current device): 128 (wgmma or mma.sync; wgmma with BF16x3: 64) or 64 (fp32). Tiles start at
+// (range_lo / 128) * 128.
 int score_tile_keys(const ScoreLaunch& a);
 // Whether the current device scores BF16x3 launches of heads_padded heads and dims_padded (D') dims.
 bool split_bf16_supported(int heads_padded, int dims_padded);

@@ -104,8 +104,9 @@ inline int queries_per_cta(int queries, int tiles) {
   return int(std::clamp<long long>(per, 1, 64));
 }
 
-// The wgmma kernel (score_wgmma.cu): sm_90 devices, 32 or 64 padded heads, padded dims 64 or 128 (times 3 for
-// BF16x3), unless the launch asks for mma.sync (BF16x3 always takes it).
+// The wgmma kernel (score_wgmma.cu): sm_90 devices in builds with sm_90a machine code (HISA_CUDA_SM90A, set
+// by cuda/CMakeLists.txt), 32 or 64 padded heads, padded dims 64 or 128 (times 3 for BF16x3), unless the
+// launch asks for mma.sync (BF16x3 always takes it).
 bool wgmma_applies(const ScoreLaunch& a);
 void launch_wgmma(const ScoreLaunch& a, cudaStream_t stream);
 // Its tile: 128 keys, or 64 for BF16x3 (whose longer K leaves registers for one 64-key M tile per warpgroup).

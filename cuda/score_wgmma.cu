@@ -262,6 +262,9 @@ bool wgmma_applies(const ScoreLaunch& a) {
     const char* v = std::getenv("HISA_NO_WGMMA");
     return v != nullptr && *v != '\0' && *v != '0';
   }();
+#ifndef HISA_CUDA_SM90A
+  return false;  // built without sm_90a machine code: the kernel's body would be a trap
+#endif
   if (a.type == ValueType::F32 || ((disabled || !a.allow_wgmma) && a.type != ValueType::BF16x3)) return false;
   const int dim = a.type == ValueType::BF16x3 ? a.dim / 3 : a.dim;
   if ((a.heads != 32 && a.heads != 64) || (dim != 64 && dim != 128) || (a.type == ValueType::BF16x3 && a.dim != 3 * dim)) {
