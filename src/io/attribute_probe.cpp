@@ -81,7 +81,7 @@ herr_t read_one_attribute(hid_t, const char* name, const H5A_info_t*, void* data
   try {
     walk->out->value(walk->where, name, h5::read_variable_string(attr.get(), type.get(), space.get(), name));
   } catch (const std::exception&) {
-    walk->out->fail(walk->where, what);
+    walk->out->fail(walk->where, what + " (a variable-length string whose stored length or heap reference is damaged)");
   }
   return 0;
 }
@@ -101,6 +101,22 @@ std::vector<std::string> members(hid_t group, const std::string& where, ChildCha
   }
 }
 
+// Whether the object behind hard link `name` opens here. A damaged object header can state any size, and
+// libhdf5 allocates it before reading (seen: 4 GiB): here, with the address space capped, that fails at once,
+// and the parent must not try again uncapped, so it is reported. Soft and external links are left to the
+// loader (a dangling one reads no header).
+bool header_opens(hid_t parent, const std::string& name, const std::string& where, ChildChannel& log) {
+  H5L_info_t info{};
+  if (H5Lget_info(parent, name.c_str(), &info, H5P_DEFAULT) < 0 || info.type != H5L_TYPE_HARD) return true;
+  const hid_t id = H5Oopen(parent, name.c_str(), H5P_DEFAULT);
+  if (id < 0) {
+    log.fail(where, "the object's header (damaged: libhdf5 cannot read it within a 256 MiB allocation)");
+    return false;
+  }
+  H5Oclose(id);
+  return true;
+}
+
 // The objects DumpReader opens: root, samples (groups under root), layers (groups under a sample) and the
 // datasets of a layer (whose 'encoding' it reads).
 void walk_file(const std::string& path, ChildChannel& log) {
@@ -113,21 +129,21 @@ void walk_file(const std::string& path, ChildChannel& log) {
   for (const auto& sample : members(root, "/", log)) {
     const std::string sample_path = "/" + sample;
     log.step(sample_path, "the group");
-    if (!h5::child_is_group(root, sample)) continue;
+    if (!header_opens(root, sample, sample_path, log) || !h5::child_is_group(root, sample)) continue;
     h5::Handle sg = h5::group(H5Gopen2(root, sample.c_str(), H5P_DEFAULT));
     if (!sg) continue;
     read_attributes(sg.get(), sample_path, log);
     for (const auto& layer : members(sg.get(), sample_path, log)) {
       const std::string layer_path = sample_path + "/" + layer;
       log.step(layer_path, "the group");
-      if (!h5::child_is_group(sg.get(), layer)) continue;
+      if (!header_opens(sg.get(), layer, layer_path, log) || !h5::child_is_group(sg.get(), layer)) continue;
       h5::Handle lg = h5::group(H5Gopen2(sg.get(), layer.c_str(), H5P_DEFAULT));
       if (!lg) continue;
       read_attributes(lg.get(), layer_path, log);
       for (const auto& name : members(lg.get(), layer_path, log)) {
         const std::string dataset_path = layer_path + "/" + name;
         log.step(dataset_path, "the dataset's header");
-        if (!h5::child_is_dataset(lg.get(), name)) continue;
+        if (!header_opens(lg.get(), name, dataset_path, log) || !h5::child_is_dataset(lg.get(), name)) continue;
         h5::Handle d = h5::dataset(H5Dopen2(lg.get(), name.c_str(), H5P_DEFAULT));
         if (d) read_attributes(d.get(), dataset_path, log);
       }
@@ -268,8 +284,7 @@ ProbedAttributes probe_attributes(const std::string& path) {
   if (!timed_out && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
     if (report.first_fail.second.empty()) return std::move(report.values);
     const auto& [where, what] = report.first_fail;
-    throw InputError(path, where, "cannot read " + what + " (a variable-length string whose stored length or "
-                                  "heap reference is damaged)");
+    throw InputError(path, where, "cannot read " + what);
   }
 
   const auto& [where, what] = report.last_step;

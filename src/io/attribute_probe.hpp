@@ -6,7 +6,8 @@
 // follows them, so the caller cannot validate them first; and whether a damaged read crashes depends on what
 // happens to lie in memory, so trying the read in a child and then repeating it here is not safe either.
 // Instead every variable-length string attribute the loader reads is read in a child process, once per file
-// open, and its value is handed back: this process never follows a variable-length string into the heap.
+// open, and its value is handed back: this process never follows a variable-length string into the heap. The
+// child also opens the header of each object it walks first: a damaged header size is allocated as stated.
 #include <map>
 #include <string>
 #include <utility>
@@ -34,8 +35,9 @@ class ProbedAttributes {
 // Walks what DumpReader opens — the root, each sample group, each layer group and its datasets — in a forked child
 // that reads every single-valued variable-length string attribute and sends its value back. Throws InputError
 // naming the file, the object and the attribute when the child was killed by a signal, exited abnormally or ran
-// out of time, or when HDF5 refused one of those reads (a damaged length or heap reference). Anything else
-// wrong with the file is left for the loader to report with its usual message.
+// out of time, or when HDF5 refused one of those reads (a damaged length or heap reference), or could not open
+// the header of one of those objects (hard links) with the child's address space capped (a damaged header
+// size). Anything else wrong with the file is left for the loader to report with its usual message.
 ProbedAttributes probe_attributes(const std::string& path);
 
 }  // namespace hisa
