@@ -247,10 +247,7 @@ void LayerAccumulator::merge(const LayerAccumulator& b) {
     to->sink += from->sink, to->own += from->own, to->tokens += from->tokens;
     append(to->blocks_touched, from->blocks_touched);
   }
-  parity_.queries += b.parity_.queries;
-  parity_.flat_differ += b.parity_.flat_differ;
-  parity_.hisa_differ += b.parity_.hisa_differ;
-  parity_.unexplained += b.parity_.unexplained;
+  parity_ += b.parity_;
 }
 
 LayerStats LayerAccumulator::finish() const {

@@ -48,6 +48,10 @@ struct WorstQuery {
 // differences that are not near-ties (metrics/parity.hpp), summed.
 struct ParityCounts {
   int64_t queries = 0, flat_differ = 0, hisa_differ = 0, unexplained = 0;
+  ParityCounts& operator+=(const ParityCounts& o) {
+    queries += o.queries, flat_differ += o.flat_differ, hisa_differ += o.hisa_differ, unexplained += o.unexplained;
+    return *this;
+  }
 };
 
 struct LayerStats {
@@ -77,10 +81,7 @@ class LayerAccumulator {
   void add(const QueryAudit& a, const QueryMetrics& m, const std::string& sample = {});
   void add_sample(const std::string& name) { samples_.push_back(name); }
   void add_parity(bool flat_differ, bool hisa_differ, int64_t unexplained) {
-    ++parity_.queries;
-    parity_.flat_differ += flat_differ;
-    parity_.hisa_differ += hisa_differ;
-    parity_.unexplained += unexplained;
+    parity_ += ParityCounts{1, flat_differ, hisa_differ, unexplained};
   }
   void add_missing_sample(const std::string& name) { missing_.push_back(name); }
   LayerStats finish() const;
