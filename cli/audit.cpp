@@ -35,7 +35,7 @@ std::ofstream open_output(const std::string& path, const char* flag) {
 
 void write_audit_timings(std::ostream& out, const AuditResult& r) {
   const auto& t = r.timings;
-  char line[200];
+  char line[512];  // the three lines run past 200 characters
   std::snprintf(line, sizeof line,
                 "audit timings (engine %s, %d worker%s, %d rank%s, %lld units, %lld resumed)\n"
                 "  wall clock: total %.3f s, merging %.3f s\n"

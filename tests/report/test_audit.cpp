@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <regex>
 #include <set>
 
 #include "core/error.hpp"
@@ -318,8 +319,12 @@ TEST(AuditCli, OutputsAndMinIou) {
                                 dir.path().string());
   EXPECT_EQ(fail.status, 1) << fail.output;
   EXPECT_NE(fail.output.find("below --min-iou"), std::string::npos);
-  auto pass = test::run_process({HISA_BINARY, "audit", path, "--device", "cpu", "--min-iou", "0"}, dir.path().string());
+  auto pass = test::run_process({HISA_BINARY, "audit", path, "--device", "cpu", "--min-iou", "0", "--timings"},
+                                dir.path().string());
   EXPECT_EQ(pass.status, 0) << pass.output;
+  // --timings: the whole report, its last line included (it was once cut by a short buffer).
+  EXPECT_NE(pass.output.find("audit timings (engine cpu"), std::string::npos) << pass.output;
+  EXPECT_TRUE(std::regex_search(pass.output, std::regex("compute [0-9.]+ s\n"))) << pass.output;
   auto bad = test::run_process({HISA_BINARY, "audit", path, "--blocks", "0"}, dir.path().string());
   EXPECT_EQ(bad.status, 2);
   EXPECT_NE(bad.output.find("--blocks"), std::string::npos);
