@@ -167,7 +167,9 @@ TEST(EdgeCases, ZeroQueryLayersAndEmptySamplesAreReportedAsSuch) {
   // Not a layer the grid fails, and not part of the uniform setting's cost.
   for (const auto& m : sr.recommendations) {
     EXPECT_EQ(std::count(m.unmet.begin(), m.unmet.end(), 0), 0);
-    if (m.uniform) EXPECT_EQ(m.uniform->lowest_layer, 1);
+    if (m.uniform) {
+      EXPECT_EQ(m.uniform->lowest_layer, 1);
+    }
   }
 
   // A file whose only sample holds no layers: nothing to audit, said so, exit normally.
