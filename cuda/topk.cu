@@ -60,29 +60,37 @@ __global__ void __launch_bounds__(kTopkThreads) topk_kernel(const TopkLaunch a) 
   // then works there.
   const bool short_row = n <= kCandidates;
   if (short_row) {
-    // Segments are taken kTopkThreads at a time: a block scan of their lengths gives each its place, then each
-    // warp copies whole segments (HISA's rows are m short segments; one at a time would serialise m latencies).
+    // Segments are taken kTopkThreads at a time: a block scan of their lengths places each, then the group's
+    // elements are copied one per thread, each finding its segment by binary search over those places, so
+    // one long segment (flat rows) and many short ones (HISA's m kept blocks) both spread over every thread.
     using SegmentScan = cub::BlockScan<int, kTopkThreads>;
     __shared__ typename SegmentScan::TempStorage segment_scan;
-    __shared__ int segment_offset[kTopkThreads];
+    __shared__ int segment_start[kTopkThreads];  // the group's segments' first elements, counted from the group's
     int carry = 0;
     for (int g0 = j0; g0 < j1; g0 += kTopkThreads) {
-      const int j = g0 + tid;
+      const int j = g0 + tid, count = min(kTopkThreads, j1 - g0);
       const int len = j < j1 ? a.segments[2 * j + 1] - a.segments[2 * j] + 1 : 0;
       int before = 0, total = 0;
       SegmentScan(segment_scan).ExclusiveSum(len, before, total);
-      segment_offset[tid] = carry + before;
+      segment_start[tid] = before;
       __syncthreads();
-      for (int jj = warp; jj < min(kTopkThreads, j1 - g0); jj += kTopkWarps) {
-        const int sa = a.segments[2 * (g0 + jj)], sl = a.segments[2 * (g0 + jj) + 1] - sa + 1, off = segment_offset[jj];
 #pragma unroll 4
-        for (int t = lane; t < sl; t += 32) {
-          cand[off + t] = __float_as_uint(score_at(sa + t));
-          cand_pos[off + t] = sa + t;
+      for (int e = tid; e < total; e += kTopkThreads) {
+        int lo = 0, hi = count - 1;  // the last segment starting at or before e (empty ones start where the next does)
+        while (lo < hi) {
+          const int mid = (lo + hi + 1) >> 1;
+          if (segment_start[mid] <= e) {
+            lo = mid;
+          } else {
+            hi = mid - 1;
+          }
         }
+        const int s = a.segments[2 * (g0 + lo)] + (e - segment_start[lo]);
+        cand[carry + e] = __float_as_uint(score_at(s));
+        cand_pos[carry + e] = s;
       }
       carry += total;
-      __syncthreads();  // segment_offset and segment_scan are reused; cand is complete after the last round
+      __syncthreads();  // segment_start and segment_scan are reused; cand is complete after the last round
     }
   }
 
