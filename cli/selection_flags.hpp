@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/run_flags.hpp"
 #include "core/error.hpp"
 #include "core/int_list.hpp"
 #include "report/audit.hpp"
@@ -19,6 +20,7 @@ struct SelectionFlags {
   std::string forced = "in-budget", pool = "fp32", device = "auto";
   std::optional<int64_t> topk;
   int threads = 0;
+  bool fp8_mma = false;
 
   // Everything: which queries to read, how to select them, on what.
   void add_to(CLI::App* app) {
@@ -30,6 +32,7 @@ struct SelectionFlags {
     app->add_option("--device", device, "cpu, cuda or auto")->check(CLI::IsMember({"cpu", "cuda", "auto"}))->capture_default_str();
     app->add_option("--threads", threads, "CPU threads (default: all cores); results never depend on it")
         ->check(CLI::NonNegativeNumber);
+    add_fp8_mma_flag(app, fp8_mma);
   }
 
   // Only the selection rule: block size, budget, forced mode, pooling, k.
@@ -63,6 +66,7 @@ struct SelectionFlags {
     o.topk = topk;
     o.config = config();
     o.run.device = device;
+    o.run.fp8_mma = fp8_mma;
     o.threads = threads;
   }
 

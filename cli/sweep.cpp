@@ -27,6 +27,7 @@ struct SweepFlags {
   int threads = 0;
   std::string json_out, csv_out;
   std::string device = "auto";
+  bool fp8_mma = false;
   bool no_kernel_times = false;
   RunFlags run;
 };
@@ -58,6 +59,7 @@ int run_sweep_command(const SweepFlags& f) {
   o.target_p5 = f.target_p5;
   o.threads = f.threads;
   o.run.device = f.device;
+  o.run.fp8_mma = f.fp8_mma;
   o.kernel_times = !f.no_kernel_times;
   f.run.apply_to(o.run);
   // Outputs are checked before the work, so a bad path fails at once, and written whole or not at all.
@@ -99,6 +101,7 @@ void setup_sweep(CLI::App& app, int& status) {
   sub->add_option("--device", f->device, "cpu, cuda or auto (the GPU when one is usable)")
       ->check(CLI::IsMember({"cpu", "cuda", "auto"}))
       ->capture_default_str();
+  add_fp8_mma_flag(sub, f->fp8_mma);
   sub->add_flag("--no-kernel-times", f->no_kernel_times,
                 "On a GPU, skip timing HISA(B, m) and flat selection with the CUDA engine for the cost model");
   f->run.add_to(sub);

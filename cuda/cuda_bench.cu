@@ -1,14 +1,17 @@
 // `hisa bench --device cuda` (report/cuda_bench.hpp): every case through the CUDA engine's select(), as
 // `hisa audit` and `hisa select` run it, on random layers whose values are bf16 (so the tensor-core path runs,
-// as for bf16 and fp8 dumps). Stage times come from the engine (cuda::last_stage_times).
+// as for bf16 and fp8 dumps), then the same values rounded to fp8 e4m3 on an --fp8-mma engine (the fp8 tensor
+// cores). Stage times come from the engine (cuda::last_stage_times).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <vector>
 
 #include "core/error.hpp"
 #include "core/numeric.hpp"
+#include "cuda/cuda_check.hpp"
 #include "cuda/cuda_engine.hpp"
 #include "cuda/cuda_scoring.hpp"
 #include "cuda/device_info.hpp"
@@ -107,8 +110,16 @@ SelectionConfig bench_config(int64_t topk, int64_t block_size, int64_t blocks) {
   return c;
 }
 
-// One case: flat and HISA through the engine, and for sampled queries the fp32 CUDA-core path's scoring.
-CudaBenchCase run_case(SelectionEngine& engine, const CudaBenchOptions& o, int64_t L, bool prefill) {
+// Every value rounded to fp8 e4m3 (k_scale stays 1, weights stay fp32: an fp8 dump's operands).
+void round_to_e4m3(std::vector<float>& v) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < int64_t(v.size()); ++i) v[size_t(i)] = round_to(ElementType::FP8_E4M3, v[size_t(i)]);
+}
+
+// One case: flat and HISA through the engine, for sampled queries the fp32 CUDA-core path's scoring, and with
+// fp8_engine (null where the GPU or shape has no fp8 kernel) flat and HISA on the fp8 tensor cores.
+CudaBenchCase run_case(SelectionEngine& engine, SelectionEngine* fp8_engine, const CudaBenchOptions& o, int64_t L,
+                       bool prefill) {
   CudaBenchCase c;
   c.prefill = prefill;
   c.keys = L;
@@ -137,6 +148,16 @@ CudaBenchCase run_case(SelectionEngine& engine, const CudaBenchOptions& o, int64
     QueryBatch inexact = batch;
     inexact.q[0] = std::nextafter(inexact.q[0], INFINITY);
     c.f32_score_ms = median_stages(engine, inexact, Method::Flat, std::max(1, c.repeat / 4)).token_scores_ms;
+  }
+  if (fp8_engine != nullptr) {
+    round_to_e4m3(keys.k);
+    round_to_e4m3(batch.q);
+    fp8_engine->set_layer(keys, bench_config(o.topk, o.block_size, o.blocks));
+    const cuda::StageTimes f8 = median_stages(*fp8_engine, batch, Method::Flat, c.repeat);
+    c.fp8_score_ms = f8.token_scores_ms;
+    c.fp8_topk_ms = f8.topk_ms;
+    const cuda::StageTimes h8 = median_stages(*fp8_engine, batch, Method::Hisa, c.repeat);
+    c.fp8_hisa_ms = h8.block_scores_ms + h8.block_stage_ms + h8.token_scores_ms + h8.topk_ms;
   }
   return c;
 }
@@ -168,9 +189,14 @@ CudaBenchResult run_cuda_bench(const CudaBenchOptions& o, const std::function<vo
     r.peaks.hbm_source = "unknown (the device reports no memory clock or bus width)";
   }
   auto engine = make_cuda_engine(device.index);
+  HISA_CUDA_CHECK(cudaSetDevice(device.index));
+  std::unique_ptr<SelectionEngine> fp8_engine;
+  if (o.dim <= cuda::kFp8Dim && cuda::fp8_mma_supported(int(cuda::round_up(o.heads, 8)))) {
+    fp8_engine = make_cuda_engine(device.index, 0, true);
+  }
   for (const bool prefill : {false, true}) {
     for (int64_t L : prefill ? o.prefill : o.keys) {
-      r.cases.push_back(run_case(*engine, o, L, prefill));
+      r.cases.push_back(run_case(*engine, fp8_engine.get(), o, L, prefill));
       if (on_case) on_case(r);
     }
   }

@@ -38,7 +38,8 @@ namespace {
 
 class CudaEngine final : public SelectionEngine, private CudaScoring {
  public:
-  CudaEngine(int device, size_t max_chunk_bytes) : CudaScoring(device), max_chunk_bytes_(max_chunk_bytes) {}
+  CudaEngine(int device, size_t max_chunk_bytes, bool fp8_mma)
+      : CudaScoring(device, fp8_mma), max_chunk_bytes_(max_chunk_bytes) {}
   std::string name() const override { return device_name(); }
 
   void set_layer(const LayerKeys& keys, const SelectionConfig& config) override {
@@ -61,7 +62,7 @@ class CudaEngine final : public SelectionEngine, private CudaScoring {
     times_ = {};
     begin_batch(b);
     out.assign(size_t(b.count), QueryAudit{});
-    for (const Chunk& c : plan_chunks(b, true)) audit_chunk(b, c, out);
+    for (const Chunk& c : plan_chunks(b, true, false)) audit_chunk(b, c, out);
     times_.total_ms = ms_since(t0);
   }
 
@@ -71,7 +72,7 @@ class CudaEngine final : public SelectionEngine, private CudaScoring {
     times_ = {};
     begin_batch(b);
     out.assign(size_t(b.count), {});
-    for (const Chunk& c : plan_chunks(b, method != Method::Block)) select_chunk(b, c, method, out);
+    for (const Chunk& c : plan_chunks(b, method != Method::Block, method != Method::Flat)) select_chunk(b, c, method, out);
     times_.total_ms = ms_since(t0);
   }
 
@@ -85,9 +86,11 @@ class CudaEngine final : public SelectionEngine, private CudaScoring {
     set_batch(b, keys_->count);
     upload_block_ranges(config_.block_size, blo_, bhi_);
   }
-  std::vector<Chunk> plan_chunks(const QueryBatch& b, bool token_scores) {
+  // gpu_block_choice: select()'s block stage runs on the GPU (BlockChoice's buffers count); audit() chooses
+  // on the host.
+  std::vector<Chunk> plan_chunks(const QueryBatch& b, bool token_scores, bool gpu_block_choice) {
     return plan(b, token_scores, config_.block_size, config_.topk, max_chunk_bytes_, j_.capacity_bytes(),
-                std::max(config_.blocks, config_.block_sparse_blocks()));
+                gpu_block_choice ? std::max(config_.blocks, config_.block_sparse_blocks()) : 0);
   }
   void score_tokens(const Chunk& c, const BlockChoice* work = nullptr) {
     CudaScoring::score_tokens(tokens_, c, &times_.token_scores_ms, work);
@@ -235,12 +238,11 @@ class CudaEngine final : public SelectionEngine, private CudaScoring {
       const bool block_sparse = method == Method::Block;
       // A budget of at least the chunk's widest block range keeps every block of every row, as the whole
       // range itself does; clamping keeps the per-row buffers (m + 2 slots) from following a huge m.
-      const int64_t width = c.hi / config_.block_size - c.lo / config_.block_size + 1;
+      const int jlo = int(c.lo / config_.block_size);
+      const int64_t width = c.hi / config_.block_size - jlo + 1;
       const int m = int(std::min(block_sparse ? config_.block_sparse_blocks() : config_.blocks, width));
       const bool extra = !block_sparse && config_.forced == ForcedMode::Extra;
-      const int jlo = int(c.lo / config_.block_size);
-      const BlockRows rows{j_.data(), c.hi / config_.block_size - jlo + 1, jlo, blo_.data() + c.first,
-                           bhi_.data() + c.first, int(c.count)};
+      const BlockRows rows{j_.data(), width, jlo, blo_.data() + c.first, bhi_.data() + c.first, int(c.count)};
       const int tile = block_sparse ? 0 : tile_keys(tokens_, c);  // (uploads the tokens first, untimed)
       timer_.begin(s(), &times_.block_stage_ms);
       choice_.keep(rows, m, extra, s());
@@ -353,9 +355,9 @@ std::vector<std::vector<int64_t>> topk_rows(const std::vector<std::vector<float>
 
 namespace hisa {
 
-std::unique_ptr<SelectionEngine> make_cuda_engine(int device, size_t max_chunk_bytes) {
+std::unique_ptr<SelectionEngine> make_cuda_engine(int device, size_t max_chunk_bytes, bool fp8_mma) {
   cuda::require_device(device);
-  return std::make_unique<cuda::CudaEngine>(device, max_chunk_bytes);
+  return std::make_unique<cuda::CudaEngine>(device, max_chunk_bytes, fp8_mma);
 }
 
 }  // namespace hisa

@@ -14,8 +14,10 @@ namespace hisa {
 // engine on exact inputs; on others, differences only between near-tied scores (fp32 summation order).
 // Throws UsageError when the device does not exist. Queries are scored in chunks whose device buffers take
 // at most half of the free device memory, or at most max_chunk_bytes when that is smaller and not 0 (tests
-// use it to exercise many chunks).
-std::unique_ptr<SelectionEngine> make_cuda_engine(int device, size_t max_chunk_bytes = 0);
+// use it to exercise many chunks). fp8_mma: fp8 dumps (fp8 q and k) are scored on the fp8 tensor cores, twice
+// the bf16 rate but not exact (kernels.hpp ValueType::E4M3); differences from the CPU engine are then near-ties
+// within kFp8MmaParityTolerance (metrics/parity.hpp).
+std::unique_ptr<SelectionEngine> make_cuda_engine(int device, size_t max_chunk_bytes = 0, bool fp8_mma = false);
 
 }  // namespace hisa
 
@@ -30,8 +32,9 @@ struct StageTimes {
   double token_scores_ms = 0, block_scores_ms = 0, topk_ms = 0, masses_ms = 0;
   double block_stage_ms = 0;
 };
-// The name CUDA engines and sweep scorers on `device` report, "cuda (<GPU name>)", without creating one.
-std::string engine_name(int device);
+// The name CUDA engines and sweep scorers on `device` report, "cuda (<GPU name>)" or with fp8_mma "cuda (<GPU
+// name>, fp8 tensor cores)", without creating one.
+std::string engine_name(int device, bool fp8_mma = false);
 
 // Throws std::invalid_argument when `engine` is not a CUDA engine.
 StageTimes last_stage_times(const SelectionEngine& engine);

@@ -21,13 +21,14 @@ void require_device(int device) {
   }
 }
 
-std::string engine_name(int device) {
+std::string engine_name(int device, bool fp8_mma) {
   cudaDeviceProp prop{};
   HISA_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
-  return std::string("cuda (") + prop.name + ")";
+  return std::string("cuda (") + prop.name + (fp8_mma ? ", fp8 tensor cores)" : ")");
 }
 
-CudaScoring::CudaScoring(int device) : device_(device), name_(engine_name(device)) {
+CudaScoring::CudaScoring(int device, bool fp8_mma)
+    : device_(device), fp8_mma_(fp8_mma), name_(engine_name(device, fp8_mma)) {
   HISA_CUDA_CHECK(cudaSetDevice(device_));
   stream_.emplace();
 }
@@ -98,7 +99,7 @@ std::vector<Chunk> CudaScoring::plan(const QueryBatch& b, bool token_scores, int
 ScoreLaunch CudaScoring::launch_for(KeyStore& keys, const Chunk& c) {
   const QueryBatch& b = *batch_;
   ScoreLaunch a;
-  a.type = choose_type(keys.exact(), queries_.exact(), b.heads, b.dim);
+  a.type = choose_type(keys.exact(), queries_.exact(), b.heads, b.dim, fp8_mma_);
   if (a.type == ValueType::F32) {
     a.keys = keys.f32(s());
     a.q = queries_.q_f32(s()) + c.first * b.heads * b.dim;
@@ -106,12 +107,13 @@ ScoreLaunch CudaScoring::launch_for(KeyStore& keys, const Chunk& c) {
     a.heads = int(b.heads);
     a.dim = int(b.dim);
   } else {
-    const int64_t hp = round_up(b.heads, 8), cd = coded_dim(a.type, b.dim);
+    const int64_t hp = round_up(b.heads, 8);
     a.keys = keys.lowp(a.type, s());
-    a.q = queries_.q_lowp(a.type, s()) + c.first * hp * round_up(b.dim, 16);
-    a.w = queries_.w_padded(a.type, s()) + c.first * hp;
+    a.q = queries_.q_lowp(a.type, s()) + c.first * hp * query_coded_dim(a.type, b.dim);
+    a.w = queries_.w_padded(s()) + c.first * hp;
     a.heads = int(hp);
-    a.dim = int(cd);
+    // The kernels' K: codes per row (BF16x3: its three runs; E4M3: 128 one-byte codes).
+    a.dim = a.type == ValueType::E4M3 ? kFp8Dim : int(coded_dim(a.type, b.dim));
   }
   return a;
 }

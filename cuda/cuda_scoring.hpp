@@ -35,9 +35,15 @@ class Exactness {
     n_ = n;
     bf16_ = all_of(values, n, [](float v) { return (std::bit_cast<uint32_t>(v) & 0xFFFFu) == 0; });
     f16_.reset();
+    e4m3_.reset();
     splittable_.reset();
   }
   bool bf16() const { return bf16_; }
+  // Every value is an fp8 e4m3fn value (asked only for the fp8 tensor cores).
+  bool e4m3() const {
+    if (!e4m3_) e4m3_ = all_of(values_, n_, [](float v) { return e4m3_to_float(float_to_e4m3(v)) == v; });
+    return *e4m3_;
+  }
   // Every value splits exactly into three normal bf16 parts (split_bf16): 0, or 1e-30 <= |v| <= 3e38.
   bool splittable() const {
     if (!splittable_) splittable_ = all_of(values_, n_, [](float v) { return splits_exactly(v); });
@@ -62,7 +68,7 @@ class Exactness {
   const float* values_ = nullptr;
   size_t n_ = 0;
   bool bf16_ = false;
-  mutable std::optional<bool> f16_, splittable_;
+  mutable std::optional<bool> f16_, e4m3_, splittable_;
 };
 
 inline uint16_t encode(ValueType t, float v) {
@@ -79,17 +85,32 @@ inline void split_bf16(float v, uint16_t& hi, uint16_t& mid, uint16_t& lo) {
   lo = encode(ValueType::BF16, (v - h) - m);
 }
 
-// Row codes of the 16-bit types: `dim` values into `padded` codes (zeros after), or for BF16x3 the three split
-// parts [hi | mid | lo], each `padded` long.
-inline void encode_row(ValueType t, const float* v, int64_t dim, int64_t padded, uint16_t* out) {
+// 16-bit units per row of `dim` values in the device form of type t: the codes zero-padded to a multiple of 16,
+// three such runs for BF16x3, and 128 fp8 codes (one byte each, two per unit) for E4M3.
+inline int64_t coded_dim(ValueType t, int64_t dim) {
+  if (t == ValueType::E4M3) return kFp8Dim / 2;
+  return round_up(dim, 16) * (t == ValueType::BF16x3 ? 3 : 1);
+}
+// A query row's units: BF16x3 launches take the queries' plain bf16 codes (the kernel reads them three times).
+inline int64_t query_coded_dim(ValueType t, int64_t dim) {
+  return coded_dim(t == ValueType::BF16x3 ? ValueType::BF16 : t, dim);
+}
+
+// One row of `dim` values in the device form of type t, into coded_dim(t, dim) zeroed units at `out`: the
+// codes, or for BF16x3 the three split parts [hi | mid | lo], each round_up(dim, 16) long.
+inline void encode_row(ValueType t, const float* v, int64_t dim, uint16_t* out) {
+  if (t == ValueType::E4M3) {
+    auto* bytes = reinterpret_cast<uint8_t*>(out);
+    for (int64_t d = 0; d < dim; ++d) bytes[d] = float_to_e4m3(v[d]);
+    return;
+  }
   if (t != ValueType::BF16x3) {
     for (int64_t d = 0; d < dim; ++d) out[d] = encode(t, v[d]);
     return;
   }
+  const int64_t padded = round_up(dim, 16);
   for (int64_t d = 0; d < dim; ++d) split_bf16(v[d], out[d], out[padded + d], out[2 * padded + d]);
 }
-// Codes per row of a 16-bit type for `dim` values.
-inline int64_t coded_dim(ValueType t, int64_t dim) { return round_up(dim, 16) * (t == ValueType::BF16x3 ? 3 : 1); }
 
 // Keys (tokens or pooled blocks) in the forms the kernels take, each uploaded when first needed.
 class KeyStore {
@@ -113,13 +134,13 @@ class KeyStore {
     }
     return f32_.data();
   }
-  // [count, coded_dim(t, dim)] codes, zero-padded.
+  // [count, coded_dim(t, dim)] units, zero-padded.
   const uint16_t* lowp(ValueType t, cudaStream_t s) {
     if (lowp_type_ != t) {
       const int64_t cd = coded_dim(t, dim_);
       staging_.assign(size_t(count_ * cd), 0);
 #pragma omp parallel for schedule(static)
-      for (int64_t r = 0; r < count_; ++r) encode_row(t, values_ + r * dim_, dim_, round_up(dim_, 16), &staging_[size_t(r * cd)]);
+      for (int64_t r = 0; r < count_; ++r) encode_row(t, values_ + r * dim_, dim_, &staging_[size_t(r * cd)]);
       lowp_.upload(staging_.data(), staging_.size(), s);  // pageable source: copied out before the call returns
       lowp_type_ = t;
     }
@@ -137,14 +158,15 @@ class KeyStore {
   ValueType lowp_type_ = ValueType::F32;
 };
 
-// One batch's queries and weights, uploaded in the forms needed.
+// One batch's queries and weights, uploaded in the forms needed; each form is kept until the next batch (an
+// fp8 batch under the fp8 tensor cores takes bf16 codes for J and fp8 codes for the tokens).
 class QueryStore {
  public:
   void reset(const QueryBatch& b) {
     batch_ = &b;
     exact_.reset(b.q.data(), b.q.size());
-    have_f32_ = false;
-    lowp_type_ = ValueType::F32;
+    have_f32_ = have_wpad_ = false;
+    for (auto& f : forms_) f.loaded = false;
   }
   const Exactness& exact() const { return exact_; }
   const float* q_f32(cudaStream_t s) {
@@ -155,57 +177,66 @@ class QueryStore {
     load_f32(s);
     return w32_.data();
   }
-  // [count, H', D'] codes and [count, H'] weights; padded heads have zero q and zero weight. BF16x3 launches
-  // take the bf16 codes (the kernel reads each row three times).
+  // [count, H', query_coded_dim(t, D)] units; padded heads have zero q.
   const uint16_t* q_lowp(ValueType t, cudaStream_t s) {
-    load_lowp(t, s);
-    return q16_.data();
+    if (t == ValueType::BF16x3) t = ValueType::BF16;  // queries are exact in bf16 there: never split
+    Form& f = forms_[form_index(t)];
+    if (!f.loaded) {
+      const QueryBatch& b = *batch_;
+      const int64_t hp = round_up(b.heads, 8), cd = coded_dim(t, b.dim);
+      staging_q_.assign(size_t(b.count * hp * cd), 0);
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < b.count; ++i) {
+        for (int64_t h = 0; h < b.heads; ++h) encode_row(t, b.q_row(i, h), b.dim, &staging_q_[size_t((i * hp + h) * cd)]);
+      }
+      f.codes.upload(staging_q_.data(), staging_q_.size(), s);
+      f.loaded = true;
+    }
+    return f.codes.data();
   }
-  const float* w_padded(ValueType t, cudaStream_t s) {
-    load_lowp(t, s);
+  // [count, H'] weights, zero for the padded heads (every low-precision form).
+  const float* w_padded(cudaStream_t s) {
+    if (!have_wpad_) {
+      const QueryBatch& b = *batch_;
+      const int64_t hp = round_up(b.heads, 8);
+      staging_w_.assign(size_t(b.count * hp), 0.0f);
+      for (int64_t i = 0; i < b.count; ++i) std::copy_n(b.w_row(i), b.heads, &staging_w_[size_t(i * hp)]);
+      wpad_.upload(staging_w_.data(), staging_w_.size(), s);
+      have_wpad_ = true;
+    }
     return wpad_.data();
   }
 
  private:
+  struct Form {
+    DeviceArray<uint16_t> codes;
+    bool loaded = false;
+  };
+  static size_t form_index(ValueType t) { return t == ValueType::F16 ? 1 : t == ValueType::E4M3 ? 2 : 0; }
   void load_f32(cudaStream_t s) {
     if (have_f32_) return;
     q32_.upload(batch_->q.data(), batch_->q.size(), s);
     w32_.upload(batch_->w.data(), batch_->w.size(), s);
     have_f32_ = true;
   }
-  void load_lowp(ValueType t, cudaStream_t s) {
-    if (t == ValueType::BF16x3) t = ValueType::BF16;  // queries are exact in bf16 there: never split
-    if (lowp_type_ == t) return;
-    const QueryBatch& b = *batch_;
-    const int64_t hp = round_up(b.heads, 8), dp = round_up(b.dim, 16);
-    staging_q_.assign(size_t(b.count * hp * dp), 0);
-    staging_w_.assign(size_t(b.count * hp), 0.0f);
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < b.count; ++i) {
-      for (int64_t h = 0; h < b.heads; ++h) {
-        encode_row(t, b.q_row(i, h), b.dim, dp, &staging_q_[size_t((i * hp + h) * dp)]);
-        staging_w_[size_t(i * hp + h)] = b.w_row(i)[h];
-      }
-    }
-    q16_.upload(staging_q_.data(), staging_q_.size(), s);
-    wpad_.upload(staging_w_.data(), staging_w_.size(), s);
-    lowp_type_ = t;
-  }
 
   const QueryBatch* batch_ = nullptr;
   Exactness exact_;
   DeviceArray<float> q32_, w32_, wpad_;
-  DeviceArray<uint16_t> q16_;
+  Form forms_[3];  // BF16, F16, E4M3
   std::vector<uint16_t> staging_q_;
   std::vector<float> staging_w_;
-  bool have_f32_ = false;
-  ValueType lowp_type_ = ValueType::F32;
+  bool have_f32_ = false, have_wpad_ = false;
 };
 
-// Tensor cores when both sides are exact in one 16-bit type and D fits the kernel, or when the queries are
-// exact in bf16 and the keys can be split (BF16x3, on devices with the wgmma kernel for the shape); fp32 CUDA
-// cores otherwise.
-inline ValueType choose_type(const Exactness& keys, const Exactness& queries, int64_t heads, int64_t dim) {
+// With fp8_mma (opt-in), fp8 tensor cores when both sides are e4m3 values and the device and shape allow it.
+// Otherwise tensor cores when both sides are exact in one 16-bit type and D fits the kernel, or when the queries
+// are exact in bf16 and the keys can be split (BF16x3, on devices with the wgmma kernel for the shape); fp32
+// CUDA cores otherwise.
+inline ValueType choose_type(const Exactness& keys, const Exactness& queries, int64_t heads, int64_t dim, bool fp8_mma) {
+  if (fp8_mma && dim <= kFp8Dim && fp8_mma_supported(int(round_up(heads, 8))) && keys.e4m3() && queries.e4m3()) {
+    return ValueType::E4M3;
+  }
   if (round_up(dim, 16) > kMaxTensorCoreDim) return ValueType::F32;
   if (keys.bf16() && queries.bf16()) return ValueType::BF16;
   if (keys.f16() && queries.f16()) return ValueType::F16;
@@ -253,7 +284,8 @@ inline double ms_since(std::chrono::steady_clock::time_point t0) {
 // scoring pass uses. Users call set_batch() per batch, then plan() and the launches per chunk.
 class CudaScoring {
  public:
-  explicit CudaScoring(int device);
+  // fp8_mma: score e4m3 operands on the fp8 tensor cores (not exact; kernels.hpp ValueType::E4M3).
+  CudaScoring(int device, bool fp8_mma);
   const std::string& device_name() const { return name_; }
 
  protected:
@@ -295,6 +327,7 @@ class CudaScoring {
                        DeviceArray<int>& doffs);
 
   int device_;
+  bool fp8_mma_;
   std::string name_;
   std::optional<Stream> stream_;  // created after cudaSetDevice
   const QueryBatch* batch_ = nullptr;

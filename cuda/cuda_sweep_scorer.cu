@@ -17,7 +17,8 @@ namespace {
 
 class CudaSweepScorer final : public SweepScorer, private CudaScoring {
  public:
-  CudaSweepScorer(int device, size_t max_chunk_bytes) : CudaScoring(device), max_chunk_bytes_(max_chunk_bytes) {}
+  CudaSweepScorer(int device, size_t max_chunk_bytes, bool fp8_mma)
+      : CudaScoring(device, fp8_mma), max_chunk_bytes_(max_chunk_bytes) {}
   std::string name() const override { return device_name(); }
 
   void set_layer(const LayerKeys& keys, int64_t topk, std::span<const PoolVariant> variants) override {
@@ -117,9 +118,9 @@ class CudaSweepScorer final : public SweepScorer, private CudaScoring {
 
 namespace hisa {
 
-std::unique_ptr<SweepScorer> make_cuda_sweep_scorer(int device, size_t max_chunk_bytes) {
+std::unique_ptr<SweepScorer> make_cuda_sweep_scorer(int device, size_t max_chunk_bytes, bool fp8_mma) {
   cuda::require_device(device);
-  return std::make_unique<cuda::CudaSweepScorer>(device, max_chunk_bytes);
+  return std::make_unique<cuda::CudaSweepScorer>(device, max_chunk_bytes, fp8_mma);
 }
 
 }  // namespace hisa

@@ -8,7 +8,8 @@
 namespace hisa {
 
 // DSA's selection and J on device `device`, with the CUDA engine's kernels and chunking: the same DSA sets
-// and J as the CUDA engine's audit. max_chunk_bytes as for make_cuda_engine. UsageError when no such device.
-std::unique_ptr<SweepScorer> make_cuda_sweep_scorer(int device, size_t max_chunk_bytes = 0);
+// and J as the CUDA engine's audit. max_chunk_bytes and fp8_mma as for make_cuda_engine. UsageError when no
+// such device.
+std::unique_ptr<SweepScorer> make_cuda_sweep_scorer(int device, size_t max_chunk_bytes = 0, bool fp8_mma = false);
 
 }  // namespace hisa

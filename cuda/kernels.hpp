@@ -21,7 +21,12 @@ namespace hisa::cuda {
 //        wgmma product over K = 3·D' sums products that are exact in fp32 (the tensor core's internal
 //        rounding of partial sums, and of products too small to be normal, aside, as for BF16). dim is then
 //        3·D'. Only where split_bf16_supported().
-enum class ValueType { F32, BF16, F16, BF16x3 };
+//  E4M3: fp8 e4m3fn codes (one byte each) of values the engine checked are e4m3 values, padded to H' heads
+//        and 128 dims (dim = 128, in bytes), scored on Hopper's fp8 tensor cores (wgmma k32, fp32 output).
+//        Not exact: the fp8 MMA adds products with a narrower internal accumulator than fp32, so scores move
+//        by up to about 2^-13 of the summed magnitudes (README "fp8 tensor cores"). Only on request (the
+//        engine's fp8_mma option) and where fp8_mma_supported().
+enum class ValueType { F32, BF16, F16, BF16x3, E4M3 };
 
 // Keys of one scoring pass are processed in 64-key units; a mask (optional) says per query which units to
 // score. Bit u - unit_base of query i's mask words.
@@ -59,15 +64,17 @@ struct ScoreLaunch {
   int rows_per_cta = 0;
   int cta_bound = 0;
   int list_tile_keys = 0;  // the tile size the lists were built for: score_tile_keys() of this launch
-  bool allow_wgmma = true;  // false: the mma.sync kernel even where the wgmma kernel applies (benchmarks)
 };
 void launch_score(const ScoreLaunch& a, cudaStream_t stream);
-// Keys per CTA tile of the kernel that launch_score picks for `a` (its type, heads, dim, allow_wgmma and the
-// current device): 128 (wgmma or mma.sync; wgmma with BF16x3: 64) or 64 (fp32). Tiles start at
+// Keys per CTA tile of the kernel that launch_score picks for `a` (its type, heads, dim and the current
+// device): 128 (wgmma or mma.sync; wgmma with BF16x3: 64) or 64 (fp32). Tiles start at
 // (range_lo / 128) * 128.
 int score_tile_keys(const ScoreLaunch& a);
 // Whether the current device scores BF16x3 launches of heads_padded heads and dims_padded (D') dims.
 bool split_bf16_supported(int heads_padded, int dims_padded);
+// Whether the current device scores E4M3 launches of heads_padded heads (dims are padded to 128).
+bool fp8_mma_supported(int heads_padded);
+inline constexpr int kFp8Dim = 128;
 // The mask of a launch covers whole 128-key tiles: units [mask_unit_base, mask_unit_base + mask_units).
 inline int mask_unit_base(int range_lo) { return (range_lo / (2 * kMaskUnit)) * 2; }
 inline int mask_units(int range_lo, int range_hi) { return (range_hi / (2 * kMaskUnit)) * 2 + 2 - mask_unit_base(range_lo); }

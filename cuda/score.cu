@@ -280,6 +280,14 @@ bool split_bf16_supported(int heads_padded, int dims_padded) {
   return wgmma_applies(a);
 }
 
+bool fp8_mma_supported(int heads_padded) {
+  ScoreLaunch a;
+  a.type = ValueType::E4M3;
+  a.heads = heads_padded;
+  a.dim = kFp8Dim;
+  return wgmma_applies(a);
+}
+
 void launch_score(const ScoreLaunch& a, cudaStream_t stream) {
   if (a.queries <= 0 || a.range_hi < a.range_lo) return;
   if (a.type != ValueType::F32) {
@@ -289,6 +297,7 @@ void launch_score(const ScoreLaunch& a, cudaStream_t stream) {
     }
     if (wgmma_applies(a)) return launch_wgmma(a, stream);
     if (a.type == ValueType::BF16x3) throw CudaError("score kernel: split bf16 keys need the wgmma kernel");
+    if (a.type == ValueType::E4M3) throw CudaError("score kernel: fp8 operands need the wgmma kernel");
     return a.type == ValueType::F16 ? launch_mma_dim<true>(a, stream) : launch_mma_dim<false>(a, stream);
   }
   const int tiles = a.range_hi / kF32Tile - a.range_lo / kF32Tile + 1;  // 64-key tiles from range_lo's

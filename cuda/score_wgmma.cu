@@ -1,15 +1,17 @@
 // Indexer scoring with wgmma (sm_90a): the same function and the same exactness argument as score.cu's
 // mma.sync kernel (products of exact 16-bit values are exact in fp32, fp32 accumulation, ReLU·w·Σ_h and the
-// key scale in registers), at a higher tensor-core rate.
+// key scale in registers), at a higher tensor-core rate. On request it also scores fp8 e4m3 codes on the fp8
+// tensor cores (ValueType::E4M3: twice the rate, not exact; kernels.hpp).
 //
 // Layout: a CTA is one warpgroup and a 128-key tile (the mma.sync kernel's, so HISA's work lists serve both),
-// two 64-row M tiles (one, a 64-key tile, for BF16x3 keys, whose K = 3·D' fills the registers) whose A fragments stay in registers for the whole query loop (m64nNk16, A from
-// registers); two CTAs share a multiprocessor, so one's epilogue overlaps the other's MMAs, and inside a CTA
-// the epilogue of the first M tile overlaps the MMAs of the second.
-// A query's N = H' heads × D' dims are B, staged in shared memory by cp.async in the K-major layout with the
-// 128-byte swizzle: per 64-dim slice ("atom") of K, head h's 128 bytes at h · 128, its 16-byte chunk c stored
-// at chunk c ^ (h mod 8), so the 8 rows of a core matrix fall in distinct banks; atoms N · 128 bytes apart,
-// 8-head groups 1024 bytes apart (SBO). Queries are double-buffered.
+// two 64-row M tiles (one, a 64-key tile, for BF16x3 keys, whose K = 3·D' fills the registers) whose A
+// fragments stay in registers for the whole query loop (m64nNk16, or m64nNk32 for fp8, A from registers); two
+// CTAs share a multiprocessor, so one's epilogue overlaps the other's MMAs, and inside a CTA the epilogue of
+// the first M tile overlaps the MMAs of the second.
+// A query's N = H' heads × K (D' dims) are B, staged in shared memory by cp.async in the K-major layout with the
+// 128-byte swizzle: per 128-byte slice ("atom") of K (64 16-bit dims or 128 fp8 dims), head h's 128 bytes at
+// h · 128, its 16-byte chunk c stored at chunk c ^ (h mod 8), so the 8 rows of a core matrix fall in distinct
+// banks; atoms N · 128 bytes apart, 8-head groups 1024 bytes apart (SBO). Queries are double-buffered.
 // Each thread's accumulators hold 2 keys × N/4 heads, so the head sum happens in registers and then across the
 // 4 lanes of a quad, as in the mma.sync kernel.
 #include <cuda_runtime.h>
@@ -28,6 +30,8 @@ namespace hisa::cuda::detail {
 namespace {
 
 constexpr int kWgThreads = 128;  // one warpgroup
+// The operand types of a launch (template argument kOp).
+constexpr int kOpBF16 = 0, kOpF16 = 1, kOpE4M3 = 2;
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define HISA_WGMMA 1
@@ -41,49 +45,49 @@ __device__ __forceinline__ uint64_t smem_descriptor_sw128(const void* p) {
   return uint64_t((addr & 0x3FFFFu) >> 4) | (uint64_t(1) << 16) | (uint64_t(1024 >> 4) << 32) | (uint64_t(1) << 62);
 }
 
-// D (64 × N fp32, accumulated when `accumulate`) += A (64 × 16, registers) · B (16 × N, shared, descriptor).
-template <bool kF16, int N>
-__device__ __forceinline__ void wgmma_rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t desc, int accumulate);
-template <>
-__device__ __forceinline__ void wgmma_rs<false, 32>(float (&d)[16], const uint32_t (&a)[4], uint64_t desc,
-                                                          int accumulate) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 "
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, {%16, %17, %18, %19}, %20, p, 1, 1, 0;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate));
+// D (64 × N fp32, accumulated when `accumulate`) += A (64 × K, registers) · B (K × N, shared, descriptor); one
+// k-step is 32 bytes of K: k16 for bf16/f16, k32 for e4m3 (whose A fragments have the 16-bit types' layout
+// counted in 32-bit registers, so the same loads fill them). fp8 operands take no transpose argument.
+#define HISA_WGMMA_RS_N32(INSTR, TAIL)                                                                              \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n" INSTR                                                    \
+               " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, {%16, %17, %18, %19}, %20, p" \
+               TAIL ";\n}\n"                                                                                        \
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),    \
+                 "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]) \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate))
+#define HISA_WGMMA_RS_N64(INSTR, TAIL)                                                                               \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n" INSTR                                                     \
+               " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, " \
+               "%22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%32, %33, %34, %35}, %36, p" TAIL ";\n}\n"        \
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),     \
+                 "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
+                 "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]),           \
+                 "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]),           \
+                 "+f"(d[30]), "+f"(d[31])                                                                              \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate))
+
+template <int kOp>
+__device__ __forceinline__ void wgmma_rs(float (&d)[16], const uint32_t (&a)[4], uint64_t desc, int accumulate) {
+  if constexpr (kOp == kOpBF16) {
+    HISA_WGMMA_RS_N32("wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16", ", 1, 1, 0");
+  } else if constexpr (kOp == kOpF16) {
+    HISA_WGMMA_RS_N32("wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16", ", 1, 1, 0");
+  } else {
+    HISA_WGMMA_RS_N32("wgmma.mma_async.sync.aligned.m64n32k32.f32.e4m3.e4m3", ", 1, 1");
+  }
 }
-template <>
-__device__ __forceinline__ void wgmma_rs<false, 64>(float (&d)[32], const uint32_t (&a)[4], uint64_t desc,
-                                                          int accumulate) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate));
+template <int kOp>
+__device__ __forceinline__ void wgmma_rs(float (&d)[32], const uint32_t (&a)[4], uint64_t desc, int accumulate) {
+  if constexpr (kOp == kOpBF16) {
+    HISA_WGMMA_RS_N64("wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16", ", 1, 1, 0");
+  } else if constexpr (kOp == kOpF16) {
+    HISA_WGMMA_RS_N64("wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16", ", 1, 1, 0");
+  } else {
+    HISA_WGMMA_RS_N64("wgmma.mma_async.sync.aligned.m64n64k32.f32.e4m3.e4m3", ", 1, 1");
+  }
 }
-template <>
-__device__ __forceinline__ void wgmma_rs<true, 32>(float (&d)[16], const uint32_t (&a)[4], uint64_t desc,
-                                                          int accumulate) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 "
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, {%16, %17, %18, %19}, %20, p, 1, 1, 0;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate));
-}
-template <>
-__device__ __forceinline__ void wgmma_rs<true, 64>(float (&d)[32], const uint32_t (&a)[4], uint64_t desc,
-                                                          int accumulate) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 "
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate));
-}
+#undef HISA_WGMMA_RS_N32
+#undef HISA_WGMMA_RS_N64
 
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
@@ -92,11 +96,13 @@ __device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sy
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 #endif
 
-// KS = K / 16 k-steps, N = H' heads, MT 64-key M tiles per CTA, kParts = 3 for BF16x3 (K = 3 · the query row).
-template <bool kF16, int KS, int N, int MT, int kParts>
-__global__ void __launch_bounds__(kWgThreads, 2) score_wgmma_kernel(const ScoreLaunch a, int queries_per_cta) {
+// KS 32-byte k-steps (K = 16·KS 16-bit values or 32·KS fp8 values), N = H' heads, MT 64-key M tiles per CTA, kParts = 3 for BF16x3 (K = 3 · the query row).
+// fp8's kernel fits in 128 registers, so 4 CTAs share a multiprocessor (3 for the others): 9 % faster at 128K.
+template <int kOp, int KS, int N, int MT, int kParts>
+__global__ void __launch_bounds__(kWgThreads, kOp == kOpE4M3 ? 4 : 2) score_wgmma_kernel(const ScoreLaunch a, int queries_per_cta) {
 #ifdef HISA_WGMMA
-  constexpr int Dp = KS * 16, kChunks = Dp / 8;  // K extent (3·D' for BF16x3); 16-byte chunks per head row
+  // Rows are handled as 16-bit units (an fp8 row of 128 codes is 64 of them).
+  constexpr int Dp = KS * 16, kChunks = Dp / 8;  // K extent in 16-bit units (3·D' for BF16x3); 16-byte chunks per head row
   static_assert(Dp % 64 == 0, "the 128-byte swizzle takes K in 64-dim atoms");
   constexpr int kTile = 64 * MT;
   constexpr int kQElems = N * Dp, kAtomBytes = N * 128;  // one 64-dim slice of K for all heads
@@ -175,7 +181,7 @@ __global__ void __launch_bounds__(kWgThreads, 2) score_wgmma_kernel(const ScoreL
         for (int ks = 0; ks < KS; ++ks) {
           // k-step ks: atom ks / 4, 32 bytes per step inside it.
           const unsigned char* b = reinterpret_cast<const unsigned char*>(qb) + (ks >> 2) * kAtomBytes + (ks & 3) * 32;
-          wgmma_rs<kF16, N>(acc[mt], af[mt][ks], smem_descriptor_sw128(b), ks > 0);
+          wgmma_rs<kOp>(acc[mt], af[mt][ks], smem_descriptor_sw128(b), ks > 0);
         }
         wgmma_commit();
       }
@@ -225,33 +231,34 @@ __global__ void __launch_bounds__(kWgThreads, 2) score_wgmma_kernel(const ScoreL
 #endif
 }
 
-template <bool kF16, int KS, int N, int MT, int kParts>
+template <int kOp, int KS, int N, int MT, int kParts>
 void launch(const ScoreLaunch& a, cudaStream_t stream) {
   const int tiles = tile_count(a, 64 * MT);
   // Split keys hold three times the registers' worth of key fragments: at least 8 queries per CTA repay loading
   // them (J has few tiles, so the general rule would give one query per CTA).
   const int qpc = std::max(queries_per_cta(a.queries, tiles), kParts == 3 ? 8 : 1);
   const size_t smem = 1024 + size_t(2) * N * KS * 16 * sizeof(uint16_t) + size_t(2) * N * sizeof(float);
-  HISA_CUDA_CHECK(cudaFuncSetAttribute(score_wgmma_kernel<kF16, KS, N, MT, kParts>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  HISA_CUDA_CHECK(cudaFuncSetAttribute(score_wgmma_kernel<kOp, KS, N, MT, kParts>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   const dim3 grid = a.list_rows != nullptr ? dim3(unsigned(std::max(a.cta_bound, 1)))
                                            : dim3(unsigned(tiles), unsigned((a.queries + qpc - 1) / qpc));
-  score_wgmma_kernel<kF16, KS, N, MT, kParts><<<grid, kWgThreads, smem, stream>>>(a, qpc);
+  score_wgmma_kernel<kOp, KS, N, MT, kParts><<<grid, kWgThreads, smem, stream>>>(a, qpc);
   HISA_CUDA_CHECK_LAUNCH("score_wgmma_kernel");
 }
 
-template <bool kF16, int N>
+template <int kOp, int N>
 void launch_dim(const ScoreLaunch& a, cudaStream_t stream) {
   if (a.type == ValueType::BF16x3) {
-    return a.dim == 384 ? launch<false, 24, N, 1, 3>(a, stream) : launch<false, 12, N, 1, 3>(a, stream);
+    return a.dim == 384 ? launch<kOpBF16, 24, N, 1, 3>(a, stream) : launch<kOpBF16, 12, N, 1, 3>(a, stream);
   }
-  if (a.dim == 128) return launch<kF16, 8, N, 2, 1>(a, stream);
-  return launch<kF16, 4, N, 2, 1>(a, stream);
+  if (a.type == ValueType::E4M3) return launch<kOpE4M3, kFp8Dim / 32, N, 2, 1>(a, stream);
+  if (a.dim == 128) return launch<kOp, 8, N, 2, 1>(a, stream);
+  return launch<kOp, 4, N, 2, 1>(a, stream);
 }
 
-template <bool kF16>
+template <int kOp>
 void launch_heads(const ScoreLaunch& a, cudaStream_t stream) {
-  if (a.heads == 64) return launch_dim<kF16, 64>(a, stream);
-  return launch_dim<kF16, 32>(a, stream);
+  if (a.heads == 64) return launch_dim<kOp, 64>(a, stream);
+  return launch_dim<kOp, 32>(a, stream);
 }
 
 }  // namespace
@@ -265,10 +272,20 @@ bool wgmma_applies(const ScoreLaunch& a) {
 #ifndef HISA_CUDA_SM90A
   return false;  // built without sm_90a machine code: the kernel's body would be a trap
 #endif
-  if (a.type == ValueType::F32 || ((disabled || !a.allow_wgmma) && a.type != ValueType::BF16x3)) return false;
-  const int dim = a.type == ValueType::BF16x3 ? a.dim / 3 : a.dim;
-  if ((a.heads != 32 && a.heads != 64) || (dim != 64 && dim != 128) || (a.type == ValueType::BF16x3 && a.dim != 3 * dim)) {
-    return false;
+  if (a.heads != 32 && a.heads != 64) return false;
+  switch (a.type) {
+    case ValueType::F32:
+      return false;
+    case ValueType::BF16:
+    case ValueType::F16:
+      if (disabled || (a.dim != 64 && a.dim != 128)) return false;
+      break;
+    case ValueType::BF16x3:  // only this kernel scores split keys
+      if (a.dim != 3 * 64 && a.dim != 3 * 128) return false;
+      break;
+    case ValueType::E4M3:  // nor fp8 operands
+      if (a.dim != kFp8Dim) return false;
+      break;
   }
   int device = 0, major = 0, minor = 0;
   HISA_CUDA_CHECK(cudaGetDevice(&device));
@@ -278,7 +295,7 @@ bool wgmma_applies(const ScoreLaunch& a) {
 }
 
 void launch_wgmma(const ScoreLaunch& a, cudaStream_t stream) {
-  return a.type == ValueType::F16 ? launch_heads<true>(a, stream) : launch_heads<false>(a, stream);
+  return a.type == ValueType::F16 ? launch_heads<kOpF16>(a, stream) : launch_heads<kOpBF16>(a, stream);
 }
 
 }  // namespace hisa::cuda::detail

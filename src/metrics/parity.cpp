@@ -22,7 +22,8 @@ double abs_score(const QueryBatch& b, int64_t i, const float* key, float scale) 
 }
 
 int64_t unexplained_differences(std::span<const int64_t> got, std::span<const int64_t> want,
-                                const std::function<double(int64_t)>& score, const std::function<double(int64_t)>& abs) {
+                                const std::function<double(int64_t)>& score, const std::function<double(int64_t)>& abs,
+                                double tolerance) {
   if (std::equal(got.begin(), got.end(), want.begin(), want.end())) return 0;
   int64_t bad = std::abs(int64_t(got.size()) - int64_t(want.size()));
   if (want.empty()) return bad + int64_t(got.size());
@@ -34,13 +35,13 @@ int64_t unexplained_differences(std::span<const int64_t> got, std::span<const in
   std::vector<int64_t> diff;
   std::set_symmetric_difference(got.begin(), got.end(), want.begin(), want.end(), std::back_inserter(diff));
   for (int64_t p : diff) {
-    if (std::fabs(score(p) - c) > kParityTolerance * (abs(p) + ca)) ++bad;
+    if (std::fabs(score(p) - c) > tolerance * (abs(p) + ca)) ++bad;
   }
   return bad;
 }
 
 QueryParity compare_query(const QueryAudit& got, const QueryAudit& want, const QueryBatch& b, int64_t i, const LayerKeys& keys,
-                          const PooledKeys& pooled, const SelectionConfig& config) {
+                          const PooledKeys& pooled, const SelectionConfig& config, double tolerance) {
   QueryParity p;
   p.flat_differ = got.flat != want.flat;
   p.hisa_differ = got.hisa != want.hisa;
@@ -51,9 +52,9 @@ QueryParity compare_query(const QueryAudit& got, const QueryAudit& want, const Q
   score_keys(one, keys.row(want.k_start), keys.k_scale.data() + want.k_start, want.visible, row.data(), want.visible);
   auto score = [&](int64_t s) { return double(row[size_t(s - want.k_start)]); };
   auto abs = [&](int64_t s) { return abs_score(b, i, keys.row(s), keys.k_scale[size_t(s)]); };
-  p.unexplained += unexplained_differences(got.flat, want.flat, score, abs);
+  p.unexplained += unexplained_differences(got.flat, want.flat, score, abs, tolerance);
   if (got.hisa_blocks == want.hisa_blocks) {
-    p.unexplained += unexplained_differences(got.hisa, want.hisa, score, abs);
+    p.unexplained += unexplained_differences(got.hisa, want.hisa, score, abs, tolerance);
     return p;
   }
   // Kept blocks differ: each differing block must be a near-tie, by J, of the CPU's lowest-ranked kept block
@@ -72,7 +73,7 @@ QueryParity compare_query(const QueryAudit& got, const QueryAudit& want, const Q
                                 want.hisa_blocks.end(), std::back_inserter(diff));
   for (int64_t blk : diff) {
     if (cut < 0 || blk < span.first || blk > span.last ||
-        std::fabs(J(blk) - J(cut)) > kParityTolerance * (absJ(blk) + absJ(cut))) {
+        std::fabs(J(blk) - J(cut)) > tolerance * (absJ(blk) + absJ(cut))) {
       ++p.unexplained;
     }
   }

@@ -1,7 +1,7 @@
 #pragma once
 // Parity of two engines' selections on the same query (README "CUDA engine", parity): differences are allowed
 // only between near-tied candidates. A position in got △ want is explained when its reference score s(p) lies
-// within kParityTolerance · (|p| + |c|) of the reference cut-off score s(c) — c the lowest-ranked position of
+// within tolerance · (|p| + |c|) (kParityTolerance unless said) of the reference cut-off score s(c) — c the lowest-ranked position of
 // `want` — where |p| is the score computed with absolute values everywhere, Σ_h |w|·Σ_d |q·k| · |scale|, the
 // magnitude that bounds how far any fp32 summation order can move the score.
 #include <cstdint>
@@ -15,6 +15,10 @@
 namespace hisa {
 
 inline constexpr double kParityTolerance = 1e-5;
+// The tolerance when the CUDA engine scores fp8 operands on the fp8 tensor cores (--fp8-mma): Hopper's fp8 MMA
+// adds products with a narrower accumulator than fp32 (README "fp8 tensor cores").
+inline constexpr double kFp8MmaParityTolerance = 1.0 / 1024;
+inline double parity_tolerance(bool fp8_mma) { return fp8_mma ? kFp8MmaParityTolerance : kParityTolerance; }
 
 // Σ_h |w[i,h]| · Σ_d |q[i,h,d] · key[d]| · |scale|, in double.
 double abs_score(const QueryBatch& b, int64_t i, const float* key, float scale);
@@ -22,7 +26,8 @@ double abs_score(const QueryBatch& b, int64_t i, const float* key, float scale);
 // The positions of got △ want (both ascending) that are not near-ties by the rule above, plus any difference
 // in size; 0 when they are equal.
 int64_t unexplained_differences(std::span<const int64_t> got, std::span<const int64_t> want,
-                                const std::function<double(int64_t)>& score, const std::function<double(int64_t)>& abs);
+                                const std::function<double(int64_t)>& score, const std::function<double(int64_t)>& abs,
+                                double tolerance = kParityTolerance);
 
 // One query's comparison of an engine's audit (`got`, e.g. the CUDA engine's) with the CPU engine's (`want`),
 // both on the same layer and config: DSA's tokens; HISA's kept blocks, and HISA's tokens when the blocks agree.
@@ -32,6 +37,6 @@ struct QueryParity {
   int64_t unexplained = 0;  // differing tokens (DSA, HISA) and blocks that are not near-ties
 };
 QueryParity compare_query(const QueryAudit& got, const QueryAudit& want, const QueryBatch& b, int64_t i, const LayerKeys& keys,
-                          const PooledKeys& pooled, const SelectionConfig& config);
+                          const PooledKeys& pooled, const SelectionConfig& config, double tolerance = kParityTolerance);
 
 }  // namespace hisa

@@ -2,6 +2,7 @@
 // output is tested on machines without a GPU.
 #include "report/cuda_bench.hpp"
 
+#include <cmath>
 #include <cstdio>
 #include <utility>
 #include <nlohmann/json.hpp>
@@ -78,11 +79,23 @@ std::vector<BenchTarget> bench_targets(const CudaBenchOptions& o, const CudaBenc
     }
     return t;
   };
-  auto one = [&](BenchTarget t, bool prefill, int64_t L, auto value) {
-    for (const auto& c : r.cases) {
-      if (c.prefill == prefill && c.keys == L) t.value = value(c);
+  // Over the cases with fp8 figures.
+  auto lowest_fp8 = [&](BenchTarget t, auto value) {
+    t = lowest(t, [&](const CudaBenchCase& c) { return c.has_fp8() ? value(c) : INFINITY; });
+    if (t.value && std::isinf(*t.value)) {
+      t.value.reset();
+      t.note = "not measured: no fp8 tensor-core kernel for this GPU and shape";
     }
-    if (!t.value) t.note = std::string("not measured: no ") + (prefill ? "prefill" : "sampled") + " case at L = " + std::to_string(L);
+    return t;
+  };
+  auto one = [&](BenchTarget t, bool prefill, int64_t L, auto value, bool fp8 = false) {
+    for (const auto& c : r.cases) {
+      if (c.prefill == prefill && c.keys == L && (!fp8 || c.has_fp8())) t.value = value(c);
+    }
+    if (!t.value) {
+      t.note = std::string("not measured: no ") + (prefill ? "prefill" : "sampled") + " case at L = " + std::to_string(L) +
+               (fp8 ? " with fp8 figures" : "");
+    }
     return t;
   };
   auto flat_ms = [](const CudaBenchCase& c) { return c.flat_ms(); };
@@ -102,13 +115,20 @@ std::vector<BenchTarget> bench_targets(const CudaBenchOptions& o, const CudaBenc
   out.push_back(one(target(hisa_name(o) + " over flat at 32K (sampled)", "x", 2), false, 32768, speedup));
   out.push_back(one(target(hisa_name(o) + " over flat at 128K (sampled)", "x", 4), false, 131072, speedup));
   out.push_back(one(target("full causal HISA at 64K", "ms", 20, true), true, 65536, hisa_ms));
+  // The same targets on the fp8 tensor cores (an fp8 dump under --fp8-mma; DeepGEMM's 42.8 ms is fp8 too).
+  out.push_back(lowest_fp8(target("flat scoring, fp8 tensor cores (--fp8-mma)", "TFLOP/s", 800),
+                           [](const CudaBenchCase& c) { return c.fp8_tflops(); }));
+  out.push_back(one(target("full causal flat at 64K, fp8 tensor cores", "ms", 45, true), true, 65536,
+                    [](const CudaBenchCase& c) { return c.fp8_flat_ms(); }, true));
+  out.push_back(one(target("full causal HISA at 64K, fp8 tensor cores", "ms", 20, true), true, 65536,
+                    [](const CudaBenchCase& c) { return c.fp8_hisa_ms; }, true));
   return out;
 }
 
 void print_cuda_bench_header(std::ostream& out, const CudaBenchOptions& o, const CudaBenchResult& r) {
   out << "CUDA bench on " << r.gpu << " (" << r.multiprocessors << " SMs, " << format("%.1f", r.memory_gib)
       << " GiB): H = " << o.heads << ", D = " << o.dim << ", top-" << o.topk << ", " << hisa_name(o)
-      << ", bf16 q and k, fp32 weights\n";
+      << ", bf16 q and k, fp32 weights; then the same values rounded to fp8 e4m3 on an --fp8-mma engine\n";
   out << "  bf16 dense tensor peak: "
       << (r.peaks.bf16_tflops > 0 ? format("%.1f TFLOP/s", r.peaks.bf16_tflops) + " (fp8 " + format("%.0f", r.peaks.fp8_tflops) + "), "
                                   : std::string("n/a, "))
@@ -146,20 +166,39 @@ void print_cuda_bench_case(std::ostream& out, const CudaBenchOptions& o, const C
                 c.hisa_blocks_ms, c.hisa_choice_ms, c.hisa_score_ms, c.hisa_topk_ms, c.hisa_ms(),
                 c.speedup(), c.hisa_call_ms);
   out << line;
+  if (c.has_fp8()) {
+    std::snprintf(line, sizeof line,
+                  "  fp8 tensor cores (--fp8-mma): flat scoring %.3f ms = %.1f TFLOP/s (%s of fp8 peak), top-k %.3f, "
+                  "kernels %.3f ms; HISA kernels %.3f ms\n",
+                  c.fp8_score_ms, c.fp8_tflops(), percent(c.fp8_tflops(), r.peaks.fp8_tflops).c_str(), c.fp8_topk_ms,
+                  c.fp8_flat_ms(), c.fp8_hisa_ms);
+  } else {
+    std::snprintf(line, sizeof line, "  fp8 tensor cores (--fp8-mma): not measured (no fp8 kernel for this GPU and shape)\n");
+  }
+  out << line;
 }
 
 void print_cuda_bench_summary(std::ostream& out, const CudaBenchOptions& o, const CudaBenchResult& r) {
   char line[512];
   out << "\nsummary: flat and HISA kernel times in ms, speedup = flat / HISA; TFLOP/s and % of the bf16 peak of flat\n"
-         "scoring; GB/s and % of HBM bandwidth of flat top-k\n";
-  std::snprintf(line, sizeof line, "%-8s %7s %7s %9s %9s %8s %8s %7s %8s %7s\n", "shape", "L", "queries", "flat",
-                "HISA", "speedup", "TFLOP/s", "% peak", "GB/s", "% HBM");
+         "scoring; GB/s and % of HBM bandwidth of flat top-k; the fp8 tensor cores' flat and HISA kernel times and flat\n"
+         "scoring TFLOP/s and % of the fp8 peak (-: not measured)\n";
+  std::snprintf(line, sizeof line, "%-8s %7s %7s %9s %9s %8s %8s %7s %8s %7s %9s %9s %8s %7s\n", "shape", "L", "queries",
+                "flat", "HISA", "speedup", "TFLOP/s", "% peak", "GB/s", "% HBM", "fp8 flat", "fp8 HISA", "TFLOP/s",
+                "% peak");
   out << line;
   for (const auto& c : r.cases) {
-    std::snprintf(line, sizeof line, "%-8s %7lld %7lld %9.3f %9.3f %7.2fx %8.1f %7s %8.1f %7s\n", c.shape().c_str(),
+    std::snprintf(line, sizeof line, "%-8s %7lld %7lld %9.3f %9.3f %7.2fx %8.1f %7s %8.1f %7s ", c.shape().c_str(),
                   (long long)c.keys, (long long)c.queries, c.flat_ms(), c.hisa_ms(), c.speedup(), c.score_tflops(),
                   percent(c.score_tflops(), r.peaks.bf16_tflops).c_str(), c.topk_gbs(),
                   percent(c.topk_gbs(), r.peaks.hbm_gbs).c_str());
+    out << line;
+    if (c.has_fp8()) {
+      std::snprintf(line, sizeof line, "%9.3f %9.3f %8.1f %7s\n", c.fp8_flat_ms(), c.fp8_hisa_ms, c.fp8_tflops(),
+                    percent(c.fp8_tflops(), r.peaks.fp8_tflops).c_str());
+    } else {
+      std::snprintf(line, sizeof line, "%9s %9s %8s %7s\n", "-", "-", "-", "-");
+    }
     out << line;
   }
   out << "\ntargets (issue #5; benchmarks, not tests)\n";
@@ -197,6 +236,14 @@ nlohmann::json cuda_bench_json(const CudaBenchOptions& o, const CudaBenchResult&
                        {"topk_percent_of_hbm", percent_json(c.topk_gbs(), r.peaks.hbm_gbs)},
                        {"kernels_ms", c.flat_ms()},
                        {"select_ms", c.flat_call_ms}}},
+                     {"fp8_mma",
+                      c.has_fp8() ? json{{"flat_scoring_ms", c.fp8_score_ms},
+                                         {"flat_scoring_tflops", c.fp8_tflops()},
+                                         {"flat_scoring_percent_of_fp8_peak", percent_json(c.fp8_tflops(), r.peaks.fp8_tflops)},
+                                         {"flat_topk_ms", c.fp8_topk_ms},
+                                         {"flat_kernels_ms", c.fp8_flat_ms()},
+                                         {"hisa_kernels_ms", c.fp8_hisa_ms}}
+                                  : json(nullptr)},
                      {"hisa",
                       {{"block_scores_ms", c.hisa_blocks_ms},
                        {"block_choice_ms", c.hisa_choice_ms},

@@ -1,6 +1,6 @@
 #pragma once
 // `hisa bench --device cuda`: the benchmark matrix of issue #5. Flat and HISA(B, m) selection through the CUDA
-// engine's select(), on random bf16-valued layers, for sampled queries (every query at position L-1 sees all L
+// engine's select(), on random bf16-valued layers (and the same rounded to fp8 on an --fp8-mma engine), for sampled queries (every query at position L-1 sees all L
 // keys: the decode shape of tests/bench/torch_reference.py) and full causal prefills; stage times, rates
 // against the card's peaks, and the issue's targets.
 #include <algorithm>
@@ -49,6 +49,9 @@ struct CudaBenchCase {
   double flat_score_ms = 0, flat_topk_ms = 0, flat_call_ms = 0;
   double hisa_blocks_ms = 0, hisa_choice_ms = 0, hisa_score_ms = 0, hisa_topk_ms = 0, hisa_call_ms = 0;
   double f32_score_ms = 0;  // flat scoring on the fp32 CUDA-core path, same values; 0: not measured (prefill)
+  // The same case with the values rounded to fp8 e4m3 and an --fp8-mma engine (fp8 tensor cores): flat scoring
+  // and top-k, and HISA's kernels. 0: not measured (the GPU or shape has no fp8 kernel).
+  double fp8_score_ms = 0, fp8_topk_ms = 0, fp8_hisa_ms = 0;
 
   std::string shape() const { return prefill ? "prefill" : "sampled"; }
   double flat_ms() const { return flat_score_ms + flat_topk_ms; }
@@ -57,6 +60,9 @@ struct CudaBenchCase {
   double score_tflops() const { return flops / (flat_score_ms * 1e-3) * 1e-12; }
   double f32_tflops() const { return f32_score_ms > 0 ? flops / (f32_score_ms * 1e-3) * 1e-12 : 0; }
   double topk_gbs() const { return topk_bytes / (flat_topk_ms * 1e-3) * 1e-9; }
+  bool has_fp8() const { return fp8_score_ms > 0; }
+  double fp8_tflops() const { return has_fp8() ? flops / (fp8_score_ms * 1e-3) * 1e-12 : 0; }
+  double fp8_flat_ms() const { return fp8_score_ms + fp8_topk_ms; }
 };
 
 struct CudaBenchResult {

@@ -40,7 +40,7 @@ int64_t run_select(const SelectOptions& o) {
   SelectionConfig config = o.input.config;
   config.topk = o.input.topk.value_or(reader.attributes().index_topk);
   config.validate();
-  auto engine = make_engine(o.input.run.device, o.input.threads);
+  auto engine = make_engine(o.input.run.device, o.input.threads, o.input.run.fp8_mma);
 
   h5::silence_errors();
   h5::Handle file = h5::file(H5Fcreate(o.output.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));

@@ -295,10 +295,10 @@ UnitPoints decode(const std::string& bytes) {
 // The sweep of one unit on one worker: the scorer's DSA sets and J, then every variant's curve per query.
 class SweepWorker final : public UnitWorker {
  public:
-  SweepWorker(const SweepResult& r, const std::vector<PoolVariant>& pools, int device, int threads, ScoringTimes& total,
-              double& ranking, std::mutex& m)
+  SweepWorker(const SweepResult& r, const std::vector<PoolVariant>& pools, int device, int threads, bool fp8_mma,
+              ScoringTimes& total, double& ranking, std::mutex& m)
       : r_(r), pools_(pools), threads_(threads > 0 ? threads : omp_get_max_threads()), total_(total), ranking_total_(ranking),
-        m_(m), scorer_(make_sweep_scorer_on(device, threads)) {}
+        m_(m), scorer_(make_sweep_scorer_on(device, threads, fp8_mma)) {}
   ~SweepWorker() override {
     const ScoringTimes t = scorer_->times();
     std::lock_guard lock(m_);
@@ -442,7 +442,7 @@ SweepResult run_sweep(const SweepOptions& o, const std::function<void(const Swee
 
   RunPlan plan = make_run_plan(o.run, o.max_queries, kQueryBatch);
   // Every worker of a run has the same kind of scorer: its name, without the GPU's index, describes the run.
-  r.scorer = plan.devices.front() < 0 ? "cpu" : "cuda";
+  r.scorer = plan.devices.front() < 0 ? "cpu" : o.run.fp8_mma ? "cuda (fp8 tensor cores)" : "cuda";
   plan.fingerprint = sweep_fingerprint(r);
 
   const std::vector<WorkUnit> units = make_work_units(sources, layers);
@@ -457,7 +457,7 @@ SweepResult run_sweep(const SweepOptions& o, const std::function<void(const Swee
   const auto results = run_units(
       sources, units, plan,
       [&](int device) {
-        return std::make_unique<SweepWorker>(r, pool_variants, device, o.threads, scoring, r.timings.ranking, times_mutex);
+        return std::make_unique<SweepWorker>(r, pool_variants, device, o.threads, o.run.fp8_mma, scoring, r.timings.ranking, times_mutex);
       },
       r.timings.run,
       [&](size_t u, const std::string& bytes) {

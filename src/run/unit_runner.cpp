@@ -181,7 +181,7 @@ RunPlan make_run_plan(const RunOptions& o, int64_t max_queries, int64_t batch) {
   RunPlan plan;
   plan.max_queries = max_queries;
   plan.batch = batch;
-  plan.devices = resolve_devices(o.device, o.gpus);
+  plan.devices = resolve_devices(o.device, o.gpus, o.fp8_mma);
   // Several ranks on one node share its GPUs: rank i of the node takes the i-th GPU of the list (round robin).
   const Cluster& cluster = Cluster::get();
   if (cluster.local_size() > 1 && plan.devices.size() > 1) {

@@ -52,6 +52,7 @@ struct RunPlan {
 // What a command's options say about where and how its work runs (the CLI's RunFlags fill it).
 struct RunOptions {
   std::string device = "cpu";  // cpu, cuda or auto (select/engine.hpp)
+  bool fp8_mma = false;        // CUDA engines score fp8 operands on the fp8 tensor cores (not exact)
   std::string gpus;            // "" (the first usable GPU), "all", or a list such as 0,2,3
   size_t prefetch_bytes = size_t(512) << 20;
   std::string checkpoint_dir;

@@ -56,16 +56,19 @@ std::unique_ptr<SelectionEngine> make_cpu_engine(int threads);
 }  // namespace hisa
 
 namespace hisa {
-// "cpu", "cuda" or "auto" (the GPU when one is usable, else the CPU with a note on stderr).
-std::unique_ptr<SelectionEngine> make_engine(const std::string& device, int threads);
+// "cpu", "cuda" or "auto" (the GPU when one is usable, else the CPU with a note on stderr). fp8_mma: a CUDA
+// engine scores fp8 operands on the fp8 tensor cores (faster, not exact; UsageError with "cpu").
+std::unique_ptr<SelectionEngine> make_engine(const std::string& device, int threads, bool fp8_mma = false);
 
 // The devices a run's workers use, one worker each: CUDA device indices, or {-1} for one CPU worker.
 // device is "cpu", "cuda" or "auto" as for make_engine; gpus is "" (the first usable GPU), "all", or a list of
 // indices such as "0,2,3" (UsageError for a device that does not exist or cannot run this build's kernels,
-// and with --device cpu).
-std::vector<int> resolve_devices(const std::string& device, const std::string& gpus);
-// The name the engine for one entry of resolve_devices() reports ("cpu", "cuda (<GPU name>)"), without making it.
-std::string engine_name_on(int device);
+// and with --device cpu). fp8_mma with "cpu" is a UsageError; when "auto" falls back to the CPU, its note says
+// that the scores are then exact.
+std::vector<int> resolve_devices(const std::string& device, const std::string& gpus, bool fp8_mma = false);
+// The name the engine for one entry of resolve_devices() reports ("cpu", "cuda (<GPU name>)", "cuda (<GPU
+// name>, fp8 tensor cores)"), without making it.
+std::string engine_name_on(int device, bool fp8_mma = false);
 // The engine for one entry of resolve_devices(): the CPU engine for -1, else the CUDA engine on that GPU.
-std::unique_ptr<SelectionEngine> make_engine_on(int device, int threads);
+std::unique_ptr<SelectionEngine> make_engine_on(int device, int threads, bool fp8_mma = false);
 }  // namespace hisa

@@ -38,25 +38,28 @@ int usable_device(std::string& why) {
 
 }  // namespace
 
-std::unique_ptr<SelectionEngine> make_engine(const std::string& device, int threads) {
-  return make_engine_on(resolve_devices(device, "").front(), threads);
+std::unique_ptr<SelectionEngine> make_engine(const std::string& device, int threads, bool fp8_mma) {
+  return make_engine_on(resolve_devices(device, "", fp8_mma).front(), threads, fp8_mma);
 }
 
-std::vector<int> resolve_devices(const std::string& device, const std::string& gpus) {
+std::vector<int> resolve_devices(const std::string& device, const std::string& gpus, bool fp8_mma) {
   if (device != "cpu" && device != "cuda" && device != "auto") {
     throw UsageError("--device must be cpu, cuda or auto (got \"" + device + "\")");
   }
   if (device == "cpu") {
     if (!gpus.empty()) throw UsageError("--gpus needs --device cuda or auto");
+    if (fp8_mma) throw UsageError("--fp8-mma scores on a GPU's fp8 tensor cores: it needs --device cuda or auto");
     return {-1};
   }
+  // What "auto" says when it falls back to the CPU.
+  const std::string exact_note = fp8_mma ? " (--fp8-mma has no effect there: the scores are exact)" : "";
 #ifdef HISA_HAVE_CUDA
   if (gpus.empty()) {
     std::string why;
     const int index = usable_device(why);
     if (index >= 0) return {index};
     if (device == "cuda") throw UsageError("--device cuda: " + why + "; use --device cpu");
-    std::cerr << "hisa: " << why << "; using the CPU engine\n";
+    std::cerr << "hisa: " << why << "; using the CPU engine" << exact_note << "\n";
     return {-1};
   }
   const auto devices = cuda::list_devices();
@@ -81,33 +84,33 @@ std::vector<int> resolve_devices(const std::string& device, const std::string& g
   if (device == "cuda" || !gpus.empty()) {
     throw UsageError("--device cuda/--gpus: this build has no CUDA support (built without nvcc); use --device cpu");
   }
-  std::cerr << "hisa: built without CUDA; using the CPU engine\n";
+  std::cerr << "hisa: built without CUDA; using the CPU engine" << exact_note << "\n";
   return {-1};
 #endif
 }
 
-std::string engine_name_on(int device) {
+std::string engine_name_on(int device, [[maybe_unused]] bool fp8_mma) {
   if (device < 0) return "cpu";
 #ifdef HISA_HAVE_CUDA
-  return cuda::engine_name(device);
+  return cuda::engine_name(device, fp8_mma);
 #else
   throw UsageError("this build has no CUDA support");
 #endif
 }
 
-std::unique_ptr<SelectionEngine> make_engine_on(int device, int threads) {
+std::unique_ptr<SelectionEngine> make_engine_on(int device, int threads, [[maybe_unused]] bool fp8_mma) {
   if (device < 0) return make_cpu_engine(threads);
 #ifdef HISA_HAVE_CUDA
-  return make_cuda_engine(device);
+  return make_cuda_engine(device, 0, fp8_mma);
 #else
   throw UsageError("this build has no CUDA support");
 #endif
 }
 
-std::unique_ptr<SweepScorer> make_sweep_scorer_on(int device, int threads) {
+std::unique_ptr<SweepScorer> make_sweep_scorer_on(int device, int threads, [[maybe_unused]] bool fp8_mma) {
   if (device < 0) return make_cpu_sweep_scorer(threads);
 #ifdef HISA_HAVE_CUDA
-  return make_cuda_sweep_scorer(device);
+  return make_cuda_sweep_scorer(device, 0, fp8_mma);
 #else
   throw UsageError("this build has no CUDA support");
 #endif

@@ -46,6 +46,6 @@ class SweepScorer {
 // bit for bit. threads <= 0: OpenMP's default; results never depend on the thread count.
 std::unique_ptr<SweepScorer> make_cpu_sweep_scorer(int threads);
 // The backend for one entry of resolve_devices() (select/engine.hpp): the CPU for -1, else that GPU.
-std::unique_ptr<SweepScorer> make_sweep_scorer_on(int device, int threads);
+std::unique_ptr<SweepScorer> make_sweep_scorer_on(int device, int threads, bool fp8_mma = false);
 
 }  // namespace hisa

@@ -96,6 +96,32 @@ TEST(Cli, UsageErrorsExitWithStatus2) {
   }
 }
 
+// --fp8-mma asks for the GPU's fp8 tensor cores: with --device cpu it is a usage error, on every command that
+// takes it; with auto on a machine without a GPU the run goes on, exact, and the fallback note says so.
+TEST(Cli, Fp8MmaNeedsTheCudaEngine) {
+  TempDir dir;
+  const std::string path = dir.file("fp8.h5");
+  test::write_base_file(path, test::BaseKind::Fp8);
+  for (const char* command : {"audit", "select", "sweep"}) {
+    std::vector<std::string> args{command, path, "--device", "cpu", "--fp8-mma"};
+    if (std::string(command) == "select") args.insert(args.end(), {"--output", dir.file("sel.h5")});
+    test::ProcessResult r = run_hisa(args, dir);
+    ASSERT_TRUE(r.exited) << r.output;
+    EXPECT_EQ(2, r.status) << command << ": " << r.output;
+    EXPECT_NE(r.output.find("--fp8-mma scores on a GPU's fp8 tensor cores: it needs --device cuda or auto"),
+              std::string::npos)
+        << command << ": " << r.output;
+  }
+  test::ProcessResult r = run_hisa({"audit", path, "--device", "auto", "--fp8-mma"}, dir);
+  ASSERT_TRUE(r.exited) << r.output;
+  EXPECT_EQ(0, r.status) << r.output;
+  if (r.output.find("using the CPU engine") != std::string::npos) {  // always so without a GPU (CI)
+    EXPECT_NE(r.output.find("using the CPU engine (--fp8-mma has no effect there: the scores are exact)"),
+              std::string::npos)
+        << r.output;
+  }
+}
+
 TEST(Cli, VersionExitsWithStatus0) {
   TempDir dir;
   test::ProcessResult r = run_hisa({"--version"}, dir);

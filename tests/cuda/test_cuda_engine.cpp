@@ -423,12 +423,12 @@ TEST(CudaEngine, LongRowsExact) {
 // ------------------------------------------------------------------------------------------------------
 // Float layers: agreement up to near-ties.
 
-// Near-ties by the library's parity rule (metrics/parity.hpp), the one `hisa audit --parity` reports with.
-constexpr double kRelTolerance = kParityTolerance;
+// Near-ties by the library's parity rule (metrics/parity.hpp), the one `hisa audit --parity` reports with:
+// kParityTolerance, or kFp8MmaParityTolerance for an engine on the fp8 tensor cores.
 
 // Block choices: differences explained by near-ties of J (the reference's) at the cut of the ranked pool.
 int64_t unexplained_block_differences(const Layer& l, int64_t i, const SelectionConfig& c, int64_t m, ForcedMode mode,
-                                      const std::vector<int64_t>& got, const std::vector<int64_t>& want) {
+                                      const std::vector<int64_t>& got, const std::vector<int64_t>& want, double tolerance) {
   if (got == want) return 0;
   const BlockSpan span = eligible_blocks(l.batch.k_start[size_t(i)], l.batch.q_pos[size_t(i)], c.block_size);
   std::vector<int64_t> pool;
@@ -456,19 +456,22 @@ int64_t unexplained_block_differences(const Layer& l, int64_t i, const Selection
   int64_t bad = 0;
   for (int64_t b : diff) {
     const bool in_pool = std::find(pool.begin(), pool.end(), b) != pool.end();
-    if (!in_pool || std::fabs(J(b) - jc) > kRelTolerance * (absJ(b) + jca)) ++bad;
+    if (!in_pool || std::fabs(J(b) - jc) > tolerance * (absJ(b) + jca)) ++bad;
   }
   return bad;
 }
 
 struct FloatReport {
   int64_t queries = 0, flat_differ = 0, block_choice_differ = 0, unexplained = 0;
+  double worst_score_error = 0;  // max over DSA's tokens of |GPU score - reference| / abs_score
 };
 
-// GPU audit and selections against the reference, allowing near-ties only.
-FloatReport compare_float(const Layer& l, const SelectionConfig& c) {
+// GPU audit and selections against the reference, allowing near-ties only (fp8_mma: an engine on the fp8
+// tensor cores, with its wider tolerance).
+FloatReport compare_float(const Layer& l, const SelectionConfig& c, bool fp8_mma = false) {
   FloatReport rep;
-  auto gpu = make_cuda_engine(gpu_device());
+  const double tol = parity_tolerance(fp8_mma);
+  auto gpu = make_cuda_engine(gpu_device(), 0, fp8_mma);
   gpu->set_layer(l.keys, c);
   std::vector<QueryAudit> ga;
   gpu->audit(l.batch, ga);
@@ -484,20 +487,22 @@ FloatReport compare_float(const Layer& l, const SelectionConfig& c) {
     auto abs = [&](int64_t s) { return abs_score(l.batch, i, l.keys.row(s), l.keys.k_scale[size_t(s)]); };
     const auto ref_flat = reference::flat(l.batch, i, l.keys, c);
     rep.flat_differ += g.flat != ref_flat;
-    rep.unexplained += unexplained_differences(g.flat, ref_flat, score, abs);
+    rep.unexplained += unexplained_differences(g.flat, ref_flat, score, abs, tol);
     // The GPU's own paths use one set of scores: select() equals audit() exactly, even on float inputs.
     EXPECT_EQ(flat[size_t(i)], g.flat);
     EXPECT_EQ(hisa[size_t(i)], g.hisa);
     EXPECT_EQ(block[size_t(i)], g.block);
     for (size_t j = 0; j < g.flat.size(); ++j) {
-      EXPECT_LE(std::fabs(g.flat_scores[j] - score(g.flat[j])), kRelTolerance * abs(g.flat[j]));
+      const double err = std::fabs(g.flat_scores[j] - score(g.flat[j]));
+      EXPECT_LE(err, tol * abs(g.flat[j]));
+      if (abs(g.flat[j]) > 0) rep.worst_score_error = std::max(rep.worst_score_error, err / abs(g.flat[j]));
     }
     const auto ref_blocks = reference::hisa_blocks(l.batch, i, l.keys, c, c.blocks, c.forced);
     if (g.hisa_blocks == ref_blocks) {
-      rep.unexplained += unexplained_differences(g.hisa, reference::hisa(l.batch, i, l.keys, c), score, abs);
+      rep.unexplained += unexplained_differences(g.hisa, reference::hisa(l.batch, i, l.keys, c), score, abs, tol);
     } else {
       ++rep.block_choice_differ;
-      rep.unexplained += unexplained_block_differences(l, i, c, c.blocks, c.forced, g.hisa_blocks, ref_blocks);
+      rep.unexplained += unexplained_block_differences(l, i, c, c.blocks, c.forced, g.hisa_blocks, ref_blocks, tol);
     }
     const auto ref_bs_blocks = reference::hisa_blocks(l.batch, i, l.keys, c, c.block_sparse_blocks(), ForcedMode::InBudget);
     std::vector<int64_t> bs_blocks;
@@ -508,7 +513,7 @@ FloatReport compare_float(const Layer& l, const SelectionConfig& c) {
       EXPECT_EQ(g.block, reference::block_sparse(l.batch, i, l.keys, c));
     } else {
       rep.unexplained += unexplained_block_differences(l, i, c, c.block_sparse_blocks(), ForcedMode::InBudget, bs_blocks,
-                                                       ref_bs_blocks);
+                                                       ref_bs_blocks, tol);
     }
     // Masses: finite, ordered, and the flat one close to the reference-score mass of the same tokens.
     EXPECT_TRUE(std::isfinite(g.mass_visible));
@@ -685,6 +690,88 @@ TEST(CudaEngine, SynthLayersOfEveryElementType) {
       }
     }
   }
+}
+
+// fp8 operands on the fp8 tensor cores (--fp8-mma): not exact, so selections may differ from the reference only
+// between tokens within kFp8MmaParityTolerance of the cut, and every DSA score within that tolerance of the
+// reference score. Synthetic fp8 dumps (real scales) and random layers rounded to e4m3, shapes that take the
+// fp8 kernel (64 and 32 heads; D = 128 and D = 100 padded to 128) and one that does not (16 heads: the exact
+// bf16 path, so the wider tolerance is not needed there).
+TEST(CudaEngine, Fp8TensorCoresAgreeUpToTheirTolerance) {
+  REQUIRE_GPU();
+  int major = 0, minor = 0;
+  HISA_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, gpu_device()));
+  HISA_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, gpu_device()));
+  HISA_CUDA_CHECK(cudaSetDevice(gpu_device()));
+  if (major == 9 && minor == 0) {
+    EXPECT_TRUE(cuda::fp8_mma_supported(64));
+    EXPECT_TRUE(cuda::fp8_mma_supported(32));
+  }
+  EXPECT_FALSE(cuda::fp8_mma_supported(16));
+  double worst = 0;
+  auto run = [&](const Layer& l, const std::string& what) {
+    for (PoolPrecision pool : {PoolPrecision::Fp32, PoolPrecision::Fp8}) {
+      SelectionConfig c;
+      c.topk = 200;
+      c.block_size = 64;
+      c.blocks = 8;
+      c.pool = pool;
+      SCOPED_TRACE(what + " " + describe(c));
+      const FloatReport r = compare_float(l, c, true);
+      EXPECT_EQ(r.unexplained, 0);
+      worst = std::max(worst, r.worst_score_error);
+      std::cout << "[ info ] fp8 tensor cores, " << what << " " << describe(c) << ": " << r.queries
+                << " queries, flat differs from the reference in " << r.flat_differ << ", HISA block choice in "
+                << r.block_choice_differ << ", unexplained " << r.unexplained << ", worst score error "
+                << r.worst_score_error << " of the magnitude\n";
+    }
+  };
+  for (int64_t heads : {64, 32, 16}) {
+    SynthOptions o;
+    o.seq_len = 4096;
+    o.heads = heads;
+    o.head_dim = 128;
+    o.index_topk = 200;
+    o.queries = {QueryMode::Sample, 24};
+    o.dtype = ElementType::FP8_E4M3;
+    o.packed = heads == 64 ? 2 : 1;
+    o.seed = 9;
+    run(from_synth(synth_layer(o, 0, 1)), "synth H=" + std::to_string(heads));
+  }
+  for (int64_t dim : {128, 100}) {
+    Layer l = random_layer({.keys = 3000, .heads = 64, .dim = dim, .queries = 24, .integer = false, .packed = true, .seed = 41});
+    round_layer(l, ElementType::FP8_E4M3);
+    run(l, "random e4m3 D=" + std::to_string(dim));
+  }
+  std::cout << "[ info ] fp8 tensor cores: worst score error " << worst << " of the magnitude (tolerance "
+            << kFp8MmaParityTolerance << ")\n";
+}
+
+// What the engine accepts as fp8 operands: exactly the e4m3fn values, whose codes round-trip.
+TEST(Fp8Codes, ExactnessAcceptsExactlyTheE4m3Values) {
+  std::vector<float> e4m3;
+  for (int code = 0; code < 256; ++code) {
+    const float v = e4m3_to_float(uint8_t(code));
+    if (!std::isnan(v)) e4m3.push_back(v);
+  }
+  cuda::Exactness yes;
+  yes.reset(e4m3.data(), e4m3.size());
+  EXPECT_TRUE(yes.e4m3());
+  for (float off : {0.3f, 449.0f, 1.0625f, 0x1p-10f, -500.0f}) {
+    std::vector<float> v = e4m3;
+    v.push_back(off);
+    cuda::Exactness no;
+    no.reset(v.data(), v.size());
+    EXPECT_FALSE(no.e4m3()) << off;
+  }
+  // A row's codes: one byte each, zero-padded to 128 bytes (64 16-bit units).
+  std::vector<uint16_t> row(size_t(cuda::coded_dim(cuda::ValueType::E4M3, 3)), 0);
+  const float values[3] = {1.0f, -448.0f, 0x1p-9f};
+  cuda::encode_row(cuda::ValueType::E4M3, values, 3, row.data());
+  ASSERT_EQ(64u, row.size());
+  const auto* bytes = reinterpret_cast<const uint8_t*>(row.data());
+  for (int d = 0; d < 3; ++d) EXPECT_EQ(values[d], e4m3_to_float(bytes[d]));
+  for (int d = 3; d < 128; ++d) EXPECT_EQ(0, bytes[d]);
 }
 
 TEST(CudaEngine, Deterministic) {

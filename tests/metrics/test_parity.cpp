@@ -24,6 +24,17 @@ TEST(Parity, OnlyNearTiesAtTheCutAreExplained) {
   EXPECT_EQ(unexplained_differences(std::vector<int64_t>{0, 1, 4}, want, score, abs), 1);  // 1.0 is not (3 is the cut)
   EXPECT_EQ(unexplained_differences(std::vector<int64_t>{0, 3, 4}, want, score, abs), 2);  // 5.0 dropped, 1.0 taken
   EXPECT_EQ(unexplained_differences(std::vector<int64_t>{0, 1}, want, score, abs), 1);     // one fewer: the size
+  // The fp8 tensor cores' tolerance, 2^-10 · 200 ≈ 0.195: 4.0 and 4.001 are still near-ties, 5.0 and 1.0 are not.
+  EXPECT_EQ(parity_tolerance(false), kParityTolerance);
+  const double fp8 = parity_tolerance(true);
+  EXPECT_EQ(unexplained_differences(std::vector<int64_t>{0, 1, 2}, want, score, abs, fp8), 0);
+  EXPECT_EQ(unexplained_differences(std::vector<int64_t>{0, 1, 4}, want, score, abs, fp8), 1);
+  // A gap of 0.1 is a near-tie only under fp8's tolerance.
+  const std::map<int64_t, double> s2{{0, 9.0}, {1, 4.1}, {2, 4.0}};
+  auto score2 = [&](int64_t p) { return s2.at(p); };
+  const std::vector<int64_t> want2{0, 1};
+  EXPECT_EQ(unexplained_differences(std::vector<int64_t>{0, 2}, want2, score2, abs), 1);  // 2 (the cut itself is 0 away)
+  EXPECT_EQ(unexplained_differences(std::vector<int64_t>{0, 2}, want2, score2, abs, fp8), 0);
 }
 
 TEST(Parity, AbsScoreIsTheMagnitudeOfEveryTerm) {

@@ -25,6 +25,12 @@ CudaBenchCase made_up_case(bool prefill, int64_t L, double flat_ms, double hisa_
   c.hisa_blocks_ms = c.hisa_choice_ms = c.hisa_score_ms = c.hisa_topk_ms = hisa_ms / 4;
   c.hisa_call_ms = hisa_ms + 1;
   c.f32_score_ms = prefill ? 0 : 15 * c.flat_score_ms;
+  // fp8 tensor cores: scoring twice as fast, the rest as on bf16; none at 128K (as on a GPU without the kernel).
+  if (L != 131072) {
+    c.fp8_score_ms = 0.5 * c.flat_score_ms;
+    c.fp8_topk_ms = c.flat_topk_ms;
+    c.fp8_hisa_ms = 0.8 * hisa_ms;
+  }
   return c;
 }
 
@@ -57,7 +63,7 @@ TEST(CudaBenchReport, TargetsTakeTheirCases) {
   CudaBenchOptions o;
   const CudaBenchResult r = made_up_result();
   const std::vector<BenchTarget> t = bench_targets(o, r);
-  ASSERT_EQ(6u, t.size());
+  ASSERT_EQ(9u, t.size());
   // Scoring: 2·64·128·256·32768 FLOP in 0.48 ms, the lowest of the three cases.
   EXPECT_NEAR(2.0 * 64 * 128 * 256 * 32768 / 0.48e-3 * 1e-12, *t[0].value, 1e-9);
   EXPECT_EQ("lowest: sampled 32K", t[0].note);
@@ -71,6 +77,13 @@ TEST(CudaBenchReport, TargetsTakeTheirCases) {
   EXPECT_FALSE(t[4].reached());
   EXPECT_DOUBLE_EQ(25.0, *t[5].value);
   EXPECT_FALSE(t[5].reached());
+  // fp8: the lowest over the cases that have fp8 figures (128K has none), twice the bf16 rate there.
+  EXPECT_NEAR(2 * *t[0].value, *t[6].value, 1e-9);
+  EXPECT_EQ("lowest: sampled 32K", t[6].note);
+  EXPECT_DOUBLE_EQ(0.4 * 40 + 0.2 * 40, *t[7].value);  // fp8 causal flat at 64K: 16 + 8 ms
+  EXPECT_TRUE(t[7].reached());
+  EXPECT_DOUBLE_EQ(20.0, *t[8].value);  // fp8 causal HISA at 64K
+  EXPECT_TRUE(t[8].reached());
 
   CudaBenchResult sampled_only = r;
   sampled_only.cases.pop_back();
@@ -79,6 +92,14 @@ TEST(CudaBenchReport, TargetsTakeTheirCases) {
   EXPECT_FALSE(u[1].value.has_value());
   EXPECT_FALSE(u[2].value.has_value());
   EXPECT_EQ("not measured: no prefill case at L = 65536", u[2].note);
+  EXPECT_EQ("not measured: no prefill case at L = 65536 with fp8 figures", u[7].note);
+
+  CudaBenchResult no_fp8 = r;
+  for (auto& c : no_fp8.cases) c.fp8_score_ms = 0;
+  const std::vector<BenchTarget> v = bench_targets(o, no_fp8);
+  EXPECT_FALSE(v[6].value.has_value());
+  EXPECT_EQ("not measured: no fp8 tensor-core kernel for this GPU and shape", v[6].note);
+  EXPECT_FALSE(v[8].value.has_value());
 }
 
 TEST(CudaBenchReport, TextHasTheGpuFirstARowPerCaseAndALinePerTarget) {
@@ -99,8 +120,14 @@ TEST(CudaBenchReport, TextHasTheGpuFirstARowPerCaseAndALinePerTarget) {
   EXPECT_NE(text.find("full causal HISA at 64K: 25.00 ms (target <= 20 ms): not reached"), std::string::npos) << text;
   EXPECT_NE(text.find("HISA(B=128, m=64) over flat at 128K (sampled): 3.00x (target >= 4x): not reached"), std::string::npos)
       << text;
+  EXPECT_NE(text.find("fp8 tensor cores (--fp8-mma): flat scoring 16.000 ms"), std::string::npos) << text;
+  EXPECT_NE(text.find("fp8 tensor cores (--fp8-mma): not measured"), std::string::npos) << text;  // 128K
+  EXPECT_NE(text.find("full causal HISA at 64K, fp8 tensor cores: 20.00 ms (target <= 20 ms): reached"), std::string::npos)
+      << text;
   const std::string table = text.substr(text.find("summary"));
   EXPECT_NE(table.find("prefill    65536   65536    40.000    25.000    1.60x"), std::string::npos) << table;
+  EXPECT_NE(table.find("   24.000    20.000"), std::string::npos) << table;  // the 64K prefill's fp8 flat and HISA
+  EXPECT_NE(table.find("        -         -        -       -\n"), std::string::npos) << table;  // 128K: no fp8
 }
 
 TEST(CudaBenchReport, JsonHoldsEveryFigure) {
@@ -121,7 +148,10 @@ TEST(CudaBenchReport, JsonHoldsEveryFigure) {
   EXPECT_TRUE(sampled["flat"]["fp32_scoring_tflops"].is_number());
   EXPECT_TRUE(j["cases"][2]["flat"]["fp32_scoring_ms"].is_null());
   EXPECT_EQ(4, j["options"]["prefill_repeat"]);
-  ASSERT_EQ(6u, j["targets"].size());
+  EXPECT_DOUBLE_EQ(24.0, j["cases"][2]["fp8_mma"]["flat_kernels_ms"].get<double>());
+  EXPECT_TRUE(j["cases"][2]["fp8_mma"]["flat_scoring_percent_of_fp8_peak"].is_null());  // the peak is unknown here
+  EXPECT_TRUE(j["cases"][1]["fp8_mma"].is_null());
+  ASSERT_EQ(9u, j["targets"].size());
   EXPECT_EQ(true, j["targets"][2]["reached"]);
 }
 
