@@ -16,15 +16,22 @@
 
 #include "cuda/block_choice.hpp"
 #include "cuda/cuda_check.hpp"
+#include "cuda/score_common.cuh"
 
 namespace hisa::cuda {
 
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kRowsPerCta = 8;        // queries per CTA of the token stage
-
 unsigned blocks_for(int64_t n) { return unsigned((n + kThreads - 1) / kThreads); }
+
+// Queries per CTA of the token stage, from the bound on listed (tile, query) pairs: about 16 CTAs per
+// multiprocessor, 8 to 32 queries each. On an H200 (tests/bench/NOTES.md) a fixed 8 cost the 64K prefill's
+// token stage 31.2 ms against 27.6 with 32, while 32 made sampled decode (256 queries) 15-20 % slower than 8-16.
+int token_rows_per_cta(int64_t listed_bound) {
+  const int64_t per = listed_bound / (16LL * detail::multiprocessors());
+  return int(std::clamp<int64_t>(per, 8, 32));
+}
 
 __global__ void candidate_segments_kernel(const BlockRows r, bool extra, int* segs, int* offs) {
   const int i = blockIdx.x * kThreads + threadIdx.x;
@@ -172,7 +179,7 @@ void BlockChoice::keep(const BlockRows& r, int m, bool forced_extra, cudaStream_
 
 void BlockChoice::token_work(const int* lo, const int* hi, int64_t B, int range_lo, int range_hi, int tile_keys,
                              cudaStream_t s) {
-  if (tile_keys != kMaskUnit && tile_keys != 2 * kMaskUnit && tile_keys != 4 * kMaskUnit) {
+  if (tile_keys != kMaskUnit && tile_keys != 2 * kMaskUnit) {  // the score kernels' 64- and 128-key tiles
     throw CudaError("block choice: tiles of " + std::to_string(tile_keys) + " keys");
   }
   const int unit_base = mask_unit_base(range_lo), units = tile_keys / kMaskUnit;
@@ -199,12 +206,12 @@ void BlockChoice::token_work(const int* lo, const int* hi, int64_t B, int range_
   HISA_CUDA_CHECK(cudaMemsetAsync(counters_.data(), 0, counters_.size() * sizeof(int), s));
   tile_count_kernel<<<blocks_for(pairs), kThreads, 0, s>>>(rows_, tiles_, mask_.data(), words_, units, count);
   HISA_CUDA_CHECK_LAUNCH("tile_count_kernel");
-  rows_per_cta_ = kRowsPerCta;
-  tile_offsets_kernel<<<1, kScanThreads, 0, s>>>(tiles_, count, rows_per_cta_, list_offs_.data(), cta_offs_.data());
-  HISA_CUDA_CHECK_LAUNCH("tile_offsets_kernel");
   // A row's kept blocks touch at most cap · (⌊(B - 1)/tile⌋ + 2) tiles, and never more than all of them.
   const int64_t per_row = std::min<int64_t>(tiles_, int64_t(cap_) * ((B - 1) / tile_keys + 2));
   const int64_t listed_bound = int64_t(rows_) * per_row;
+  rows_per_cta_ = token_rows_per_cta(listed_bound);
+  tile_offsets_kernel<<<1, kScanThreads, 0, s>>>(tiles_, count, rows_per_cta_, list_offs_.data(), cta_offs_.data());
+  HISA_CUDA_CHECK_LAUNCH("tile_offsets_kernel");
   list_rows_.resize(size_t(std::max<int64_t>(1, listed_bound)));
   tile_fill_kernel<<<blocks_for(pairs), kThreads, 0, s>>>(rows_, tiles_, mask_.data(), words_, units,
                                                           list_offs_.data(), cursor, list_rows_.data());
