@@ -204,7 +204,7 @@ CudaBenchResult run_cuda_bench(const CudaBenchOptions& o, const std::function<vo
 }
 
 SelectionTimeGrid time_selection_grid(const CudaBenchOptions& o, const std::vector<int64_t>& block_sizes,
-                                      const std::vector<int64_t>& blocks, int device) {
+                                      const std::vector<int64_t>& blocks, int device, bool fp8_mma) {
   if (o.keys.size() != 1) throw std::invalid_argument("time_selection_grid: options.keys must hold one L");
   SelectionTimeGrid g;
   cuda::require_device(device);
@@ -217,7 +217,11 @@ SelectionTimeGrid time_selection_grid(const CudaBenchOptions& o, const std::vect
   LayerKeys keys;
   QueryBatch batch;
   random_layer(g.keys, o.queries, o.heads, o.dim, false, o.seed, keys, batch);
-  auto engine = make_cuda_engine(device);
+  if (fp8_mma) {
+    round_to_e4m3(keys.k);
+    round_to_e4m3(batch.q);
+  }
+  auto engine = make_cuda_engine(device, 0, fp8_mma);
   const double per_query = 1e3 / double(o.queries);  // ms per batch -> µs per query
   for (int64_t B : block_sizes) {
     std::vector<double> kernels;

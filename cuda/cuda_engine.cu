@@ -41,6 +41,7 @@ class CudaEngine final : public SelectionEngine, private CudaScoring {
   CudaEngine(int device, size_t max_chunk_bytes, bool fp8_mma)
       : CudaScoring(device, fp8_mma), max_chunk_bytes_(max_chunk_bytes) {}
   std::string name() const override { return device_name(); }
+  bool inexact_scores() const override { return used_fp8_mma_; }
 
   void set_layer(const LayerKeys& keys, const SelectionConfig& config) override {
     config.validate();

@@ -32,8 +32,10 @@ struct StageTimes {
   double token_scores_ms = 0, block_scores_ms = 0, topk_ms = 0, masses_ms = 0;
   double block_stage_ms = 0;
 };
-// The name CUDA engines and sweep scorers on `device` report, "cuda (<GPU name>)" or with fp8_mma "cuda (<GPU
-// name>, fp8 tensor cores)", without creating one.
+// Whether this build's fp8 tensor-core kernel runs on `device` (sm_90a code on a compute capability 9.0 GPU).
+bool fp8_mma_available(int device);
+// The name CUDA engines and sweep scorers on `device` report, "cuda (<GPU name>)", or "cuda (<GPU name>, fp8
+// tensor cores)" when fp8_mma is asked and available, without creating one.
 std::string engine_name(int device, bool fp8_mma = false);
 
 // Throws std::invalid_argument when `engine` is not a CUDA engine.

@@ -21,10 +21,19 @@ void require_device(int device) {
   }
 }
 
+bool fp8_mma_available(int device) {
+  int current = 0;
+  HISA_CUDA_CHECK(cudaGetDevice(&current));
+  HISA_CUDA_CHECK(cudaSetDevice(device));
+  const bool ok = fp8_mma_supported(64);  // the kernel's conditions on the device; heads are the dump's
+  HISA_CUDA_CHECK(cudaSetDevice(current));
+  return ok;
+}
+
 std::string engine_name(int device, bool fp8_mma) {
   cudaDeviceProp prop{};
   HISA_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
-  return std::string("cuda (") + prop.name + (fp8_mma ? ", fp8 tensor cores)" : ")");
+  return std::string("cuda (") + prop.name + (fp8_mma && fp8_mma_available(device) ? ", fp8 tensor cores)" : ")");
 }
 
 CudaScoring::CudaScoring(int device, bool fp8_mma)
@@ -38,6 +47,7 @@ void CudaScoring::use_device() const { HISA_CUDA_CHECK(cudaSetDevice(device_)); 
 void CudaScoring::set_batch(const QueryBatch& b, int64_t key_count) {
   use_device();
   batch_ = &b;
+  used_fp8_mma_ = false;
   queries_.reset(b);
   std::vector<int> lo(size_t(b.count)), hi(size_t(b.count));
   for (int64_t i = 0; i < b.count; ++i) {
@@ -138,6 +148,7 @@ void CudaScoring::score(KeyStore& keys, const Chunk& c, const int* lo, const int
   a.out = out;
   a.out_stride = stride;
   a.out_base = base;
+  used_fp8_mma_ = used_fp8_mma_ || a.type == ValueType::E4M3;
   timer_.begin(s(), stage);
   launch_score(a, s());
   timer_.end(s());

@@ -328,6 +328,7 @@ class CudaScoring {
 
   int device_;
   bool fp8_mma_;
+  bool used_fp8_mma_ = false;  // some launch since the last set_batch() scored on the fp8 tensor cores
   std::string name_;
   std::optional<Stream> stream_;  // created after cudaSetDevice
   const QueryBatch* batch_ = nullptr;

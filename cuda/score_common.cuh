@@ -105,8 +105,9 @@ inline int queries_per_cta(int queries, int tiles) {
 }
 
 // The wgmma kernel (score_wgmma.cu): sm_90 devices in builds with sm_90a machine code (HISA_CUDA_SM90A, set
-// by cuda/CMakeLists.txt), 32 or 64 padded heads, padded dims 64 or 128 (times 3 for BF16x3), unless the
-// launch asks for mma.sync (BF16x3 always takes it).
+// by cuda/CMakeLists.txt), 32 or 64 padded heads, padded dims 64 or 128 (times 3 for BF16x3; 128 one-byte codes
+// for E4M3). HISA_NO_WGMMA=1 in the environment keeps bf16 and f16 on mma.sync; BF16x3 and E4M3 have no other
+// tensor-core kernel.
 bool wgmma_applies(const ScoreLaunch& a);
 void launch_wgmma(const ScoreLaunch& a, cudaStream_t stream);
 // Its tile: 128 keys, or 64 for BF16x3 (whose longer K leaves registers for one 64-key M tile per warpgroup).

@@ -5,9 +5,9 @@
 //
 // Layout: a CTA is one warpgroup and a 128-key tile (the mma.sync kernel's, so HISA's work lists serve both),
 // two 64-row M tiles (one, a 64-key tile, for BF16x3 keys, whose K = 3·D' fills the registers) whose A
-// fragments stay in registers for the whole query loop (m64nNk16, or m64nNk32 for fp8, A from registers); two
-// CTAs share a multiprocessor, so one's epilogue overlaps the other's MMAs, and inside a CTA the epilogue of
-// the first M tile overlaps the MMAs of the second.
+// fragments stay in registers for the whole query loop (m64nNk16, or m64nNk32 for fp8, A from registers);
+// several CTAs share a multiprocessor (3 by registers, 4 for fp8), so one's epilogue overlaps another's MMAs,
+// and inside a CTA the epilogue of the first M tile overlaps the MMAs of the second.
 // A query's N = H' heads × K (D' dims) are B, staged in shared memory by cp.async in the K-major layout with the
 // 128-byte swizzle: per 128-byte slice ("atom") of K (64 16-bit dims or 128 fp8 dims), head h's 128 bytes at
 // h · 128, its 16-byte chunk c stored at chunk c ^ (h mod 8), so the 8 rows of a core matrix fall in distinct
@@ -97,7 +97,8 @@ __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.
 #endif
 
 // KS 32-byte k-steps (K = 16·KS 16-bit values or 32·KS fp8 values), N = H' heads, MT 64-key M tiles per CTA, kParts = 3 for BF16x3 (K = 3 · the query row).
-// fp8's kernel fits in 128 registers, so 4 CTAs share a multiprocessor (3 for the others): 9 % faster at 128K.
+// fp8's kernel is held to 128 registers, so 4 CTAs share a multiprocessor (9 % faster at 128K than 3); the
+// others need up to 168, and 3 fit.
 template <int kOp, int KS, int N, int MT, int kParts>
 __global__ void __launch_bounds__(kWgThreads, kOp == kOpE4M3 ? 4 : 2) score_wgmma_kernel(const ScoreLaunch a, int queries_per_cta) {
 #ifdef HISA_WGMMA

@@ -53,8 +53,7 @@ class AuditWorker final : public UnitWorker {
   AuditWorker(const AuditOptions& o, const AuditResult& r, const std::vector<SampleSource>& sources, size_t files,
               int device, const std::function<void(const QueryRecord&)>& on_query)
       : o_(o), r_(r), sources_(sources), files_(files), on_query_(on_query),
-        engine_(make_engine_on(device, o.threads, o.run.fp8_mma)),
-        parity_tolerance_(parity_tolerance(device >= 0 && o.run.fp8_mma)) {
+        engine_(make_engine_on(device, o.threads, o.run.fp8_mma)) {
     if (o.parity > 0) cpu_ = make_cpu_engine(o.threads);
   }
 
@@ -111,7 +110,7 @@ class AuditWorker final : public UnitWorker {
       acc_->add(audits_[i], m, label_);
       if (i < cpu_audits_.size()) {
         const QueryParity p = compare_query(audits_[i], cpu_audits_[i], batch, int64_t(i), *keys_, pooled_, r_.config,
-                                              parity_tolerance_);
+                                              parity_tolerance(engine_->inexact_scores()));
         acc_->add_parity(p.flat_differ, p.hisa_differ, p.unexplained);
       }
       if (on_query_) on_query_({src_->reader->path(), src_->sample->name, layer_, &audits_[i], &m, &r_.config});
@@ -131,7 +130,6 @@ class AuditWorker final : public UnitWorker {
   size_t files_;
   const std::function<void(const QueryRecord&)>& on_query_;
   std::unique_ptr<SelectionEngine> engine_;
-  double parity_tolerance_;  // wider when the engine scores on the fp8 tensor cores
   const SampleSource* src_ = nullptr;
   const LayerKeys* keys_ = nullptr;
   int layer_ = 0;
@@ -196,7 +194,8 @@ AuditResult run_audit(const AuditOptions& o, const std::function<void(const Quer
   if (on_query && plan.resume) throw UsageError("per-query output (--per-query, hisa report) cannot resume: it needs every query");
   // The engine's name describes the run (every worker has the same kind); the first worker's.
   result.engine = engine_name_on(plan.devices.front(), o.run.fp8_mma);
-  plan.fingerprint = audit_fingerprint(o, result, plan.devices.front() < 0 ? "cpu" : o.run.fp8_mma ? "cuda-fp8-mma" : "cuda");
+  const bool fp8 = o.run.fp8_mma && fp8_mma_available_on(plan.devices.front());
+  plan.fingerprint = audit_fingerprint(o, result, plan.devices.front() < 0 ? "cpu" : fp8 ? "cuda-fp8-mma" : "cuda");
 
   const std::vector<SampleSource> sources = select_samples(readers, o.samples);
   const std::vector<int> layers = select_layers(sources, o.layers);

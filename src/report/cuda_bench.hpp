@@ -97,9 +97,9 @@ struct SelectionTimeGrid {
   std::vector<std::vector<double>> hisa_kernels_us;  // [block size][m]
 };
 // One L (options.keys must hold exactly one), heads, dim, queries, topk and repeat are taken from `options`;
-// device: a CUDA device index.
+// device: a CUDA device index. fp8_mma: the layer's values rounded to e4m3 and an --fp8-mma engine.
 SelectionTimeGrid time_selection_grid(const CudaBenchOptions& options, const std::vector<int64_t>& block_sizes,
-                                      const std::vector<int64_t>& blocks, int device);
+                                      const std::vector<int64_t>& blocks, int device, bool fp8_mma = false);
 
 // Defined in cuda/cuda_bench.cu (builds with CUDA only). Runs the sampled cases, then the prefill cases;
 // on_case (when set) gets the result so far after each case, so output can come while the rest run.

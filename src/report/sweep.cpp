@@ -386,10 +386,11 @@ LayerSweep summarize_layer(const SweepResult& r, int layer, const std::vector<Wo
 }
 
 // The CUDA engine's times for every (B, m) of the grid at each context length of the samples, with the heads
-// and dims of the first sample's first layer, on a random bf16 layer (as `hisa bench`).
+// and dims of the first sample's first layer, on a random bf16 layer (as `hisa bench`), or with fp8_mma an
+// e4m3 layer on the fp8 tensor cores.
 std::vector<SelectionTimeGrid> measure_kernel_times([[maybe_unused]] const SweepResult& r,
                                                     [[maybe_unused]] const std::vector<SampleSource>& sources,
-                                                    [[maybe_unused]] int device) {
+                                                    [[maybe_unused]] int device, [[maybe_unused]] bool fp8_mma) {
   std::vector<SelectionTimeGrid> grids;
 #ifdef HISA_HAVE_CUDA
   const SampleSource& first = sources.front();
@@ -405,7 +406,7 @@ std::vector<SelectionTimeGrid> measure_kernel_times([[maybe_unused]] const Sweep
     b.topk = r.topk;
     b.repeat = 3;
     if (L < 2 || shape.dim > 128) continue;  // the tensor-core bench path needs D <= 128
-    grids.push_back(time_selection_grid(b, r.block_sizes, r.blocks, device));
+    grids.push_back(time_selection_grid(b, r.block_sizes, r.blocks, device, fp8_mma));
   }
 #endif
   return grids;
@@ -442,7 +443,8 @@ SweepResult run_sweep(const SweepOptions& o, const std::function<void(const Swee
 
   RunPlan plan = make_run_plan(o.run, o.max_queries, kQueryBatch);
   // Every worker of a run has the same kind of scorer: its name, without the GPU's index, describes the run.
-  r.scorer = plan.devices.front() < 0 ? "cpu" : o.run.fp8_mma ? "cuda (fp8 tensor cores)" : "cuda";
+  const bool fp8 = o.run.fp8_mma && fp8_mma_available_on(plan.devices.front());
+  r.scorer = plan.devices.front() < 0 ? "cpu" : fp8 ? "cuda (fp8 tensor cores)" : "cuda";
   plan.fingerprint = sweep_fingerprint(r);
 
   const std::vector<WorkUnit> units = make_work_units(sources, layers);
@@ -507,7 +509,7 @@ SweepResult run_sweep(const SweepOptions& o, const std::function<void(const Swee
   }
   if (o.kernel_times && plan.devices.front() >= 0) {
     Stopwatch t(r.timings.kernel_timing);
-    r.kernel_times = measure_kernel_times(r, sources, plan.devices.front());
+    r.kernel_times = measure_kernel_times(r, sources, plan.devices.front(), o.run.fp8_mma);
   }
   r.timings.total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return r;

@@ -48,6 +48,9 @@ class SelectionEngine {
   virtual void audit(const QueryBatch& batch, std::vector<QueryAudit>& out) = 0;
   // One method's selections, ascending positions, for every query of the batch.
   virtual void select(const QueryBatch& batch, Method method, std::vector<std::vector<int64_t>>& out) = 0;
+  // Whether the last audit() or select() took some scores with less than fp32 accumulation (the CUDA engine on
+  // the fp8 tensor cores, --fp8-mma): comparisons with the CPU then need kFp8MmaParityTolerance.
+  virtual bool inexact_scores() const { return false; }
 };
 
 // threads <= 0: OpenMP's default. Results never depend on the thread count.
@@ -64,10 +67,13 @@ std::unique_ptr<SelectionEngine> make_engine(const std::string& device, int thre
 // device is "cpu", "cuda" or "auto" as for make_engine; gpus is "" (the first usable GPU), "all", or a list of
 // indices such as "0,2,3" (UsageError for a device that does not exist or cannot run this build's kernels,
 // and with --device cpu). fp8_mma with "cpu" is a UsageError; when "auto" falls back to the CPU, its note says
-// that the scores are then exact.
+// that the scores are then exact, and a GPU without the fp8 kernel gets a note on stderr saying so.
 std::vector<int> resolve_devices(const std::string& device, const std::string& gpus, bool fp8_mma = false);
+// Whether the CUDA engine on one entry of resolve_devices() has the fp8 tensor-core kernel (--fp8-mma takes
+// effect there, for dumps of fp8 values with 32 or 64 padded heads and D <= 128); false for the CPU.
+bool fp8_mma_available_on(int device);
 // The name the engine for one entry of resolve_devices() reports ("cpu", "cuda (<GPU name>)", "cuda (<GPU
-// name>, fp8 tensor cores)"), without making it.
+// name>, fp8 tensor cores)" when fp8_mma is asked and available), without making it.
 std::string engine_name_on(int device, bool fp8_mma = false);
 // The engine for one entry of resolve_devices(): the CPU engine for -1, else the CUDA engine on that GPU.
 std::unique_ptr<SelectionEngine> make_engine_on(int device, int threads, bool fp8_mma = false);

@@ -34,6 +34,16 @@ int usable_device(std::string& why) {
   }
   return -1;
 }
+
+// --fp8-mma on a GPU without the fp8 kernel: the run goes on, exactly, and says so once per device.
+void note_fp8_mma_unavailable(const std::vector<int>& devices) {
+  for (int d : devices) {
+    if (!cuda::fp8_mma_available(d)) {
+      std::cerr << "hisa: --fp8-mma: this build has no fp8 tensor-core kernel for " << cuda::engine_name(d)
+                << " (it needs sm_90a); its scores are exact\n";
+    }
+  }
+}
 #endif
 
 }  // namespace
@@ -57,7 +67,10 @@ std::vector<int> resolve_devices(const std::string& device, const std::string& g
   if (gpus.empty()) {
     std::string why;
     const int index = usable_device(why);
-    if (index >= 0) return {index};
+    if (index >= 0) {
+      if (fp8_mma) note_fp8_mma_unavailable({index});
+      return {index};
+    }
     if (device == "cuda") throw UsageError("--device cuda: " + why + "; use --device cpu");
     std::cerr << "hisa: " << why << "; using the CPU engine" << exact_note << "\n";
     return {-1};
@@ -69,6 +82,7 @@ std::vector<int> resolve_devices(const std::string& device, const std::string& g
       if (cuda::kernel_image_problem(d.index).empty()) out.push_back(d.index);
     }
     if (out.empty()) throw UsageError("--gpus all: no GPU can run this build's kernels");
+    if (fp8_mma) note_fp8_mma_unavailable(out);
     return out;
   }
   for (int index : parse_int_list(gpus, "--gpus")) {
@@ -79,6 +93,7 @@ std::vector<int> resolve_devices(const std::string& device, const std::string& g
     if (!problem.empty()) throw UsageError("--gpus: the kernels of this build cannot run on device " + std::to_string(index) + ": " + problem);
     if (std::find(out.begin(), out.end(), index) == out.end()) out.push_back(index);
   }
+  if (fp8_mma) note_fp8_mma_unavailable(out);
   return out;
 #else
   if (device == "cuda" || !gpus.empty()) {
@@ -86,6 +101,14 @@ std::vector<int> resolve_devices(const std::string& device, const std::string& g
   }
   std::cerr << "hisa: built without CUDA; using the CPU engine" << exact_note << "\n";
   return {-1};
+#endif
+}
+
+bool fp8_mma_available_on([[maybe_unused]] int device) {
+#ifdef HISA_HAVE_CUDA
+  return device >= 0 && cuda::fp8_mma_available(device);
+#else
+  return false;
 #endif
 }
 

@@ -97,14 +97,15 @@ TEST(Cli, UsageErrorsExitWithStatus2) {
 }
 
 // --fp8-mma asks for the GPU's fp8 tensor cores: with --device cpu it is a usage error, on every command that
-// takes it; with auto on a machine without a GPU the run goes on, exact, and the fallback note says so.
+// takes it (audit, select, sweep, report); with auto on a machine without a GPU the run goes on, exact, and the fallback note says so.
 TEST(Cli, Fp8MmaNeedsTheCudaEngine) {
   TempDir dir;
   const std::string path = dir.file("fp8.h5");
   test::write_base_file(path, test::BaseKind::Fp8);
-  for (const char* command : {"audit", "select", "sweep"}) {
+  for (const char* command : {"audit", "select", "sweep", "report"}) {
     std::vector<std::string> args{command, path, "--device", "cpu", "--fp8-mma"};
     if (std::string(command) == "select") args.insert(args.end(), {"--output", dir.file("sel.h5")});
+    if (std::string(command) == "report") args.insert(args.end(), {"--output", dir.file("r.html")});
     test::ProcessResult r = run_hisa(args, dir);
     ASSERT_TRUE(r.exited) << r.output;
     EXPECT_EQ(2, r.status) << command << ": " << r.output;
