@@ -194,7 +194,7 @@ AuditResult run_audit(const AuditOptions& o, const std::function<void(const Quer
   if (on_query && plan.resume) throw UsageError("per-query output (--per-query, hisa report) cannot resume: it needs every query");
   // The engine's name describes the run (every worker has the same kind); the first worker's.
   result.engine = engine_name_on(plan.devices.front(), o.run.fp8_mma);
-  const bool fp8 = o.run.fp8_mma && fp8_mma_available_on(plan.devices.front());
+  const bool fp8 = fp8_mma_in_effect(plan.devices.front(), o.run.fp8_mma);
   plan.fingerprint = audit_fingerprint(o, result, plan.devices.front() < 0 ? "cpu" : fp8 ? "cuda-fp8-mma" : "cuda");
 
   const std::vector<SampleSource> sources = select_samples(readers, o.samples);

@@ -443,7 +443,7 @@ SweepResult run_sweep(const SweepOptions& o, const std::function<void(const Swee
 
   RunPlan plan = make_run_plan(o.run, o.max_queries, kQueryBatch);
   // Every worker of a run has the same kind of scorer: its name, without the GPU's index, describes the run.
-  const bool fp8 = o.run.fp8_mma && fp8_mma_available_on(plan.devices.front());
+  const bool fp8 = fp8_mma_in_effect(plan.devices.front(), o.run.fp8_mma);
   r.scorer = plan.devices.front() < 0 ? "cpu" : fp8 ? "cuda (fp8 tensor cores)" : "cuda";
   plan.fingerprint = sweep_fingerprint(r);
 

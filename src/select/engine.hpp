@@ -69,9 +69,10 @@ std::unique_ptr<SelectionEngine> make_engine(const std::string& device, int thre
 // and with --device cpu). fp8_mma with "cpu" is a UsageError; when "auto" falls back to the CPU, its note says
 // that the scores are then exact, and a GPU without the fp8 kernel gets a note on stderr saying so.
 std::vector<int> resolve_devices(const std::string& device, const std::string& gpus, bool fp8_mma = false);
-// Whether the CUDA engine on one entry of resolve_devices() has the fp8 tensor-core kernel (--fp8-mma takes
-// effect there, for dumps of fp8 values with 32 or 64 padded heads and D <= 128); false for the CPU.
-bool fp8_mma_available_on(int device);
+// Whether --fp8-mma, when asked (fp8_mma), takes effect on one entry of resolve_devices(): a GPU whose build has
+// the fp8 tensor-core kernel (used there for dumps of fp8 values with 32 or 64 padded heads and D <= 128); never
+// on the CPU.
+bool fp8_mma_in_effect(int device, bool fp8_mma);
 // The name the engine for one entry of resolve_devices() reports ("cpu", "cuda (<GPU name>)", "cuda (<GPU
 // name>, fp8 tensor cores)" when fp8_mma is asked and available), without making it.
 std::string engine_name_on(int device, bool fp8_mma = false);

@@ -104,9 +104,9 @@ std::vector<int> resolve_devices(const std::string& device, const std::string& g
 #endif
 }
 
-bool fp8_mma_available_on([[maybe_unused]] int device) {
+bool fp8_mma_in_effect([[maybe_unused]] int device, [[maybe_unused]] bool fp8_mma) {
 #ifdef HISA_HAVE_CUDA
-  return device >= 0 && cuda::fp8_mma_available(device);
+  return fp8_mma && device >= 0 && cuda::fp8_mma_available(device);
 #else
   return false;
 #endif
