@@ -466,6 +466,11 @@ struct FloatReport {
   double worst_score_error = 0;  // max over DSA's tokens of |GPU score - reference| / abs_score
   bool fp8_scores = false;       // the engine scored on the fp8 tensor cores (inexact_scores())
 };
+// The counts, as the tests' [ info ] lines print them.
+std::ostream& operator<<(std::ostream& out, const FloatReport& r) {
+  return out << r.queries << " queries, flat differs from the reference in " << r.flat_differ
+             << ", HISA block choice in " << r.block_choice_differ << ", unexplained " << r.unexplained;
+}
 
 // GPU audit and selections against the reference, allowing near-ties only (fp8_mma: an engine asked for the
 // fp8 tensor cores; the wider tolerance applies only where it used them, as in `audit --parity`).
@@ -562,9 +567,8 @@ TEST(CudaEngine, FloatLayersAgreeUpToNearTies) {
           SCOPED_TRACE(std::string(element_type_name(t)) + (packed ? " packed" : ""));
           const FloatReport r = compare_float(l, c);
           EXPECT_EQ(r.unexplained, 0);
-          std::cout << "[ info ] " << element_type_name(t) << (packed ? " packed " : " ") << describe(c) << ": "
-                    << r.queries << " queries, flat differs from the reference in " << r.flat_differ
-                    << ", HISA block choice in " << r.block_choice_differ << ", unexplained " << r.unexplained << "\n";
+          std::cout << "[ info ] " << element_type_name(t) << (packed ? " packed " : " ") << describe(c) << ": " << r
+                    << "\n";
         }
       }
     }
@@ -584,9 +588,7 @@ TEST(CudaEngine, Fp32KeysAgainstBf16QueriesAgreeUpToNearTies) {
   c.blocks = 6;
   const FloatReport r = compare_float(l, c);
   EXPECT_EQ(r.unexplained, 0);
-  std::cout << "[ info ] fp32 keys, bf16 queries: " << r.queries << " queries, flat differs from the reference in "
-            << r.flat_differ << ", HISA block choice in " << r.block_choice_differ << ", unexplained " << r.unexplained
-            << "\n";
+  std::cout << "[ info ] fp32 keys, bf16 queries: " << r << "\n";
 }
 
 // The split that BF16x3 scoring relies on: three bf16 parts whose sum is the value exactly, for every value
@@ -640,9 +642,7 @@ TEST(CudaEngine, NearTiedClustersDifferOnlyInsideTheCutCluster) {
     const FloatReport r = compare_float(l, c);
     EXPECT_EQ(r.unexplained, 0);
     differ += r.flat_differ;
-    std::cout << "[ info ] near-tied clusters " << describe(c) << ": " << r.queries << " queries, flat differs from the "
-              << "reference in " << r.flat_differ << ", HISA block choice in " << r.block_choice_differ
-              << ", unexplained " << r.unexplained << "\n";
+    std::cout << "[ info ] near-tied clusters " << describe(c) << ": " << r << "\n";
   }
   std::cout << "[ info ] near-tied clusters: " << differ << " queries whose flat selection differs (all explained)\n";
 }
@@ -686,9 +686,8 @@ TEST(CudaEngine, SynthLayersOfEveryElementType) {
         SCOPED_TRACE(std::string(element_type_name(t)) + " packed " + std::to_string(packed) + " layer " + std::to_string(layer));
         const FloatReport r = compare_float(l, c);
         EXPECT_EQ(r.unexplained, 0);
-        std::cout << "[ info ] synth " << element_type_name(t) << " packed " << packed << " layer " << layer << ": "
-                  << r.queries << " queries, flat differs in " << r.flat_differ << ", block choice in "
-                  << r.block_choice_differ << ", unexplained " << r.unexplained << "\n";
+        std::cout << "[ info ] synth " << element_type_name(t) << " packed " << packed << " layer " << layer << ": " << r
+                  << "\n";
       }
     }
   }
@@ -726,9 +725,7 @@ TEST(CudaEngine, Fp8TensorCoresAgreeUpToTheirTolerance) {
       EXPECT_EQ(r.unexplained, 0);
       EXPECT_EQ(r.fp8_scores, fp8_expected && cuda::fp8_mma_supported(64));
       worst = std::max(worst, r.worst_score_error);
-      std::cout << "[ info ] fp8 tensor cores, " << what << " " << describe(c) << ": " << r.queries
-                << " queries, flat differs from the reference in " << r.flat_differ << ", HISA block choice in "
-                << r.block_choice_differ << ", unexplained " << r.unexplained << ", worst score error "
+      std::cout << "[ info ] fp8 tensor cores, " << what << " " << describe(c) << ": " << r << ", worst score error "
                 << r.worst_score_error << " of the magnitude\n";
     }
   };
