@@ -10,7 +10,7 @@
 #include "cli/selection_flags.hpp"
 #include "core/atomic_file.hpp"
 #include "run/unit_runner.hpp"
-#include "report/audit_output.hpp"
+#include "render/audit_output.hpp"
 
 namespace hisa::cli {
 

@@ -6,8 +6,8 @@
 #include "cli/commands.hpp"
 #include "core/atomic_file.hpp"
 #include "core/error.hpp"
-#include "report/cpu_bench.hpp"
-#include "report/cuda_bench.hpp"
+#include "bench/cpu_bench.hpp"
+#include "bench/cuda_bench.hpp"
 
 #ifdef HISA_HAVE_CUDA
 #include "cuda/device_info.hpp"

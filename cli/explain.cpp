@@ -5,7 +5,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/selection_flags.hpp"
-#include "report/explain.hpp"
+#include "pipelines/explain.hpp"
 
 namespace hisa::cli {
 

@@ -5,7 +5,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/selection_flags.hpp"
-#include "report/html_report.hpp"
+#include "render/html_report.hpp"
 
 namespace hisa::cli {
 

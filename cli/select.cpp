@@ -4,7 +4,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/selection_flags.hpp"
-#include "report/select_run.hpp"
+#include "pipelines/select.hpp"
 
 namespace hisa::cli {
 

@@ -8,7 +8,7 @@
 #include "cli/run_flags.hpp"
 #include "core/error.hpp"
 #include "core/int_list.hpp"
-#include "report/audit.hpp"
+#include "pipelines/audit.hpp"
 #include "select/config.hpp"
 
 namespace hisa::cli {

@@ -9,7 +9,7 @@
 #include "core/atomic_file.hpp"
 #include "core/error.hpp"
 #include "core/int_list.hpp"
-#include "report/sweep_output.hpp"
+#include "render/sweep_output.hpp"
 #include "run/unit_runner.hpp"
 
 namespace hisa::cli {

@@ -6,7 +6,7 @@
 
 #include "core/error.hpp"
 #include "io/dump_reader.hpp"
-#include "report/audit.hpp"
+#include "pipelines/audit.hpp"
 
 namespace hisa::fuzz {
 

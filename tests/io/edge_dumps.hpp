@@ -1,6 +1,6 @@
 #pragma once
 // Tiny dumps for the edge cases of README "Edge cases", written with the project's DumpWriter: the library tests
-// (tests/report/test_edge_cases.cpp) and the CLI tests (tests/cli/test_cli_edge_cases.cpp) read the same files.
+// (tests/pipelines/test_edge_cases.cpp) and the CLI tests (tests/cli/test_cli_edge_cases.cpp) read the same files.
 #include <string>
 
 #include "io/dump_helpers.hpp"

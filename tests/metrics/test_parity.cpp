@@ -5,8 +5,8 @@
 #include <map>
 
 #include "metrics/parity.hpp"
-#include "report/audit.hpp"
-#include "report/audit_output.hpp"
+#include "pipelines/audit.hpp"
+#include "render/audit_output.hpp"
 #include "synth_dump.hpp"
 #include "test_util.hpp"
 

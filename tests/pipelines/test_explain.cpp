@@ -3,9 +3,9 @@
 
 #include <algorithm>
 
-#include "report/audit.hpp"
-#include "report/audit_output.hpp"
-#include "report/explain.hpp"
+#include "pipelines/audit.hpp"
+#include "render/audit_output.hpp"
+#include "pipelines/explain.hpp"
 #include "synth/synth.hpp"
 #include "test_util.hpp"
 

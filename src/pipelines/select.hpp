@@ -3,7 +3,7 @@
 // /<sample>/layer_<N>/indices int32 [Nq, width] (ascending, -1 padded) with q_pos and query index.
 #include <string>
 
-#include "report/audit.hpp"
+#include "pipelines/audit.hpp"
 
 namespace hisa {
 

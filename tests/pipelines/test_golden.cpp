@@ -6,7 +6,7 @@
 #include <filesystem>
 
 #include "io/dump_reader.hpp"
-#include "report/audit.hpp"
+#include "pipelines/audit.hpp"
 
 namespace hisa {
 namespace {

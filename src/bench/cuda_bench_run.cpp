@@ -16,7 +16,7 @@
 #include "cuda/cuda_scoring.hpp"
 #include "cuda/device_info.hpp"
 #include "cuda/kernels.hpp"
-#include "report/cuda_bench.hpp"
+#include "bench/cuda_bench.hpp"
 
 namespace hisa {
 

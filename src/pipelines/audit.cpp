@@ -1,4 +1,4 @@
-#include "report/audit.hpp"
+#include "pipelines/audit.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -11,7 +11,7 @@
 #include "io/sample_selection.hpp"
 #include "metrics/parity.hpp"
 #include "select/blocks.hpp"
-#include "report/audit_output.hpp"
+#include "render/audit_output.hpp"
 #include "core/atomic_file.hpp"
 #include "run/cluster.hpp"
 #include "run/unit_runner.hpp"

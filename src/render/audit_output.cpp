@@ -1,10 +1,10 @@
-#include "report/audit_output.hpp"
+#include "render/audit_output.hpp"
 
 #include <cstdio>
 #include <sstream>
 
 #include "metrics/diagnosis.hpp"
-#include "report/text_format.hpp"
+#include "render/text_format.hpp"
 
 namespace hisa {
 

@@ -1,4 +1,4 @@
-#include "metrics/budget_curve.hpp"
+#include "analysis/budget_curve.hpp"
 
 #include <algorithm>
 

@@ -1,4 +1,4 @@
-#include "report/select_run.hpp"
+#include "pipelines/select.hpp"
 
 #include <algorithm>
 

@@ -1,4 +1,4 @@
-#include "select/sweep_curve.hpp"
+#include "analysis/sweep_points.hpp"
 
 #include <algorithm>
 #include <numeric>

@@ -1,6 +1,6 @@
 // The CUDA bench's peaks, targets, text and JSON (report/cuda_bench.hpp). Built without CUDA too, so the
 // output is tested on machines without a GPU.
-#include "report/cuda_bench.hpp"
+#include "bench/cuda_bench.hpp"
 
 #include <cstdio>
 #include <utility>

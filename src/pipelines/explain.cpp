@@ -1,4 +1,4 @@
-#include "report/explain.hpp"
+#include "pipelines/explain.hpp"
 
 #include <algorithm>
 #include <cmath>

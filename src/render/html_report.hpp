@@ -11,8 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "metrics/budget_curve.hpp"
-#include "report/audit.hpp"
+#include "analysis/budget_curve.hpp"
+#include "pipelines/audit.hpp"
 
 namespace hisa {
 

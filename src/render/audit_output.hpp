@@ -3,7 +3,7 @@
 #include <nlohmann/json.hpp>
 #include <ostream>
 
-#include "report/audit.hpp"
+#include "pipelines/audit.hpp"
 
 namespace hisa {
 

@@ -1,10 +1,10 @@
-#include "report/sweep_output.hpp"
+#include "render/sweep_output.hpp"
 
 #include <algorithm>
 #include <cstdio>
 #include <string>
 
-#include "report/text_format.hpp"
+#include "render/text_format.hpp"
 
 namespace hisa {
 

@@ -5,7 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "report/cuda_bench.hpp"
+#include "bench/cuda_bench.hpp"
 
 namespace hisa {
 namespace {

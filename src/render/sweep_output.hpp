@@ -4,7 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <ostream>
 
-#include "report/sweep.hpp"
+#include "pipelines/sweep.hpp"
 
 namespace hisa {
 

@@ -1,4 +1,4 @@
-#include "report/html_report.hpp"
+#include "render/html_report.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -11,8 +11,8 @@
 
 #include "core/error.hpp"
 #include "metrics/diagnosis.hpp"
-#include "report/explain.hpp"
-#include "report/svg.hpp"
+#include "pipelines/explain.hpp"
+#include "render/svg.hpp"
 #include "select/blocks.hpp"
 
 namespace hisa {

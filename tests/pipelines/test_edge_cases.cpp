@@ -8,12 +8,12 @@
 
 #include "core/error.hpp"
 #include "io/edge_dumps.hpp"
-#include "report/audit.hpp"
-#include "report/audit_output.hpp"
-#include "report/explain.hpp"
-#include "report/select_run.hpp"
-#include "report/sweep.hpp"
-#include "report/sweep_output.hpp"
+#include "pipelines/audit.hpp"
+#include "render/audit_output.hpp"
+#include "pipelines/explain.hpp"
+#include "pipelines/select.hpp"
+#include "pipelines/sweep.hpp"
+#include "render/sweep_output.hpp"
 #include "select/reference.hpp"
 #include "test_util.hpp"
 

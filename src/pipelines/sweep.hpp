@@ -10,10 +10,10 @@
 #include <string>
 #include <vector>
 
-#include "report/cuda_bench.hpp"
+#include "bench/cuda_bench.hpp"
 #include "run/unit_runner.hpp"
 #include "select/config.hpp"
-#include "select/sweep_curve.hpp"
+#include "analysis/sweep_points.hpp"
 
 namespace hisa {
 

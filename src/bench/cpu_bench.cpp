@@ -1,4 +1,4 @@
-#include "report/cpu_bench.hpp"
+#include "bench/cpu_bench.hpp"
 
 #include <omp.h>
 

@@ -3,8 +3,8 @@
 
 #include <map>
 
-#include "metrics/budget_curve.hpp"
-#include "report/audit.hpp"
+#include "analysis/budget_curve.hpp"
+#include "pipelines/audit.hpp"
 #include "synth/synth.hpp"
 #include "test_util.hpp"
 

@@ -1,4 +1,4 @@
-#include "report/svg.hpp"
+#include "render/svg.hpp"
 
 #include <algorithm>
 #include <cmath>

@@ -7,10 +7,10 @@
 #include <sstream>
 
 #include "core/error.hpp"
-#include "report/html_report.hpp"
-#include "report/sweep.hpp"
-#include "report/sweep_output.hpp"
-#include "report/svg.hpp"
+#include "render/html_report.hpp"
+#include "pipelines/sweep.hpp"
+#include "render/sweep_output.hpp"
+#include "render/svg.hpp"
 #include "synth/synth.hpp"
 #include "test_util.hpp"
 

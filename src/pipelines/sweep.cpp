@@ -1,4 +1,4 @@
-#include "report/sweep.hpp"
+#include "pipelines/sweep.hpp"
 
 #include <omp.h>
 
@@ -18,7 +18,7 @@
 #include "run/unit_runner.hpp"
 #include "select/engine.hpp"
 #include "select/sweep_scorer.hpp"
-#include "report/sweep_output.hpp"
+#include "render/sweep_output.hpp"
 #include "core/atomic_file.hpp"
 
 namespace hisa {
