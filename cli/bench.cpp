@@ -8,6 +8,8 @@
 #include "core/error.hpp"
 #include "bench/cpu_bench.hpp"
 #include "bench/cuda_bench.hpp"
+#include "bench/kernel_bench.hpp"
+#include "cli/run_flags.hpp"
 
 #ifdef HISA_HAVE_CUDA
 #include "cuda/device_info.hpp"
@@ -24,10 +26,13 @@ struct BenchFlags {
   std::string json_out;
   CpuBenchOptions cpu;
   CudaBenchOptions gpu;
+  KernelBenchOptions kernel;  // used when --kernel is given
+  bool one_kernel = false;
   bool check = false;
 };
 
 int run_cpu(const BenchFlags& f) {
+  if (f.one_kernel) throw UsageError("--kernel times a GPU kernel: it needs --device cuda");
   if (!f.json_out.empty()) throw UsageError("--json: written by --device cuda only");
   bool missed = false;
   for (int64_t L : f.keys.empty() ? std::vector<int64_t>{f.cpu.keys} : f.keys) {
@@ -45,9 +50,22 @@ int run_cpu(const BenchFlags& f) {
 }
 
 #ifdef HISA_HAVE_CUDA
+int run_one_kernel(const BenchFlags& f) {
+  const KernelBenchResult r = run_kernel_bench(f.kernel, [&](const KernelBenchResult& so_far) {
+    if (so_far.rows.size() == 1) print_kernel_bench_header(std::cout, f.kernel, so_far);
+    print_kernel_bench_row(std::cout, f.kernel, so_far.rows.back());
+    std::cout.flush();
+  });
+  if (!f.json_out.empty()) {
+    write_file_atomically(f.json_out, [&](std::ostream& out) { out << kernel_bench_json(f.kernel, r).dump(2) << "\n"; });
+  }
+  return 0;
+}
+
 int run_cuda(const BenchFlags& f) {
   if (f.check) throw UsageError("--check: the targets are defined for --device cpu only");
   if (!f.json_out.empty()) check_writable(f.json_out, "--json");
+  if (f.one_kernel) return run_one_kernel(f);
   // Each case is printed when it ends: the whole matrix takes a while, and a run cut short keeps its lines.
   const CudaBenchResult r = run_cuda_bench(f.gpu, [&](const CudaBenchResult& so_far) {
     if (so_far.cases.size() == 1) print_cuda_bench_header(std::cout, f.gpu, so_far);
@@ -98,6 +116,14 @@ void setup_bench(CLI::App& app, int& status) {
   sub->add_option("--repeat", f->cpu.repeat, "Timed repetitions (cpu: best is reported, default 3; cuda: median, default 20, prefill cases max(2, repeat/5))")->capture_default_str()->check(CLI::PositiveNumber);
   sub->add_option("--json", f->json_out, "Write every figure, the peaks and the targets as JSON to FILE (cuda)");
   sub->add_flag("--check", f->check, "Exit 1 when a target is missed (cpu)");
+  auto* kernel = sub->add_option("--kernel", f->kernel.kernel,
+                                 "Time one kernel family alone (cuda): score, topk, choice or masses, at each --keys L")
+                     ->check(CLI::IsMember(kernel_bench_kernels()));
+  sub->add_option("--dtype", f->kernel.dtype, "Element type for --kernel score: bf16, f16, fp32 or fp8 (fp8 tensor cores)")
+      ->check(CLI::IsMember(kernel_bench_dtypes()))
+      ->capture_default_str()
+      ->needs(kernel);
+  add_verbose_flag(sub);
   sub->callback([f, sub, &status] {
     // The shape flags are shared; the GPU's defaults differ only where the option was not given.
     if (!f->keys.empty()) f->gpu.keys = f->keys;
@@ -107,6 +133,16 @@ void setup_bench(CLI::App& app, int& status) {
     f->gpu.topk = f->cpu.topk;
     if (sub->count("--queries") > 0) f->gpu.queries = f->cpu.queries;
     if (sub->count("--repeat") > 0) f->gpu.repeat = f->cpu.repeat;
+    // One kernel: the GPU matrix's shape, its sampled L's.
+    f->one_kernel = sub->count("--kernel") > 0;
+    f->kernel.keys = f->gpu.keys;
+    f->kernel.queries = f->gpu.queries;
+    f->kernel.heads = f->gpu.heads;
+    f->kernel.dim = f->gpu.dim;
+    f->kernel.topk = f->gpu.topk;
+    f->kernel.block_size = f->gpu.block_size;
+    f->kernel.blocks = f->gpu.blocks;
+    f->kernel.repeat = f->gpu.repeat;
     status = run_bench_command(*f);
   });
 }

@@ -6,6 +6,7 @@
 #include "cli/commands.hpp"
 #include "cli/selection_flags.hpp"
 #include "pipelines/explain.hpp"
+#include "render/explain_output.hpp"
 
 namespace hisa::cli {
 

@@ -1,10 +1,27 @@
 // The `hisa` tool: audits hierarchical sparse-attention (HISA) indexing against flat DSA top-k.
 #include <iostream>
+#include <map>
+#include <string>
 
 #include "cli/commands.hpp"
 #include "core/error.hpp"
 #include "run/cluster.hpp"
 #include "run/unit_runner.hpp"
+
+namespace {
+
+// The flag that sets a library option (core/error.hpp OptionError names options as the library does): "--" and
+// the name with '-' for '_', but for the few flags named otherwise.
+std::string flag_for(const std::string& option) {
+  static const std::map<std::string, std::string> renamed = {
+      {"checkpoint_dir", "--checkpoint"}, {"pools", "--pool-precision"}, {"sweep_json", "--sweep"}, {"output", "-o"}};
+  if (auto it = renamed.find(option); it != renamed.end()) return it->second;
+  std::string flag = "--" + option;
+  for (char& c : flag) c = c == '_' ? '-' : c;
+  return flag;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"hisa: audit HISA token selection against the flat DSA indexer on dumped indexer tensors"};
@@ -40,6 +57,9 @@ int main(int argc, char** argv) {
     return fail(130);  // as a shell reports a process ended by SIGINT
   } catch (const hisa::InputError& e) {
     std::cerr << "hisa: error: " << e.what() << "\n";
+    return fail(2);
+  } catch (const hisa::OptionError& e) {
+    std::cerr << "hisa: error: " << e.message(flag_for) << "\n";
     return fail(2);
   } catch (const hisa::UsageError& e) {
     std::cerr << "hisa: error: " << e.what() << "\n";

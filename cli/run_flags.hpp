@@ -5,15 +5,22 @@
 #include <cstdint>
 #include <string>
 
+#include "core/log.hpp"
 #include "run/unit_runner.hpp"
 
 namespace hisa::cli {
 
-// --fp8-mma, for every command that scores on a CUDA engine (audit, select, sweep).
+// --fp8-mma, for every command that scores on a CUDA engine (audit, select, sweep, report).
 inline void add_fp8_mma_flag(CLI::App* app, bool& fp8_mma) {
   app->add_flag("--fp8-mma", fp8_mma,
                 "CUDA engine: score fp8 dumps on the fp8 tensor cores (scoring 1.1-1.5x faster on an H200; not exact: "
-                "differences from the CPU are near-ties within 2^-10; README \"fp8 tensor cores\")");
+                "differences from the CPU are near-ties within 2^-10; docs/cuda.md, \"fp8 tensor cores\")");
+}
+
+// --verbose, for every command that runs an engine: the decisions a run makes for itself, on stderr.
+inline void add_verbose_flag(CLI::App* app) {
+  app->add_flag_callback("--verbose", [] { set_verbose(true); },
+                         "Say on stderr which kernel scores each layer's keys (and which worker takes each layer)");
 }
 
 struct RunFlags {

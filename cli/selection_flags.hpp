@@ -33,6 +33,7 @@ struct SelectionFlags {
     app->add_option("--threads", threads, "CPU threads (default: all cores); results never depend on it")
         ->check(CLI::NonNegativeNumber);
     add_fp8_mma_flag(app, fp8_mma);
+    add_verbose_flag(app);
   }
 
   // Only the selection rule: block size, budget, forced mode, pooling, k.
@@ -71,7 +72,7 @@ struct SelectionFlags {
   }
 
   std::vector<std::string> sample_list() const { return split_list(samples); }
-  std::vector<int> layer_list() const { return layers.empty() ? std::vector<int>{} : parse_int_list(layers, "--layers"); }
+  std::vector<int> layer_list() const { return layers.empty() ? std::vector<int>{} : parse_int_list(layers, "layers"); }
 };
 
 }  // namespace hisa::cli

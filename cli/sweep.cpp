@@ -40,19 +40,18 @@ std::vector<T> parse_names(const std::string& text, const char* flag, Parse pars
     if (!v) throw UsageError(std::string(flag) + ": unknown value \"" + name + "\"");
     out.push_back(*v);
   }
-  if (out.empty()) throw UsageError(std::string(flag) + ": empty list");
-  return out;
+  return out;  // an empty list is the library's to refuse
 }
 
 int run_sweep_command(const SweepFlags& f) {
   SweepOptions o;
   o.files = f.files;
   o.samples = split_list(f.samples);
-  o.layers = f.layers.empty() ? std::vector<int>{} : parse_int_list(f.layers, "--layers");
+  o.layers = f.layers.empty() ? std::vector<int>{} : parse_int_list(f.layers, "layers");
   o.max_queries = f.max_queries;
   o.topk = f.topk;
-  o.block_sizes = parse_size_list(f.block_sizes, "--block-sizes");
-  o.blocks = parse_size_list(f.blocks, "--blocks");
+  o.block_sizes = parse_size_list(f.block_sizes, "block_sizes");
+  o.blocks = parse_size_list(f.blocks, "blocks");
   o.pools = parse_names<PoolPrecision>(f.pools, "--pool-precision", parse_pool_precision);
   o.forced = parse_names<ForcedMode>(f.forced, "--forced", parse_forced_mode);
   o.target_recall = f.target_recall;
@@ -102,6 +101,7 @@ void setup_sweep(CLI::App& app, int& status) {
       ->check(CLI::IsMember({"cpu", "cuda", "auto"}))
       ->capture_default_str();
   add_fp8_mma_flag(sub, f->fp8_mma);
+  add_verbose_flag(sub);
   sub->add_flag("--no-kernel-times", f->no_kernel_times,
                 "On a GPU, skip timing HISA(B, m) and flat selection with the CUDA engine for the cost model");
   f->run.add_to(sub);

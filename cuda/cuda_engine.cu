@@ -1,4 +1,5 @@
-// The CUDA selection engine: scoring (score.cu), exact top-k and softmax masses (topk.cu) on the GPU.
+// The CUDA selection engine: scoring (score.cu, score_wgmma.cu), exact top-k and softmax masses (topk.cu), the
+// block choice (block_choice.cu) on the GPU, through one scoring context (cuda_scoring.hpp).
 //
 // HISA's block stage: in select() it stays on the GPU (block_choice.cu: the kept blocks by the top-k kernel
 // with keep_blocks' rule, then the token stage's segments, unit masks and per-tile work lists), so nothing
@@ -10,24 +11,24 @@
 // Per batch, queries are processed in chunks sized from the free device memory; a chunk has one fp32 score
 // row per query over the chunk's key range (needed for top-k and the coverage masses), never a
 // [queries·heads, L] array. Every score of a query comes from one computation, so DSA, HISA and block-sparse
-// are compared on identical scores, as in the CPU engine.
+// are compared on identical scores, as in the CPU engine. The sweep scores with the same chunks and launches.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
-#include <bit>
 #include <chrono>
 #include <cmath>
 #include <limits>
-#include <optional>
+#include <memory>
+#include <span>
 #include <stdexcept>
 #include <string>
 
 #include "core/error.hpp"
-#include "core/numeric.hpp"
+#include "core/stopwatch.hpp"
 #include "cuda/cuda_check.hpp"
 #include "cuda/cuda_engine.hpp"
-#include "cuda/device_buffer.hpp"
 #include "cuda/cuda_scoring.hpp"
+#include "cuda/device_buffer.hpp"
 #include "cuda/kernels.hpp"
 #include "select/blocks.hpp"
 #include "select/bounds.hpp"
@@ -36,145 +37,222 @@ namespace hisa::cuda {
 
 namespace {
 
-class CudaEngine final : public SelectionEngine, private CudaScoring {
+// Host stages in milliseconds, as the GPU's events give theirs.
+class HostTimer : public Stopwatch {
  public:
-  CudaEngine(int device, size_t max_chunk_bytes, bool fp8_mma)
-      : CudaScoring(device, fp8_mma), max_chunk_bytes_(max_chunk_bytes) {}
-  std::string name() const override { return device_name(); }
-  bool inexact_scores() const override { return used_fp8_mma_; }
+  explicit HostTimer(double& ms) : Stopwatch(ms, 1e3) {}
+};
+
+// Device positions are int32.
+void check_int32(int64_t keys, int64_t topk) {
+  if (keys >= int64_t(std::numeric_limits<int>::max()) || topk >= int64_t(std::numeric_limits<int>::max())) {
+    throw UsageError("the CUDA engine handles fewer than 2^31 keys and k < 2^31");
+  }
+}
+
+// Device buffers of one selection's top-k: positions, scores and counts per row.
+struct TopkOut {
+  DeviceArray<int> segs, offs, pos, count;
+  DeviceArray<float> score;
+};
+
+class CudaEngine final : public SelectionEngine {
+ public:
+  CudaEngine(int device, size_t max_chunk_bytes, bool fp8_mma) : scoring_(device, fp8_mma), max_chunk_bytes_(max_chunk_bytes) {}
+  std::string name() const override { return scoring_.name(); }
+  bool inexact_scores() const override { return scoring_.used_fp8_mma(); }
+  StageTimes times() const override {
+    const StageTimes& t = ms_;
+    return {t.calls * 1e-3, t.pooling * 1e-3, t.token_scores * 1e-3, t.block_scores * 1e-3, t.block_choice * 1e-3,
+            t.topk * 1e-3, t.masses * 1e-3};
+  }
 
   void set_layer(const LayerKeys& keys, const SelectionConfig& config) override {
     config.validate();
-    if (keys.count >= int64_t(std::numeric_limits<int>::max()) || config.topk >= int64_t(std::numeric_limits<int>::max())) {
-      throw UsageError("the CUDA engine handles fewer than 2^31 keys and k < 2^31");
-    }
-    use_device();
+    check_int32(keys.count, config.topk);
+    HostTimer t(ms_.pooling);
+    scoring_.use_device();
     keys_ = &keys;
     config_ = config;
     pooled_ = pool_keys(keys, config.block_size, config.pool);
     bounds_ = BlockBounds(keys, config.block_size);
-    tokens_.reset(keys.k.data(), keys.k_scale.data(), keys.count, keys.dim, s());
-    blocks_.reset(pooled_.k.data(), pooled_.scale.data(), pooled_.count, pooled_.dim, s());
-    stream_->synchronize();
+    tokens_.reset(keys.k.data(), keys.k_scale.data(), keys.count, keys.dim, "tokens", stream());
+    blocks_.reset(pooled_.k.data(), pooled_.scale.data(), pooled_.count, pooled_.dim, pooled_name(config.block_size),
+                  stream());
+    scoring_.synchronize();
   }
 
   void audit(const QueryBatch& b, std::vector<QueryAudit>& out) override {
-    const auto t0 = std::chrono::steady_clock::now();
-    times_ = {};
+    HostTimer t(ms_.calls);
     begin_batch(b);
     out.assign(size_t(b.count), QueryAudit{});
     for (const Chunk& c : plan_chunks(b, true, false)) audit_chunk(b, c, out);
-    times_.total_ms = ms_since(t0);
   }
 
   void select(const QueryBatch& b, Method method, std::vector<std::vector<int64_t>>& out) override {
-    if (method == Method::Certified) throw std::logic_error("the certified selection is select/certified.hpp's");
-    const auto t0 = std::chrono::steady_clock::now();
-    times_ = {};
+    HostTimer t(ms_.calls);
     begin_batch(b);
     out.assign(size_t(b.count), {});
-    for (const Chunk& c : plan_chunks(b, method != Method::Block, method != Method::Flat)) select_chunk(b, c, method, out);
-    times_.total_ms = ms_since(t0);
+    for (const Chunk& c : plan_chunks(b, method != Method::Block, method != Method::Flat)) {
+      if (method == Method::Flat) select_flat(b, c, out);
+      if (method == Method::Hisa) select_hisa(b, c, out);
+      if (method == Method::Block) select_block(b, c, out);
+    }
   }
 
-  const StageTimes& times() const { return times_; }
+  void set_sweep_layer(const LayerKeys& keys, int64_t topk, std::span<const PoolVariant> variants) override {
+    check_int32(keys.count, topk);
+    HostTimer t(ms_.pooling);
+    scoring_.use_device();
+    keys_ = &keys;
+    config_ = SelectionConfig{};
+    config_.topk = topk;
+    variants_.assign(variants.begin(), variants.end());
+    // variant_pooled_ must not reallocate once the stores point into it.
+    variant_pooled_.assign(variants.size(), {});
+#pragma omp parallel for schedule(dynamic, 1)
+    for (size_t v = 0; v < variants.size(); ++v) {
+      variant_pooled_[v] = pool_keys(keys, variants[v].block_size, variants[v].precision);
+    }
+    tokens_.reset(keys.k.data(), keys.k_scale.data(), keys.count, keys.dim, "tokens", stream());
+    variant_blocks_.resize(variants.size());
+    variant_lo_.resize(variants.size());
+    variant_hi_.resize(variants.size());
+    for (size_t v = 0; v < variants.size(); ++v) {
+      const PooledKeys& p = variant_pooled_[v];
+      if (!variant_blocks_[v]) variant_blocks_[v] = std::make_unique<KeyStore>();
+      variant_blocks_[v]->reset(p.k.data(), p.scale.data(), p.count, p.dim, pooled_name(p.block_size), stream());
+    }
+    scoring_.synchronize();
+  }
+
+  void sweep(const QueryBatch& b, std::vector<SweepScores>& out) override {
+    HostTimer t(ms_.calls);
+    if (keys_ == nullptr) throw std::logic_error("CudaEngine: set_sweep_layer before sweep");
+    scoring_.set_batch(b, keys_->count);
+    out.resize(size_t(b.count));
+    for (int64_t i = 0; i < b.count; ++i) {
+      out[size_t(i)].q_pos = b.q_pos[size_t(i)];
+      out[size_t(i)].k_start = b.k_start[size_t(i)];
+      out[size_t(i)].J.resize(variants_.size());
+    }
+    int64_t smallest_block = std::numeric_limits<int64_t>::max();
+    for (size_t v = 0; v < variants_.size(); ++v) {
+      scoring_.upload_block_ranges(variants_[v].block_size, variant_lo_[v], variant_hi_[v]);
+      smallest_block = std::min(smallest_block, variants_[v].block_size);
+    }
+    for (const Chunk& c : scoring_.plan(b, true, smallest_block, config_.topk, max_chunk_bytes_, j_.capacity_bytes())) {
+      sweep_chunk(b, c, out);
+    }
+  }
 
  private:
+  cudaStream_t stream() const { return scoring_.stream(); }
   int k() const { return int(config_.topk); }
+  static std::string pooled_name(int64_t B) { return "pooled keys (B = " + std::to_string(B) + ")"; }
 
   void begin_batch(const QueryBatch& b) {
     if (keys_ == nullptr) throw std::logic_error("CudaEngine: set_layer before audit/select");
-    set_batch(b, keys_->count);
-    upload_block_ranges(config_.block_size, blo_, bhi_);
+    scoring_.set_batch(b, keys_->count);
+    scoring_.upload_block_ranges(config_.block_size, blo_, bhi_);
   }
   // gpu_block_choice: select()'s block stage runs on the GPU (BlockChoice's buffers count); audit() chooses
   // on the host.
   std::vector<Chunk> plan_chunks(const QueryBatch& b, bool token_scores, bool gpu_block_choice) {
-    return plan(b, token_scores, config_.block_size, config_.topk, max_chunk_bytes_, j_.capacity_bytes(),
-                gpu_block_choice ? std::max(config_.blocks, config_.block_sparse_blocks()) : 0);
+    return scoring_.plan(b, token_scores, config_.block_size, config_.topk, max_chunk_bytes_, j_.capacity_bytes(),
+                         gpu_block_choice ? std::max(config_.blocks, config_.block_sparse_blocks()) : 0);
   }
-  void score_tokens(const Chunk& c, const BlockChoice* work = nullptr) {
-    CudaScoring::score_tokens(tokens_, c, &times_.token_scores_ms, work);
-  }
-
-  // Block scores J on the GPU, copied to jh_ (row i: blocks [c.lo/B, c.hi/B]).
-  void score_blocks_to_host(const Chunk& c) {
-    CudaScoring::score_blocks_to_host(blocks_, c, config_.block_size, blo_.data(), bhi_.data(), j_, jh_,
-                                      &times_.block_scores_ms);
-  }
-  std::span<const float> j_row(const Chunk& c, int64_t i, BlockSpan span) const {
-    const int64_t jlo = c.lo / config_.block_size, width = c.hi / config_.block_size - jlo + 1;
+  // Query i's J over its eligible blocks, from the chunk's J on the host (row i: blocks [c.lo/B, c.hi/B]).
+  std::span<const float> j_row(const Chunk& c, int64_t i, BlockSpan span, int64_t B) const {
+    const int64_t jlo = c.lo / B, width = c.hi / B - jlo + 1;
     return {jh_.data() + i * width + (span.first - jlo), size_t(span.size())};
   }
-
-  void run_topk(const Chunk& c, const DeviceArray<int>& segs, const DeviceArray<int>& offs, DeviceArray<int>& pos,
-                DeviceArray<float>& sc, DeviceArray<int>& cnt) {
-    CudaScoring::run_topk(c, k(), segs, offs, pos, sc, cnt, &times_.topk_ms);
+  void run_topk(const Chunk& c, TopkOut& t) {
+    scoring_.run_topk(c, k(), t.segs, t.offs, t.pos, t.score, t.count, &ms_.topk);
+  }
+  // Each row's top-k positions (and counts) on the host, synchronised.
+  void download_positions(const Chunk& c, const TopkOut& t, std::vector<int>& pos, std::vector<int>& count) {
+    pos.resize(size_t(c.count) * size_t(k()));
+    count.resize(size_t(c.count));
+    t.pos.download(pos.data(), pos.size(), stream());
+    t.count.download(count.data(), count.size(), stream());
+    scoring_.synchronize();
+    scoring_.timer().collect();
   }
 
+  // ---- audit ----------------------------------------------------------------------------------------
+
   void audit_chunk(const QueryBatch& b, const Chunk& c, std::vector<QueryAudit>& out) {
+    scoring_.score_blocks_to_host(blocks_, c, config_.block_size, blo_.data(), bhi_.data(), j_, jh_, &ms_.block_scores);
+    scoring_.score_tokens(tokens_, c, &ms_.token_scores);  // runs on the GPU while the host chooses the blocks
+    choose_blocks_on_host(b, c, out);
+    run_topk(c, flat_);
+    run_topk(c, hisa_);
+    const int max_blocks = launch_masses_and_block_best(b, c);
+    download_audit(c, max_blocks, out);
+  }
+
+  // The block stage on the host: the CPU engine's keep_blocks on J, queries in parallel (keep_blocks keeps its
+  // scratch thread_local), the bounds, then the top-k segment lists of DSA, HISA and block-sparse, uploaded.
+  void choose_blocks_on_host(const QueryBatch& b, const Chunk& c, std::vector<QueryAudit>& out) {
+    HostTimer t(ms_.block_choice);
     const int64_t B = config_.block_size;
-    score_blocks_to_host(c);
-    score_tokens(c);  // runs on the GPU while the host does the block stage
-    const auto host_t0 = std::chrono::steady_clock::now();
-    // Block stage on the host: the CPU engine's keep_blocks on J, queries in parallel (keep_blocks keeps
-    // its scratch thread_local), then the per-query segment lists are concatenated in query order.
     std::vector<std::vector<int>> row_hisa(size_t(c.count)), row_block(size_t(c.count));
 #pragma omp parallel for schedule(dynamic, 8)
     for (int64_t i = 0; i < c.count; ++i) {
-      const size_t q = size_t(c.first + i);
-      QueryAudit& a = out[q];
-      a.q_pos = b.q_pos[q];
-      a.k_start = b.k_start[q];
-      a.visible = a.q_pos - a.k_start + 1;
+      QueryAudit& a = out[size_t(c.first + i)];
+      set_query_position(a, b, c.first + i);
       const BlockSpan span = eligible_blocks(a.k_start, a.q_pos, B);
-      std::vector<int64_t> kept_block;
-      const auto j = j_row(c, i, span);
+      const auto j = j_row(c, i, span, B);
       a.block_scores.assign(j.begin(), j.end());
-      // Score bounds on the host (select/bounds.hpp), as the CPU engine computes them.
-      a.block_bounds.clear();
-      for (int64_t blk = span.first; blk <= span.last; ++blk) a.block_bounds.push_back(bounds_.score_bound(b, int64_t(q), blk));
-      keep_blocks(j_row(c, i, span), span, config_.blocks, config_.forced, a.hisa_blocks);
-      keep_blocks(j_row(c, i, span), span, config_.block_sparse_blocks(), ForcedMode::InBudget, kept_block);
+      set_block_bounds(a, bounds_, b, c.first + i);
+      std::vector<int64_t> kept_block;
+      keep_blocks(j, span, config_.blocks, config_.forced, a.hisa_blocks);
+      keep_blocks(j, span, config_.block_sparse_blocks(), ForcedMode::InBudget, kept_block);
       tokens_in_blocks(kept_block, B, a.k_start, a.q_pos, a.block);
       append_segments(a.hisa_blocks, a.k_start, a.q_pos, B, row_hisa[size_t(i)]);
       append_segments(kept_block, a.k_start, a.q_pos, B, row_block[size_t(i)]);
     }
-    std::vector<int> flat_segs, flat_offs{0}, hisa_segs, hisa_offs{0}, block_segs, block_offs{0};
+    std::vector<int> flat_segs, flat_offs{0};
     append_visible_segments(b, c, flat_segs, flat_offs);
-    for (int64_t i = 0; i < c.count; ++i) {
-      hisa_segs.insert(hisa_segs.end(), row_hisa[size_t(i)].begin(), row_hisa[size_t(i)].end());
-      hisa_offs.push_back(int(hisa_segs.size() / 2));
-      block_segs.insert(block_segs.end(), row_block[size_t(i)].begin(), row_block[size_t(i)].end());
-      block_offs.push_back(int(block_segs.size() / 2));
+    scoring_.upload_segments(flat_segs, flat_offs, flat_.segs, flat_.offs);
+    upload_rows(row_hisa, hisa_.segs, hisa_.offs);
+    upload_rows(row_block, block_segs_, block_offs_);
+  }
+  // Per-row segment lists concatenated in row order, with each row's end, uploaded.
+  void upload_rows(const std::vector<std::vector<int>>& rows, DeviceArray<int>& segs, DeviceArray<int>& offs) {
+    std::vector<int> all, ends{0};
+    for (const auto& r : rows) {
+      all.insert(all.end(), r.begin(), r.end());
+      ends.push_back(int(all.size() / 2));
     }
-    upload_segments(flat_segs, flat_offs, flat_segs_, flat_offs_);
-    upload_segments(hisa_segs, hisa_offs, hisa_segs_, hisa_offs_);
-    upload_segments(block_segs, block_offs, block_segs_, block_offs_);
-    times_.block_stage_ms += ms_since(host_t0);
-    run_topk(c, flat_segs_, flat_offs_, flat_pos_, flat_score_, flat_count_);
-    run_topk(c, hisa_segs_, hisa_offs_, hisa_pos_, hisa_score_, hisa_count_);
+    scoring_.upload_segments(all, ends, segs, offs);
+  }
+
+  // Softmax masses over the visible keys and the three selections, and each eligible block's best score.
+  // Returns the blocks per row of the block maxima.
+  int launch_masses_and_block_best(const QueryBatch& b, const Chunk& c) {
+    const int64_t B = config_.block_size;
     row_max_.resize(size_t(c.count));
     mass_.resize(size_t(c.count) * 4);
     MassLaunch m;
-    m.scores = scores_.data();
+    m.scores = scoring_.scores();
     m.stride = c.stride();
     m.base = c.lo;
-    m.lo = lo_.data() + c.first;
-    m.hi = hi_.data() + c.first;
+    m.lo = scoring_.visible_lo() + c.first;
+    m.hi = scoring_.visible_hi() + c.first;
     m.rows = int(c.count);
-    m.a_pos = flat_pos_.data();
-    m.a_count = flat_count_.data();
-    m.b_pos = hisa_pos_.data();
-    m.b_count = hisa_count_.data();
+    m.a_pos = flat_.pos.data();
+    m.a_count = flat_.count.data();
+    m.b_pos = hisa_.pos.data();
+    m.b_count = hisa_.count.data();
     m.width = k();
     m.c_segments = block_segs_.data();
     m.c_offsets = block_offs_.data();
     m.out_max = row_max_.data();
     m.out_mass = mass_.data();
-    timer_.begin(s(), &times_.masses_ms);
-    launch_masses(m, s());
-    timer_.end(s());
+    scoring_.timer().begin(stream(), &ms_.masses);
+    launch_masses(m, stream());
     int max_blocks = 0;
     for (int64_t i = 0; i < c.count; ++i) {
       const size_t q = size_t(c.first + i);
@@ -182,38 +260,41 @@ class CudaEngine final : public SelectionEngine, private CudaScoring {
     }
     block_best_.resize(size_t(c.count) * size_t(max_blocks));
     BlockMaxLaunch bm;
-    bm.scores = scores_.data();
+    bm.scores = scoring_.scores();
     bm.stride = c.stride();
     bm.base = c.lo;
-    bm.lo = lo_.data() + c.first;
-    bm.hi = hi_.data() + c.first;
+    bm.lo = scoring_.visible_lo() + c.first;
+    bm.hi = scoring_.visible_hi() + c.first;
     bm.rows = int(c.count);
     bm.block_size = int(B);
     bm.max_blocks = max_blocks;
     bm.out = block_best_.data();
-    launch_block_max(bm, s());
+    launch_block_max(bm, stream());
+    scoring_.timer().end(stream());
+    return max_blocks;
+  }
 
+  void download_audit(const Chunk& c, int max_blocks, std::vector<QueryAudit>& out) {
     const size_t n = size_t(c.count), kk = size_t(k());
     std::vector<int> fpos(n * kk), fcnt(n), hpos(n * kk), hcnt(n);
     std::vector<float> fsc(n * kk), hsc(n * kk), rmax(n), best(n * size_t(max_blocks));
     std::vector<double> mass(n * 4);
-    flat_pos_.download(fpos.data(), fpos.size(), s());
-    flat_score_.download(fsc.data(), fsc.size(), s());
-    flat_count_.download(fcnt.data(), n, s());
-    hisa_pos_.download(hpos.data(), hpos.size(), s());
-    hisa_count_.download(hcnt.data(), n, s());
-    hisa_score_.download(hsc.data(), hsc.size(), s());
-    block_best_.download(best.data(), best.size(), s());
-    row_max_.download(rmax.data(), n, s());
-    mass_.download(mass.data(), mass.size(), s());
-    stream_->synchronize();
-    timer_.collect();
+    flat_.pos.download(fpos.data(), fpos.size(), stream());
+    flat_.score.download(fsc.data(), fsc.size(), stream());
+    flat_.count.download(fcnt.data(), n, stream());
+    hisa_.pos.download(hpos.data(), hpos.size(), stream());
+    hisa_.count.download(hcnt.data(), n, stream());
+    hisa_.score.download(hsc.data(), hsc.size(), stream());
+    block_best_.download(best.data(), best.size(), stream());
+    row_max_.download(rmax.data(), n, stream());
+    mass_.download(mass.data(), mass.size(), stream());
+    scoring_.synchronize();
+    scoring_.timer().collect();
     for (size_t i = 0; i < n; ++i) {
       QueryAudit& a = out[size_t(c.first) + i];
       a.flat.assign(fpos.begin() + i * kk, fpos.begin() + i * kk + fcnt[i]);
       a.flat_scores.assign(fsc.begin() + i * kk, fsc.begin() + i * kk + fcnt[i]);
-      a.kth_score = a.visible > config_.topk ? *std::min_element(a.flat_scores.begin(), a.flat_scores.end())
-                                             : -std::numeric_limits<float>::infinity();
+      a.kth_score = kth_score(a, config_.topk);
       a.hisa.assign(hpos.begin() + i * kk, hpos.begin() + i * kk + hcnt[i]);
       a.hisa_scores.assign(hsc.begin() + i * kk, hsc.begin() + i * kk + hcnt[i]);
       a.block_best.assign(best.begin() + i * size_t(max_blocks), best.begin() + i * size_t(max_blocks) + a.block_scores.size());
@@ -225,85 +306,132 @@ class CudaEngine final : public SelectionEngine, private CudaScoring {
     }
   }
 
-  void select_chunk(const QueryBatch& b, const Chunk& c, Method method, std::vector<std::vector<int64_t>>& out) {
-    const size_t n = size_t(c.count), kk = size_t(k());
-    const DeviceArray<int>*segs = &flat_segs_, *offs = &flat_offs_;
-    const BlockChoice* work = nullptr;
-    if (method == Method::Flat) {
-      std::vector<int> hsegs, hoffs{0};
-      append_visible_segments(b, c, hsegs, hoffs);
-      upload_segments(hsegs, hoffs, flat_segs_, flat_offs_);
-    } else {
-      // The block stage stays on the GPU: J, the kept blocks, then (HISA) the token stage's work lists.
-      score_blocks(blocks_, c, config_.block_size, blo_.data(), bhi_.data(), j_, &times_.block_scores_ms);
-      const bool block_sparse = method == Method::Block;
-      // A budget of at least the chunk's widest block range keeps every block of every row, as the whole
-      // range itself does; clamping keeps the per-row buffers (m + 2 slots) from following a huge m.
-      const int jlo = int(c.lo / config_.block_size);
-      const int64_t width = c.hi / config_.block_size - jlo + 1;
-      const int m = int(std::min(block_sparse ? config_.block_sparse_blocks() : config_.blocks, width));
-      const bool extra = !block_sparse && config_.forced == ForcedMode::Extra;
-      const BlockRows rows{j_.data(), width, jlo, blo_.data() + c.first, bhi_.data() + c.first, int(c.count)};
-      const int tile = block_sparse ? 0 : tile_keys(tokens_, c);  // (uploads the tokens first, untimed)
-      timer_.begin(s(), &times_.block_stage_ms);
-      choice_.keep(rows, m, extra, s());
-      if (!block_sparse) {
-        choice_.token_work(lo_.data() + c.first, hi_.data() + c.first, config_.block_size, c.lo, c.hi, tile, s());
-      }
-      timer_.end(s());
-      if (block_sparse) {
-        // Every token of the kept blocks: no token scores needed.
-        const size_t cap = size_t(BlockChoice::capacity(m));
-        std::vector<int> kept(n * cap), cnt(n);
-        HISA_CUDA_CHECK(cudaMemcpyAsync(kept.data(), choice_.kept(), kept.size() * sizeof(int), cudaMemcpyDeviceToHost, s()));
-        HISA_CUDA_CHECK(cudaMemcpyAsync(cnt.data(), choice_.kept_count(), n * sizeof(int), cudaMemcpyDeviceToHost, s()));
-        stream_->synchronize();
-        timer_.collect();
-        for (size_t i = 0; i < n; ++i) {
-          const size_t q = size_t(c.first) + i;
-          const std::vector<int64_t> blocks(kept.begin() + i * cap, kept.begin() + i * cap + cnt[i]);
-          tokens_in_blocks(blocks, config_.block_size, b.k_start[q], b.q_pos[q], out[q]);
-        }
-        return;
-      }
-      segs = &choice_.segments();
-      offs = &choice_.segment_offsets();
-      work = &choice_;
-    }
-    score_tokens(c, work);
-    run_topk(c, *segs, *offs, flat_pos_, flat_score_, flat_count_);
-    std::vector<int> pos(n * kk), cnt(n);
-    flat_pos_.download(pos.data(), pos.size(), s());
-    flat_count_.download(cnt.data(), n, s());
-    stream_->synchronize();
-    timer_.collect();
-    for (size_t i = 0; i < n; ++i) out[size_t(c.first) + i].assign(pos.begin() + i * kk, pos.begin() + i * kk + cnt[i]);
+  // ---- select ---------------------------------------------------------------------------------------
+
+  void select_flat(const QueryBatch& b, const Chunk& c, std::vector<std::vector<int64_t>>& out) {
+    std::vector<int> segs, offs{0};
+    append_visible_segments(b, c, segs, offs);
+    scoring_.upload_segments(segs, offs, flat_.segs, flat_.offs);
+    scoring_.score_tokens(tokens_, c, &ms_.token_scores);
+    scoring_.run_topk(c, k(), flat_.segs, flat_.offs, flat_.pos, flat_.score, flat_.count, &ms_.topk);
+    copy_selections(c, out);
   }
 
+  // The block stage stays on the GPU: J, the kept blocks (at most the chunk's widest block range: a budget of
+  // at least that keeps every block, as the whole range does, and the per-row buffers do not follow a huge m),
+  // then the token stage's work lists, the kept blocks' token scores and their top-k.
+  void select_hisa(const QueryBatch&, const Chunk& c, std::vector<std::vector<int64_t>>& out) {
+    const int tile = scoring_.tile_keys(tokens_);
+    keep_blocks_on_gpu(c, config_.blocks, config_.forced == ForcedMode::Extra);
+    scoring_.timer().begin(stream(), &ms_.block_choice);
+    choice_.token_work(scoring_.visible_lo() + c.first, scoring_.visible_hi() + c.first, config_.block_size, c.lo, c.hi,
+                       tile, stream());
+    scoring_.timer().end(stream());
+    scoring_.score_tokens(tokens_, c, &ms_.token_scores, &choice_);
+    scoring_.run_topk(c, k(), choice_.segments(), choice_.segment_offsets(), flat_.pos, flat_.score, flat_.count, &ms_.topk);
+    copy_selections(c, out);
+  }
+
+  // Every token of the kept blocks: no token scores needed.
+  void select_block(const QueryBatch& b, const Chunk& c, std::vector<std::vector<int64_t>>& out) {
+    const int m = keep_blocks_on_gpu(c, config_.block_sparse_blocks(), false);
+    const size_t n = size_t(c.count), cap = size_t(BlockChoice::capacity(m));
+    std::vector<int> kept(n * cap), cnt(n);
+    HISA_CUDA_CHECK(cudaMemcpyAsync(kept.data(), choice_.kept(), kept.size() * sizeof(int), cudaMemcpyDeviceToHost, stream()));
+    HISA_CUDA_CHECK(cudaMemcpyAsync(cnt.data(), choice_.kept_count(), n * sizeof(int), cudaMemcpyDeviceToHost, stream()));
+    scoring_.synchronize();
+    scoring_.timer().collect();
+    for (size_t i = 0; i < n; ++i) {
+      const size_t q = size_t(c.first) + i;
+      const std::vector<int64_t> blocks(kept.begin() + i * cap, kept.begin() + i * cap + cnt[i]);
+      tokens_in_blocks(blocks, config_.block_size, b.k_start[q], b.q_pos[q], out[q]);
+    }
+  }
+
+  // J of the chunk and the m best blocks per row (keep_blocks' rule) on the GPU; returns m as clamped.
+  int keep_blocks_on_gpu(const Chunk& c, int64_t m, bool forced_extra) {
+    const int64_t B = config_.block_size;
+    scoring_.score_blocks(blocks_, c, B, blo_.data(), bhi_.data(), j_, &ms_.block_scores);
+    const int jlo = int(c.lo / B);
+    const int64_t width = c.hi / B - jlo + 1;
+    const int kept = int(std::min(m, width));
+    const BlockRows rows{j_.data(), width, jlo, blo_.data() + c.first, bhi_.data() + c.first, int(c.count)};
+    scoring_.timer().begin(stream(), &ms_.block_choice);
+    choice_.keep(rows, kept, forced_extra, stream());
+    scoring_.timer().end(stream());
+    return kept;
+  }
+
+  // The chunk's top-k positions (flat_.pos, flat_.count) into out.
+  void copy_selections(const Chunk& c, std::vector<std::vector<int64_t>>& out) {
+    std::vector<int> pos, cnt;
+    download_positions(c, flat_, pos, cnt);
+    const size_t kk = size_t(k());
+    for (size_t i = 0; i < size_t(c.count); ++i) {
+      out[size_t(c.first) + i].assign(pos.begin() + i * kk, pos.begin() + i * kk + cnt[i]);
+    }
+  }
+
+  // ---- sweep ----------------------------------------------------------------------------------------
+
+  // DSA over [k_start, q_pos], then J of every variant over the chunk's blocks; each query keeps its eligible
+  // slice. Only k positions and the eligible J come back; score rows stay on the GPU.
+  void sweep_chunk(const QueryBatch& b, const Chunk& c, std::vector<SweepScores>& out) {
+    scoring_.score_tokens(tokens_, c, &ms_.token_scores);
+    std::vector<int> segs, offs{0};
+    append_visible_segments(b, c, segs, offs);
+    scoring_.upload_segments(segs, offs, flat_.segs, flat_.offs);
+    run_topk(c, flat_);
+    const size_t n = size_t(c.count), kk = size_t(k());
+    pos_h_.resize(n * kk);
+    count_h_.resize(n);
+    flat_.pos.download(pos_h_.data(), pos_h_.size(), stream());
+    flat_.count.download(count_h_.data(), n, stream());
+    for (size_t v = 0; v < variants_.size(); ++v) {
+      const int64_t B = variants_[v].block_size;
+      scoring_.score_blocks_to_host(*variant_blocks_[v], c, B, variant_lo_[v].data(), variant_hi_[v].data(), j_, jh_,
+                                    &ms_.block_scores);
+      for (int64_t i = 0; i < c.count; ++i) {
+        SweepScores& o = out[size_t(c.first + i)];
+        const auto j = j_row(c, i, eligible_blocks(o.k_start, o.q_pos, B), B);
+        o.J[v].assign(j.begin(), j.end());
+      }
+    }
+    scoring_.synchronize();
+    scoring_.timer().collect();
+    for (size_t i = 0; i < n; ++i) {
+      out[size_t(c.first) + i].flat.assign(pos_h_.begin() + ptrdiff_t(i * kk),
+                                           pos_h_.begin() + ptrdiff_t(i * kk + size_t(count_h_[i])));
+    }
+  }
+
+  CudaScoring scoring_;
   size_t max_chunk_bytes_;  // 0: from the free device memory
   const LayerKeys* keys_ = nullptr;
   SelectionConfig config_;
+  // set_layer: the pooled keys of config_ and their bounds.
   PooledKeys pooled_;
+  BlockBounds bounds_;
   KeyStore tokens_, blocks_;
   DeviceArray<int> blo_, bhi_;
+  // set_sweep_layer: the pooled keys of every variant, and each query's eligible blocks per variant.
+  std::vector<PoolVariant> variants_;
+  std::vector<PooledKeys> variant_pooled_;
+  std::vector<std::unique_ptr<KeyStore>> variant_blocks_;
+  std::vector<DeviceArray<int>> variant_lo_, variant_hi_;
+  // Per chunk.
   DeviceArray<float> j_;
   std::vector<float> jh_;
   BlockChoice choice_;
-  DeviceArray<int> flat_segs_, flat_offs_, hisa_segs_, hisa_offs_, block_segs_, block_offs_;
-  DeviceArray<int> flat_pos_, flat_count_, hisa_pos_, hisa_count_;
-  DeviceArray<float> flat_score_, hisa_score_, row_max_, block_best_;
-  BlockBounds bounds_;
+  TopkOut flat_, hisa_;
+  DeviceArray<int> block_segs_, block_offs_;
+  DeviceArray<float> row_max_, block_best_;
   DeviceArray<double> mass_;
-  StageTimes times_;
+  std::vector<int> pos_h_, count_h_;
+  StageTimes ms_;  // milliseconds
 };
 
 }  // namespace
-
-StageTimes last_stage_times(const SelectionEngine& engine) {
-  const auto* cuda_engine = dynamic_cast<const CudaEngine*>(&engine);
-  if (cuda_engine == nullptr) throw std::invalid_argument("last_stage_times: not a CUDA engine");
-  return cuda_engine->times();
-}
 
 std::vector<std::vector<int64_t>> topk_rows(const std::vector<std::vector<float>>& rows, int64_t first_position,
                                             int64_t k, int device) {

@@ -23,23 +23,11 @@ std::unique_ptr<SelectionEngine> make_cuda_engine(int device, size_t max_chunk_b
 
 namespace hisa::cuda {
 
-// Where the last audit() or select() of a CUDA engine spent its time, in ms. GPU stages by CUDA events (summed
-// over query chunks); the block choice stage (select(): its GPU kernels by CUDA events; audit(): keep_blocks on
-// the host, segment lists and their upload, by the host clock) and the total by the host clock. total - (the
-// rest) is batch preparation (exactness checks, conversions, uploads), downloads and waiting.
-struct StageTimes {
-  double total_ms = 0;
-  double token_scores_ms = 0, block_scores_ms = 0, topk_ms = 0, masses_ms = 0;
-  double block_stage_ms = 0;
-};
 // Whether this build's fp8 tensor-core kernel runs on `device` (sm_90a code on a compute capability 9.0 GPU).
 bool fp8_mma_available(int device);
-// The name CUDA engines and sweep scorers on `device` report, "cuda (<GPU name>)", or "cuda (<GPU name>, fp8
-// tensor cores)" when fp8_mma is asked and available, without creating one.
+// The name CUDA engines on `device` report, "cuda (<GPU name>)", or "cuda (<GPU name>, fp8 tensor cores)" when
+// fp8_mma is asked and available, without creating one.
 std::string engine_name(int device, bool fp8_mma = false);
-
-// Throws std::invalid_argument when `engine` is not a CUDA engine.
-StageTimes last_stage_times(const SelectionEngine& engine);
 
 // The GPU top-k kernel on host rows, for tests and the benchmark: rows[i][j] is the score of position
 // first_position + j. Returns each row's k best positions, ascending (all of them when there are at most k).

@@ -1,12 +1,15 @@
-// The scoring context shared by the CUDA engine and the CUDA sweep scorer (cuda_scoring.hpp).
+// The CUDA engine's scoring context (cuda_scoring.hpp).
 #include "cuda/cuda_scoring.hpp"
 
+#include <algorithm>
 #include <limits>
 #include <stdexcept>
 
 #include "core/error.hpp"
+#include "core/log.hpp"
 #include "cuda/cuda_check.hpp"
 #include "cuda/cuda_engine.hpp"
+#include "select/blocks.hpp"
 
 namespace hisa::cuda {
 
@@ -21,13 +24,38 @@ void require_device(int device) {
   }
 }
 
-bool fp8_mma_available(int device) {
-  int current = 0;
-  HISA_CUDA_CHECK(cudaGetDevice(&current));
-  HISA_CUDA_CHECK(cudaSetDevice(device));
-  const bool ok = fp8_mma_supported(64);  // the kernel's conditions on the device; heads are the dump's
-  HISA_CUDA_CHECK(cudaSetDevice(current));
-  return ok;
+bool fp8_mma_available(int device) { return score_device(device).wgmma; }  // fp8 runs on wgmma only
+
+KernelChoice choose_score_kernel(const Exactness& keys, const Exactness& queries, int64_t heads, int64_t dim,
+                                 bool fp8_mma, const ScoreDevice& device) {
+  const int hp = int(round_up(heads, 8)), dp = int(round_up(dim, 16));
+  if (fp8_mma && dim <= kFp8Dim && device.wgmma && wgmma_takes(ValueType::E4M3, hp, kFp8Dim) && keys.e4m3() &&
+      queries.e4m3()) {
+    return {ValueType::E4M3, ScoreKernel::Wgmma};
+  }
+  if (dp > kMaxTensorCoreDim) return {};
+  auto sixteen_bit = [&](ValueType t) {
+    return KernelChoice{t, device.wgmma_16bit && wgmma_takes(t, hp, dp) ? ScoreKernel::Wgmma : ScoreKernel::MmaSync};
+  };
+  if (keys.bf16() && queries.bf16()) return sixteen_bit(ValueType::BF16);
+  if (keys.f16() && queries.f16()) return sixteen_bit(ValueType::F16);
+  if (queries.bf16() && keys.splittable() && device.wgmma && wgmma_takes(ValueType::BF16x3, hp, 3 * dp)) {
+    return {ValueType::BF16x3, ScoreKernel::Wgmma};
+  }
+  return {};
+}
+
+void StageTimer::begin(cudaStream_t s, double* target) {
+  if (n_ == pool_.size()) pool_.push_back(std::make_unique<Pair>());
+  pool_[n_]->target = target;
+  pool_[n_]->start.record(s);
+}
+
+void StageTimer::end(cudaStream_t s) { pool_[n_++]->stop.record(s); }
+
+void StageTimer::collect() {
+  for (size_t i = 0; i < n_; ++i) *pool_[i]->target += pool_[i]->stop.since(pool_[i]->start);
+  n_ = 0;
 }
 
 std::string engine_name(int device, bool fp8_mma) {
@@ -37,7 +65,7 @@ std::string engine_name(int device, bool fp8_mma) {
 }
 
 CudaScoring::CudaScoring(int device, bool fp8_mma)
-    : device_(device), fp8_mma_(fp8_mma), name_(engine_name(device, fp8_mma)) {
+    : device_(device), fp8_mma_(fp8_mma), score_device_(score_device(device)), name_(engine_name(device, fp8_mma)) {
   HISA_CUDA_CHECK(cudaSetDevice(device_));
   stream_.emplace();
 }
@@ -56,8 +84,8 @@ void CudaScoring::set_batch(const QueryBatch& b, int64_t key_count) {
     lo[size_t(i)] = int(ks);
     hi[size_t(i)] = int(qp);
   }
-  lo_.upload(lo.data(), lo.size(), s());
-  hi_.upload(hi.data(), hi.size(), s());
+  lo_.upload(lo.data(), lo.size(), stream());
+  hi_.upload(hi.data(), hi.size(), stream());
 }
 
 void CudaScoring::upload_block_ranges(int64_t B, DeviceArray<int>& lo, DeviceArray<int>& hi) {
@@ -67,8 +95,8 @@ void CudaScoring::upload_block_ranges(int64_t B, DeviceArray<int>& lo, DeviceArr
     blo[size_t(i)] = int(b.k_start[size_t(i)] / B);
     bhi[size_t(i)] = int(b.q_pos[size_t(i)] / B);
   }
-  lo.upload(blo.data(), blo.size(), s());
-  hi.upload(bhi.data(), bhi.size(), s());
+  lo.upload(blo.data(), blo.size(), stream());
+  hi.upload(bhi.data(), bhi.size(), stream());
 }
 
 std::vector<Chunk> CudaScoring::plan(const QueryBatch& b, bool token_scores, int64_t smallest_block, int64_t topk,
@@ -106,21 +134,38 @@ std::vector<Chunk> CudaScoring::plan(const QueryBatch& b, bool token_scores, int
   return chunks;
 }
 
+KernelChoice CudaScoring::kernel_for(KeyStore& keys) {
+  const QueryBatch& b = *batch_;
+  const KernelChoice choice = choose_score_kernel(keys.exact(), queries_.exact(), b.heads, b.dim, fp8_mma_, score_device_);
+  auto known = std::find_if(decisions_.begin(), decisions_.end(), [&](const Decision& d) { return d.keys == &keys; });
+  if (known == decisions_.end()) known = decisions_.insert(decisions_.end(), Decision{&keys, 0, {}});
+  if (known->generation != keys.generation() || !(known->choice == choice)) {
+    known->generation = keys.generation();
+    known->choice = choice;
+    log_verbose(name_ + ": " + keys.what() + " (" + std::to_string(keys.count()) + " x D " + std::to_string(b.dim) +
+                ") against " + std::to_string(b.heads) + " heads: " + score_kernel_name(choice.kernel) + " on " +
+                value_type_name(choice.type) + ", " + std::to_string(choice.tile_keys()) + "-key tiles");
+  }
+  return choice;
+}
+
 ScoreLaunch CudaScoring::launch_for(KeyStore& keys, const Chunk& c) {
   const QueryBatch& b = *batch_;
+  const KernelChoice choice = kernel_for(keys);
   ScoreLaunch a;
-  a.type = choose_type(keys.exact(), queries_.exact(), b.heads, b.dim, fp8_mma_);
+  a.type = choice.type;
+  a.kernel = choice.kernel;
   if (a.type == ValueType::F32) {
-    a.keys = keys.f32(s());
-    a.q = queries_.q_f32(s()) + c.first * b.heads * b.dim;
-    a.w = queries_.w_f32(s()) + c.first * b.heads;
+    a.keys = keys.f32(stream());
+    a.q = queries_.q_f32(stream()) + c.first * b.heads * b.dim;
+    a.w = queries_.w_f32(stream()) + c.first * b.heads;
     a.heads = int(b.heads);
     a.dim = int(b.dim);
   } else {
     const int64_t hp = round_up(b.heads, 8);
-    a.keys = keys.lowp(a.type, s());
-    a.q = queries_.q_lowp(a.type, s()) + c.first * hp * query_coded_dim(a.type, b.dim);
-    a.w = queries_.w_padded(s()) + c.first * hp;
+    a.keys = keys.lowp(a.type, stream());
+    a.q = queries_.q_lowp(a.type, stream()) + c.first * hp * query_coded_dim(a.type, b.dim);
+    a.w = queries_.w_padded(stream()) + c.first * hp;
     a.heads = int(hp);
     // The kernels' K: codes per row (BF16x3: its three runs; E4M3: 128 one-byte codes).
     a.dim = a.type == ValueType::E4M3 ? kFp8Dim : int(coded_dim(a.type, b.dim));
@@ -128,7 +173,7 @@ ScoreLaunch CudaScoring::launch_for(KeyStore& keys, const Chunk& c) {
   return a;
 }
 
-int CudaScoring::tile_keys(KeyStore& keys, const Chunk& c) { return score_tile_keys(launch_for(keys, c)); }
+int CudaScoring::tile_keys(KeyStore& keys) { return kernel_for(keys).tile_keys(); }
 
 void CudaScoring::score(KeyStore& keys, const Chunk& c, const int* lo, const int* hi, int range_lo, int range_hi,
                         const BlockChoice* work, float* out, int64_t stride, int base, double* stage) {
@@ -149,9 +194,9 @@ void CudaScoring::score(KeyStore& keys, const Chunk& c, const int* lo, const int
   a.out_stride = stride;
   a.out_base = base;
   used_fp8_mma_ = used_fp8_mma_ || a.type == ValueType::E4M3;
-  timer_.begin(s(), stage);
-  launch_score(a, s());
-  timer_.end(s());
+  timer_.begin(stream(), stage);
+  launch_score(a, stream());
+  timer_.end(stream());
 }
 
 void CudaScoring::score_blocks(KeyStore& blocks, const Chunk& c, int64_t B, const int* lo, const int* hi,
@@ -166,7 +211,7 @@ void CudaScoring::score_blocks_to_host(KeyStore& blocks, const Chunk& c, int64_t
                                        DeviceArray<float>& j, std::vector<float>& jh, double* stage) {
   score_blocks(blocks, c, B, lo, hi, j, stage);
   jh.resize(j.size());
-  j.download(jh.data(), jh.size(), s());
+  j.download(jh.data(), jh.size(), stream());
   stream_->synchronize();
 }
 
@@ -191,20 +236,20 @@ void CudaScoring::run_topk(const Chunk& c, int k, const DeviceArray<int>& segs, 
   t.out_pos = pos.data();
   t.out_score = sc.data();
   t.out_count = cnt.data();
-  timer_.begin(s(), stage);
-  launch_topk(t, s());
-  timer_.end(s());
+  timer_.begin(stream(), stage);
+  launch_topk(t, stream());
+  timer_.end(stream());
 }
 
 void CudaScoring::upload_segments(const std::vector<int>& segs, const std::vector<int>& offsets,
                                   DeviceArray<int>& dsegs, DeviceArray<int>& doffs) {
   static const int none[2] = {0, -1};  // an empty list still gets an allocation
   if (segs.empty()) {
-    dsegs.upload(none, 2, s());
+    dsegs.upload(none, 2, stream());
   } else {
-    dsegs.upload(segs.data(), segs.size(), s());
+    dsegs.upload(segs.data(), segs.size(), stream());
   }
-  doffs.upload(offsets.data(), offsets.size(), s());
+  doffs.upload(offsets.data(), offsets.size(), stream());
 }
 
 void append_visible_segments(const QueryBatch& b, const Chunk& c, std::vector<int>& segs, std::vector<int>& offs) {
@@ -216,15 +261,9 @@ void append_visible_segments(const QueryBatch& b, const Chunk& c, std::vector<in
 }
 
 void append_segments(const std::vector<int64_t>& kept, int64_t k_start, int64_t q_pos, int64_t B, std::vector<int>& segs) {
-  const size_t row_begin = segs.size();
-  for (int64_t blk : kept) {
-    const int a = int(std::max(blk * B, k_start)), z = int(std::min(blk * B + B - 1, q_pos));
-    if (segs.size() > row_begin && segs.back() + 1 == a) {
-      segs.back() = z;
-    } else {
-      segs.push_back(a);
-      segs.push_back(z);
-    }
+  for (const TokenRange& run : visible_runs(kept, B, k_start, q_pos)) {
+    segs.push_back(int(run.first));
+    segs.push_back(int(run.last));
   }
 }
 

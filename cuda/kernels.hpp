@@ -20,13 +20,22 @@ namespace hisa::cuda {
 //        bf16 codes [queries, H', D'] as for BF16, and the kernel reads each query row three times, so one
 //        wgmma product over K = 3·D' sums products that are exact in fp32 (the tensor core's internal
 //        rounding of partial sums, and of products too small to be normal, aside, as for BF16). dim is then
-//        3·D'. Only where split_bf16_supported().
+//        3·D'. Only on the wgmma kernel.
 //  E4M3: fp8 e4m3fn codes (one byte each) of values the engine checked are e4m3 values, padded to H' heads
 //        and 128 dims (dim = 128, in bytes), scored on Hopper's fp8 tensor cores (wgmma k32, fp32 output).
 //        Not exact: the fp8 MMA adds products with a narrower internal accumulator than fp32, so scores move
 //        by up to about 2^-13 of the summed magnitudes (README "fp8 tensor cores"). Only on request (the
-//        engine's fp8_mma option) and where fp8_mma_supported().
+//        engine's fp8_mma option), only on the wgmma kernel.
 enum class ValueType { F32, BF16, F16, BF16x3, E4M3 };
+
+// The kernel a score launch runs. The engine chooses it once per layer and kind of keys (cuda_scoring.hpp,
+// choose_score_kernel); launch_score runs what it is told, after checking that the kernel takes the launch.
+//  CudaCores: F32 on CUDA cores, 64-key tiles.
+//  MmaSync:   BF16 or F16 on tensor cores with mma.sync m16n8k16, 128-key tiles.
+//  Wgmma:     BF16, F16, BF16x3 or E4M3 on Hopper's warpgroup MMA (sm_90a), 128-key tiles (BF16x3: 64).
+enum class ScoreKernel { CudaCores, MmaSync, Wgmma };
+const char* score_kernel_name(ScoreKernel k);
+const char* value_type_name(ValueType t);
 
 // Keys of one scoring pass are processed in 64-key units; a mask (optional) says per query which units to
 // score. Bit u - unit_base of query i's mask words.
@@ -38,6 +47,7 @@ inline constexpr int kMaxTensorCoreDim = 128;
 // else of out is touched. range_lo/range_hi bound every query's [lo, hi] (the launch covers those keys).
 struct ScoreLaunch {
   ValueType type = ValueType::F32;
+  ScoreKernel kernel = ScoreKernel::CudaCores;
   const void* keys = nullptr;  // [key_count, dim] of type
   const float* scales = nullptr;  // [key_count]
   int key_count = 0;
@@ -65,16 +75,26 @@ struct ScoreLaunch {
   int cta_bound = 0;
   int list_tile_keys = 0;  // the tile size the lists were built for: score_tile_keys() of this launch
 };
+// Runs a.kernel; CudaError when that kernel does not take the launch's type and shape.
 void launch_score(const ScoreLaunch& a, cudaStream_t stream);
-// Keys per CTA tile of the kernel that launch_score picks for `a` (its type, heads, dim and the current
-// device): 128 (wgmma or mma.sync; wgmma with BF16x3: 64) or 64 (fp32). Tiles start at
-// (range_lo / 128) * 128.
-int score_tile_keys(const ScoreLaunch& a);
-// Whether the current device scores BF16x3 launches of heads_padded heads and dims_padded (D') dims.
-bool split_bf16_supported(int heads_padded, int dims_padded);
-// Whether the current device scores E4M3 launches of heads_padded heads (dims are padded to 128).
-bool fp8_mma_supported(int heads_padded);
+// Keys per CTA tile of a kernel for a type: 64 (CudaCores), 128 (MmaSync, Wgmma), 64 (Wgmma with BF16x3).
+// Tiles start at (range_lo / 128) * 128.
+int score_tile_keys(ScoreKernel kernel, ValueType type);
+inline int score_tile_keys(const ScoreLaunch& a) { return score_tile_keys(a.kernel, a.type); }
 inline constexpr int kFp8Dim = 128;
+
+// What a device offers the scoring kernels, read once per engine rather than per launch.
+struct ScoreDevice {
+  // The wgmma kernel runs here: this build has sm_90a machine code and the device has compute capability 9.0.
+  bool wgmma = false;
+  // And it is used for BF16 and F16 too (false with HISA_NO_WGMMA=1 in the environment, which keeps those on
+  // mma.sync to compare the two kernels; BF16x3 and E4M3 have no other kernel).
+  bool wgmma_16bit = false;
+};
+ScoreDevice score_device(int device);
+// Whether the wgmma kernel takes a launch of this type with heads_padded (H') heads and dim units per row (the
+// launch's dim: D' for BF16/F16, 3·D' for BF16x3, 128 for E4M3): H' in {32, 64}, D' in {64, 128}.
+bool wgmma_takes(ValueType type, int heads_padded, int dim);
 // The mask of a launch covers whole 128-key tiles: units [mask_unit_base, mask_unit_base + mask_units).
 inline int mask_unit_base(int range_lo) { return (range_lo / (2 * kMaskUnit)) * 2; }
 inline int mask_units(int range_lo, int range_hi) { return (range_hi / (2 * kMaskUnit)) * 2 + 2 - mask_unit_base(range_lo); }

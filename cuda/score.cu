@@ -15,6 +15,8 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 #include <cstdint>
 
 #include "cuda/cuda_check.hpp"
@@ -267,37 +269,81 @@ void launch_mma_dim(const ScoreLaunch& a, cudaStream_t stream) {
 
 }  // namespace
 
-int score_tile_keys(const ScoreLaunch& a) {
-  if (a.type == ValueType::F32) return kF32Tile;
-  return wgmma_applies(a) ? wgmma_tile_keys(a) : kMmaTile;
+const char* score_kernel_name(ScoreKernel k) {
+  switch (k) {
+    case ScoreKernel::CudaCores: return "fp32 CUDA cores";
+    case ScoreKernel::MmaSync: return "mma.sync";
+    case ScoreKernel::Wgmma: return "wgmma";
+  }
+  return "?";
 }
 
-bool split_bf16_supported(int heads_padded, int dims_padded) {
-  ScoreLaunch a;
-  a.type = ValueType::BF16x3;
-  a.heads = heads_padded;
-  a.dim = 3 * dims_padded;
-  return wgmma_applies(a);
+const char* value_type_name(ValueType t) {
+  switch (t) {
+    case ValueType::F32: return "fp32";
+    case ValueType::BF16: return "bf16";
+    case ValueType::F16: return "f16";
+    case ValueType::BF16x3: return "bf16x3 (split fp32 keys)";
+    case ValueType::E4M3: return "fp8 e4m3";
+  }
+  return "?";
 }
 
-bool fp8_mma_supported(int heads_padded) {
-  ScoreLaunch a;
-  a.type = ValueType::E4M3;
-  a.heads = heads_padded;
-  a.dim = kFp8Dim;
-  return wgmma_applies(a);
+int score_tile_keys(ScoreKernel kernel, ValueType type) {
+  switch (kernel) {
+    case ScoreKernel::CudaCores: return kF32Tile;
+    case ScoreKernel::MmaSync: return kMmaTile;
+    case ScoreKernel::Wgmma: return type == ValueType::BF16x3 ? 64 : kWgmmaTile;
+  }
+  return kMmaTile;
+}
+
+ScoreDevice score_device(int device) {
+  ScoreDevice d;
+#ifdef HISA_CUDA_SM90A  // built without sm_90a machine code, the wgmma kernel's body is a trap
+  int major = 0, minor = 0;
+  HISA_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  HISA_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  d.wgmma = major == 9 && minor == 0;
+#else
+  (void)device;
+#endif
+  const char* v = std::getenv("HISA_NO_WGMMA");
+  d.wgmma_16bit = d.wgmma && !(v != nullptr && *v != '\0' && *v != '0');
+  return d;
+}
+
+bool wgmma_takes(ValueType type, int heads_padded, int dim) {
+  if (heads_padded != 32 && heads_padded != 64) return false;
+  switch (type) {
+    case ValueType::F32: return false;
+    case ValueType::BF16:
+    case ValueType::F16: return dim == 64 || dim == 128;
+    case ValueType::BF16x3: return dim == 3 * 64 || dim == 3 * 128;
+    case ValueType::E4M3: return dim == kFp8Dim;
+  }
+  return false;
 }
 
 void launch_score(const ScoreLaunch& a, cudaStream_t stream) {
   if (a.queries <= 0 || a.range_hi < a.range_lo) return;
-  if (a.type != ValueType::F32) {
-    if (a.dim % 16 != 0 || a.heads % 8 != 0) throw CudaError("score kernel: tensor-core inputs must be padded");
-    if (a.list_rows != nullptr && a.list_tile_keys != score_tile_keys(a)) {
-      throw CudaError("score kernel: work lists built for another tile size");
+  if (a.list_rows != nullptr && a.list_tile_keys != score_tile_keys(a)) {
+    throw CudaError("score kernel: work lists built for another tile size");
+  }
+  if ((a.type == ValueType::F32) != (a.kernel == ScoreKernel::CudaCores)) {
+    throw CudaError(std::string("score kernel: ") + score_kernel_name(a.kernel) + " does not take " + value_type_name(a.type));
+  }
+  if (a.type != ValueType::F32 && (a.dim % 16 != 0 || a.heads % 8 != 0)) {
+    throw CudaError("score kernel: tensor-core inputs must be padded");
+  }
+  if (a.kernel == ScoreKernel::Wgmma) {
+    if (!wgmma_takes(a.type, a.heads, a.dim)) throw CudaError("score kernel: wgmma does not take this shape");
+    return launch_wgmma(a, stream);
+  }
+  if (a.kernel == ScoreKernel::MmaSync) {
+    if (a.type != ValueType::BF16 && a.type != ValueType::F16) {
+      throw CudaError(std::string("score kernel: mma.sync does not take ") + value_type_name(a.type));
     }
-    if (wgmma_applies(a)) return launch_wgmma(a, stream);
-    if (a.type == ValueType::BF16x3) throw CudaError("score kernel: split bf16 keys need the wgmma kernel");
-    if (a.type == ValueType::E4M3) throw CudaError("score kernel: fp8 operands need the wgmma kernel");
     return a.type == ValueType::F16 ? launch_mma_dim<true>(a, stream) : launch_mma_dim<false>(a, stream);
   }
   const int tiles = a.range_hi / kF32Tile - a.range_lo / kF32Tile + 1;  // 64-key tiles from range_lo's

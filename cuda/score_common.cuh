@@ -104,13 +104,8 @@ inline int queries_per_cta(int queries, int tiles) {
   return int(std::clamp<long long>(per, 1, 64));
 }
 
-// The wgmma kernel (score_wgmma.cu): sm_90 devices in builds with sm_90a machine code (HISA_CUDA_SM90A, set
-// by cuda/CMakeLists.txt), 32 or 64 padded heads, padded dims 64 or 128 (times 3 for BF16x3; 128 one-byte codes
-// for E4M3). HISA_NO_WGMMA=1 in the environment keeps bf16 and f16 on mma.sync; BF16x3 and E4M3 have no other
-// tensor-core kernel.
-bool wgmma_applies(const ScoreLaunch& a);
+// The wgmma kernel (score_wgmma.cu), for launches that wgmma_takes() on devices whose score_device() has wgmma.
 void launch_wgmma(const ScoreLaunch& a, cudaStream_t stream);
 // Its tile: 128 keys, or 64 for BF16x3 (whose longer K leaves registers for one 64-key M tile per warpgroup).
-inline int wgmma_tile_keys(const ScoreLaunch& a) { return a.type == ValueType::BF16x3 ? 64 : kWgmmaTile; }
 
 }  // namespace hisa::cuda::detail

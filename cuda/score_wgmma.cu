@@ -228,7 +228,7 @@ __global__ void __launch_bounds__(kWgThreads, kOp == kOpE4M3 ? 4 : 2) score_wgmm
     buf ^= 1;
   }
 #else
-  __trap();  // never launched: wgmma_applies() requires an sm_90 device, which runs the sm_90a image
+  __trap();  // never launched: score_device() offers wgmma only on sm_90 devices, which run the sm_90a image
 #endif
 }
 
@@ -263,37 +263,6 @@ void launch_heads(const ScoreLaunch& a, cudaStream_t stream) {
 }
 
 }  // namespace
-
-bool wgmma_applies(const ScoreLaunch& a) {
-  // HISA_NO_WGMMA=1 in the environment: the mma.sync kernel for bf16 and f16 (to compare the two kernels).
-  static const bool disabled = [] {
-    const char* v = std::getenv("HISA_NO_WGMMA");
-    return v != nullptr && *v != '\0' && *v != '0';
-  }();
-#ifndef HISA_CUDA_SM90A
-  return false;  // built without sm_90a machine code: the kernel's body would be a trap
-#endif
-  if (a.heads != 32 && a.heads != 64) return false;
-  switch (a.type) {
-    case ValueType::F32:
-      return false;
-    case ValueType::BF16:
-    case ValueType::F16:
-      if (disabled || (a.dim != 64 && a.dim != 128)) return false;
-      break;
-    case ValueType::BF16x3:  // only this kernel scores split keys
-      if (a.dim != 3 * 64 && a.dim != 3 * 128) return false;
-      break;
-    case ValueType::E4M3:  // nor fp8 operands
-      if (a.dim != kFp8Dim) return false;
-      break;
-  }
-  int device = 0, major = 0, minor = 0;
-  HISA_CUDA_CHECK(cudaGetDevice(&device));
-  HISA_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  HISA_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
-  return major == 9 && minor == 0;
-}
 
 void launch_wgmma(const ScoreLaunch& a, cudaStream_t stream) {
   return a.type == ValueType::F16 ? launch_heads<kOpF16>(a, stream) : launch_heads<kOpBF16>(a, stream);

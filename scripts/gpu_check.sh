@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds hisa with CUDA, runs the GPU tests, the CUDA bench and a CPU-vs-CUDA audit of a synthetic dump, on a
-# machine with a GPU. Logs go to $LOG (default /tmp/gpu_check); the main ones are copied to $OUT when that is
+# Builds hisa with CUDA, runs the GPU tests, the CUDA bench (BENCH=0 skips its matrix), each kernel family alone,
+# and a CPU-vs-CUDA audit of a synthetic dump, on a machine with a GPU. Logs go to $LOG (default /tmp/gpu_check); the main ones are copied to $OUT when that is
 # set (the device tool brings back at most 8 files). A short summary is printed last.
 set -u -o pipefail
 RESULTS=${OUT:-}
@@ -31,13 +31,22 @@ t0=$(date +%s)
 timeout 420 "$GPU_TESTS" >"$OUT/gpu_tests.log" 2>&1
 echo "gpu tests: exit $?, $(( $(date +%s) - t0 )) s"
 # The whole benchmark matrix (sampled L = 8K..128K, full causal prefills at 32K and 64K) in one call.
-timeout 300 "$HISA" bench --device cuda --json "$OUT/bench.json" >"$OUT/bench.log" 2>&1
-echo "bench: exit $?"
+if [ "${BENCH:-1}" != 0 ]; then
+  timeout 300 "$HISA" bench --device cuda --json "$OUT/bench.json" >"$OUT/bench.log" 2>&1
+  echo "bench: exit $?"
+fi
+# Each kernel family alone, at the sampled matrix's L.
+for k in score topk choice masses; do
+  timeout 60 "$HISA" bench --device cuda --kernel $k --keys 32768,131072 >>"$OUT/bench.log" 2>&1
+  echo "bench --kernel $k: exit $?"
+done
+timeout 60 "$HISA" bench --device cuda --kernel score --dtype fp8 --keys 32768,131072 >>"$OUT/bench.log" 2>&1
+echo "bench --kernel score --dtype fp8: exit $?"
 # End to end: the same synthetic dump audited by both engines.
 "$HISA" synth -o /tmp/niah.h5 --seq-len 32768 --layers 3 --queries sample:128 --heads 32 >/dev/null 2>&1
 for d in cpu cuda; do
   t0=$EPOCHREALTIME
-  timeout 200 "$HISA" audit /tmp/niah.h5 --device $d --json "$OUT/audit_$d.json" --per-query "$OUT/perq_$d.csv" >"$OUT/audit_$d.txt" 2>&1
+  timeout 200 "$HISA" audit /tmp/niah.h5 --device $d --verbose --json "$OUT/audit_$d.json" --per-query "$OUT/perq_$d.csv" >"$OUT/audit_$d.txt" 2>&1
   rc=$?
   echo "audit --device $d: exit $rc, $(awk "BEGIN{print $EPOCHREALTIME - $t0}") s"
 done
@@ -67,4 +76,4 @@ cat "$OUT/gpu.txt"
 grep -E "^\[  (PASSED|FAILED|SKIPPED) |tests? from .* ran|^\[ +FAILED" "$OUT/gpu_tests.log" | tail -20
 grep -E "Failure|error" -A4 "$OUT/gpu_tests.log" | head -60
 cat "$OUT/bench.log"
-cat "$OUT/audit_cuda.txt" | head -12
+head -16 "$OUT/audit_cuda.txt"

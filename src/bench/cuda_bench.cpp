@@ -194,7 +194,7 @@ void print_cuda_bench_summary(std::ostream& out, const CudaBenchOptions& o, cons
     }
     out << line;
   }
-  out << "\ntargets (issue #5; benchmarks, not tests)\n";
+  out << "\ntargets (benchmarks, not tests)\n";
   for (const auto& t : bench_targets(o, r)) {
     out << "  " << t.what << ": ";
     const std::string goal = std::string("(target ") + (t.at_most ? "<= " : ">= ") + with_unit(t, t.target, true) + ")";

@@ -1,8 +1,9 @@
 #pragma once
-// `hisa bench --device cuda`: the benchmark matrix of issue #5. Flat and HISA(B, m) selection through the CUDA
-// engine's select(), on random bf16-valued layers (and the same rounded to fp8 on an --fp8-mma engine), for sampled queries (every query at position L-1 sees all L
-// keys: the decode shape of tests/bench/torch_reference.py) and full causal prefills; stage times, rates
-// against the card's peaks, and the issue's targets.
+// `hisa bench --device cuda`: the benchmark matrix (docs/benchmarks.md). Flat and HISA(B, m) selection through the
+// CUDA engine's select(), on random bf16-valued layers (and the same rounded to fp8 on an fp8 tensor-core engine),
+// for sampled queries (every query at position L-1 sees all L keys: the decode shape of
+// tests/bench/torch_reference.py) and full causal prefills; stage times, rates against the card's peaks, and the
+// benchmark targets.
 #include <algorithm>
 #include <cstdint>
 #include <functional>
@@ -12,6 +13,8 @@
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
+
+#include "bench/selection_times.hpp"
 
 namespace hisa {
 
@@ -73,7 +76,7 @@ struct CudaBenchResult {
   std::vector<CudaBenchCase> cases;
 };
 
-// A target of issue #5 (benchmarks, not tests). value is empty when not measured (its case was not run, or
+// A benchmark target (benchmarks, not tests). value is empty when not measured (its case was not run, or
 // the peak it is relative to is unknown); note says which case a target over several cases took (the worst),
 // or why there is no value.
 struct BenchTarget {
@@ -86,22 +89,7 @@ struct BenchTarget {
 };
 std::vector<BenchTarget> bench_targets(const CudaBenchOptions& options, const CudaBenchResult& r);
 
-// What HISA(B, m) and flat selection cost on the GPU for queries that see L keys, through the engine's select()
-// (the same engine and random bf16 layer as run_cuda_bench): medians over repeats, per query, in µs.
-// kernels = every GPU stage by CUDA events (HISA: block scores, block choice, token scores, top-k).
-struct SelectionTimeGrid {
-  std::string gpu;
-  int64_t keys = 0, heads = 0, dim = 0, queries = 0, topk = 0;
-  double flat_kernels_us = 0;
-  std::vector<int64_t> block_sizes, blocks;
-  std::vector<std::vector<double>> hisa_kernels_us;  // [block size][m]
-};
-// One L (options.keys must hold exactly one), heads, dim, queries, topk and repeat are taken from `options`;
-// device: a CUDA device index. fp8_mma: the layer's values rounded to e4m3 and an --fp8-mma engine.
-SelectionTimeGrid time_selection_grid(const CudaBenchOptions& options, const std::vector<int64_t>& block_sizes,
-                                      const std::vector<int64_t>& blocks, int device, bool fp8_mma = false);
-
-// Defined in cuda/cuda_bench.cu (builds with CUDA only). Runs the sampled cases, then the prefill cases;
+// Defined in bench/cuda_bench_run.cpp (builds with CUDA only). Runs the sampled cases, then the prefill cases;
 // on_case (when set) gets the result so far after each case, so output can come while the rest run.
 // Throws UsageError when no usable GPU exists.
 CudaBenchResult run_cuda_bench(const CudaBenchOptions& options,

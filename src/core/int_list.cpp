@@ -25,7 +25,7 @@ int parse_int(const std::string& s, const std::string& option, const std::string
   int value = 0;
   auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
   if (ec != std::errc() || ptr != s.data() + s.size() || value < 0) {
-    throw UsageError(option + ": cannot read \"" + text + "\" (expected a list like 0-3,7)");
+    throw OptionError(option, "{" + option + "}: cannot read \"" + text + "\" (expected a list like 0-3,7)");
   }
   return value;
 }
@@ -34,7 +34,7 @@ int64_t parse_size(const std::string& s, const std::string& option, const std::s
   int64_t value = 0;
   auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
   if (ec != std::errc() || ptr != s.data() + s.size() || value < 1) {
-    throw UsageError(option + ": cannot read \"" + text + "\" (expected positive integers and doubling ranges, e.g. 8-512 or 8,12,16)");
+    throw OptionError(option, "{" + option + "}: cannot read \"" + text + "\" (expected positive integers and doubling ranges, e.g. 8-512 or 8,12,16)");
   }
   return value;
 }
@@ -50,11 +50,11 @@ std::vector<int64_t> parse_size_list(const std::string& text, const std::string&
       continue;
     }
     const int64_t lo = parse_size(part.substr(0, dash), option, text), hi = parse_size(part.substr(dash + 1), option, text);
-    if (hi < lo) throw UsageError(option + ": range \"" + part + "\" runs backwards");
+    if (hi < lo) throw OptionError(option, "{" + option + "}: range \"" + part + "\" runs backwards");
     for (int64_t v = lo; v < hi; v = v <= hi / 2 ? v * 2 : hi) out.push_back(v);  // no overflow near hi
     out.push_back(hi);
   }
-  if (out.empty()) throw UsageError(option + ": empty list");
+  if (out.empty()) throw OptionError(option, "{" + option + "}: empty list");
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
@@ -69,10 +69,10 @@ std::vector<int> parse_int_list(const std::string& text, const std::string& opti
       continue;
     }
     const int lo = parse_int(part.substr(0, dash), option, text), hi = parse_int(part.substr(dash + 1), option, text);
-    if (hi < lo) throw UsageError(option + ": range \"" + part + "\" runs backwards");
+    if (hi < lo) throw OptionError(option, "{" + option + "}: range \"" + part + "\" runs backwards");
     for (int v = lo; v <= hi; ++v) out.push_back(v);
   }
-  if (out.empty()) throw UsageError(option + ": empty list");
+  if (out.empty()) throw OptionError(option, "{" + option + "}: empty list");
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;

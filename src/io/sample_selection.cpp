@@ -38,8 +38,8 @@ int64_t resolve_topk(std::optional<int64_t> requested, const std::vector<DumpRea
   const int64_t k = readers.front().attributes().index_topk;
   for (const auto& r : readers) {
     if (r.attributes().index_topk != k) {
-      throw UsageError("the files disagree on index_topk (" + std::to_string(k) + " in " + readers.front().path() +
-                       ", " + std::to_string(r.attributes().index_topk) + " in " + r.path() + "); pass --topk");
+      throw OptionError("topk", "the files disagree on index_topk (" + std::to_string(k) + " in " + readers.front().path() +
+                                    ", " + std::to_string(r.attributes().index_topk) + " in " + r.path() + "); pass {topk}");
     }
   }
   return k;
@@ -55,7 +55,7 @@ std::vector<SampleSource> select_samples(const std::vector<DumpReader>& readers,
   for (const auto& name : names) {
     const bool found =
         std::any_of(sources.begin(), sources.end(), [&](const SampleSource& s) { return s.sample->name == name; });
-    if (!found) throw UsageError("--samples: no sample named \"" + name + "\" in the input files");
+    if (!found) throw OptionError("samples", "{samples}: no sample named \"" + name + "\" in the input files");
   }
   return sources;
 }
@@ -68,7 +68,7 @@ std::vector<int> select_layers(const std::vector<SampleSource>& sources, const s
   if (requested.empty()) return layers;
   for (int l : requested) {
     if (!std::binary_search(layers.begin(), layers.end(), l)) {
-      throw UsageError("--layers: layer " + std::to_string(l) + " is in none of the selected samples");
+      throw OptionError("layers", "{layers}: layer " + std::to_string(l) + " is in none of the selected samples");
     }
   }
   return requested;

@@ -23,13 +23,13 @@ struct SampleSource {
   const SampleEntry* sample = nullptr;
 };
 
-// The requested k, else the files' common index_topk (UsageError when they disagree).
+// The requested k, else the files' common index_topk (OptionError for topk when they disagree).
 int64_t resolve_topk(std::optional<int64_t> requested, const std::vector<DumpReader>& readers);
 
-// Every sample of every file, in file order, or only the named ones (UsageError for a name no file holds).
+// Every sample of every file, in file order, or only the named ones (OptionError for a name no file holds).
 std::vector<SampleSource> select_samples(const std::vector<DumpReader>& readers, const std::vector<std::string>& names);
 
-// Every layer the sources hold, ascending, or the requested ones (UsageError for a layer none holds).
+// Every layer the sources hold, ascending, or the requested ones (OptionError for a layer none holds).
 std::vector<int> select_layers(const std::vector<SampleSource>& sources, const std::vector<int>& requested);
 
 }  // namespace hisa

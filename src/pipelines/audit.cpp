@@ -2,19 +2,18 @@
 
 #include <algorithm>
 #include <chrono>
-#include <map>
 
 #include "core/error.hpp"
+#include "core/log.hpp"
 #include "core/progress.hpp"
 #include "io/dump_reader.hpp"
-#include "io/query_subset.hpp"
 #include "io/sample_selection.hpp"
 #include "metrics/parity.hpp"
-#include "select/blocks.hpp"
+#include "pipelines/common.hpp"
 #include "render/audit_output.hpp"
-#include "core/atomic_file.hpp"
 #include "run/cluster.hpp"
 #include "run/unit_runner.hpp"
+#include "select/blocks.hpp"
 #include "select/bounds.hpp"
 #include "select/certified.hpp"
 #include "select/engine.hpp"
@@ -23,12 +22,6 @@
 namespace hisa {
 
 namespace {
-
-constexpr int64_t kQueryBatch = 256;  // queries decoded at once: bounds memory, keeps every core busy
-
-std::string sample_label(const std::vector<SampleSource>& sources, size_t files, const SampleSource& src) {
-  return sources.size() > 1 && files > 1 ? src.reader->path() + ":" + src.sample->name : src.sample->name;
-}
 
 // The first n queries of a batch, as a batch.
 QueryBatch first_queries(const QueryBatch& b, int64_t n) {
@@ -61,10 +54,11 @@ class AuditWorker final : public UnitWorker {
     src_ = &sources_[u.source];
     layer_ = u.layer;
     keys_ = &keys;
+    label_ = sample_label(*src_, files_);
+    log_verbose(engine_->name() + ": layer " + std::to_string(u.layer) + " of " + label_);
     engine_->set_layer(keys, r_.config);
-    if (o_.method == Method::Certified) bounds_ = BlockBounds(keys, r_.config.block_size);
+    if (o_.certified) bounds_ = BlockBounds(keys, r_.config.block_size);
     acc_.emplace(u.layer, r_.config.block_size, o_.worst);
-    label_ = sample_label(sources_, files_, *src_);
     acc_->add_sample(label_);
     needle_.reset();
     const auto& attrs = src_->sample->attributes;
@@ -85,7 +79,7 @@ class AuditWorker final : public UnitWorker {
       parity_left_ -= head.count;
     }
     CertifiedResult certified;
-    if (o_.method == Method::Certified) certified = certified_select(*keys_, bounds_, batch, r_.config.topk, o_.threads);
+    if (o_.certified) certified = certified_select(*keys_, bounds_, batch, r_.config.topk, o_.threads);
     for (size_t i = 0; i < part.size(); ++i) {
       std::span<const int32_t> ref;
       if (batch.ref_width > 0) ref = {batch.topk_ref.data() + i * batch.ref_width, size_t(batch.ref_width)};
@@ -103,7 +97,7 @@ class AuditWorker final : public UnitWorker {
           return row[size_t(s - a.k_start)];
         }, m);
       }
-      if (o_.method == Method::Certified) {
+      if (o_.certified) {
         m.certified_keys_scored = certified.keys_scored[i];
         m.certified_equals_flat = certified.selections[i] == audits_[i].flat;
       }
@@ -149,8 +143,8 @@ std::string audit_fingerprint(const AuditOptions& o, const AuditResult& r, const
   const SelectionConfig& c = r.config;
   return "audit v1 topk=" + std::to_string(c.topk) + " B=" + std::to_string(c.block_size) + " m=" + std::to_string(c.blocks) +
          " forced=" + std::string(forced_mode_name(c.forced)) + " pool=" + std::string(pool_precision_name(c.pool)) +
-         " method=" + std::string(method_name(o.method)) + " worst=" + std::to_string(o.worst) + " parity=" + std::to_string(o.parity) + " engine=" + engine_kind + " files=" +
-         std::to_string(o.files.size());
+         " method=" + (o.certified ? "certified" : "hisa") + " worst=" + std::to_string(o.worst) +
+         " parity=" + std::to_string(o.parity) + " engine=" + engine_kind + " files=" + std::to_string(o.files.size());
 }
 
 // The layer's statistics from its units' accumulators, merged in sample order; samples without the layer
@@ -166,7 +160,7 @@ LayerStats merge_layer(int layer, const AuditResult& r, const AuditOptions& o, c
     if (bytes != nullptr) {
       acc.merge(LayerAccumulator::decode(*bytes));
     } else {
-      acc.add_missing_sample(sample_label(sources, files, sources[s]));
+      acc.add_missing_sample(sample_label(sources[s], files));
     }
   }
   return acc.finish();
@@ -184,18 +178,16 @@ AuditResult run_audit(const AuditOptions& o, const std::function<void(const Quer
   result.config = o.config;
   result.config.topk = resolve_topk(o.topk, readers);
   result.config.validate();
-  if (o.method != Method::Hisa && o.method != Method::Certified) {
-    throw UsageError("hisa audit compares HISA with DSA; --method takes hisa or certified");
-  }
   RunPlan plan = make_run_plan(o.run, o.max_queries, kQueryBatch);
   if (on_query && (plan.devices.size() > 1 || Cluster::get().size() > 1)) {
-    throw UsageError("per-query output (--per-query, hisa report) streams queries in order: it runs on one GPU in one process");
+    throw OptionError("per_query", "per-query output streams queries in order: it runs on one GPU in one process");
   }
-  if (on_query && plan.resume) throw UsageError("per-query output (--per-query, hisa report) cannot resume: it needs every query");
+  if (on_query && plan.resume) {
+    throw OptionError("per_query", "per-query output cannot resume: it needs every query");
+  }
   // The engine's name describes the run (every worker has the same kind); the first worker's.
   result.engine = engine_name_on(plan.devices.front(), o.run.fp8_mma);
-  const bool fp8 = fp8_mma_in_effect(plan.devices.front(), o.run.fp8_mma);
-  plan.fingerprint = audit_fingerprint(o, result, plan.devices.front() < 0 ? "cpu" : fp8 ? "cuda-fp8-mma" : "cuda");
+  plan.fingerprint = audit_fingerprint(o, result, engine_kind_on(plan.devices.front(), o.run.fp8_mma));
 
   const std::vector<SampleSource> sources = select_samples(readers, o.samples);
   const std::vector<int> layers = select_layers(sources, o.layers);
@@ -203,30 +195,21 @@ AuditResult run_audit(const AuditOptions& o, const std::function<void(const Quer
   Progress progress(int64_t(units.size()), o.progress);
   int64_t done = 0;
   // Finished layers are written to the checkpoint directory as they complete (layer_<N>.json).
-  std::vector<std::optional<std::string>> kept(units.size());
-  auto on_result = [&](size_t u, const std::string& bytes) {
-    progress.advance(++done, "layer " + std::to_string(units[u].layer) + "  " +
-                                 sample_label(sources, readers.size(), sources[units[u].source]));
-    if (o.run.checkpoint_dir.empty()) return;
-    kept[u] = bytes;
-    std::vector<const std::string*> ptr(units.size(), nullptr);
-    for (size_t x = 0; x < units.size(); ++x) {
-      if (units[x].layer != units[u].layer) continue;
-      if (!kept[x]) return;  // the layer is not complete yet
-      ptr[x] = &*kept[x];
-    }
-    AuditResult one = result;
-    one.layers = {merge_layer(units[u].layer, result, o, sources, readers.size(), units, ptr)};
-    write_file_atomically(o.run.checkpoint_dir + "/layer_" + std::to_string(units[u].layer) + ".json",
-                          [&](std::ostream& out) { out << audit_json(one).dump(2) << "\n"; });
-    for (size_t x = 0; x < units.size(); ++x) {
-      if (units[x].layer == units[u].layer) kept[x].reset();
-    }
-  };
+  LayerFiles layer_files(o.run.checkpoint_dir, ".json", units,
+                         [&](int layer, const std::vector<const std::string*>& results, std::ostream& out) {
+                           AuditResult one = result;
+                           one.layers = {merge_layer(layer, result, o, sources, readers.size(), units, results)};
+                           out << audit_json(one).dump(2) << "\n";
+                         });
   const auto results = run_units(
       sources, units, plan,
       [&](int device) { return std::make_unique<AuditWorker>(o, result, sources, readers.size(), device, on_query); },
-      result.timings.run, on_result);
+      result.timings.run,
+      [&](size_t u, const std::string& bytes) {
+        progress.advance(++done, "layer " + std::to_string(units[u].layer) + "  " +
+                                     sample_label(sources[units[u].source], readers.size()));
+        layer_files.add(u, bytes);
+      });
   progress.finish();
   if (!is_output_rank()) return result;
   const auto t0 = std::chrono::steady_clock::now();

@@ -22,8 +22,8 @@ struct AuditOptions {
   int threads = 0;
   bool progress = true;
   int64_t worst = 0;  // list this many worst queries per layer
-  // Method::Certified also runs the branch-and-bound selection and reports what it scored.
-  Method method = Method::Hisa;
+  // Also find DSA's selection by branch and bound (select/certified.hpp) and report what it scored.
+  bool certified = false;
   // Also audit the first N queries of each (sample, layer) with the CPU engine and count the differences
   // (metrics/parity.hpp): how far the run's engine (the CUDA engine) agrees with the CPU's.
   int64_t parity = 0;
@@ -52,7 +52,8 @@ struct AuditResult {
 };
 
 // on_query (optional) sees every query as it is finished, in layer, sample, query order, on one worker thread;
-// a run with on_query takes one worker in one process (UsageError with several GPUs or MPI ranks).
+// a run with on_query takes one worker in one process (an OptionError for per_query with several GPUs or MPI
+// ranks, or with resume).
 AuditResult run_audit(const AuditOptions& options, const std::function<void(const QueryRecord&)>& on_query = {});
 
 }  // namespace hisa

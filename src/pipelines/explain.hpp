@@ -1,9 +1,7 @@
 #pragma once
 // `hisa explain` as a library call: one query, DSA's and HISA's sets side by side, every miss with its
-// block's story and its cause, and a picture of the row.
-#include <nlohmann/json.hpp>
+// block's story and its cause, and its row of scores (render/explain_output.hpp draws it).
 #include <optional>
-#include <ostream>
 #include <string>
 #include <vector>
 
@@ -31,8 +29,7 @@ struct Explanation {
   std::vector<float> row;             // I[t,s] for s = k_start .. q_pos
 };
 
+// OptionError for a query outside the layer.
 Explanation explain_query(const ExplainOptions& options);
-void write_explanation(std::ostream& out, const Explanation& e, int64_t max_misses = 40, int width = 100);
-nlohmann::json explanation_json(const Explanation& e);
 
 }  // namespace hisa

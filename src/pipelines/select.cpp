@@ -7,6 +7,7 @@
 #include "io/dump_reader.hpp"
 #include "io/h5.hpp"
 #include "io/query_subset.hpp"
+#include "pipelines/common.hpp"
 #include "select/bounds.hpp"
 #include "select/certified.hpp"
 #include "select/engine.hpp"
@@ -35,7 +36,8 @@ void write_dataset(hid_t group, const char* name, hid_t file_type, hid_t mem_typ
 }  // namespace
 
 int64_t run_select(const SelectOptions& o) {
-  if (o.input.files.size() != 1) throw UsageError("hisa select takes exactly one input file");
+  if (o.input.files.size() != 1) throw UsageError("select takes exactly one input file");
+  if (o.certified && o.method != Method::Flat) throw std::invalid_argument("run_select: certified is a way to find flat DSA");
   DumpReader reader(o.input.files.front());
   SelectionConfig config = o.input.config;
   config.topk = o.input.topk.value_or(reader.attributes().index_topk);
@@ -44,12 +46,12 @@ int64_t run_select(const SelectOptions& o) {
 
   h5::silence_errors();
   h5::Handle file = h5::file(H5Fcreate(o.output.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
-  if (!file) throw UsageError("-o: cannot create " + o.output);
+  if (!file) throw OptionError("output", "{output}: cannot create " + o.output);
   hid_t root = file.get();
   h5::write_string_attribute(root, "format", "hisa-selection");
   h5::write_int_attribute(root, "format_version", 1);
   h5::write_string_attribute(root, "source_file", reader.path());
-  h5::write_string_attribute(root, "method", std::string(method_name(o.method)));
+  h5::write_string_attribute(root, "method", o.certified ? "certified" : std::string(method_name(o.method)));
   h5::write_int_attribute(root, "topk", config.topk);
   h5::write_int_attribute(root, "block_size", config.block_size);
   h5::write_int_attribute(root, "blocks", o.method == Method::Block ? config.block_sparse_blocks() : config.blocks);
@@ -84,10 +86,10 @@ int64_t run_select(const SelectOptions& o) {
       const auto picked = pick_queries(lr.shape().queries, o.input.max_queries);
       std::vector<std::vector<int64_t>> all;
       std::vector<int64_t> q_pos;
-      for (size_t at = 0; at < picked.size(); at += 256) {
-        std::vector<int64_t> part(picked.begin() + at, picked.begin() + std::min(picked.size(), at + 256));
+      for (size_t at = 0; at < picked.size(); at += size_t(kQueryBatch)) {
+        std::vector<int64_t> part(picked.begin() + at, picked.begin() + std::min(picked.size(), at + size_t(kQueryBatch)));
         QueryBatch batch = read_query_subset(lr, part);
-        if (o.method == Method::Certified) {
+        if (o.certified) {
           // Exact by construction, on the CPU whatever the device: it is a search, not a bulk scan.
           selections = certified_select(keys, BlockBounds(keys, config.block_size), batch, config.topk,
                                         o.input.threads).selections;

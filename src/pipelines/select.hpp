@@ -10,6 +10,9 @@ namespace hisa {
 struct SelectOptions {
   AuditOptions input;  // files (one), samples, layers, max_queries, topk, config, device, threads
   Method method = Method::Hisa;
+  // With Method::Flat: DSA's selection found by branch and bound (select/certified.hpp), on the CPU whatever the
+  // device; written with method "certified".
+  bool certified = false;
   std::string output;
 };
 

@@ -3,17 +3,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <map>
 #include <optional>
 #include <set>
 #include <sstream>
 
-#include "core/error.hpp"
 #include "metrics/diagnosis.hpp"
-#include "pipelines/explain.hpp"
 #include "render/svg.hpp"
-#include "select/blocks.hpp"
 
 namespace hisa {
 
@@ -36,135 +32,6 @@ constexpr double kFaithful = 0.95, kMixed = 0.80;
 // Colours of the miss causes, in MissCause order: near_tie, forced, near_cutoff, dilution.
 const std::vector<std::string> kCauseColors = {"#9e9e9e", "#8e6bbf", "#e0b04a", "#c9483c"};
 const std::vector<std::string> kCauseLabels = {"near_tie", "forced", "near_cutoff", "dilution"};
-
-// ---- collection -----------------------------------------------------------------------------------
-
-struct LayerCollect {
-  std::vector<double> hisa_iou, block_iou;
-  BudgetCurveAccumulator budget;
-};
-
-std::vector<std::pair<int64_t, int64_t>> merged_ranges(const QueryAudit& a, int64_t block_size) {
-  std::vector<std::pair<int64_t, int64_t>> out;
-  for (int64_t blk : a.hisa_blocks) {
-    const TokenRange r = visible_in_block(blk, block_size, a.k_start, a.q_pos);
-    if (!out.empty() && out.back().second + 1 == r.first) {
-      out.back().second = r.last;
-    } else {
-      out.push_back({r.first, r.last});
-    }
-  }
-  return out;
-}
-
-QueryPicture picture_of(const std::string& file, const std::string& sample, int layer, const WorstQuery& w,
-                        const SelectionConfig& config) {
-  ExplainOptions o;
-  o.file = file;
-  o.sample = sample;
-  o.layer = layer;
-  o.query = w.query;
-  o.topk = config.topk;
-  o.config = config;
-  const Explanation e = explain_query(o);
-  const QueryAudit& a = e.audit;
-  QueryPicture p;
-  p.file = file;
-  p.sample = sample;
-  p.layer = layer;
-  p.query = w.query;
-  p.q_pos = a.q_pos;
-  p.k_start = a.k_start;
-  p.iou = e.metrics.hisa.iou;
-  p.recall = e.metrics.hisa.recall;
-  p.coverage_ratio = e.metrics.hisa.coverage_ratio;
-  p.miss_causes = e.metrics.miss_causes;
-  p.column_max = svg::max_pool(e.row, kPictureColumns);
-  p.kept = merged_ranges(a, config.block_size);
-  std::set_intersection(a.flat.begin(), a.flat.end(), a.hisa.begin(), a.hisa.end(), std::back_inserter(p.dsa_kept));
-  std::set_difference(a.flat.begin(), a.flat.end(), a.hisa.begin(), a.hisa.end(), std::back_inserter(p.missed));
-  p.hisa_only = e.extras;
-  return p;
-}
-
-// The audit labels a sample "file:sample" when several files take part, else by its name alone.
-std::optional<std::pair<std::string, std::string>> source_of(const std::string& label,
-                                                             const std::set<std::pair<std::string, std::string>>& sources) {
-  for (const auto& [file, sample] : sources) {
-    if (label == sample || label == file + ":" + sample) return std::make_pair(file, sample);
-  }
-  return std::nullopt;
-}
-
-}  // namespace
-
-// The sweep's JSON, checked for what the page reads, before the audit runs.
-nlohmann::json read_sweep_json(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw UsageError("--sweep: cannot read " + path);
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-    for (const auto& mode : j.at("recommendations")) {
-      mode.at("pool_precision").get<std::string>();
-      mode.at("targets").at("recall_p5").get<double>();
-      for (const auto& l : mode.at("layers")) l.at("expected_recall_min").get<double>();
-      mode.at("uniform");
-    }
-  } catch (const nlohmann::json::exception& e) {
-    throw UsageError("--sweep: " + path + " is not the JSON of `hisa sweep --json`: " + e.what());
-  }
-  return j;
-}
-
-ReportData collect_report(const ReportOptions& o) {
-  ReportData d;
-  d.options = o;
-  if (!o.sweep_json.empty()) d.sweep = read_sweep_json(o.sweep_json);
-  std::map<int, LayerCollect> layers;
-  std::set<std::pair<std::string, std::string>> sources;
-  d.audit = run_audit(o.audit, [&](const QueryRecord& q) {
-    LayerCollect& l = layers[q.layer];
-    l.hisa_iou.push_back(q.metrics->hisa.iou);
-    l.block_iou.push_back(q.metrics->block.iou);
-    l.budget.add(budget_curve(*q.audit, *q.config));
-    sources.insert({q.file, q.sample});
-  });
-  for (const auto& stats : d.audit.layers) {
-    LayerCollect& c = layers[stats.layer];
-    d.layers.push_back({std::move(c.hisa_iou), std::move(c.block_iou), c.budget.mean()});
-  }
-  // Pictures from the per-layer worst lists: each layer's worst query first, then each layer's second, and
-  // so on, the lowest IoU first within a round, so one bad layer does not fill every picture. Queries
-  // without a miss have nothing to show.
-  struct Candidate {
-    size_t round;
-    int layer;
-    const WorstQuery* query;
-  };
-  std::vector<Candidate> candidates;
-  for (const auto& stats : d.audit.layers) {
-    for (size_t i = 0; i < stats.worst.size(); ++i) {
-      if (stats.worst[i].iou < 1) candidates.push_back({i, stats.layer, &stats.worst[i]});
-    }
-  }
-  std::stable_sort(candidates.begin(), candidates.end(), [](const Candidate& x, const Candidate& y) {
-    if (x.round != y.round) return x.round < y.round;
-    if (x.query->iou != y.query->iou) return x.query->iou < y.query->iou;
-    return x.query->coverage_ratio < y.query->coverage_ratio;
-  });
-  for (size_t i = 0; i < candidates.size() && int64_t(i) < o.pictures; ++i) {
-    const auto source = source_of(candidates[i].query->sample, sources);
-    if (!source) continue;
-    d.pictures.push_back(picture_of(source->first, source->second, candidates[i].layer, *candidates[i].query,
-                                    d.audit.config));
-  }
-  return d;
-}
-
-// ---- rendering ------------------------------------------------------------------------------------
-
-namespace {
 
 std::string fixed(double v, int decimals = 4) {
   char buf[64];

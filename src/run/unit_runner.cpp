@@ -207,9 +207,9 @@ std::vector<std::string> run_units(const std::vector<SampleSource>& sources, con
   if (!plan.checkpoint_dir.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(plan.checkpoint_dir, ec);
-    if (ec) throw UsageError("--checkpoint: cannot create " + plan.checkpoint_dir + ": " + ec.message());
+    if (ec) throw OptionError("checkpoint_dir", "{checkpoint_dir}: cannot create " + plan.checkpoint_dir + ": " + ec.message());
   }
-  if (plan.resume && plan.checkpoint_dir.empty()) throw UsageError("--resume needs --checkpoint DIR");
+  if (plan.resume && plan.checkpoint_dir.empty()) throw OptionError("resume", "{resume} needs {checkpoint_dir} DIR");
 
   // This rank's units (every size-th); those a checkpoint already holds are taken from it.
   std::vector<std::optional<std::string>> results(units.size());

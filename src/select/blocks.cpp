@@ -36,6 +36,19 @@ PooledKeys pool_keys(const LayerKeys& keys, int64_t block_size, PoolPrecision pr
   return p;
 }
 
+std::vector<TokenRange> visible_runs(const std::vector<int64_t>& kept, int64_t block_size, int64_t k_start, int64_t q_pos) {
+  std::vector<TokenRange> runs;
+  for (int64_t blk : kept) {
+    const TokenRange r = visible_in_block(blk, block_size, k_start, q_pos);
+    if (!runs.empty() && runs.back().last + 1 == r.first) {
+      runs.back().last = r.last;
+    } else {
+      runs.push_back(r);
+    }
+  }
+  return runs;
+}
+
 void tokens_in_blocks(const std::vector<int64_t>& kept, int64_t block_size, int64_t k_start, int64_t q_pos,
                       std::vector<int64_t>& out) {
   out.clear();

@@ -42,6 +42,10 @@ inline TokenRange visible_in_block(int64_t block, int64_t block_size, int64_t k_
           (block + 1) * block_size - 1 < q_pos ? (block + 1) * block_size - 1 : q_pos};
 }
 
+// The visible positions of the (ascending) kept blocks as runs of consecutive positions: adjacent kept blocks
+// make one run. Ascending.
+std::vector<TokenRange> visible_runs(const std::vector<int64_t>& kept, int64_t block_size, int64_t k_start, int64_t q_pos);
+
 // The visible positions of the (ascending) kept blocks, ascending, written to out.
 void tokens_in_blocks(const std::vector<int64_t>& kept, int64_t block_size, int64_t k_start, int64_t q_pos,
                       std::vector<int64_t>& out);

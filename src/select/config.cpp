@@ -5,9 +5,9 @@
 namespace hisa {
 
 void SelectionConfig::validate() const {
-  if (topk < 1) throw UsageError("--topk must be at least 1 (got " + std::to_string(topk) + ")");
-  if (block_size < 1) throw UsageError("--block-size must be at least 1 (got " + std::to_string(block_size) + ")");
-  if (blocks < 1) throw UsageError("--blocks must be at least 1 (got " + std::to_string(blocks) + ")");
+  if (topk < 1) throw OptionError("topk", "{topk} must be at least 1 (got " + std::to_string(topk) + ")");
+  if (block_size < 1) throw OptionError("block_size", "{block_size} must be at least 1 (got " + std::to_string(block_size) + ")");
+  if (blocks < 1) throw OptionError("blocks", "{blocks} must be at least 1 (got " + std::to_string(blocks) + ")");
 }
 
 std::string_view method_name(Method m) {
@@ -15,7 +15,6 @@ std::string_view method_name(Method m) {
     case Method::Flat: return "flat";
     case Method::Hisa: return "hisa";
     case Method::Block: return "block";
-    case Method::Certified: return "certified";
   }
   return "?";
 }
@@ -27,7 +26,6 @@ std::optional<Method> parse_method(std::string_view s) {
   if (s == "flat" || s == "dsa") return Method::Flat;
   if (s == "hisa") return Method::Hisa;
   if (s == "block" || s == "block-sparse") return Method::Block;
-  if (s == "certified") return Method::Certified;
   return std::nullopt;
 }
 

@@ -8,8 +8,9 @@
 
 namespace hisa {
 
-// Certified: flat DSA's selection computed by branch and bound over block score bounds (CPU).
-enum class Method { Flat, Hisa, Block, Certified };
+// The methods an engine selects with. (Flat DSA's selection can also be searched for by branch and bound,
+// select/certified.hpp: the same method found another way.)
+enum class Method { Flat, Hisa, Block };
 enum class ForcedMode { InBudget, Extra };  // official code (forced blocks use budget) / paper's Algorithm 1
 enum class PoolPrecision { Fp32, Fp8 };     // mean in fp32, optionally re-quantised to e4m3 per block
 
@@ -22,7 +23,7 @@ struct SelectionConfig {
 
   // The block-sparse baseline keeps m = ceil(k / B) blocks, in-budget.
   int64_t block_sparse_blocks() const { return (topk + block_size - 1) / block_size; }
-  void validate() const;  // UsageError on values that define no selection
+  void validate() const;  // OptionError on values that define no selection
 };
 
 std::string_view method_name(Method m);

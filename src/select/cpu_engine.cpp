@@ -1,14 +1,15 @@
 // The CPU engine: GEMM-tiled scoring (score_cpu), exact top-k (topk), HISA's block stage (blocks).
 // Queries are grouped into small chunks of neighbouring positions so one GEMM serves several queries;
 // chunks run in parallel and each query's result depends only on its own inputs, so the thread count
-// never changes a result.
+// never changes a result. The audit, select and sweep score a chunk with the same calls on the same ranges, so
+// their DSA sets and J agree bit for bit.
 #include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <stdexcept>
 
+#include "core/stopwatch.hpp"
 #include "select/blocks.hpp"
 #include "select/bounds.hpp"
 #include "select/engine.hpp"
@@ -32,9 +33,11 @@ class CpuEngine final : public SelectionEngine {
  public:
   explicit CpuEngine(int threads) : threads_(threads > 0 ? threads : omp_get_max_threads()) {}
   std::string name() const override { return "cpu"; }
+  StageTimes times() const override { return times_; }
 
   void set_layer(const LayerKeys& keys, const SelectionConfig& config) override {
     config.validate();
+    Stopwatch t(times_.pooling);
     keys_ = &keys;
     config_ = config;
     pooled_ = pool_keys(keys, config.block_size, config.pool);
@@ -42,6 +45,7 @@ class CpuEngine final : public SelectionEngine {
   }
 
   void audit(const QueryBatch& b, std::vector<QueryAudit>& out) override {
+    Stopwatch t(times_.calls);
     out.assign(size_t(b.count), QueryAudit{});
     const auto chunks = make_query_chunks(b);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads_)
@@ -49,11 +53,46 @@ class CpuEngine final : public SelectionEngine {
   }
 
   void select(const QueryBatch& b, Method method, std::vector<std::vector<int64_t>>& out) override {
-    if (method == Method::Certified) throw std::logic_error("the certified selection is select/certified.hpp's");
+    Stopwatch t(times_.calls);
     out.assign(size_t(b.count), {});
     const auto chunks = make_query_chunks(b);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads_)
     for (size_t c = 0; c < chunks.size(); ++c) select_chunk(b, chunks[c], method, out);
+  }
+
+  void set_sweep_layer(const LayerKeys& keys, int64_t topk, std::span<const PoolVariant> variants) override {
+    Stopwatch t(times_.pooling);
+    keys_ = &keys;
+    config_ = SelectionConfig{};
+    config_.topk = topk;
+    variants_.assign(variants.begin(), variants.end());
+    variant_pooled_.assign(variants.size(), {});
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads_)
+    for (size_t v = 0; v < variants.size(); ++v) {
+      variant_pooled_[v] = pool_keys(keys, variants[v].block_size, variants[v].precision);
+    }
+  }
+
+  void sweep(const QueryBatch& b, std::vector<SweepScores>& out) override {
+    Stopwatch t(times_.calls);
+    out.resize(size_t(b.count));
+    for (int64_t i = 0; i < b.count; ++i) {
+      out[size_t(i)].q_pos = b.q_pos[size_t(i)];
+      out[size_t(i)].k_start = b.k_start[size_t(i)];
+      out[size_t(i)].J.resize(variants_.size());
+    }
+    const auto chunks = make_query_chunks(b);
+    {
+      Stopwatch tokens(times_.token_scores);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads_)
+      for (size_t c = 0; c < chunks.size(); ++c) sweep_flat_chunk(b, chunks[c], out);
+    }
+    Stopwatch blocks(times_.block_scores);
+    const int64_t tasks = int64_t(chunks.size() * variants_.size());
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads_)
+    for (int64_t t = 0; t < tasks; ++t) {
+      sweep_blocks_chunk(b, chunks[size_t(t) / variants_.size()], size_t(t) % variants_.size(), out);
+    }
   }
 
  private:
@@ -65,55 +104,55 @@ class CpuEngine final : public SelectionEngine {
                width);
   }
 
-  // Block scores J of the chunk's queries for blocks [lo/B, hi/B]; row i starts at J[i * nb].
-  BlockSpan score_blocks(const QueryBatch& b, const Chunk& c, std::vector<float>& J) const {
-    const BlockSpan all = eligible_blocks(c.lo, c.hi, config_.block_size);
+  // Block scores J of the chunk's queries against `pooled` for blocks [lo/B, hi/B]; row i starts at J[i * nb].
+  static BlockSpan score_blocks(const QueryBatch& b, const Chunk& c, const PooledKeys& pooled, std::vector<float>& J) {
+    const BlockSpan all = eligible_blocks(c.lo, c.hi, pooled.block_size);
     J.resize(size_t(c.count * all.size()));
-    score_keys(score_inputs(b, c.first, c.count), pooled_.k.data() + all.first * pooled_.dim,
-               pooled_.scale.data() + all.first, all.size(), J.data(), all.size());
+    score_keys(score_inputs(b, c.first, c.count), pooled.k.data() + all.first * pooled.dim,
+               pooled.scale.data() + all.first, all.size(), J.data(), all.size());
     return all;
+  }
+
+  // Query i's J over its eligible blocks, from the chunk's J rows (score_blocks).
+  static std::span<const float> j_row(const std::vector<float>& J, BlockSpan all, int64_t i, BlockSpan span) {
+    return {J.data() + i * all.size() + (span.first - all.first), size_t(span.size())};
   }
 
   void audit_chunk(const QueryBatch& b, const Chunk& c, std::vector<QueryAudit>& out) const {
     thread_local std::vector<float> rows, J, cand_scores;
     thread_local std::vector<int64_t> cand, kept_block;
     score_rows(b, c, rows);
-    const BlockSpan all = score_blocks(b, c, J);
+    const BlockSpan all = score_blocks(b, c, pooled_, J);
     const int64_t width = c.hi - c.lo + 1;
     for (int64_t i = 0; i < c.count; ++i) {
-      const size_t q = size_t(c.first + i);
-      QueryAudit& a = out[q];
-      a.q_pos = b.q_pos[q];
-      a.k_start = b.k_start[q];
-      a.visible = a.q_pos - a.k_start + 1;
+      QueryAudit& a = out[size_t(c.first + i)];
+      set_query_position(a, b, c.first + i);
       const float* row = rows.data() + i * width;          // row[s - lo] = I[t, s]
       const std::span<const float> visible(row + (a.k_start - c.lo), size_t(a.visible));
 
       topk_range(visible, a.k_start, config_.topk, a.flat);
       a.flat_scores.clear();
       for (int64_t s : a.flat) a.flat_scores.push_back(row[s - c.lo]);
-      a.kth_score = a.visible > config_.topk ? *std::min_element(a.flat_scores.begin(), a.flat_scores.end())
-                                             : -std::numeric_limits<float>::infinity();
+      a.kth_score = kth_score(a, config_.topk);
 
       const BlockSpan span = eligible_blocks(a.k_start, a.q_pos, config_.block_size);
-      const std::span<const float> j_row(J.data() + i * all.size() + (span.first - all.first), size_t(span.size()));
-      keep_blocks(j_row, span, config_.blocks, config_.forced, a.hisa_blocks);
+      const std::span<const float> j = j_row(J, all, i, span);
+      keep_blocks(j, span, config_.blocks, config_.forced, a.hisa_blocks);
       tokens_in_blocks(a.hisa_blocks, config_.block_size, a.k_start, a.q_pos, cand);
       cand_scores.clear();
       for (int64_t s : cand) cand_scores.push_back(row[s - c.lo]);
       topk_positions(cand_scores, cand, config_.topk, a.hisa);
       a.hisa_scores.clear();
       for (int64_t s : a.hisa) a.hisa_scores.push_back(row[s - c.lo]);
-      a.block_scores.assign(j_row.begin(), j_row.end());
+      a.block_scores.assign(j.begin(), j.end());
       a.block_best.clear();
-      a.block_bounds.clear();
       for (int64_t blk = span.first; blk <= span.last; ++blk) {
-        const TokenRange visible = visible_in_block(blk, config_.block_size, a.k_start, a.q_pos);
-        a.block_best.push_back(*std::max_element(row + (visible.first - c.lo), row + (visible.last - c.lo) + 1));
-        a.block_bounds.push_back(bounds_.score_bound(b, c.first + i, blk));
+        const TokenRange range = visible_in_block(blk, config_.block_size, a.k_start, a.q_pos);
+        a.block_best.push_back(*std::max_element(row + (range.first - c.lo), row + (range.last - c.lo) + 1));
       }
+      set_block_bounds(a, bounds_, b, c.first + i);
 
-      keep_blocks(j_row, span, config_.block_sparse_blocks(), ForcedMode::InBudget, kept_block);
+      keep_blocks(j, span, config_.block_sparse_blocks(), ForcedMode::InBudget, kept_block);
       tokens_in_blocks(kept_block, config_.block_size, a.k_start, a.q_pos, a.block);
 
       a.row_max = *std::max_element(visible.begin(), visible.end());
@@ -138,31 +177,53 @@ class CpuEngine final : public SelectionEngine {
       }
       return;
     }
-    const BlockSpan all = score_blocks(b, c, J);
+    const BlockSpan all = score_blocks(b, c, pooled_, J);
     for (int64_t i = 0; i < c.count; ++i) {
       const size_t q = size_t(c.first + i);
       const int64_t ks = b.k_start[q], qp = b.q_pos[q];
       const BlockSpan span = eligible_blocks(ks, qp, config_.block_size);
-      const std::span<const float> j_row(J.data() + i * all.size() + (span.first - all.first), size_t(span.size()));
+      const std::span<const float> j = j_row(J, all, i, span);
       if (method == Method::Block) {
-        keep_blocks(j_row, span, config_.block_sparse_blocks(), ForcedMode::InBudget, kept);
+        keep_blocks(j, span, config_.block_sparse_blocks(), ForcedMode::InBudget, kept);
         tokens_in_blocks(kept, config_.block_size, ks, qp, out[q]);
         continue;
       }
-      keep_blocks(j_row, span, config_.blocks, config_.forced, kept);
-      // Token stage: score only the visible part of each kept block.
+      keep_blocks(j, span, config_.blocks, config_.forced, kept);
+      // Token stage: score only the visible part of each kept block, a run of adjacent kept blocks at once.
       tokens_in_blocks(kept, config_.block_size, ks, qp, cand);
       cand_scores.resize(cand.size());
       const ScoreInputs one = score_inputs(b, c.first + i, 1);
       size_t at = 0;
-      while (at < cand.size()) {  // runs of consecutive positions (adjacent kept blocks merge)
-        size_t end = at + 1;
-        while (end < cand.size() && cand[end] == cand[end - 1] + 1) ++end;
-        score_keys(one, keys_->row(cand[at]), keys_->k_scale.data() + cand[at], int64_t(end - at),
-                   cand_scores.data() + at, 0);
-        at = end;
+      for (const TokenRange& run : visible_runs(kept, config_.block_size, ks, qp)) {
+        score_keys(one, keys_->row(run.first), keys_->k_scale.data() + run.first, run.size(), cand_scores.data() + at, 0);
+        at += size_t(run.size());
       }
       topk_positions(cand_scores, cand, config_.topk, out[q]);
+    }
+  }
+
+  // DSA for the sweep, as audit_chunk: one row per query over the chunk's key range, top-k of the visible part.
+  void sweep_flat_chunk(const QueryBatch& b, const Chunk& c, std::vector<SweepScores>& out) const {
+    thread_local std::vector<float> rows;
+    score_rows(b, c, rows);
+    const int64_t width = c.hi - c.lo + 1;
+    for (int64_t i = 0; i < c.count; ++i) {
+      SweepScores& s = out[size_t(c.first + i)];
+      const int64_t visible = s.q_pos - s.k_start + 1;
+      s.flat.clear();  // topk_range appends
+      topk_range({rows.data() + i * width + (s.k_start - c.lo), size_t(visible)}, s.k_start, config_.topk, s.flat);
+    }
+  }
+
+  // J of variant v for the chunk, as audit_chunk's, then each query's eligible slice.
+  void sweep_blocks_chunk(const QueryBatch& b, const Chunk& c, size_t v, std::vector<SweepScores>& out) const {
+    thread_local std::vector<float> J;
+    const PooledKeys& p = variant_pooled_[v];
+    const BlockSpan all = score_blocks(b, c, p, J);
+    for (int64_t i = 0; i < c.count; ++i) {
+      SweepScores& s = out[size_t(c.first + i)];
+      const auto j = j_row(J, all, i, eligible_blocks(s.k_start, s.q_pos, p.block_size));
+      s.J[v].assign(j.begin(), j.end());
     }
   }
 
@@ -171,9 +232,18 @@ class CpuEngine final : public SelectionEngine {
   SelectionConfig config_;
   PooledKeys pooled_;
   BlockBounds bounds_;
+  std::vector<PoolVariant> variants_;
+  std::vector<PooledKeys> variant_pooled_;
+  StageTimes times_;
 };
 
 }  // namespace
+
+StageTimes operator-(const StageTimes& a, const StageTimes& b) {
+  return {a.calls - b.calls,           a.pooling - b.pooling,           a.token_scores - b.token_scores,
+          a.block_scores - b.block_scores, a.block_choice - b.block_choice, a.topk - b.topk,
+          a.masses - b.masses};
+}
 
 std::unique_ptr<SelectionEngine> make_cpu_engine(int threads) { return std::make_unique<CpuEngine>(threads); }
 

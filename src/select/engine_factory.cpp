@@ -5,11 +5,9 @@
 #include "select/engine.hpp"
 
 #include "core/int_list.hpp"
-#include "select/sweep_scorer.hpp"
 
 #ifdef HISA_HAVE_CUDA
 #include "cuda/cuda_engine.hpp"
-#include "cuda/cuda_sweep_scorer.hpp"
 #include "cuda/device_info.hpp"
 #include "cuda/kernels.hpp"
 #endif
@@ -39,7 +37,7 @@ int usable_device(std::string& why) {
 void note_fp8_mma_unavailable(const std::vector<int>& devices) {
   for (int d : devices) {
     if (!cuda::fp8_mma_available(d)) {
-      std::cerr << "hisa: --fp8-mma: this build has no fp8 tensor-core kernel for " << cuda::engine_name(d)
+      std::cerr << "hisa: fp8 tensor cores: this build has no fp8 tensor-core kernel for " << cuda::engine_name(d)
                 << " (it needs sm_90a); its scores are exact\n";
     }
   }
@@ -54,15 +52,15 @@ std::unique_ptr<SelectionEngine> make_engine(const std::string& device, int thre
 
 std::vector<int> resolve_devices(const std::string& device, const std::string& gpus, bool fp8_mma) {
   if (device != "cpu" && device != "cuda" && device != "auto") {
-    throw UsageError("--device must be cpu, cuda or auto (got \"" + device + "\")");
+    throw OptionError("device", "{device} must be cpu, cuda or auto (got \"" + device + "\")");
   }
   if (device == "cpu") {
-    if (!gpus.empty()) throw UsageError("--gpus needs --device cuda or auto");
-    if (fp8_mma) throw UsageError("--fp8-mma scores on a GPU's fp8 tensor cores: it needs --device cuda or auto");
+    if (!gpus.empty()) throw OptionError("gpus", "{gpus} needs {device} cuda or auto");
+    if (fp8_mma) throw OptionError("fp8_mma", "{fp8_mma} scores on a GPU's fp8 tensor cores: it needs {device} cuda or auto");
     return {-1};
   }
   // What "auto" says when it falls back to the CPU.
-  const std::string exact_note = fp8_mma ? " (--fp8-mma has no effect there: the scores are exact)" : "";
+  const std::string exact_note = fp8_mma ? " (no fp8 tensor cores there: the scores are exact)" : "";
 #ifdef HISA_HAVE_CUDA
   if (gpus.empty()) {
     std::string why;
@@ -71,7 +69,7 @@ std::vector<int> resolve_devices(const std::string& device, const std::string& g
       if (fp8_mma) note_fp8_mma_unavailable({index});
       return {index};
     }
-    if (device == "cuda") throw UsageError("--device cuda: " + why + "; use --device cpu");
+    if (device == "cuda") throw OptionError("device", "{device} cuda: " + why + "; use {device} cpu");
     std::cerr << "hisa: " << why << "; using the CPU engine" << exact_note << "\n";
     return {-1};
   }
@@ -81,23 +79,23 @@ std::vector<int> resolve_devices(const std::string& device, const std::string& g
     for (const auto& d : devices) {
       if (cuda::kernel_image_problem(d.index).empty()) out.push_back(d.index);
     }
-    if (out.empty()) throw UsageError("--gpus all: no GPU can run this build's kernels");
+    if (out.empty()) throw OptionError("gpus", "{gpus} all: no GPU can run this build's kernels");
     if (fp8_mma) note_fp8_mma_unavailable(out);
     return out;
   }
-  for (int index : parse_int_list(gpus, "--gpus")) {
+  for (int index : parse_int_list(gpus, "gpus")) {
     if (index < 0 || index >= int(devices.size())) {
-      throw UsageError("--gpus: no CUDA device " + std::to_string(index) + " (" + std::to_string(devices.size()) + " found)");
+      throw OptionError("gpus", "{gpus}: no CUDA device " + std::to_string(index) + " (" + std::to_string(devices.size()) + " found)");
     }
     const std::string problem = cuda::kernel_image_problem(index);
-    if (!problem.empty()) throw UsageError("--gpus: the kernels of this build cannot run on device " + std::to_string(index) + ": " + problem);
+    if (!problem.empty()) throw OptionError("gpus", "{gpus}: the kernels of this build cannot run on device " + std::to_string(index) + ": " + problem);
     if (std::find(out.begin(), out.end(), index) == out.end()) out.push_back(index);
   }
   if (fp8_mma) note_fp8_mma_unavailable(out);
   return out;
 #else
   if (device == "cuda" || !gpus.empty()) {
-    throw UsageError("--device cuda/--gpus: this build has no CUDA support (built without nvcc); use --device cpu");
+    throw OptionError(device == "cuda" ? "device" : "gpus", "{device} cuda/{gpus}: this build has no CUDA support (built without nvcc); use {device} cpu");
   }
   std::cerr << "hisa: built without CUDA; using the CPU engine" << exact_note << "\n";
   return {-1};
@@ -121,6 +119,11 @@ std::string engine_name_on(int device, [[maybe_unused]] bool fp8_mma) {
 #endif
 }
 
+std::string engine_kind_on(int device, bool fp8_mma) {
+  if (device < 0) return "cpu";
+  return fp8_mma_in_effect(device, fp8_mma) ? "cuda (fp8 tensor cores)" : "cuda";
+}
+
 std::unique_ptr<SelectionEngine> make_engine_on(int device, int threads, [[maybe_unused]] bool fp8_mma) {
   if (device < 0) return make_cpu_engine(threads);
 #ifdef HISA_HAVE_CUDA
@@ -130,13 +133,5 @@ std::unique_ptr<SelectionEngine> make_engine_on(int device, int threads, [[maybe
 #endif
 }
 
-std::unique_ptr<SweepScorer> make_sweep_scorer_on(int device, int threads, [[maybe_unused]] bool fp8_mma) {
-  if (device < 0) return make_cpu_sweep_scorer(threads);
-#ifdef HISA_HAVE_CUDA
-  return make_cuda_sweep_scorer(device, 0, fp8_mma);
-#else
-  throw UsageError("this build has no CUDA support");
-#endif
-}
 
 }  // namespace hisa

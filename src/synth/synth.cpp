@@ -389,7 +389,7 @@ LayerKind synth_layer_kind(SynthProfile p, int layer) {
 QuerySelection parse_query_selection(std::string_view text) {
   if (text == "all") return {QueryMode::All, 0};
   auto bad = [&] {
-    return UsageError("--queries: expected all, last:N or sample:N with N >= 1, got \"" + std::string(text) + "\"");
+    return OptionError("queries", "{queries}: expected all, last:N or sample:N with N >= 1, got \"" + std::string(text) + "\"");
   };
   const size_t colon = text.find(':');
   if (colon == std::string_view::npos) throw bad();
@@ -418,31 +418,31 @@ std::string query_selection_text(const QuerySelection& q) {
 }
 
 void validate_synth_options(const SynthOptions& o) {
-  auto require = [](bool ok, const std::string& message) {
-    if (!ok) throw UsageError(message);
+  auto require = [](bool ok, const char* option, const std::string& message) {
+    if (!ok) throw OptionError(option, message);
   };
-  require(o.seq_len >= 1, "--seq-len must be at least 1, got " + std::to_string(o.seq_len));
-  require(o.layers >= 1, "--layers must be at least 1, got " + std::to_string(o.layers));
-  require(o.heads >= 1, "--heads must be at least 1, got " + std::to_string(o.heads));
-  require(o.head_dim >= kRopeDims,
-          "--head-dim must be at least 64 (dims 0..63 carry RoPE), got " + std::to_string(o.head_dim));
-  require(o.index_topk >= 1, "--topk must be at least 1, got " + std::to_string(o.index_topk));
-  require(o.gzip_level >= 0 && o.gzip_level <= 9, "--gzip must be 0-9, got " + std::to_string(o.gzip_level));
-  require(o.samples >= 1, "--samples must be at least 1, got " + std::to_string(o.samples));
-  require(o.queries.mode == QueryMode::All || o.queries.count >= 1,
-          "--queries: N must be at least 1 in " + query_selection_text(o.queries));
-  require(o.packed >= 1, "--packed must be at least 1, got " + std::to_string(o.packed));
-  require(o.seq_len % o.packed == 0, "--packed " + std::to_string(o.packed) + " must divide --seq-len " +
-                                         std::to_string(o.seq_len) + " (the packed sequences have equal length)");
-  require(!o.ue8m0 || o.dtype == ElementType::FP8_E4M3, "--scale-fmt ue8m0 needs --dtype fp8");
-  require(!o.model.empty(), "--model must not be empty");
-  require(std::isfinite(o.depth_percent) && o.depth_percent >= 0 && o.depth_percent <= 100,
-          "--depth must be a percentage in [0, 100], got " + format_number(o.depth_percent));
-  require(o.needle_len >= 1, "--needle-len must be at least 1, got " + std::to_string(o.needle_len));
+  require(o.seq_len >= 1, "seq_len", "{seq_len} must be at least 1, got " + std::to_string(o.seq_len));
+  require(o.layers >= 1, "layers", "{layers} must be at least 1, got " + std::to_string(o.layers));
+  require(o.heads >= 1, "heads", "{heads} must be at least 1, got " + std::to_string(o.heads));
+  require(o.head_dim >= kRopeDims, "head_dim",
+          "{head_dim} must be at least 64 (dims 0..63 carry RoPE), got " + std::to_string(o.head_dim));
+  require(o.index_topk >= 1, "topk", "{topk} must be at least 1, got " + std::to_string(o.index_topk));
+  require(o.gzip_level >= 0 && o.gzip_level <= 9, "gzip", "{gzip} must be 0-9, got " + std::to_string(o.gzip_level));
+  require(o.samples >= 1, "samples", "{samples} must be at least 1, got " + std::to_string(o.samples));
+  require(o.queries.mode == QueryMode::All || o.queries.count >= 1, "queries",
+          "{queries}: N must be at least 1 in " + query_selection_text(o.queries));
+  require(o.packed >= 1, "packed", "{packed} must be at least 1, got " + std::to_string(o.packed));
+  require(o.seq_len % o.packed == 0, "packed", "{packed} " + std::to_string(o.packed) + " must divide {seq_len} " +
+                                                  std::to_string(o.seq_len) + " (the packed sequences have equal length)");
+  require(!o.ue8m0 || o.dtype == ElementType::FP8_E4M3, "scale_fmt", "{scale_fmt} ue8m0 needs {dtype} fp8");
+  require(!o.model.empty(), "model", "{model} must not be empty");
+  require(std::isfinite(o.depth_percent) && o.depth_percent >= 0 && o.depth_percent <= 100, "depth",
+          "{depth} must be a percentage in [0, 100], got " + format_number(o.depth_percent));
+  require(o.needle_len >= 1, "needle_len", "{needle_len} must be at least 1, got " + std::to_string(o.needle_len));
   if (o.profile == SynthProfile::Niah) {
-    require(o.needle_len <= o.seq_len / o.packed,
-            "--needle-len " + std::to_string(o.needle_len) + " does not fit a sequence of " +
-                std::to_string(o.seq_len / o.packed) + " tokens (--seq-len / --packed)");
+    require(o.needle_len <= o.seq_len / o.packed, "needle_len",
+            "{needle_len} " + std::to_string(o.needle_len) + " does not fit a sequence of " +
+                std::to_string(o.seq_len / o.packed) + " tokens ({seq_len} / {packed})");
   }
 }
 
@@ -587,7 +587,7 @@ LayerArrays synth_layer(const SynthOptions& o, int sample, int layer) {
 
 void write_synth_dump(const SynthOptions& o) {
   validate_synth_options(o);
-  if (o.output.empty()) throw UsageError("-o/--output: no output file given");
+  if (o.output.empty()) throw OptionError("output", "{output}: no output file given");
   DumpWriter writer(o.output, synth_file_attributes(o));
   WriteOptions wo;
   wo.gzip_level = o.gzip_level;

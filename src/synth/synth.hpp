@@ -78,11 +78,11 @@ std::string_view profile_name(SynthProfile p);
 std::optional<SynthProfile> parse_profile(std::string_view name);
 std::string_view layer_kind_name(LayerKind k);
 LayerKind synth_layer_kind(SynthProfile p, int layer);
-// "all", "last:N" or "sample:N"; throws UsageError naming --queries.
+// "all", "last:N" or "sample:N"; throws an OptionError for queries.
 QuerySelection parse_query_selection(std::string_view text);
 std::string query_selection_text(const QuerySelection& q);
 
-// Throws UsageError naming the command-line option of the first invalid value.
+// Throws an OptionError for the option of the first invalid value (named as the CLI's flags are, with _).
 void validate_synth_options(const SynthOptions& o);
 
 FileAttributes synth_file_attributes(const SynthOptions& o);

@@ -117,9 +117,35 @@ TEST(Cli, Fp8MmaNeedsTheCudaEngine) {
   ASSERT_TRUE(r.exited) << r.output;
   EXPECT_EQ(0, r.status) << r.output;
   if (r.output.find("using the CPU engine") != std::string::npos) {  // always so without a GPU (CI)
-    EXPECT_NE(r.output.find("using the CPU engine (--fp8-mma has no effect there: the scores are exact)"),
+    EXPECT_NE(r.output.find("using the CPU engine (no fp8 tensor cores there: the scores are exact)"),
               std::string::npos)
         << r.output;
+  }
+}
+
+// The library names options by its own names; the CLI's message names the flag the user typed, exit status 2.
+TEST(Cli, LibraryErrorsNameTheFlags) {
+  TempDir dir;
+  const std::string path = dir.file("base.h5");
+  test::write_base_file(path, test::BaseKind::F32);
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"synth", "-o", dir.file("s.h5"), "--head-dim", "32"}, "--head-dim must be at least 64"},
+      {{"synth", "-o", dir.file("s.h5"), "--scale-fmt", "ue8m0"}, "--scale-fmt ue8m0 needs --dtype fp8"},
+      {{"audit", path, "--device", "cpu", "--topk", "0"}, "--topk must be at least 1 (got 0)"},
+      {{"audit", path, "--device", "cpu", "--gpus", "0"}, "--gpus needs --device cuda or auto"},
+      {{"audit", path, "--device", "cpu", "--resume"}, "--resume needs --checkpoint DIR"},
+      {{"audit", path, "--device", "cpu", "--layers", "7-3"}, "--layers: range \"7-3\" runs backwards"},
+      {{"sweep", path, "--device", "cpu", "--pool-precision", ","}, "--pool-precision: empty list"},
+      {{"sweep", path, "--device", "cpu", "--block-sizes", "0"}, "--block-sizes: cannot read \"0\""},
+      {{"explain", path, "--sample", "s0", "--layer", "0", "--query", "99"}, "--query 99 is outside"},
+      {{"report", path, "--device", "cpu", "--sweep", dir.file("none.json"), "-o", dir.file("r.html")},
+       "--sweep: cannot read"},
+  };
+  for (const auto& [args, message] : cases) {
+    test::ProcessResult r = run_hisa(args, dir);
+    ASSERT_TRUE(r.exited) << r.output;
+    EXPECT_EQ(2, r.status) << args.front() << ": " << r.output;
+    EXPECT_NE(r.output.find("hisa: error: " + message), std::string::npos) << args.front() << ": " << r.output;
   }
 }
 

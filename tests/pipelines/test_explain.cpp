@@ -6,6 +6,7 @@
 #include "pipelines/audit.hpp"
 #include "render/audit_output.hpp"
 #include "pipelines/explain.hpp"
+#include "render/explain_output.hpp"
 #include "synth/synth.hpp"
 #include "test_util.hpp"
 
@@ -96,7 +97,7 @@ TEST(AuditDiagnostics, WorstCausesAndCertifiedMethod) {
   o.run.device = "cpu";
   o.progress = false;
   o.worst = 3;
-  o.method = Method::Certified;
+  o.certified = true;
   std::map<int, std::vector<double>> ious;
   std::map<int, int64_t> misses;
   AuditResult r = run_audit(o, [&](const QueryRecord& q) {

@@ -1,0 +1,237 @@
+#pragma once
+// Keys and queries in the forms the scoring kernels take (kernels.hpp ValueType): which 16-bit types hold a
+// layer's or a batch's values exactly, the codes and split parts, and the device copies, each made when first
+// needed. Host-only header.
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/numeric.hpp"
+#include "cuda/device_buffer.hpp"
+#include "cuda/kernels.hpp"
+#include "io/dump_model.hpp"
+
+namespace hisa::cuda {
+
+inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// Which 16-bit types hold every value exactly (the loader hands floats; a bf16 or fp8 dump's values are
+// exact in bf16, an f16 dump's in f16). f16 is only examined when asked, since bf16 usually decides.
+class Exactness {
+ public:
+  void reset(const float* values, size_t n) {
+    values_ = values;
+    n_ = n;
+    bf16_ = all_of(values, n, [](float v) { return (std::bit_cast<uint32_t>(v) & 0xFFFFu) == 0; });
+    f16_.reset();
+    e4m3_.reset();
+    splittable_.reset();
+  }
+  bool bf16() const { return bf16_; }
+  // Every value is an fp8 e4m3fn value (asked only for the fp8 tensor cores).
+  bool e4m3() const {
+    if (!e4m3_) e4m3_ = all_of(values_, n_, [](float v) { return e4m3_to_float(float_to_e4m3(v)) == v; });
+    return *e4m3_;
+  }
+  // Every value splits exactly into three normal bf16 parts (split_bf16): 0, or 1e-30 <= |v| <= 3e38.
+  bool splittable() const {
+    if (!splittable_) splittable_ = all_of(values_, n_, [](float v) { return splits_exactly(v); });
+    return *splittable_;
+  }
+  static bool splits_exactly(float v) { return v == 0.0f || (std::fabs(v) >= 1e-30f && std::fabs(v) <= 3.0e38f); }
+  bool f16() const {
+    if (!f16_) f16_ = all_of(values_, n_, [](float v) { return f16_to_float(float_to_f16(v)) == v; });
+    return *f16_;
+  }
+
+ private:
+  template <typename Pred>
+  static bool all_of(const float* v, size_t n, Pred pred) {
+    bool ok = true;
+#pragma omp parallel for reduction(&& : ok) schedule(static)
+    for (int64_t i = 0; i < int64_t(n); ++i) ok = ok && pred(v[i]);
+    return ok;
+  }
+
+ private:
+  const float* values_ = nullptr;
+  size_t n_ = 0;
+  bool bf16_ = false;
+  mutable std::optional<bool> f16_, e4m3_, splittable_;
+};
+
+inline uint16_t encode(ValueType t, float v) {
+  return t == ValueType::F16 ? float_to_f16(v) : uint16_t(std::bit_cast<uint32_t>(v) >> 16);
+}
+
+// v as hi + mid + lo, three bf16 values whose sum is v exactly (each split rounds to nearest, so what is left
+// has at most 16, then 8 significant bits), all normal numbers or zero where Exactness::splits_exactly(v)
+// (tiny values would leave subnormal parts, which tensor cores need not honour).
+inline void split_bf16(float v, uint16_t& hi, uint16_t& mid, uint16_t& lo) {
+  const float h = round_to(ElementType::BF16, v), m = round_to(ElementType::BF16, v - h);
+  hi = encode(ValueType::BF16, h);
+  mid = encode(ValueType::BF16, m);
+  lo = encode(ValueType::BF16, (v - h) - m);
+}
+
+// 16-bit units per row of `dim` values in the device form of type t: the codes zero-padded to a multiple of 16,
+// three such runs for BF16x3, and 128 fp8 codes (one byte each, two per unit) for E4M3.
+inline int64_t coded_dim(ValueType t, int64_t dim) {
+  if (t == ValueType::E4M3) return kFp8Dim / 2;
+  return round_up(dim, 16) * (t == ValueType::BF16x3 ? 3 : 1);
+}
+// A query row's units: BF16x3 launches take the queries' plain bf16 codes (the kernel reads them three times).
+inline int64_t query_coded_dim(ValueType t, int64_t dim) {
+  return coded_dim(t == ValueType::BF16x3 ? ValueType::BF16 : t, dim);
+}
+
+// One row of `dim` values in the device form of type t, into coded_dim(t, dim) zeroed units at `out`: the
+// codes, or for BF16x3 the three split parts [hi | mid | lo], each round_up(dim, 16) long.
+inline void encode_row(ValueType t, const float* v, int64_t dim, uint16_t* out) {
+  if (t == ValueType::E4M3) {
+    auto* bytes = reinterpret_cast<uint8_t*>(out);
+    for (int64_t d = 0; d < dim; ++d) bytes[d] = float_to_e4m3(v[d]);
+    return;
+  }
+  if (t != ValueType::BF16x3) {
+    for (int64_t d = 0; d < dim; ++d) out[d] = encode(t, v[d]);
+    return;
+  }
+  const int64_t padded = round_up(dim, 16);
+  for (int64_t d = 0; d < dim; ++d) split_bf16(v[d], out[d], out[padded + d], out[2 * padded + d]);
+}
+
+// Keys (tokens or pooled blocks) in the forms the kernels take, each uploaded when first needed.
+class KeyStore {
+ public:
+  // what: how --verbose names these keys ("tokens", "pooled keys (B = 64)").
+  void reset(const float* values, const float* scales, int64_t count, int64_t dim, std::string what, cudaStream_t s) {
+    what_ = std::move(what);
+    ++generation_;
+    values_ = values;
+    count_ = count;
+    dim_ = dim;
+    exact_.reset(values, size_t(count * dim));
+    scale_.upload(scales, size_t(count), s);
+    have_f32_ = false;
+    lowp_type_ = ValueType::F32;
+  }
+  const Exactness& exact() const { return exact_; }
+  int64_t count() const { return count_; }
+  const std::string& what() const { return what_; }
+  // Tells one reset() from the next, so decisions about the keys are remade for new keys.
+  uint64_t generation() const { return generation_; }
+  const float* scales() const { return scale_.data(); }
+  const float* f32(cudaStream_t s) {
+    if (!have_f32_) {
+      f32_.upload(values_, size_t(count_ * dim_), s);
+      have_f32_ = true;
+    }
+    return f32_.data();
+  }
+  // [count, coded_dim(t, dim)] units, zero-padded.
+  const uint16_t* lowp(ValueType t, cudaStream_t s) {
+    if (lowp_type_ != t) {
+      const int64_t cd = coded_dim(t, dim_);
+      staging_.assign(size_t(count_ * cd), 0);
+#pragma omp parallel for schedule(static)
+      for (int64_t r = 0; r < count_; ++r) encode_row(t, values_ + r * dim_, dim_, &staging_[size_t(r * cd)]);
+      lowp_.upload(staging_.data(), staging_.size(), s);  // pageable source: copied out before the call returns
+      lowp_type_ = t;
+    }
+    return lowp_.data();
+  }
+
+ private:
+  std::string what_;
+  uint64_t generation_ = 0;
+  const float* values_ = nullptr;
+  int64_t count_ = 0, dim_ = 0;
+  Exactness exact_;
+  DeviceArray<float> scale_, f32_;
+  DeviceArray<uint16_t> lowp_;
+  std::vector<uint16_t> staging_;
+  bool have_f32_ = false;
+  ValueType lowp_type_ = ValueType::F32;
+};
+
+// One batch's queries and weights, uploaded in the forms needed; each form is kept until the next batch (an
+// fp8 batch under the fp8 tensor cores takes bf16 codes for J and fp8 codes for the tokens).
+class QueryStore {
+ public:
+  void reset(const QueryBatch& b) {
+    batch_ = &b;
+    exact_.reset(b.q.data(), b.q.size());
+    have_f32_ = have_wpad_ = false;
+    for (auto& f : forms_) f.loaded = false;
+  }
+  const Exactness& exact() const { return exact_; }
+  const float* q_f32(cudaStream_t s) {
+    load_f32(s);
+    return q32_.data();
+  }
+  const float* w_f32(cudaStream_t s) {
+    load_f32(s);
+    return w32_.data();
+  }
+  // [count, H', query_coded_dim(t, D)] units; padded heads have zero q.
+  const uint16_t* q_lowp(ValueType t, cudaStream_t s) {
+    if (t == ValueType::BF16x3) t = ValueType::BF16;  // queries are exact in bf16 there: never split
+    Form& f = forms_[form_index(t)];
+    if (!f.loaded) {
+      const QueryBatch& b = *batch_;
+      const int64_t hp = padded_heads(), cd = coded_dim(t, b.dim);
+      staging_q_.assign(size_t(b.count * hp * cd), 0);
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < b.count; ++i) {
+        for (int64_t h = 0; h < b.heads; ++h) encode_row(t, b.q_row(i, h), b.dim, &staging_q_[size_t((i * hp + h) * cd)]);
+      }
+      f.codes.upload(staging_q_.data(), staging_q_.size(), s);
+      f.loaded = true;
+    }
+    return f.codes.data();
+  }
+  // [count, H'] weights, zero for the padded heads (every low-precision form).
+  const float* w_padded(cudaStream_t s) {
+    if (!have_wpad_) {
+      const QueryBatch& b = *batch_;
+      const int64_t hp = padded_heads();
+      staging_w_.assign(size_t(b.count * hp), 0.0f);
+      for (int64_t i = 0; i < b.count; ++i) std::copy_n(b.w_row(i), b.heads, &staging_w_[size_t(i * hp)]);
+      wpad_.upload(staging_w_.data(), staging_w_.size(), s);
+      have_wpad_ = true;
+    }
+    return wpad_.data();
+  }
+
+ private:
+  struct Form {
+    DeviceArray<uint16_t> codes;
+    bool loaded = false;
+  };
+  static size_t form_index(ValueType t) { return t == ValueType::F16 ? 1 : t == ValueType::E4M3 ? 2 : 0; }
+  // H': the low-precision forms' heads, padded with zero q and w to a multiple of 8.
+  int64_t padded_heads() const { return round_up(batch_->heads, 8); }
+  void load_f32(cudaStream_t s) {
+    if (have_f32_) return;
+    q32_.upload(batch_->q.data(), batch_->q.size(), s);
+    w32_.upload(batch_->w.data(), batch_->w.size(), s);
+    have_f32_ = true;
+  }
+
+  const QueryBatch* batch_ = nullptr;
+  Exactness exact_;
+  DeviceArray<float> q32_, w32_, wpad_;
+  Form forms_[3];  // BF16, F16, E4M3
+  std::vector<uint16_t> staging_q_;
+  std::vector<float> staging_w_;
+  bool have_f32_ = false, have_wpad_ = false;
+};
+
+}  // namespace hisa::cuda

@@ -1,0 +1,175 @@
+#include "render/explain_output.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "select/blocks.hpp"
+
+namespace hisa {
+
+namespace {
+
+// Unicode eighth blocks, low to high.
+const char* const kLevels[] = {" ", "▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"};
+
+void write_picture(std::ostream& out, const Explanation& e, int width) {
+  const QueryAudit& a = e.audit;
+  const int64_t n = a.visible, columns = std::min<int64_t>(width, n);
+  auto column_of = [&](int64_t pos) { return (pos - a.k_start) * columns / n; };
+  std::vector<float> col_max(size_t(columns), -INFINITY);
+  for (int64_t i = 0; i < n; ++i) col_max[size_t(i * columns / n)] = std::max(col_max[size_t(i * columns / n)], e.row[size_t(i)]);
+  // The shading scale spans the finite scores; scores that overflowed (+inf, and -inf for NaN) take the top and
+  // bottom level, so they neither turn the scale into NaN nor flatten the finite ones.
+  float lo = INFINITY, hi = -INFINITY;
+  for (float v : e.row) {
+    if (std::isfinite(v)) lo = std::min(lo, v), hi = std::max(hi, v);
+  }
+  std::string scores, kept(size_t(columns), '.'), tokens(size_t(columns), ' ');
+  for (float v : col_max) {
+    int level = 8;
+    if (v == -INFINITY) {
+      level = 1;
+    } else if (std::isfinite(v) && hi > lo) {
+      level = 1 + int(std::lround(7.0 * (double(v) - lo) / (double(hi) - lo)));
+    }
+    scores += kLevels[std::clamp(level, 1, 8)];
+  }
+  for (int64_t blk : a.hisa_blocks) {
+    const TokenRange visible = visible_in_block(blk, e.config.block_size, a.k_start, a.q_pos);
+    for (int64_t c = column_of(visible.first); c <= column_of(visible.last); ++c) kept[size_t(c)] = '#';
+  }
+  for (int64_t s : e.extras) tokens[size_t(column_of(s))] = '+';
+  for (int64_t s : a.flat) {
+    char& t = tokens[size_t(column_of(s))];
+    if (t == ' ' || t == '+') t = '|';
+  }
+  for (const auto& m : e.misses) tokens[size_t(column_of(m.position))] = 'x';
+  char axis[160];
+  std::snprintf(axis, sizeof axis, "%-12s position %lld%*s%lld\n", "", (long long)a.k_start,
+                int(std::max<int64_t>(1, columns - 9 - int64_t(std::to_string(a.k_start).size()))), "", (long long)a.q_pos);
+  out << "\n" << axis;
+  out << "  scores    " << scores << "   (column max, ";
+  if (lo <= hi) {
+    out << lo << " .. " << hi << ")\n";
+  } else {
+    out << "no finite score)\n";
+  }
+  out << "  kept      " << kept << "   (# = HISA kept a block here)\n";
+  out << "  tokens    " << tokens << "   (x = DSA token HISA missed, | = DSA token kept, + = HISA only)\n";
+}
+
+}  // namespace
+
+void write_explanation(std::ostream& out, const Explanation& e, int64_t max_misses, int width) {
+  const QueryAudit& a = e.audit;
+  const QueryMetrics& m = e.metrics;
+  const SelectionConfig& c = e.config;
+  char line[512];
+  out << e.options.file << "  /" << e.options.sample << "/layer_" << e.options.layer << "  query " << e.options.query
+      << "\n";
+  std::snprintf(line, sizeof line,
+                "q_pos %lld, k_start %lld, %lld visible keys; k = %lld, B = %lld, m = %lld (%s, pool %s); %lld "
+                "eligible blocks, %zu kept\n",
+                (long long)a.q_pos, (long long)a.k_start, (long long)a.visible, (long long)c.topk, (long long)c.block_size,
+                (long long)c.blocks, std::string(forced_mode_name(c.forced)).c_str(),
+                std::string(pool_precision_name(c.pool)).c_str(), (long long)a.block_scores.size(), a.hisa_blocks.size());
+  out << line;
+  std::snprintf(line, sizeof line,
+                "DSA %zu tokens, HISA %zu, both %zu: IoU %.4f, recall %.4f, coverage %.4f vs DSA's %.4f (ratio %.4f); "
+                "k-th score %g%s\n",
+                a.flat.size(), a.hisa.size(), a.flat.size() - e.misses.size(), m.hisa.iou, m.hisa.recall, m.hisa.coverage,
+                m.coverage_flat, m.hisa.coverage_ratio, double(a.kth_score),
+                m.certified ? "; certified exact" : "");
+  out << line;
+  if (m.needle_recall_flat) {
+    std::snprintf(line, sizeof line, "needle recall: DSA %.4f, HISA %.4f, block-sparse %.4f\n", *m.needle_recall_flat,
+                  m.hisa.needle_recall.value_or(0), m.block.needle_recall.value_or(0));
+    out << line;
+  }
+  write_picture(out, e, width);
+  if (e.misses.empty()) {
+    out << "\nHISA holds every DSA token.\n";
+    return;
+  }
+  out << "\nmisses by cause:";
+  for (int cause = 0; cause < kMissCauses; ++cause) {
+    out << "  " << miss_cause_name(MissCause(cause)) << " " << m.miss_causes[size_t(cause)];
+  }
+  out << "\n\n";
+  std::snprintf(line, sizeof line, "%8s %8s %6s %11s %11s %6s %11s %9s %11s %8s  %-11s %s\n", "position", "distance",
+                "rank", "score", "margin", "block", "J", "rank/m", "best", "J/best", "cause", "replaced by (score)");
+  out << line;
+  int64_t shown = 0;
+  for (const auto& d : e.misses) {
+    if (shown++ == max_misses) {
+      out << "  ... " << (e.misses.size() - size_t(max_misses)) << " more (--max-misses, or --json for all)\n";
+      break;
+    }
+    char replaced[64] = "-";
+    if (d.replaced_by >= 0) std::snprintf(replaced, sizeof replaced, "%lld (%g)", (long long)d.replaced_by, double(d.replaced_score));
+    char rank[32];
+    std::snprintf(rank, sizeof rank, "%lld/%lld", (long long)d.block_rank, (long long)c.blocks);
+    std::snprintf(line, sizeof line, "%8lld %8lld %6lld %11.5g %11.4g %6lld %11.5g %9s %11.5g %8.4f  %-11s %s\n",
+                  (long long)d.position, (long long)d.distance, (long long)d.dsa_rank, double(d.score), double(d.margin),
+                  (long long)d.block, double(d.block_score), rank, double(d.block_best), d.pooled_to_best,
+                  std::string(miss_cause_name(d.cause)).c_str(), replaced);
+    out << line;
+  }
+}
+
+nlohmann::json explanation_json(const Explanation& e) {
+  const QueryAudit& a = e.audit;
+  nlohmann::json j;
+  j["file"] = e.options.file;
+  j["sample"] = e.options.sample;
+  j["layer"] = e.options.layer;
+  j["query"] = e.options.query;
+  j["config"] = {{"topk", e.config.topk},
+                 {"block_size", e.config.block_size},
+                 {"blocks", e.config.blocks},
+                 {"forced", forced_mode_name(e.config.forced)},
+                 {"pool_precision", pool_precision_name(e.config.pool)}};
+  j["q_pos"] = a.q_pos;
+  j["k_start"] = a.k_start;
+  j["visible"] = a.visible;
+  j["kth_score"] = std::isinf(a.kth_score) ? nlohmann::json(nullptr) : nlohmann::json(a.kth_score);
+  j["dsa"] = a.flat;
+  j["dsa_scores"] = a.flat_scores;
+  j["hisa"] = a.hisa;
+  j["hisa_scores"] = a.hisa_scores;
+  j["hisa_only"] = e.extras;
+  j["kept_blocks"] = a.hisa_blocks;
+  j["block_sparse"] = a.block;
+  j["first_eligible_block"] = a.k_start / e.config.block_size;
+  j["block_scores"] = a.block_scores;
+  j["block_best"] = a.block_best;
+  j["block_bounds"] = a.block_bounds;
+  j["block_keep_ranks"] = block_keep_ranks(a, e.config);
+  j["scores"] = e.row;  // I[t,s] for s = k_start .. q_pos
+  j["metrics"] = {{"iou", e.metrics.hisa.iou},
+                  {"recall", e.metrics.hisa.recall},
+                  {"coverage", e.metrics.hisa.coverage},
+                  {"coverage_flat", e.metrics.coverage_flat},
+                  {"coverage_ratio", e.metrics.hisa.coverage_ratio},
+                  {"certified", e.metrics.certified}};
+  j["misses"] = nlohmann::json::array();
+  for (const auto& d : e.misses) {
+    j["misses"].push_back({{"position", d.position},
+                           {"distance", d.distance},
+                           {"dsa_rank", d.dsa_rank},
+                           {"score", d.score},
+                           {"margin", d.margin},
+                           {"block", d.block},
+                           {"block_score", d.block_score},
+                           {"block_rank", d.block_rank},
+                           {"block_best", d.block_best},
+                           {"pooled_to_best", d.pooled_to_best},
+                           {"cause", miss_cause_name(d.cause)},
+                           {"replaced_by", d.replaced_by},
+                           {"replaced_score", d.replaced_score}});
+  }
+  return j;
+}
+
+}  // namespace hisa
