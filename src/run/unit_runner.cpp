@@ -196,204 +196,265 @@ RunPlan make_run_plan(const RunOptions& o, int64_t max_queries, int64_t batch) {
 
 bool is_output_rank() { return Cluster::get().rank() == 0; }
 
+namespace {
+
+// One run of units on this rank: per worker a reader thread (reads its next unit piece by piece into the worker's
+// queue) and a worker thread (computes what its reader delivers); this thread writes checkpoints and hands
+// results on as units finish. The first error stops every thread and is rethrown by run().
+class UnitRun {
+ public:
+  UnitRun(const std::vector<SampleSource>& sources, const std::vector<WorkUnit>& units, const RunPlan& plan,
+          const std::function<std::unique_ptr<UnitWorker>(int device)>& make_worker, RunStats& stats,
+          const std::function<void(size_t, const std::string&)>& on_result)
+      : sources_(sources), units_(units), plan_(plan), make_worker_(make_worker), stats_(stats), on_result_(on_result),
+        results_(units.size()), identity_(units.size()) {}
+
+  std::vector<std::string> run() {
+    const auto t0 = Clock::now();
+    const Cluster& cluster = Cluster::get();
+    stats_ = {};
+    stats_.units = int64_t(units_.size());
+    stats_.ranks = cluster.size();
+    prepare_checkpoints();
+    take_resumed_units();
+    compute();
+    if (g_signalled) {
+      throw Interrupted("interrupted: " + std::to_string(stats_.resumed + stats_.computed_here) + " of this process's " +
+                        std::to_string(stats_.resumed + int64_t(todo_.size())) + " units are done" +
+                        (plan_.checkpoint_dir.empty() ? std::string(" (use --checkpoint DIR to keep them)")
+                                                      : "; rerun with --resume to continue from " + plan_.checkpoint_dir));
+    }
+    return gather(t0);
+  }
+
+ private:
+  void prepare_checkpoints() const {
+    if (!plan_.checkpoint_dir.empty()) {
+      std::error_code ec;
+      std::filesystem::create_directories(plan_.checkpoint_dir, ec);
+      if (ec) throw OptionError("checkpoint_dir", "{checkpoint_dir}: cannot create " + plan_.checkpoint_dir + ": " + ec.message());
+    }
+    if (plan_.resume && plan_.checkpoint_dir.empty()) throw OptionError("resume", "{resume} needs {checkpoint_dir} DIR");
+  }
+
+  // This rank's units (every size-th); those a checkpoint already holds are taken from it, the rest are to do.
+  void take_resumed_units() {
+    const Cluster& cluster = Cluster::get();
+    for (size_t u = 0; u < units_.size(); ++u) {
+      if (int(u % size_t(cluster.size())) != cluster.rank()) continue;
+      identity_[u] = unit_identity(plan_, sources_[units_[u].source], units_[u]);
+      if (plan_.resume) {
+        if (auto r = read_checkpoint(checkpoint_path(plan_, units_[u], identity_[u]), identity_[u])) {
+          results_[u] = std::move(*r);
+          ++stats_.resumed;
+          if (on_result_) on_result_(u, *results_[u]);
+          continue;
+        }
+      }
+      todo_.push_back(u);
+    }
+  }
+
+  void compute() {
+    SignalScope signals(plan_.handle_signals);
+    devices_ = plan_.devices.empty() ? std::vector<int>{-1} : plan_.devices;
+    stats_.workers = int(devices_.size());
+    reading_.assign(devices_.size(), 0);
+    computing_.assign(devices_.size(), 0);
+    waiting_.assign(devices_.size(), 0);
+    for (size_t w = 0; w < devices_.size(); ++w) queues_.push_back(std::make_unique<PieceQueue>(plan_.prefetch_bytes));
+    workers_left_ = int(devices_.size());
+    std::vector<std::thread> threads;
+    for (size_t w = 0; w < devices_.size(); ++w) {
+      threads.emplace_back([this, w] { read(w); });
+      threads.emplace_back([this, w] { work(w); });
+    }
+    std::exception_ptr main_error = hand_on_results();
+    for (auto& t : threads) t.join();
+    for (size_t w = 0; w < devices_.size(); ++w) {
+      stats_.reading += reading_[w];
+      stats_.computing += computing_[w];
+      stats_.waiting += waiting_[w];
+    }
+    if (error_) std::rethrow_exception(error_);
+    if (main_error) std::rethrow_exception(main_error);
+  }
+
+  void fail(std::exception_ptr e) {
+    std::lock_guard lock(m_);
+    if (!error_) error_ = e;
+    stop_ = true;
+    cv_.notify_all();
+  }
+  void cancel_queues() {
+    for (auto& q : queues_) q->cancel();
+  }
+
+  // Reader of worker w: takes the next unit to do and reads it piece by piece (keys, query batches, end) into the
+  // worker's queue.
+  void read(size_t w) {
+    std::vector<std::shared_ptr<LayerKeys>> key_pool;
+    try {
+      while (!stop_) {
+        const size_t k = next_++;
+        if (k >= todo_.size() || !read_unit(w, todo_[k], key_pool)) break;
+      }
+    } catch (...) {
+      fail(std::current_exception());
+    }
+    queues_[w]->close();
+  }
+  // False when the queue was cancelled.
+  bool read_unit(size_t w, size_t u, std::vector<std::shared_ptr<LayerKeys>>& key_pool) {
+    const SampleSource& src = sources_[units_[u].source];
+    auto t = Clock::now();
+    std::unique_ptr<LayerReader> layer;
+    std::shared_ptr<LayerKeys> keys = recycled_keys(key_pool);
+    {
+      // Opening takes the HDF5 lock for its whole length; reads take it per HDF5 call (io/h5.hpp).
+      std::lock_guard lock(h5::library_mutex());
+      layer = std::make_unique<LayerReader>(src.reader->open_layer(src.sample->name, units_[u].layer));
+    }
+    layer->read_keys_into(*keys);
+    const std::vector<int64_t> picked = pick_queries(layer->shape().queries, plan_.max_queries);
+    reading_[w] += seconds_since(t);
+    Piece first;
+    first.unit = u;
+    first.bytes = bytes_of(*keys);
+    first.keys = std::move(keys);
+    bool ok = queues_[w]->push(std::move(first));
+    for (size_t at = 0; ok && at < picked.size() && !stop_; at += size_t(plan_.batch)) {
+      Piece p;
+      p.unit = u;
+      p.queries.assign(picked.begin() + ptrdiff_t(at),
+                       picked.begin() + ptrdiff_t(std::min(picked.size(), at + size_t(plan_.batch))));
+      t = Clock::now();
+      p.batch = read_query_subset(*layer, p.queries);
+      reading_[w] += seconds_since(t);
+      p.bytes = bytes_of(p.batch);
+      ok = queues_[w]->push(std::move(p));
+    }
+    {
+      std::lock_guard lock(h5::library_mutex());
+      layer.reset();
+    }
+    Piece end;
+    end.unit = u;
+    end.end = true;
+    return ok && queues_[w]->push(std::move(end));
+  }
+
+  // Worker w: computes the units its reader delivers on its device.
+  void work(size_t w) {
+    try {
+      std::unique_ptr<UnitWorker> worker = make_worker_(devices_[w]);
+      std::shared_ptr<const LayerKeys> keys;
+      for (;;) {
+        auto t = Clock::now();
+        std::optional<Piece> p = queues_[w]->pop();
+        waiting_[w] += seconds_since(t);
+        if (!p || stop_) break;
+        t = Clock::now();
+        if (p->keys) {
+          keys = p->keys;
+          worker->begin(units_[p->unit], *keys);
+        } else if (p->end) {
+          std::string r = worker->finish();
+          keys.reset();
+          computing_[w] += seconds_since(t);
+          std::lock_guard lock(m_);
+          finished_.emplace_back(p->unit, std::move(r));
+          cv_.notify_all();
+          continue;
+        } else {
+          worker->add(p->batch, p->queries);
+        }
+        computing_[w] += seconds_since(t);
+      }
+    } catch (...) {
+      fail(std::current_exception());
+    }
+    queues_[w]->cancel();  // a reader waiting on a full queue must not wait forever
+    std::lock_guard lock(m_);
+    --workers_left_;
+    cv_.notify_all();
+  }
+
+  // On this thread until every worker is done: checkpoints and on_result as units finish; polls for signals.
+  // Returns the first error of its own (a checkpoint that cannot be written, an on_result that throws).
+  std::exception_ptr hand_on_results() {
+    std::exception_ptr main_error;
+    for (;;) {
+      std::unique_lock lock(m_);
+      cv_.wait_for(lock, std::chrono::milliseconds(100), [&] { return !finished_.empty() || workers_left_ == 0 || error_; });
+      if (g_signalled || error_) stop_ = true;
+      if (stop_) cancel_queues();
+      while (!finished_.empty()) {
+        auto [u, r] = std::move(finished_.front());
+        finished_.pop_front();
+        lock.unlock();
+        try {
+          if (!plan_.checkpoint_dir.empty()) write_checkpoint(checkpoint_path(plan_, units_[u], identity_[u]), identity_[u], r);
+          ++stats_.computed_here;
+          if (on_result_) on_result_(u, r);
+        } catch (...) {
+          if (!main_error) main_error = std::current_exception();
+          stop_ = true;
+          cancel_queues();
+        }
+        results_[u] = std::move(r);
+        lock.lock();
+      }
+      if (workers_left_ == 0) return main_error;
+    }
+  }
+
+  // Every rank's results on rank 0, by unit; other ranks get an empty vector.
+  std::vector<std::string> gather(Clock::time_point t0) {
+    const Cluster& cluster = Cluster::get();
+    std::vector<double> sums{stats_.reading, stats_.computing, stats_.waiting, double(stats_.resumed),
+                             double(stats_.computed_here), double(stats_.workers)};
+    cluster.sum_to_root(sums);
+    cluster.gather(results_);
+    stats_.wall = seconds_since(t0);
+    if (cluster.rank() != 0) return {};
+    stats_.reading = sums[0], stats_.computing = sums[1], stats_.waiting = sums[2];
+    stats_.resumed = int64_t(sums[3]), stats_.computed_here = int64_t(sums[4]), stats_.workers = int(sums[5]);
+    std::vector<std::string> out(units_.size());
+    for (size_t u = 0; u < units_.size(); ++u) {
+      if (!results_[u]) throw std::logic_error("run_units: unit " + std::to_string(u) + " has no result");
+      out[u] = std::move(*results_[u]);
+    }
+    return out;
+  }
+
+  const std::vector<SampleSource>& sources_;
+  const std::vector<WorkUnit>& units_;
+  const RunPlan& plan_;
+  const std::function<std::unique_ptr<UnitWorker>(int device)>& make_worker_;
+  RunStats& stats_;
+  const std::function<void(size_t, const std::string&)>& on_result_;
+  std::vector<std::optional<std::string>> results_;
+  std::vector<std::string> identity_;
+  std::vector<size_t> todo_;
+  std::vector<int> devices_;
+  std::vector<std::unique_ptr<PieceQueue>> queues_;
+  std::vector<double> reading_, computing_, waiting_;  // per worker
+  std::atomic<size_t> next_{0};                         // the next of todo_ to read
+  std::atomic<bool> stop_{false};
+  std::mutex m_;  // guards the fields below
+  std::condition_variable cv_;
+  std::deque<std::pair<size_t, std::string>> finished_;
+  std::exception_ptr error_;
+  int workers_left_ = 0;
+};
+
+}  // namespace
+
 std::vector<std::string> run_units(const std::vector<SampleSource>& sources, const std::vector<WorkUnit>& units,
                                    const RunPlan& plan, const std::function<std::unique_ptr<UnitWorker>(int device)>& make_worker,
                                    RunStats& stats, const std::function<void(size_t, const std::string&)>& on_result) {
-  const auto t0 = Clock::now();
-  const Cluster& cluster = Cluster::get();
-  stats = {};
-  stats.units = int64_t(units.size());
-  stats.ranks = cluster.size();
-  if (!plan.checkpoint_dir.empty()) {
-    std::error_code ec;
-    std::filesystem::create_directories(plan.checkpoint_dir, ec);
-    if (ec) throw OptionError("checkpoint_dir", "{checkpoint_dir}: cannot create " + plan.checkpoint_dir + ": " + ec.message());
-  }
-  if (plan.resume && plan.checkpoint_dir.empty()) throw OptionError("resume", "{resume} needs {checkpoint_dir} DIR");
-
-  // This rank's units (every size-th); those a checkpoint already holds are taken from it.
-  std::vector<std::optional<std::string>> results(units.size());
-  std::vector<std::string> identity(units.size());
-  std::vector<size_t> todo;
-  for (size_t u = 0; u < units.size(); ++u) {
-    if (int(u % size_t(cluster.size())) != cluster.rank()) continue;
-    identity[u] = unit_identity(plan, sources[units[u].source], units[u]);
-    if (plan.resume) {
-      if (auto r = read_checkpoint(checkpoint_path(plan, units[u], identity[u]), identity[u])) {
-        results[u] = std::move(*r);
-        ++stats.resumed;
-        if (on_result) on_result(u, *results[u]);
-        continue;
-      }
-    }
-    todo.push_back(u);
-  }
-
-  SignalScope signals(plan.handle_signals);
-  const std::vector<int> devices = plan.devices.empty() ? std::vector<int>{-1} : plan.devices;
-  stats.workers = int(devices.size());
-  std::atomic<size_t> next{0};
-  std::atomic<bool> stop{false};
-  std::mutex m;  // guards the fields below
-  std::condition_variable cv;
-  std::deque<std::pair<size_t, std::string>> finished;
-  std::exception_ptr error;
-  std::vector<double> reading(devices.size(), 0), computing(devices.size(), 0), waiting(devices.size(), 0);
-  auto fail = [&](std::exception_ptr e) {
-    std::lock_guard lock(m);
-    if (!error) error = e;
-    stop = true;
-    cv.notify_all();
-  };
-
-  std::vector<std::unique_ptr<PieceQueue>> queues;
-  for (size_t w = 0; w < devices.size(); ++w) queues.push_back(std::make_unique<PieceQueue>(plan.prefetch_bytes));
-  std::vector<std::thread> threads;
-  std::atomic<int> workers_left{int(devices.size())};
-  for (size_t w = 0; w < devices.size(); ++w) {
-    // Reader: takes the next unit to do and reads it piece by piece into this worker's queue.
-    threads.emplace_back([&, w] {
-      std::vector<std::shared_ptr<LayerKeys>> key_pool;
-      try {
-        while (!stop) {
-          const size_t k = next++;
-          if (k >= todo.size()) break;
-          const size_t u = todo[k];
-          const SampleSource& src = sources[units[u].source];
-          auto t = Clock::now();
-          std::unique_ptr<LayerReader> layer;
-          std::shared_ptr<LayerKeys> keys = recycled_keys(key_pool);
-          std::vector<int64_t> picked;
-          {
-            // Opening takes the HDF5 lock for its whole length; reads take it per HDF5 call (io/h5.hpp).
-            std::lock_guard lock(h5::library_mutex());
-            layer = std::make_unique<LayerReader>(src.reader->open_layer(src.sample->name, units[u].layer));
-          }
-          layer->read_keys_into(*keys);
-          picked = pick_queries(layer->shape().queries, plan.max_queries);
-          reading[w] += seconds_since(t);
-          Piece first;
-          first.unit = u;
-          first.bytes = bytes_of(*keys);
-          first.keys = std::move(keys);
-          bool ok = queues[w]->push(std::move(first));
-          for (size_t at = 0; ok && at < picked.size() && !stop; at += size_t(plan.batch)) {
-            Piece p;
-            p.unit = u;
-            p.queries.assign(picked.begin() + ptrdiff_t(at), picked.begin() + ptrdiff_t(std::min(picked.size(), at + size_t(plan.batch))));
-            t = Clock::now();
-            p.batch = read_query_subset(*layer, p.queries);
-            reading[w] += seconds_since(t);
-            p.bytes = bytes_of(p.batch);
-            ok = queues[w]->push(std::move(p));
-          }
-          {
-            std::lock_guard lock(h5::library_mutex());
-            layer.reset();
-          }
-          Piece end;
-          end.unit = u;
-          end.end = true;
-          if (!ok || !queues[w]->push(std::move(end))) break;
-        }
-      } catch (...) {
-        fail(std::current_exception());
-      }
-      queues[w]->close();
-    });
-    // Worker: computes the units its reader delivers.
-    threads.emplace_back([&, w] {
-      try {
-        std::unique_ptr<UnitWorker> worker = make_worker(devices[w]);
-        std::shared_ptr<const LayerKeys> keys;
-        for (;;) {
-          auto t = Clock::now();
-          std::optional<Piece> p = queues[w]->pop();
-          waiting[w] += seconds_since(t);
-          if (!p || stop) break;
-          t = Clock::now();
-          if (p->keys) {
-            keys = p->keys;
-            worker->begin(units[p->unit], *keys);
-          } else if (p->end) {
-            std::string r = worker->finish();
-            keys.reset();
-            computing[w] += seconds_since(t);
-            std::lock_guard lock(m);
-            finished.emplace_back(p->unit, std::move(r));
-            cv.notify_all();
-            continue;
-          } else {
-            worker->add(p->batch, p->queries);
-          }
-          computing[w] += seconds_since(t);
-        }
-      } catch (...) {
-        fail(std::current_exception());
-      }
-      queues[w]->cancel();  // a reader waiting on a full queue must not wait forever
-      std::lock_guard lock(m);
-      --workers_left;
-      cv.notify_all();
-    });
-  }
-
-  // This thread: checkpoints and on_result as units finish; polls for signals.
-  std::exception_ptr main_error;
-  for (;;) {
-    std::unique_lock lock(m);
-    cv.wait_for(lock, std::chrono::milliseconds(100), [&] { return !finished.empty() || workers_left == 0 || error; });
-    if (g_signalled || error) stop = true;
-    if (stop) {
-      for (auto& q : queues) q->cancel();
-    }
-    while (!finished.empty()) {
-      auto [u, r] = std::move(finished.front());
-      finished.pop_front();
-      lock.unlock();
-      try {
-        if (!plan.checkpoint_dir.empty()) write_checkpoint(checkpoint_path(plan, units[u], identity[u]), identity[u], r);
-        ++stats.computed_here;
-        if (on_result) on_result(u, r);
-      } catch (...) {
-        if (!main_error) main_error = std::current_exception();
-        stop = true;
-        for (auto& q : queues) q->cancel();
-      }
-      results[u] = std::move(r);
-      lock.lock();
-    }
-    if (workers_left == 0) break;
-  }
-  for (auto& t : threads) t.join();
-  for (size_t w = 0; w < devices.size(); ++w) {
-    stats.reading += reading[w];
-    stats.computing += computing[w];
-    stats.waiting += waiting[w];
-  }
-  if (error) std::rethrow_exception(error);
-  if (main_error) std::rethrow_exception(main_error);
-  if (g_signalled) {
-    throw Interrupted("interrupted: " + std::to_string(stats.resumed + stats.computed_here) + " of this process's " +
-                      std::to_string(stats.resumed + int64_t(todo.size())) + " units are done" +
-                      (plan.checkpoint_dir.empty() ? std::string(" (use --checkpoint DIR to keep them)")
-                                                   : "; rerun with --resume to continue from " + plan.checkpoint_dir));
-  }
-
-  std::vector<double> sums{stats.reading, stats.computing, stats.waiting, double(stats.resumed),
-                           double(stats.computed_here), double(stats.workers)};
-  cluster.sum_to_root(sums);
-  cluster.gather(results);
-  stats.wall = seconds_since(t0);
-  if (cluster.rank() != 0) return {};
-  stats.reading = sums[0], stats.computing = sums[1], stats.waiting = sums[2];
-  stats.resumed = int64_t(sums[3]), stats.computed_here = int64_t(sums[4]), stats.workers = int(sums[5]);
-  std::vector<std::string> out(units.size());
-  for (size_t u = 0; u < units.size(); ++u) {
-    if (!results[u]) throw std::logic_error("run_units: unit " + std::to_string(u) + " has no result");
-    out[u] = std::move(*results[u]);
-  }
-  return out;
+  return UnitRun(sources, units, plan, make_worker, stats, on_result).run();
 }
 
 }  // namespace hisa
