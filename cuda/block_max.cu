@@ -1,5 +1,5 @@
 // The best visible token score of every eligible block of every query: what `hisa explain` and the miss
-// causes call the block's best token (README "Misses and certificates").
+// causes call the block's best token (docs/definitions.md, "Miss causes").
 #include "cuda/cuda_check.hpp"
 #include "cuda/kernels.hpp"
 

@@ -14,7 +14,7 @@ __device__ __forceinline__ uint32_t order_key(float x) {
   return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
-// A NaN score (only from an fp32 overflow) is treated as -inf, as the README's Definitions say.
+// A NaN score (only from an fp32 overflow) is treated as -inf, as docs/definitions.md says.
 __device__ __forceinline__ float clean_score(float v) { return isnan(v) ? -INFINITY : v; }
 
 // 16-byte asynchronous global -> shared copy (sm_80+), completed with cp_async_wait.

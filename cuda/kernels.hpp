@@ -24,7 +24,7 @@ namespace hisa::cuda {
 //  E4M3: fp8 e4m3fn codes (one byte each) of values the engine checked are e4m3 values, padded to H' heads
 //        and 128 dims (dim = 128, in bytes), scored on Hopper's fp8 tensor cores (wgmma k32, fp32 output).
 //        Not exact: the fp8 MMA adds products with a narrower internal accumulator than fp32, so scores move
-//        by up to about 2^-13 of the summed magnitudes (README "fp8 tensor cores"). Only on request (the
+//        by up to about 2^-13 of the summed magnitudes (docs/cuda.md, "fp8 tensor cores"). Only on request (the
 //        engine's fp8_mma option), only on the wgmma kernel.
 enum class ValueType { F32, BF16, F16, BF16x3, E4M3 };
 

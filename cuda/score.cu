@@ -1,6 +1,6 @@
 // Indexer scoring on the GPU: I[t,s] = scale[s] · Σ_h w[t,h] · ReLU(q[t,h,:] · k[s,:]).
 //
-// Why both paths agree with the CPU engine (README "Definitions": fp32 accumulation, order not defined):
+// Why both paths agree with the CPU engine (docs/definitions.md: fp32 accumulation, order not defined):
 //  - Tensor-core path (BF16/F16): used only when the engine has checked that every q and k value is exactly
 //    representable in the 16-bit type, so the tensor cores see the very values the CPU sees. A product of two
 //    bf16 (8-bit significands) or two f16 (11-bit) values has at most 22 significant bits and is exact in

@@ -2,7 +2,7 @@
 # Builds the libFuzzer target (tests/fuzz/fuzz_dump.cpp: the loader, `hisa inspect --check` and a small
 # `hisa audit` on each input) with clang, ASan and UBSan into build-fuzz/, CPU only, and fuzzes it for a bounded
 # time. Exit status 0: no finding. Otherwise the input that crashed, hung or leaked is in build-fuzz/findings/;
-# make it a regression file (tests/fuzz/regressions/, README "Fuzzing"), fix the cause, and run again.
+# make it a regression file (tests/fuzz/regressions/, docs/testing.md, "Fuzzing"), fix the cause, and run again.
 #
 #   bash scripts/fuzz.sh [SECONDS]      default 120 (or HISA_FUZZ_SECONDS); the build comes on top
 #

@@ -4,7 +4,7 @@
 // Why one audit is enough: the block scores J do not depend on m, and HISA(B, m) keeps exactly the
 // eligible blocks whose rank in the keep order (block_keep_ranks, metrics/diagnosis.hpp) is below m,
 // plus the two forced blocks with --forced extra. A DSA token is in HISA's selection exactly when its
-// block is kept (README "Definitions"), and HISA holds min(k, visible tokens of the kept blocks) tokens.
+// block is kept (docs/definitions.md), and HISA holds min(k, visible tokens of the kept blocks) tokens.
 // So |H∩D| and |H|, hence recall and IoU, follow for every m from counts over the blocks in keep order.
 #include <cstdint>
 #include <vector>

@@ -1,5 +1,5 @@
 #pragma once
-// Why HISA missed a DSA token, and when HISA's selection is certified exact. README "Misses and
+// Why HISA missed a DSA token, and when HISA's selection is certified exact. docs/definitions.md, "Misses and
 // certificates" states each class's exact condition.
 #include <cstdint>
 #include <string_view>

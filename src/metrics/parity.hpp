@@ -1,5 +1,5 @@
 #pragma once
-// Parity of two engines' selections on the same query (README "CUDA engine", parity): differences are allowed
+// Parity of two engines' selections on the same query (docs/cuda.md, "Parity"): differences are allowed
 // only between near-tied candidates. A position in got △ want is explained when its reference score s(p) lies
 // within tolerance · (|p| + |c|) (kParityTolerance unless said) of the reference cut-off score s(c) — c the lowest-ranked position of
 // `want` — where |p| is the score computed with absolute values everywhere, Σ_h |w|·Σ_d |q·k| · |scale|, the
@@ -16,7 +16,7 @@ namespace hisa {
 
 inline constexpr double kParityTolerance = 1e-5;
 // The tolerance when the CUDA engine scores fp8 operands on the fp8 tensor cores (--fp8-mma): Hopper's fp8 MMA
-// adds products with a narrower accumulator than fp32 (README "fp8 tensor cores").
+// adds products with a narrower accumulator than fp32 (docs/cuda.md, "fp8 tensor cores").
 inline constexpr double kFp8MmaParityTolerance = 1.0 / 1024;
 inline double parity_tolerance(bool fp8_mma) { return fp8_mma ? kFp8MmaParityTolerance : kParityTolerance; }
 

@@ -1,5 +1,5 @@
 #pragma once
-// Per-query fidelity of HISA (H) and block-sparse (S) against flat DSA (D). Formulas in README "Metrics".
+// Per-query fidelity of HISA (H) and block-sparse (S) against flat DSA (D). Formulas in docs/definitions.md, "Metrics".
 #include <array>
 #include <cstdint>
 #include <functional>

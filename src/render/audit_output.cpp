@@ -152,7 +152,7 @@ void write_audit_table(std::ostream& out, const AuditResult& r) {
           << l.parity->unexplained << " differences not near-ties\n";
     }
   }
-  out << "\nHISA's misses by cause (share of misses; README \"Misses and certificates\"), certified-exact queries\n";
+  out << "\nHISA's misses by cause (share of misses; docs/definitions.md), certified-exact queries\n";
   std::snprintf(line, sizeof line, "%5s %9s %9s %11s %9s %9s %10s%s\n", "layer", "misses", "dilution", "near_cutoff",
                 "forced", "near_tie", "certified", r.layers.empty() || !r.layers[0].certified_scored_share ? ""
                 : "  branch-and-bound: keys scored, = DSA");

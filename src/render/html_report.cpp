@@ -1,3 +1,5 @@
+// `hisa report`'s page (html_report.hpp). About 570 lines: one writer per section of the page, in page order,
+// with the page's CSS; the data comes ready from pipelines/report and the charts from render/svg.
 #include "render/html_report.hpp"
 
 #include <algorithm>
@@ -116,7 +118,7 @@ void heading(std::ostream& out, int index, const char* id) {
   out << "<section id=\"" << id << "\"><h2>" << escape(report_headings()[size_t(index)]) << "</h2>\n";
 }
 
-// The recommendation of `hisa sweep --json` (README "hisa sweep"), per pooling and forced mode.
+// The recommendation of `hisa sweep --json` (docs/commands/sweep.md), per pooling and forced mode.
 void write_recommendation(std::ostream& out, const ReportData& d) {
   heading(out, 4, "recommendation");
   if (d.sweep.is_null()) {
@@ -251,7 +253,7 @@ void write_layer_table(std::ostream& out, const ReportData& d) {
   const bool any_ref = std::any_of(r.layers.begin(), r.layers.end(), [](const LayerStats& l) { return l.ref_iou_mean.has_value(); });
   const bool any_needle = std::any_of(r.layers.begin(), r.layers.end(), [](const LayerStats& l) { return l.needle_recall_flat_mean.has_value(); });
   out << "<p class=\"note\">Each row: every audited query of the layer (all samples). IoU and recall are against DSA's "
-         "top-k; coverage ratio is the softmax mass of the selection over DSA's (README \"Metrics\"). Cells: "
+         "top-k; coverage ratio is the softmax mass of the selection over DSA's (docs/definitions.md, \"Metrics\"). Cells: "
          "<span class=\"chip good\">≥ "
       << fixed(kFaithful, 2) << "</span> <span class=\"chip fair\">" << fixed(kMixed, 2) << "–" << fixed(kFaithful, 2)
       << "</span> <span class=\"chip poor\">&lt; " << fixed(kMixed, 2) << "</span></p>\n";
@@ -377,7 +379,7 @@ void write_budget_curves(std::ostream& out, const ReportData& d) {
 void write_miss_causes(std::ostream& out, const ReportData& d) {
   heading(out, 5, "causes");
   out << "<p class=\"note\">Every DSA token HISA misses lies in a pruned block; each gets the first cause that holds "
-         "(README \"Misses and certificates\").</p>\n";
+         "(docs/definitions.md, \"Misses and certificates\").</p>\n";
   std::vector<svg::StackedRow> rows;
   for (const auto& l : d.audit.layers) {
     svg::StackedRow row{"layer " + std::to_string(l.layer), {}};
@@ -564,8 +566,8 @@ void write_html_report(std::ostream& out, const ReportData& d) {
   write_miss_causes(out, d);
   write_worst(out, d);
   write_configuration(out, d);
-  out << "<footer>Written by <code>hisa report</code>. Definitions and formulas: the project README (\"Definitions\", "
-         "\"Metrics\", \"Misses and certificates\"). This page is self-contained: inline CSS and SVG, no scripts.</footer>\n"
+  out << "<footer>Written by <code>hisa report</code>. Definitions and formulas: the project's docs/definitions.md "
+         "(\"Definitions\", \"Metrics\", \"Misses and certificates\"). This page is self-contained: inline CSS and SVG, no scripts.</footer>\n"
          "</main></body></html>\n";
 }
 

@@ -1,5 +1,5 @@
 #pragma once
-// HISA's block stage: pooled block keys and the choice of kept blocks (README "Definitions").
+// HISA's block stage: pooled block keys and the choice of kept blocks (docs/definitions.md).
 #include <cstdint>
 #include <span>
 #include <vector>

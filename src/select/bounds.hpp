@@ -1,6 +1,6 @@
 #pragma once
 // Upper bounds on every token score inside a block, for exactness certificates and the certified
-// (branch-and-bound) selection. README "Exactness certificates" gives the formulas.
+// (branch-and-bound) selection. docs/definitions.md, "Exactness certificates", gives the formulas.
 #include <cstdint>
 #include <vector>
 

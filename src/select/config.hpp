@@ -1,5 +1,5 @@
 #pragma once
-// The options that define a selection (README "Definitions"): top-k, HISA's block size and budget,
+// The options that define a selection (docs/definitions.md): top-k, HISA's block size and budget,
 // forced-block mode and pooled-key precision.
 #include <cstdint>
 #include <optional>

@@ -29,7 +29,7 @@ std::vector<int64_t> best_k_ascending(std::vector<Scored> items, int64_t k) {
   return out;
 }
 
-// README "Definitions": a NaN score (an fp32 sum that overflowed to inf - inf, or 0 · inf) is -inf. Without this
+// docs/definitions.md: a NaN score (an fp32 sum that overflowed to inf - inf, or 0 · inf) is -inf. Without this
 // a NaN would also break the strict weak order std::sort needs.
 float nan_to_minus_inf(float v) { return std::isnan(v) ? -std::numeric_limits<float>::infinity() : v; }
 

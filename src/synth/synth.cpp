@@ -1,3 +1,6 @@
+// The synthetic dump generator (synth.hpp). About 600 lines in one file: the layer model, the keys, queries and
+// weights, the options' validation and the writer follow datasets/SYNTH.md section by section, and splitting
+// them would scatter one specification.
 #include "synth/synth.hpp"
 
 #include <algorithm>

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue #9: speedup of `hisa sweep` and `hisa audit` over one GPU when the (sample, layer) units are spread over
+# Multi-GPU scaling benchmark (docs/long-runs.md): speedup of `hisa sweep` and `hisa audit` over one GPU when the (sample, layer) units are spread over
 # 2 and 4 GPUs (--gpus), on a many-layer 128K dump; outputs must be byte-identical whatever the GPU count.
 # Usage: tests/bench/gpu_scaling.sh HISA [DIR]   (the dump is shared with sweep_61_layers.sh)
 set -euo pipefail

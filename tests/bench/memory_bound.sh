@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Issue #9: peak host and GPU memory of `hisa sweep` and `hisa audit` on a dump of at least SIZE_GB (many layers,
-# L = 131,072), against the bound stated in the README ("Memory of long runs"). The same runs on a dump of a
+# Long-run memory benchmark (docs/long-runs.md, "Memory"): peak host and GPU memory of `hisa sweep` and `hisa audit` on a dump of at least SIZE_GB (many layers,
+# L = 131,072), against the bound stated in docs/long-runs.md ("Memory"). The same runs on a dump of a
 # few layers show that the peak does not grow with the file.
 # Usage: tests/bench/memory_bound.sh HISA [DIR] [SIZE_GB] [DEVICE]
 set -euo pipefail

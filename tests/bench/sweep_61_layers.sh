@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark of issue #6: a 61-layer sweep over 4 block sizes of a 128K-token dump with 1,024 sampled queries
+# The sweep benchmark (docs/benchmarks.md): a 61-layer sweep over 4 block sizes of a 128K-token dump with 1,024 sampled queries
 # per layer, file reading included (target: under 20 s on one H100/H200). Writes the dump once (about 3 GiB,
 # bf16, H = 64, D = 128) and reports the sweep's wall clock, where it went, and peak memory.
 # Usage: tests/bench/sweep_61_layers.sh HISA [DIR] [extra sweep flags...]

@@ -1,5 +1,5 @@
 // The CUDA bench's report (report/cuda_bench.cpp) on made-up figures, so it is checked without a GPU: the
-// datasheet peaks, the targets of issue #5, the text and the JSON.
+// datasheet peaks, the benchmark targets, the text and the JSON.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Plain-PyTorch flat DSA and HISA selection — what a user would write — timed on the same card and in the same
-command as `hisa bench --device cuda`, so every figure has a side-by-side ratio (issue #5).
+command as `hisa bench --device cuda`, so every figure has a side-by-side ratio.
 
 Shape as in `hisa bench`: N queries that each see all L keys (decode), H heads, D dims, bf16 q and k, fp32
 weights, k-of-L top-k; HISA with B-token blocks (mean-pooled keys), m blocks kept with the first and last block

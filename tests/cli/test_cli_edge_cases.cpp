@@ -1,4 +1,4 @@
-// README "Edge cases" as a user meets them: every command on the tiny edge dumps (tests/io/edge_dumps.hpp) ends
+// docs/definitions.md, "Edge cases", as a user meets them: every command on the tiny edge dumps (tests/io/edge_dumps.hpp) ends
 // with exit status 0 and the exact result, or exit status 2 and a message naming the file, the HDF5 path and the
 // row; never a crash, never NaN in the output.
 #include <gtest/gtest.h>

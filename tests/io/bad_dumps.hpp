@@ -1,5 +1,5 @@
 #pragma once
-// Every kind of bad input the loader must reject (issue: "Loader", datasets/FORMAT.md "Validation"), each as a
+// Every kind of bad input the loader must reject (datasets/FORMAT.md, "What the loader checks"), each as a
 // recipe that writes the bad file, with the HDF5 path and the words the error message must contain. The library
 // tests (test_dump_io.cpp) and the CLI tests (test_cli_errors.cpp) run the same list.
 #include <functional>

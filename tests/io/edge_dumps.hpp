@@ -1,5 +1,5 @@
 #pragma once
-// Tiny dumps for the edge cases of README "Edge cases", written with the project's DumpWriter: the library tests
+// Tiny dumps for the edge cases of docs/definitions.md, "Edge cases", written with the project's DumpWriter: the library tests
 // (tests/pipelines/test_edge_cases.cpp) and the CLI tests (tests/cli/test_cli_edge_cases.cpp) read the same files.
 #include <string>
 

@@ -1,4 +1,4 @@
-// Every input a fuzzer ever found a problem with (tests/fuzz/regressions/, README "Fuzzing"), replayed through
+// Every input a fuzzer ever found a problem with (tests/fuzz/regressions/, docs/testing.md, "Fuzzing"), replayed through
 // the fuzz target's own entry (tests/fuzz/dump_entry.hpp) and through the CLI as a user runs it: each must be
 // refused with an InputError or UsageError — exit status 2 and a message naming the file — never a crash.
 #include <gtest/gtest.h>

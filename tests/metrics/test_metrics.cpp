@@ -1,4 +1,4 @@
-// Metric formulas against hand-computed cases (README "Metrics").
+// Metric formulas against hand-computed cases (docs/definitions.md, "Metrics").
 #include <gtest/gtest.h>
 
 #include <cmath>

@@ -1,4 +1,4 @@
-// README "Edge cases" through the library's runs (audit, select, sweep, explain) on tiny dumps written to disk:
+// docs/definitions.md, "Edge cases", through the library's runs (audit, select, sweep, explain) on tiny dumps written to disk:
 // each gives the exact result the Definitions ask for, or a clear error; a layer without queries and a sample
 // without layers are reported as such, never as made-up numbers or NaN.
 #include <gtest/gtest.h>
@@ -200,7 +200,7 @@ TEST(EdgeCases, OverflowedScoresThroughTheAudit) {
   EXPECT_EQ(select_certified(path, dir), select_all(path, Method::Flat, dir));
   const AuditResult r = run_audit(audit_of(path));
   ASSERT_EQ(r.layers.size(), 1u);
-  // DSA's coverage per query: 6/8, 6/12, 6/8 (README "Edge cases": a score equal to the row's maximum counts 1).
+  // DSA's coverage per query: 6/8, 6/12, 6/8 (docs/definitions.md, "Edge cases": a score equal to the row's maximum counts 1).
   EXPECT_DOUBLE_EQ(r.layers[0].coverage_flat_mean, (0.75 + 0.5 + 0.75) / 3.0);
   // nlohmann writes NaN as null: the coverage numbers must all be there.
   const nlohmann::json j = audit_json(r);  // named: a range-for over a temporary's member would dangle

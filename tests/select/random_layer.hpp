@@ -60,7 +60,7 @@ inline Layer random_layer(const LayerSpec& s) {
   return l;
 }
 
-// A layer whose fp32 scores overflow in ways no summation order (nor FMA contraction) changes (README "Edge
+// A layer whose fp32 scores overflow in ways no summation order (nor FMA contraction) changes (docs/definitions.md, "Edge
 // cases"): every value is 0, 1 or ±2^64, and every dot product sums terms of one sign, so q·k is exact or
 // saturates to ±inf whatever the order. L = 20 keys:
 //   0-3 "small" (all 1: q·k = 2^66), 4-11 "huge" (all +2^64: q·k = +inf), 12-15 "zero" (q·k = 0),

@@ -1,5 +1,5 @@
 // Every fast selection path against the reference (src/select/reference.cpp), on exact and
-// adversarial inputs, plus the properties the README states.
+// adversarial inputs, plus the properties docs/definitions.md states.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -123,7 +123,7 @@ TEST(Selection, RowsShorterThanKSelectEverything) {
   }
 }
 
-// README "Edge cases": a one-key layer (L = 1) has one visible key for its only query, so every method selects
+// docs/definitions.md, "Edge cases": a one-key layer (L = 1) has one visible key for its only query, so every method selects
 // position 0, whatever k, B and m.
 TEST(Selection, OneKeyLayerSelectsPositionZero) {
   LayerSpec s;
@@ -166,7 +166,7 @@ TEST(Selection, OneHeadAndOddHeadDimsMatchReference) {
   }
 }
 
-// README "Edge cases": scores that overflow fp32 follow the Definitions: +inf ranks first, a NaN (inf - inf)
+// docs/definitions.md, "Edge cases": scores that overflow fp32 follow the Definitions: +inf ranks first, a NaN (inf - inf)
 // is -inf, ties by lower position; coverage stays a share in [0, 1] (a score equal to the row's maximum
 // counts 1 in the softmax mass, also when the maximum is infinite).
 TEST(Selection, OverflowedScoresFollowTheNanPolicy) {
