@@ -53,7 +53,10 @@ int main(int argc, char** argv) {
     app.exit(e);
     return 2;  // grep-style: 2 for any usage error
   } catch (const hisa::Interrupted& e) {
-    std::cerr << "hisa: " << e.what() << "\n";
+    std::cerr << "hisa: " << e.what()
+              << (e.checkpoint_dir().empty() ? " (use --checkpoint DIR to keep them)"
+                                             : "; rerun with --resume to continue from there")
+              << "\n";
     return fail(130);  // as a shell reports a process ended by SIGINT
   } catch (const hisa::InputError& e) {
     std::cerr << "hisa: error: " << e.what() << "\n";

@@ -44,8 +44,8 @@ class OptionError : public UsageError {
   std::string message(const Spelling& spell) const { return render(template_, spell); }
 
  private:
-  // {name} with a name of lower-case letters, digits and '_' is an option; anything else (a user's value that
-  // holds braces) is kept as it is.
+  // {name} with a name of a lower-case letter, then lower-case letters, digits and '_' is an option; anything else
+  // (a user's value that holds braces) is kept as it is.
   static std::string render(const std::string& text, const Spelling& spell) {
     std::string out;
     size_t at = 0;
@@ -53,7 +53,8 @@ class OptionError : public UsageError {
       const size_t close = text.find('}', open);
       if (close == std::string::npos) break;
       const std::string name = text.substr(open + 1, close - open - 1);
-      const bool is_name = !name.empty() && name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") == std::string::npos;
+      const bool is_name = !name.empty() && name[0] >= 'a' && name[0] <= 'z' &&
+                           name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") == std::string::npos;
       if (!is_name) continue;
       out += text.substr(at, open - at) + spell(name);
       at = close + 1;

@@ -219,10 +219,7 @@ class UnitRun {
     take_resumed_units();
     compute();
     if (g_signalled) {
-      throw Interrupted("interrupted: " + std::to_string(stats_.resumed + stats_.computed_here) + " of this process's " +
-                        std::to_string(stats_.resumed + int64_t(todo_.size())) + " units are done" +
-                        (plan_.checkpoint_dir.empty() ? std::string(" (use --checkpoint DIR to keep them)")
-                                                      : "; rerun with --resume to continue from " + plan_.checkpoint_dir));
+      throw Interrupted(stats_.resumed + stats_.computed_here, stats_.resumed + int64_t(todo_.size()), plan_.checkpoint_dir);
     }
     return gather(t0);
   }

@@ -71,10 +71,17 @@ struct RunStats {
   int workers = 0, ranks = 1;
 };
 
-// The run was stopped by SIGINT or SIGTERM; finished units are in the checkpoint directory.
+// The run was stopped by SIGINT or SIGTERM; finished units are in the checkpoint directory, when there is one.
 class Interrupted : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  Interrupted(int64_t done, int64_t units, std::string checkpoint_dir)
+      : std::runtime_error("interrupted: " + std::to_string(done) + " of this process's " + std::to_string(units) +
+                           " units are done" + (checkpoint_dir.empty() ? "" : ", kept in " + checkpoint_dir)),
+        checkpoint_dir_(std::move(checkpoint_dir)) {}
+  const std::string& checkpoint_dir() const { return checkpoint_dir_; }
+
+ private:
+  std::string checkpoint_dir_;
 };
 
 // make_worker(device) makes worker objects; on_result (optional, called on this thread in finishing order)

@@ -1,4 +1,4 @@
-// The CUDA bench's report (report/cuda_bench.cpp) on made-up figures, so it is checked without a GPU: the
+// The CUDA bench's report (bench/cuda_bench.cpp) on made-up figures, so it is checked without a GPU: the
 // datasheet peaks, the benchmark targets, the text and the JSON.
 #include <gtest/gtest.h>
 

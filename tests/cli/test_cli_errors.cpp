@@ -149,6 +149,21 @@ TEST(Cli, LibraryErrorsNameTheFlags) {
   }
 }
 
+// --verbose says on stderr which engine takes each layer (and, on a GPU, the kernel that scores its keys).
+TEST(Cli, VerboseSaysWhatTheRunDecided) {
+  TempDir dir;
+  const std::string path = dir.file("base.h5");
+  test::write_base_file(path, test::BaseKind::F32);
+  for (const char* command : {"audit", "sweep"}) {
+    test::ProcessResult r = run_hisa({command, path, "--device", "cpu", "--verbose"}, dir);
+    ASSERT_TRUE(r.exited) << r.output;
+    EXPECT_EQ(0, r.status) << r.output;
+    EXPECT_NE(r.output.find("hisa: cpu: layer 0 of s0\n"), std::string::npos) << command << ": " << r.output;
+    r = run_hisa({command, path, "--device", "cpu"}, dir);
+    EXPECT_EQ(r.output.find("hisa: cpu: layer 0"), std::string::npos) << command << ": " << r.output;
+  }
+}
+
 TEST(Cli, VersionExitsWithStatus0) {
   TempDir dir;
   test::ProcessResult r = run_hisa({"--version"}, dir);

@@ -260,12 +260,14 @@ TEST(SweepCli, InterruptedRunResumesToTheSameOutputs) {
   const std::string ckpt = dir.file("ckpt");
   const std::vector<std::string> args{bin, "sweep", file, "--device", "cpu", "--threads", "1", "--checkpoint", ckpt,
                                       "--json", dir.file("part.json"), "--csv", dir.file("part.csv")};
+  const std::string stderr_file = dir.file("interrupted.txt");
   const pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
     const int null = ::open("/dev/null", O_WRONLY);
+    const int err = ::open(stderr_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     ::dup2(null, 1);
-    ::dup2(null, 2);
+    ::dup2(err, 2);
     std::vector<char*> argv;
     for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
@@ -286,6 +288,10 @@ TEST(SweepCli, InterruptedRunResumesToTheSameOutputs) {
   const int status = WEXITSTATUS(wstatus);
   if (status == 0) GTEST_SKIP() << "the run finished before the signal arrived";
   EXPECT_EQ(status, 130);
+  // The library says how far it got and where the units are; the CLI adds the flag that continues.
+  const std::string said = test::read_text(stderr_file);
+  EXPECT_NE(said.find("units are done, kept in " + ckpt + "; rerun with --resume to continue from there"),
+            std::string::npos) << said;
   EXPECT_FALSE(std::filesystem::exists(dir.file("part.json")));  // outputs are whole or absent
   EXPECT_TRUE(std::filesystem::exists(ckpt + "/layer_0.csv"));
 
