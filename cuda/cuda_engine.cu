@@ -31,7 +31,6 @@
 #include "cuda/device_buffer.hpp"
 #include "cuda/kernels.hpp"
 #include "select/blocks.hpp"
-#include "select/bounds.hpp"
 
 namespace hisa::cuda {
 
@@ -75,7 +74,6 @@ class CudaEngine final : public SelectionEngine {
     keys_ = &keys;
     config_ = config;
     pooled_ = pool_keys(keys, config.block_size, config.pool);
-    bounds_ = BlockBounds(keys, config.block_size);
     tokens_.reset(keys.k.data(), keys.k_scale.data(), keys.count, keys.dim, "tokens", stream());
     blocks_.reset(pooled_.k.data(), pooled_.scale.data(), pooled_.count, pooled_.dim, pooled_name(config.block_size),
                   stream());
@@ -193,7 +191,7 @@ class CudaEngine final : public SelectionEngine {
   }
 
   // The block stage on the host: the CPU engine's keep_blocks on J, queries in parallel (keep_blocks keeps its
-  // scratch thread_local), the bounds, then the top-k segment lists of DSA, HISA and block-sparse, uploaded.
+  // scratch thread_local), then the top-k segment lists of DSA, HISA and block-sparse, uploaded.
   void choose_blocks_on_host(const QueryBatch& b, const Chunk& c, std::vector<QueryAudit>& out) {
     HostTimer t(ms_.block_choice);
     const int64_t B = config_.block_size;
@@ -205,7 +203,6 @@ class CudaEngine final : public SelectionEngine {
       const BlockSpan span = eligible_blocks(a.k_start, a.q_pos, B);
       const auto j = j_row(c, i, span, B);
       a.block_scores.assign(j.begin(), j.end());
-      set_block_bounds(a, bounds_, b, c.first + i);
       std::vector<int64_t> kept_block;
       keep_blocks(j, span, config_.blocks, config_.forced, a.hisa_blocks);
       keep_blocks(j, span, config_.block_sparse_blocks(), ForcedMode::InBudget, kept_block);
@@ -409,9 +406,8 @@ class CudaEngine final : public SelectionEngine {
   size_t max_chunk_bytes_;  // 0: from the free device memory
   const LayerKeys* keys_ = nullptr;
   SelectionConfig config_;
-  // set_layer: the pooled keys of config_ and their bounds.
+  // set_layer: the pooled keys of config_.
   PooledKeys pooled_;
-  BlockBounds bounds_;
   KeyStore tokens_, blocks_;
   DeviceArray<int> blo_, bhi_;
   // set_sweep_layer: the pooled keys of every variant, and each query's eligible blocks per variant.

@@ -264,8 +264,11 @@ struct LayerReader::Impl {
             }
             h5::read_rows(d.get(), mem_type, row_begin, row_count, raw);
           }
-          const bool bf16 = t.element == ElementType::BF16;
-          for (size_t i = 0; i < n; ++i) out[i] = bf16 ? bf16_to_float(raw[i]) : f16_to_float(raw[i]);
+          if (t.element == ElementType::BF16) {
+            decode_parallel(raw, n, out, [](uint16_t v) { return bf16_to_float(v); });
+          } else {
+            decode_parallel(raw, n, out, [](uint16_t v) { return f16_to_float(v); });
+          }
           break;
         }
         case Storage::UInt8Bits: {
@@ -274,7 +277,7 @@ struct LayerReader::Impl {
             std::lock_guard lock(h5::library_mutex());
             h5::read_rows(d.get(), t.signed_bits ? H5T_NATIVE_INT8 : H5T_NATIVE_UINT8, row_begin, row_count, raw);
           }
-          for (size_t i = 0; i < n; ++i) out[i] = e4m3_to_float(raw[i]);
+          decode_parallel(raw, n, out, [](uint8_t v) { return e4m3_to_float(v); });
           break;
         }
       }
@@ -296,8 +299,21 @@ struct LayerReader::Impl {
     }
   }
 
+  // Decoding runs outside the HDF5 lock, on every core: each value depends on its code alone.
+  template <typename Code, typename Decode>
+  static void decode_parallel(const Code* raw, size_t n, float* out, Decode decode) {
+#pragma omp parallel for schedule(static) if (n >= (size_t(1) << 16))
+    for (int64_t i = 0; i < int64_t(n); ++i) out[i] = decode(raw[i]);
+  }
+
   void check_finite(const std::string& name, const float* values, int64_t rows, int64_t row_elems,
                     int64_t first_row) const {
+    // All finite is the common case: checked on every core; only a failure looks for the first bad value.
+    const int64_t n = rows * row_elems;
+    bool finite = true;
+#pragma omp parallel for schedule(static) reduction(&& : finite) if (n >= (int64_t(1) << 16))
+    for (int64_t i = 0; i < n; ++i) finite = finite && std::isfinite(values[i]);
+    if (finite) return;
     for (int64_t r = 0; r < rows; ++r) {
       const float* row = values + r * row_elems;
       for (int64_t i = 0; i < row_elems; ++i) {

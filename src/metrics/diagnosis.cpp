@@ -37,28 +37,79 @@ std::vector<int64_t> ranks_by_score(const QueryAudit& a, int64_t first_block, bo
   return rank;
 }
 
-}  // namespace
-
-std::vector<int64_t> block_keep_ranks(const QueryAudit& a, const SelectionConfig& c) {
+// The keep order's ranks from the ranks by J among the non-forced blocks (ranks_by_score(a, first, true)): in-budget,
+// the forced first and last blocks come first; extra, every block by J alone.
+std::vector<int64_t> keep_ranks(const QueryAudit& a, const SelectionConfig& c, const std::vector<int64_t>& score_rank) {
   const int64_t first = a.k_start / c.block_size, n = int64_t(a.block_scores.size());
   if (c.forced == ForcedMode::Extra || n <= 1) return ranks_by_score(a, first, false);
-  std::vector<int64_t> rank = ranks_by_score(a, first, true);
+  std::vector<int64_t> rank = score_rank;
   for (auto& r : rank) r += 2;
   rank.front() = 0;
   rank.back() = 1;
   return rank;
 }
 
-std::vector<MissDiagnosis> diagnose_misses(const QueryAudit& a, const SelectionConfig& c) {
-  std::vector<MissDiagnosis> out;
-  const int64_t first = a.k_start / c.block_size, n = int64_t(a.block_scores.size());
-  const auto keep_rank = block_keep_ranks(a, c);
-  const auto score_rank = ranks_by_score(a, first, true);  // among non-forced blocks, for displacement
-  const auto dsa_rank = dsa_ranks(a);
-  const int64_t forced = n > 1 ? 2 : 1;
+}  // namespace
+
+std::vector<int64_t> block_keep_ranks(const QueryAudit& a, const SelectionConfig& c) {
+  return keep_ranks(a, c, ranks_by_score(a, a.k_start / c.block_size, true));
+}
+
+namespace {
+
+// The rule that gives a missed DSA token its cause, with what it needs of the query computed once.
+class CauseRule {
+ public:
+  CauseRule(const QueryAudit& a, const SelectionConfig& c)
+      : a_(a), c_(c), first_(a.k_start / c.block_size), score_rank_(ranks_by_score(a, first_, true)),
+        keep_rank_(keep_ranks(a, c, score_rank_)), forced_(a.block_scores.size() > 1 ? 2 : 1),
+        tolerance_(kNearTieRelative * std::max(std::fabs(double(a.kth_score)), 1e-30)) {}
+  int64_t first_block() const { return first_; }
+  int64_t keep_rank(size_t bi) const { return keep_rank_[bi]; }
+  // bi: the token's block, as an index into the eligible blocks.
+  MissCause cause(float score, size_t bi) const {
+    if (!std::isinf(a_.kth_score) && std::fabs(double(score) - double(a_.kth_score)) <= tolerance_) return MissCause::NearTie;
+    if (c_.forced == ForcedMode::InBudget && score_rank_[bi] >= 0 && score_rank_[bi] >= c_.blocks - forced_ &&
+        score_rank_[bi] < c_.blocks) {
+      return MissCause::DisplacedByForced;  // kept, had the forced blocks not taken budget
+    }
+    if (keep_rank_[bi] < c_.blocks + (c_.blocks + 3) / 4) return MissCause::NearCutoff;  // rank in [m, m + ⌈m/4⌉)
+    return MissCause::MeanDilution;
+  }
+
+ private:
+  const QueryAudit& a_;
+  const SelectionConfig& c_;
+  int64_t first_;
+  std::vector<int64_t> score_rank_;  // among non-forced blocks, for displacement
+  std::vector<int64_t> keep_rank_;
+  int64_t forced_;
+  double tolerance_;
+};
+
+}  // namespace
+
+std::array<int64_t, kMissCauses> count_miss_causes(const QueryAudit& a, const SelectionConfig& c) {
+  std::array<int64_t, kMissCauses> counts{};
+  const CauseRule rule(a, c);
+  const std::vector<char> held = membership(a.flat, a.hisa);
   for (size_t i = 0; i < a.flat.size(); ++i) {
+    if (!held[i]) ++counts[size_t(rule.cause(a.flat_scores[i], size_t(a.flat[i] / c.block_size - rule.first_block())))];
+  }
+  return counts;
+}
+
+std::vector<MissDiagnosis> diagnose_misses(const QueryAudit& a, const SelectionConfig& c) {
+  const CauseRule rule(a, c);
+  const std::vector<int64_t> dsa_rank = dsa_ranks(a);
+  const std::vector<char> held = membership(a.flat, a.hisa);
+  // DSA's tokens in rank order (ranks are 1..k, one each), so the misses come out in DSA rank order.
+  std::vector<size_t> by_rank(a.flat.size());
+  for (size_t i = 0; i < a.flat.size(); ++i) by_rank[size_t(dsa_rank[i] - 1)] = i;
+  std::vector<MissDiagnosis> out;
+  for (size_t i : by_rank) {
+    if (held[i]) continue;
     const int64_t s = a.flat[i];
-    if (std::binary_search(a.hisa.begin(), a.hisa.end(), s)) continue;
     MissDiagnosis d;
     d.position = s;
     d.distance = a.q_pos - s;
@@ -66,9 +117,9 @@ std::vector<MissDiagnosis> diagnose_misses(const QueryAudit& a, const SelectionC
     d.score = a.flat_scores[i];
     d.margin = std::isinf(a.kth_score) ? 0.0f : d.score - a.kth_score;
     d.block = s / c.block_size;
-    const size_t bi = size_t(d.block - first);
+    const size_t bi = size_t(d.block - rule.first_block());
     d.block_score = a.block_scores[bi];
-    d.block_rank = keep_rank[bi];
+    d.block_rank = rule.keep_rank(bi);
     d.block_best = a.block_best[bi];
     // J / best: 0 where best = 0; 1 where both are the same infinity (overflowed scores), where the quotient
     // would be NaN (0 for opposite infinities); an infinite J over a finite best stays ±inf.
@@ -78,24 +129,14 @@ std::vector<MissDiagnosis> diagnose_misses(const QueryAudit& a, const SelectionC
       const double ratio = d.block_best != 0 ? double(d.block_score) / double(d.block_best) : 0.0;
       d.pooled_to_best = std::isnan(ratio) ? 0.0 : ratio;
     }
-    const double tolerance = kNearTieRelative * std::max(std::fabs(double(a.kth_score)), 1e-30);
-    if (!std::isinf(a.kth_score) && std::fabs(double(d.score) - double(a.kth_score)) <= tolerance) {
-      d.cause = MissCause::NearTie;
-    } else if (c.forced == ForcedMode::InBudget && score_rank[bi] >= 0 && score_rank[bi] >= c.blocks - forced &&
-               score_rank[bi] < c.blocks) {
-      d.cause = MissCause::DisplacedByForced;  // kept, had the forced blocks not taken budget
-    } else if (d.block_rank < c.blocks + (c.blocks + 3) / 4) {
-      d.cause = MissCause::NearCutoff;  // rank in [m, m + ⌈m/4⌉)
-    } else {
-      d.cause = MissCause::MeanDilution;
-    }
+    d.cause = rule.cause(d.score, bi);
     out.push_back(d);
   }
-  std::sort(out.begin(), out.end(), [](const MissDiagnosis& x, const MissDiagnosis& y) { return x.dsa_rank < y.dsa_rank; });
   // Pair the misses, best first, with the tokens HISA holds that DSA lacks, best first.
+  const std::vector<char> in_dsa = membership(a.hisa, a.flat);
   std::vector<size_t> extras;
   for (size_t j = 0; j < a.hisa.size(); ++j) {
-    if (!std::binary_search(a.flat.begin(), a.flat.end(), a.hisa[j])) extras.push_back(j);
+    if (!in_dsa[j]) extras.push_back(j);
   }
   std::sort(extras.begin(), extras.end(), [&](size_t x, size_t y) {
     return ranks_before(a.hisa_scores[x], a.hisa[x], a.hisa_scores[y], a.hisa[y]);
@@ -107,14 +148,24 @@ std::vector<MissDiagnosis> diagnose_misses(const QueryAudit& a, const SelectionC
   return out;
 }
 
-bool certify_hisa(const QueryAudit& a, const SelectionConfig& c) {
+bool certify_hisa(const QueryAudit& a, const SelectionConfig& c, const BlockBound& bound) {
   const int64_t first = a.k_start / c.block_size;
-  const bool full = int64_t(a.hisa.size()) == c.topk;
-  const float kth = full ? *std::min_element(a.hisa_scores.begin(), a.hisa_scores.end()) : -INFINITY;
-  for (size_t i = 0; i < a.block_bounds.size(); ++i) {
-    if (std::binary_search(a.hisa_blocks.begin(), a.hisa_blocks.end(), first + int64_t(i))) continue;
-    // A pruned token scoring exactly the k-th score could still win on position, hence the strict test.
-    if (!full || a.block_bounds[i] >= kth) return false;
+  std::vector<size_t> pruned;
+  for (size_t i = 0; i < a.block_scores.size(); ++i) {
+    if (!std::binary_search(a.hisa_blocks.begin(), a.hisa_blocks.end(), first + int64_t(i))) pruned.push_back(i);
+  }
+  if (pruned.empty()) return true;
+  // Fewer than k tokens while blocks were pruned: those blocks' visible tokens would have been chosen.
+  if (int64_t(a.hisa.size()) < c.topk) return false;
+  const float kth = *std::min_element(a.hisa_scores.begin(), a.hisa_scores.end());
+  // A pruned token scoring exactly the k-th score could still win on position, hence the strict test. The order
+  // decides only how soon a failing bound is found: the pruned block of highest J, whose bound tends to be the
+  // highest, first; then the others in block order.
+  const auto highest = std::max_element(pruned.begin(), pruned.end(),
+                                        [&](size_t x, size_t y) { return a.block_scores[x] < a.block_scores[y]; });
+  if (bound(first + int64_t(*highest)) >= kth) return false;
+  for (size_t i : pruned) {
+    if (i != *highest && bound(first + int64_t(i)) >= kth) return false;
   }
   return true;
 }

@@ -1,7 +1,9 @@
 #pragma once
 // Why HISA missed a DSA token, and when HISA's selection is certified exact. docs/definitions.md, "Misses and
 // certificates" states each class's exact condition.
+#include <array>
 #include <cstdint>
+#include <functional>
 #include <string_view>
 #include <vector>
 
@@ -35,10 +37,17 @@ struct MissDiagnosis {
 // equal J by lower block); rank[i] belongs to block ⌊k_start/B⌋ + i.
 std::vector<int64_t> block_keep_ranks(const QueryAudit& a, const SelectionConfig& c);
 
+// How many of DSA's tokens HISA lacks have each cause (diagnose_misses' causes, without the rest of the story).
+std::array<int64_t, kMissCauses> count_miss_causes(const QueryAudit& a, const SelectionConfig& c);
+
 // One entry per DSA token HISA lacks, in DSA rank order.
 std::vector<MissDiagnosis> diagnose_misses(const QueryAudit& a, const SelectionConfig& c);
 
-// True when no pruned block's score bound reaches HISA's k-th score, which proves HISA = DSA.
-bool certify_hisa(const QueryAudit& a, const SelectionConfig& c);
+// The score bound of an eligible block (select/bounds.hpp BlockBounds::score_bound for the query), by block index.
+using BlockBound = std::function<float(int64_t block)>;
+
+// True when no pruned block's score bound reaches HISA's k-th score, which proves HISA = DSA. Bounds are asked
+// for only as far as needed, pruned blocks of higher J first: one that reaches the k-th score settles it.
+bool certify_hisa(const QueryAudit& a, const SelectionConfig& c, const BlockBound& bound);
 
 }  // namespace hisa

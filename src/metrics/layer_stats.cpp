@@ -36,13 +36,6 @@ Distribution summarize(std::vector<double> v) {
   return d;
 }
 
-int distance_bucket(int64_t distance) {
-  if (distance <= 0) return 0;
-  int b = 1;
-  while (distance >>= 1) ++b;
-  return b;
-}
-
 std::string distance_bucket_label(int bucket) {
   if (bucket == 0) return "0";
   if (bucket == 1) return "1";
@@ -50,19 +43,13 @@ std::string distance_bucket_label(int bucket) {
   return std::to_string(lo) + "-" + std::to_string(hi);
 }
 
-void LayerAccumulator::PatternCounts::add(const std::vector<int64_t>& positions, const QueryAudit& a, int64_t block_size) {
-  const int64_t sink_block = a.k_start / block_size, own_block = a.q_pos / block_size;
-  int64_t distinct = 0, last_block = -1;
-  for (int64_t s : positions) {  // ascending, so distinct blocks are counted in one pass
-    const int b = distance_bucket(a.q_pos - s);
-    if (size_t(b) >= buckets.size()) buckets.resize(size_t(b) + 1, 0);
-    ++buckets[size_t(b)];
-    sink += (s / block_size == sink_block);
-    own += (s / block_size == own_block);
-    if (s / block_size != last_block) ++distinct, last_block = s / block_size;
-  }
-  tokens += int64_t(positions.size());
-  blocks_touched.push_back(double(distinct));
+void LayerAccumulator::PatternCounts::add(const PositionPattern& p) {
+  if (size_t(p.top_bucket + 1) > buckets.size()) buckets.resize(size_t(p.top_bucket + 1), 0);
+  for (int b = 0; b <= p.top_bucket; ++b) buckets[size_t(b)] += p.buckets[size_t(b)];
+  sink += p.sink;
+  own += p.own;
+  tokens += p.tokens;
+  blocks_touched.push_back(double(p.blocks));
 }
 
 CoveragePattern LayerAccumulator::PatternCounts::finish() const {
@@ -127,11 +114,15 @@ void LayerAccumulator::add(const QueryAudit& a, const QueryMetrics& m, const std
   ref_unexplained_ += m.ref_unexplained.value_or(0);
   hisa_.add(m.hisa);
   block_.add(m.block);
-  dsa_.add(a.flat, a, block_size_);
-  thread_local std::vector<int64_t> missed;
-  missed.clear();
-  std::set_difference(a.flat.begin(), a.flat.end(), a.hisa.begin(), a.hisa.end(), std::back_inserter(missed));
-  misses_.add(missed, a, block_size_);
+  // The patterns come with the metrics when they were computed with the config (in parallel, by the audit).
+  dsa_.add(m.dsa_pattern ? *m.dsa_pattern : position_pattern(a.flat, a, block_size_));
+  if (m.miss_pattern) {
+    misses_.add(*m.miss_pattern);
+  } else {
+    std::vector<int64_t> missed;
+    std::set_difference(a.flat.begin(), a.flat.end(), a.hisa.begin(), a.hisa.end(), std::back_inserter(missed));
+    misses_.add(position_pattern(missed, a, block_size_));
+  }
 }
 
 namespace {

@@ -19,7 +19,6 @@ Distribution summarize(std::vector<double> values);
 double percentile(const std::vector<double>& sorted, double p);
 
 // Distance d = q_pos - s falls in bucket 0 when d = 0, else floor(log2 d) + 1: [1], [2,3], [4,7], ...
-int distance_bucket(int64_t distance);
 std::string distance_bucket_label(int bucket);
 
 struct CoveragePattern {
@@ -98,7 +97,7 @@ class LayerAccumulator {
     std::vector<int64_t> buckets;
     int64_t sink = 0, own = 0, tokens = 0;
     std::vector<double> blocks_touched;
-    void add(const std::vector<int64_t>& positions, const QueryAudit& a, int64_t block_size);
+    void add(const PositionPattern& p);
     CoveragePattern finish() const;
   };
   struct MethodValues {

@@ -1,7 +1,9 @@
 #include "metrics/query_metrics.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
+#include <iterator>
 #include <numeric>
 
 #include "metrics/diagnosis.hpp"
@@ -22,6 +24,35 @@ int64_t intersection_size(std::span<const int64_t> a, std::span<const int64_t> b
     }
   }
   return n;
+}
+
+std::vector<char> membership(std::span<const int64_t> x, std::span<const int64_t> y) {
+  std::vector<char> in(x.size(), 0);
+  size_t j = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    while (j < y.size() && y[j] < x[i]) ++j;
+    in[i] = j < y.size() && y[j] == x[i];
+  }
+  return in;
+}
+
+int distance_bucket(int64_t distance) { return distance <= 0 ? 0 : int(std::bit_width(uint64_t(distance))); }
+
+PositionPattern position_pattern(const std::vector<int64_t>& positions, const QueryAudit& a, int64_t block_size) {
+  PositionPattern p;
+  const int64_t sink_block = a.k_start / block_size, own_block = a.q_pos / block_size;
+  int64_t last_block = -1;
+  for (int64_t s : positions) {  // ascending, so distinct blocks are counted in one pass
+    const int b = distance_bucket(a.q_pos - s);
+    ++p.buckets[size_t(b)];
+    p.top_bucket = std::max(p.top_bucket, b);
+    const int64_t block = s / block_size;
+    p.sink += block == sink_block;
+    p.own += block == own_block;
+    if (block != last_block) ++p.blocks, last_block = block;
+  }
+  p.tokens = int64_t(positions.size());
+  return p;
 }
 
 std::vector<int64_t> ref_positions(std::span<const int32_t> topk_ref) {
@@ -55,13 +86,13 @@ void compare_with_ref(const QueryAudit& a, std::span<const int32_t> topk_ref, co
 }
 
 std::vector<int64_t> dsa_ranks(const QueryAudit& a) {
-  std::vector<size_t> order(a.flat.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::sort(order.begin(), order.end(), [&](size_t x, size_t y) {
-    return ranks_before(a.flat_scores[x], a.flat[x], a.flat_scores[y], a.flat[y]);
-  });
+  // DSA's order: higher score first, equal scores by lower position; a.flat is ascending, so by lower index. As
+  // integers (order keys inverted, then the index) the order is a plain sort.
+  std::vector<uint64_t> order(a.flat.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = (uint64_t(~order_key(a.flat_scores[i])) << 32) | uint64_t(i);
+  std::sort(order.begin(), order.end());
   std::vector<int64_t> rank(a.flat.size());
-  for (size_t r = 0; r < order.size(); ++r) rank[order[r]] = int64_t(r) + 1;
+  for (size_t r = 0; r < order.size(); ++r) rank[size_t(order[r] & 0xFFFFFFFFu)] = int64_t(r) + 1;
   return rank;
 }
 
@@ -84,10 +115,9 @@ SetComparison compare(const std::vector<int64_t>& x, double mass_x, const QueryA
   c.recall = a.flat.empty() ? 1.0 : double(common) / double(a.flat.size());
   c.coverage = mass_x / a.mass_visible;
   c.coverage_ratio = a.mass_flat > 0 ? mass_x / a.mass_flat : 1.0;
+  const std::vector<char> held = membership(a.flat, x);
   for (size_t i = 0; i < a.flat.size(); ++i) {
-    if (!std::binary_search(x.begin(), x.end(), a.flat[i])) {
-      if (!c.first_miss_rank || ranks[i] < *c.first_miss_rank) c.first_miss_rank = ranks[i];
-    }
+    if (!held[i] && (!c.first_miss_rank || ranks[i] < *c.first_miss_rank)) c.first_miss_rank = ranks[i];
   }
   c.needle_recall = needle_share(x, a, needle);
   return c;
@@ -96,7 +126,8 @@ SetComparison compare(const std::vector<int64_t>& x, double mass_x, const QueryA
 }  // namespace
 
 QueryMetrics compute_query_metrics(const QueryAudit& a, int64_t query_index, std::optional<NeedleRange> needle,
-                                   std::span<const int32_t> topk_ref, const SelectionConfig* config) {
+                                   std::span<const int32_t> topk_ref, const SelectionConfig* config,
+                                   const std::function<float(int64_t block)>& block_bound) {
   QueryMetrics m;
   m.query = query_index;
   m.q_pos = a.q_pos;
@@ -113,8 +144,12 @@ QueryMetrics compute_query_metrics(const QueryAudit& a, int64_t query_index, std
     m.ref_iou = uni == 0 ? 1.0 : double(common) / double(uni);
   }
   if (config && !a.block_scores.empty()) {
-    for (const auto& miss : diagnose_misses(a, *config)) ++m.miss_causes[size_t(miss.cause)];
-    m.certified = certify_hisa(a, *config);
+    m.miss_causes = count_miss_causes(a, *config);
+    m.dsa_pattern = position_pattern(a.flat, a, config->block_size);
+    std::vector<int64_t> missed;
+    std::set_difference(a.flat.begin(), a.flat.end(), a.hisa.begin(), a.hisa.end(), std::back_inserter(missed));
+    m.miss_pattern = position_pattern(missed, a, config->block_size);
+    if (block_bound) m.certified = certify_hisa(a, *config, block_bound);
   }
   return m;
 }

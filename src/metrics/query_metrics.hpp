@@ -11,6 +11,19 @@
 
 namespace hisa {
 
+// 0 for distance 0, else 1 + floor(log2(distance)): 1, 2-3, 4-7, ...
+int distance_bucket(int64_t distance);
+inline constexpr int kDistanceBuckets = 64;
+
+// Where a set of positions (ascending) lies for one query: how many at each distance bucket from q_pos, in the
+// sink block (the one holding k_start) and in the query's own block, and how many distinct blocks it touches.
+struct PositionPattern {
+  std::array<int64_t, kDistanceBuckets> buckets{};
+  int top_bucket = -1;  // the highest bucket holding a position; -1: none
+  int64_t tokens = 0, sink = 0, own = 0, blocks = 0;
+};
+PositionPattern position_pattern(const std::vector<int64_t>& positions, const QueryAudit& a, int64_t block_size);
+
 struct SetComparison {
   double iou = 1;     // |X∩D| / |X∪D|
   double recall = 1;  // |X∩D| / |D|
@@ -35,6 +48,8 @@ struct QueryMetrics {
   // --method certified: keys the branch-and-bound search scored, and whether it reproduced DSA.
   std::optional<int64_t> certified_keys_scored;
   std::optional<bool> certified_equals_flat;
+  // With a config: where DSA's tokens and HISA's misses lie (the layer's coverage patterns).
+  std::optional<PositionPattern> dsa_pattern, miss_pattern;
 };
 
 struct NeedleRange {
@@ -43,6 +58,8 @@ struct NeedleRange {
 
 // Size of the intersection of two ascending position lists.
 int64_t intersection_size(std::span<const int64_t> a, std::span<const int64_t> b);
+// in[i] = whether x[i] is in y (both ascending), in one merge pass.
+std::vector<char> membership(std::span<const int64_t> x, std::span<const int64_t> y);
 
 // The valid entries of a topk_ref row (−1 padding and duplicates dropped), ascending.
 std::vector<int64_t> ref_positions(std::span<const int32_t> topk_ref);
@@ -56,8 +73,10 @@ void compare_with_ref(const QueryAudit& a, std::span<const int32_t> topk_ref, co
 std::vector<int64_t> dsa_ranks(const QueryAudit& a);
 
 // topk_ref: the dump's row (any order, -1 padded), or empty.
-// With a config, also the miss causes and the certificate (they need the block size and budget).
+// With a config, also the miss causes and the coverage patterns, and with a block bound too the certificate (they
+// need the block size and budget; the certificate the blocks' score bounds, metrics/diagnosis.hpp).
 QueryMetrics compute_query_metrics(const QueryAudit& a, int64_t query_index, std::optional<NeedleRange> needle,
-                                   std::span<const int32_t> topk_ref, const SelectionConfig* config = nullptr);
+                                   std::span<const int32_t> topk_ref, const SelectionConfig* config = nullptr,
+                                   const std::function<float(int64_t block)>& block_bound = {});
 
 }  // namespace hisa

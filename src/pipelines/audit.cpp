@@ -1,11 +1,15 @@
 #include "pipelines/audit.hpp"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <chrono>
+#include <mutex>
 
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/progress.hpp"
+#include "core/stopwatch.hpp"
 #include "io/dump_reader.hpp"
 #include "io/sample_selection.hpp"
 #include "metrics/parity.hpp"
@@ -43,10 +47,13 @@ QueryBatch first_queries(const QueryBatch& b, int64_t n) {
 // accumulator for this sample (merged with the other samples' in unit order by run_audit).
 class AuditWorker final : public UnitWorker {
  public:
+  // The worker's engine stage times and per-query metrics time are added to `timings` (under `times_mutex`) when
+  // it ends.
   AuditWorker(const AuditOptions& o, const AuditResult& r, const std::vector<SampleSource>& sources, size_t files,
-              int device, const std::function<void(const QueryRecord&)>& on_query)
-      : o_(o), r_(r), sources_(sources), files_(files), on_query_(on_query),
-        engine_(make_engine_on(device, o.threads, o.run.fp8_mma)) {
+              int device, const std::function<void(const QueryRecord&)>& on_query, AuditTimings& timings,
+              std::mutex& times_mutex)
+      : o_(o), r_(r), sources_(sources), files_(files), on_query_(on_query), timings_(timings), times_mutex_(times_mutex),
+        threads_(o.threads > 0 ? o.threads : omp_get_max_threads()), engine_(make_engine_on(device, o.threads, o.run.fp8_mma)) {
     if (o.parity > 0) cpu_ = make_cpu_engine(o.threads);
   }
 
@@ -57,7 +64,7 @@ class AuditWorker final : public UnitWorker {
     label_ = sample_label(*src_, files_);
     log_verbose(engine_->name() + ": layer " + std::to_string(u.layer) + " of " + label_);
     engine_->set_layer(keys, r_.config);
-    if (o_.certified) bounds_ = BlockBounds(keys, r_.config.block_size);
+    bounds_ = BlockBounds(keys, r_.config.block_size);  // the certificates' score bounds
     acc_.emplace(u.layer, r_.config.block_size, o_.worst);
     acc_->add_sample(label_);
     needle_.reset();
@@ -80,27 +87,14 @@ class AuditWorker final : public UnitWorker {
     }
     CertifiedResult certified;
     if (o_.certified) certified = certified_select(*keys_, bounds_, batch, r_.config.topk, o_.threads);
+    Stopwatch t(metrics_seconds_);
+    // Each query's metrics depend on that query alone: computed in parallel, then added in query order, so the
+    // results never depend on the thread count.
+    metrics_.assign(part.size(), QueryMetrics{});
+#pragma omp parallel for schedule(dynamic, 4) num_threads(threads_)
+    for (size_t i = 0; i < part.size(); ++i) metrics_[i] = query_metrics(batch, int64_t(i), part[i], certified);
     for (size_t i = 0; i < part.size(); ++i) {
-      std::span<const int32_t> ref;
-      if (batch.ref_width > 0) ref = {batch.topk_ref.data() + i * batch.ref_width, size_t(batch.ref_width)};
-      QueryMetrics m = compute_query_metrics(audits_[i], part[i], needle_, ref, &r_.config);
-      if (!ref.empty()) {
-        // Judge the tokens on which DSA and the dump's topk_ref differ by one CPU row of scores.
-        std::vector<float> row;
-        const QueryAudit& a = audits_[i];
-        compare_with_ref(a, ref, [&](int64_t s) {
-          if (row.empty()) {
-            row.resize(size_t(a.visible));
-            const ScoreInputs one{batch.q_row(int64_t(i), 0), batch.w_row(int64_t(i)), 1, batch.heads, batch.dim};
-            score_keys(one, keys_->row(a.k_start), keys_->k_scale.data() + a.k_start, a.visible, row.data(), a.visible);
-          }
-          return row[size_t(s - a.k_start)];
-        }, m);
-      }
-      if (o_.certified) {
-        m.certified_keys_scored = certified.keys_scored[i];
-        m.certified_equals_flat = certified.selections[i] == audits_[i].flat;
-      }
+      const QueryMetrics& m = metrics_[i];
       acc_->add(audits_[i], m, label_);
       if (i < cpu_audits_.size()) {
         const QueryParity p = compare_query(audits_[i], cpu_audits_[i], batch, int64_t(i), *keys_, pooled_, r_.config,
@@ -117,12 +111,49 @@ class AuditWorker final : public UnitWorker {
     return bytes;
   }
 
+  ~AuditWorker() override {
+    const StageTimes t = engine_->times();
+    std::lock_guard lock(times_mutex_);
+    timings_.engine = timings_.engine + t;
+    timings_.metrics += metrics_seconds_;
+  }
+
  private:
+  // Row i of the batch (the layer's query `query`): its metrics, the comparison with the dump's topk_ref, and
+  // what the certified search found.
+  QueryMetrics query_metrics(const QueryBatch& batch, int64_t i, int64_t query, const CertifiedResult& certified) const {
+    std::span<const int32_t> ref;
+    if (batch.ref_width > 0) ref = {batch.topk_ref.data() + i * batch.ref_width, size_t(batch.ref_width)};
+    const QueryAudit& a = audits_[size_t(i)];
+    QueryMetrics m = compute_query_metrics(a, query, needle_, ref, &r_.config,
+                                           [&](int64_t block) { return bounds_.score_bound(batch, i, block); });
+    if (!ref.empty()) {
+      // Judge the tokens on which DSA and the dump's topk_ref differ by one CPU row of scores.
+      std::vector<float> row;
+      compare_with_ref(a, ref, [&](int64_t s) {
+        if (row.empty()) {
+          row.resize(size_t(a.visible));
+          const ScoreInputs one{batch.q_row(i, 0), batch.w_row(i), 1, batch.heads, batch.dim};
+          score_keys(one, keys_->row(a.k_start), keys_->k_scale.data() + a.k_start, a.visible, row.data(), a.visible);
+        }
+        return row[size_t(s - a.k_start)];
+      }, m);
+    }
+    if (o_.certified) {
+      m.certified_keys_scored = certified.keys_scored[size_t(i)];
+      m.certified_equals_flat = certified.selections[size_t(i)] == a.flat;
+    }
+    return m;
+  }
+
   const AuditOptions& o_;
   const AuditResult& r_;
   const std::vector<SampleSource>& sources_;
   size_t files_;
   const std::function<void(const QueryRecord&)>& on_query_;
+  AuditTimings& timings_;
+  std::mutex& times_mutex_;
+  int threads_;
   std::unique_ptr<SelectionEngine> engine_;
   const SampleSource* src_ = nullptr;
   const LayerKeys* keys_ = nullptr;
@@ -136,6 +167,8 @@ class AuditWorker final : public UnitWorker {
   PooledKeys pooled_;
   int64_t parity_left_ = 0;
   std::vector<QueryAudit> cpu_audits_;
+  std::vector<QueryMetrics> metrics_;
+  double metrics_seconds_ = 0;
 };
 
 // Everything besides the unit that decides a unit's result, for checkpoints.
@@ -194,6 +227,7 @@ AuditResult run_audit(const AuditOptions& o, const std::function<void(const Quer
   const std::vector<WorkUnit> units = make_work_units(sources, layers);
   Progress progress(int64_t(units.size()), o.progress);
   int64_t done = 0;
+  std::mutex times_mutex;
   // Finished layers are written to the checkpoint directory as they complete (layer_<N>.json).
   LayerFiles layer_files(o.run.checkpoint_dir, ".json", units,
                          [&](int layer, const std::vector<const std::string*>& results, std::ostream& out) {
@@ -203,7 +237,9 @@ AuditResult run_audit(const AuditOptions& o, const std::function<void(const Quer
                          });
   const auto results = run_units(
       sources, units, plan,
-      [&](int device) { return std::make_unique<AuditWorker>(o, result, sources, readers.size(), device, on_query); },
+      [&](int device) {
+        return std::make_unique<AuditWorker>(o, result, sources, readers.size(), device, on_query, result.timings, times_mutex);
+      },
       result.timings.run,
       [&](size_t u, const std::string& bytes) {
         progress.advance(++done, "layer " + std::to_string(units[u].layer) + "  " +

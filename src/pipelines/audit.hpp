@@ -8,6 +8,7 @@
 #include "metrics/layer_stats.hpp"
 #include "run/unit_runner.hpp"
 #include "select/config.hpp"
+#include "select/engine.hpp"
 
 namespace hisa {
 
@@ -29,10 +30,14 @@ struct AuditOptions {
   int64_t parity = 0;
 };
 
-// Seconds of wall clock; run holds the workers' reading, waiting and computing.
+// Seconds of wall clock; run holds the workers' reading, waiting and computing; engine and metrics split the
+// computing, summed over this process's workers: the engines' stages (select/engine.hpp) and the per-query
+// metrics (with the certificates and the comparison with topk_ref).
 struct AuditTimings {
   double total = 0, merging = 0;
   RunStats run;
+  StageTimes engine;
+  double metrics = 0;
 };
 
 struct QueryRecord {

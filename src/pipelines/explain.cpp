@@ -5,6 +5,7 @@
 #include "core/error.hpp"
 #include "io/dump_reader.hpp"
 #include "select/blocks.hpp"
+#include "select/bounds.hpp"
 #include "select/engine.hpp"
 #include "select/score_cpu.hpp"
 
@@ -34,7 +35,11 @@ Explanation explain_query(const ExplainOptions& o) {
   const auto& attrs = reader.sample(o.sample).attributes;
   if (attrs.has_needle()) needle = NeedleRange{*attrs.needle_begin, *attrs.needle_end};
   std::span<const int32_t> ref(b.topk_ref.data(), size_t(b.ref_width));
-  e.metrics = compute_query_metrics(e.audit, o.query, needle, ref, &e.config);
+  const BlockBounds bounds(keys, e.config.block_size);
+  const int64_t first_block = e.audit.k_start / e.config.block_size;
+  for (size_t i = 0; i < e.audit.block_scores.size(); ++i) e.block_bounds.push_back(bounds.score_bound(b, 0, first_block + int64_t(i)));
+  e.metrics = compute_query_metrics(e.audit, o.query, needle, ref, &e.config,
+                                    [&](int64_t block) { return e.block_bounds[size_t(block - first_block)]; });
   e.misses = diagnose_misses(e.audit, e.config);
   std::set_difference(e.audit.hisa.begin(), e.audit.hisa.end(), e.audit.flat.begin(), e.audit.flat.end(),
                       std::back_inserter(e.extras));

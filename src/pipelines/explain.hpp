@@ -27,6 +27,8 @@ struct Explanation {
   std::vector<MissDiagnosis> misses;  // in DSA rank order
   std::vector<int64_t> extras;        // tokens HISA holds that DSA lacks, ascending
   std::vector<float> row;             // I[t,s] for s = k_start .. q_pos
+  // Per eligible block (index 0 = block ⌊k_start/B⌋): an upper bound on every token score in it (select/bounds.hpp).
+  std::vector<float> block_bounds;
 };
 
 // OptionError for a query outside the layer.

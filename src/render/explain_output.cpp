@@ -144,7 +144,7 @@ nlohmann::json explanation_json(const Explanation& e) {
   j["first_eligible_block"] = a.k_start / e.config.block_size;
   j["block_scores"] = a.block_scores;
   j["block_best"] = a.block_best;
-  j["block_bounds"] = a.block_bounds;
+  j["block_bounds"] = e.block_bounds;
   j["block_keep_ranks"] = block_keep_ranks(a, e.config);
   j["scores"] = e.row;  // I[t,s] for s = k_start .. q_pos
   j["metrics"] = {{"iou", e.metrics.hisa.iou},

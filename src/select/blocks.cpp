@@ -15,6 +15,8 @@ PooledKeys pool_keys(const LayerKeys& keys, int64_t block_size, PoolPrecision pr
   p.count = (keys.count + block_size - 1) / block_size;
   p.k.assign(size_t(p.count * p.dim), 0.0f);
   p.scale.assign(size_t(p.count), 1.0f);
+  // Blocks are independent (each sums its own keys in position order), so the result is the same on any thread count.
+#pragma omp parallel for schedule(static)
   for (int64_t b = 0; b < p.count; ++b) {
     float* mean = p.k.data() + b * p.dim;
     const int64_t begin = b * block_size, end = std::min(keys.count, begin + block_size);

@@ -15,6 +15,8 @@ BlockBounds::BlockBounds(const LayerKeys& keys, int64_t block_size)
   max_norm_.assign(size_t(count_), 0.0);
   scale_min_.assign(size_t(count_), INFINITY);
   scale_max_.assign(size_t(count_), 0.0f);
+  // Blocks are independent: each iteration writes only its own block's entries.
+#pragma omp parallel for schedule(static)
   for (int64_t blk = 0; blk < count_; ++blk) {
     const int64_t begin = blk * block_size, end = std::min(keys.count, begin + block_size);
     float* lo = lo_.data() + blk * dim_;

@@ -11,7 +11,6 @@
 
 #include "core/stopwatch.hpp"
 #include "select/blocks.hpp"
-#include "select/bounds.hpp"
 #include "select/engine.hpp"
 #include "select/query_chunks.hpp"
 #include "select/score_cpu.hpp"
@@ -41,7 +40,6 @@ class CpuEngine final : public SelectionEngine {
     keys_ = &keys;
     config_ = config;
     pooled_ = pool_keys(keys, config.block_size, config.pool);
-    bounds_ = BlockBounds(keys, config.block_size);
   }
 
   void audit(const QueryBatch& b, std::vector<QueryAudit>& out) override {
@@ -150,7 +148,6 @@ class CpuEngine final : public SelectionEngine {
         const TokenRange range = visible_in_block(blk, config_.block_size, a.k_start, a.q_pos);
         a.block_best.push_back(*std::max_element(row + (range.first - c.lo), row + (range.last - c.lo) + 1));
       }
-      set_block_bounds(a, bounds_, b, c.first + i);
 
       keep_blocks(j, span, config_.block_sparse_blocks(), ForcedMode::InBudget, kept_block);
       tokens_in_blocks(kept_block, config_.block_size, a.k_start, a.q_pos, a.block);
@@ -231,19 +228,12 @@ class CpuEngine final : public SelectionEngine {
   const LayerKeys* keys_ = nullptr;
   SelectionConfig config_;
   PooledKeys pooled_;
-  BlockBounds bounds_;
   std::vector<PoolVariant> variants_;
   std::vector<PooledKeys> variant_pooled_;
   StageTimes times_;
 };
 
 }  // namespace
-
-StageTimes operator-(const StageTimes& a, const StageTimes& b) {
-  return {a.calls - b.calls,           a.pooling - b.pooling,           a.token_scores - b.token_scores,
-          a.block_scores - b.block_scores, a.block_choice - b.block_choice, a.topk - b.topk,
-          a.masses - b.masses};
-}
 
 std::unique_ptr<SelectionEngine> make_cpu_engine(int threads) { return std::make_unique<CpuEngine>(threads); }
 

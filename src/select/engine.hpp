@@ -42,6 +42,7 @@ struct StageTimes {
   double topk = 0;          // exact top-k
   double masses = 0;        // softmax masses and per-block best scores (audit)
 };
+StageTimes operator+(const StageTimes& a, const StageTimes& b);
 StageTimes operator-(const StageTimes& a, const StageTimes& b);
 
 class SelectionEngine {

@@ -46,6 +46,18 @@ void note_fp8_mma_unavailable(const std::vector<int>& devices) {
 
 }  // namespace
 
+StageTimes operator+(const StageTimes& a, const StageTimes& b) {
+  return {a.calls + b.calls,           a.pooling + b.pooling,           a.token_scores + b.token_scores,
+          a.block_scores + b.block_scores, a.block_choice + b.block_choice, a.topk + b.topk,
+          a.masses + b.masses};
+}
+
+StageTimes operator-(const StageTimes& a, const StageTimes& b) {
+  return {a.calls - b.calls,           a.pooling - b.pooling,           a.token_scores - b.token_scores,
+          a.block_scores - b.block_scores, a.block_choice - b.block_choice, a.topk - b.topk,
+          a.masses - b.masses};
+}
+
 std::unique_ptr<SelectionEngine> make_engine(const std::string& device, int threads, bool fp8_mma) {
   return make_engine_on(resolve_devices(device, "", fp8_mma).front(), threads, fp8_mma);
 }

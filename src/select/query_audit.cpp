@@ -16,10 +16,4 @@ float kth_score(const QueryAudit& a, int64_t topk) {
   return *std::min_element(a.flat_scores.begin(), a.flat_scores.end());
 }
 
-void set_block_bounds(QueryAudit& a, const BlockBounds& bounds, const QueryBatch& b, int64_t query) {
-  const BlockSpan span = eligible_blocks(a.k_start, a.q_pos, bounds.block_size());
-  a.block_bounds.clear();
-  for (int64_t blk = span.first; blk <= span.last; ++blk) a.block_bounds.push_back(bounds.score_bound(b, query, blk));
-}
-
 }  // namespace hisa

@@ -1,13 +1,11 @@
 #pragma once
-// What an engine's audit() returns per query, and the parts of it every engine computes on the host the same way
-// (DSA's k-th score, the blocks' score bounds), so the engines differ only in how they score and select.
+// What an engine's audit() returns per query, and the parts of it every engine computes on the host the same way,
+// so the engines differ only in how they score and select.
 #include <cmath>
 #include <cstdint>
 #include <vector>
 
 #include "io/dump_model.hpp"
-#include "select/blocks.hpp"
-#include "select/bounds.hpp"
 
 namespace hisa {
 
@@ -21,9 +19,9 @@ struct QueryAudit {
   std::vector<int64_t> hisa;         // HISA(B, m), ascending
   std::vector<float> hisa_scores;    // I[t,s] for each position in `hisa`
   std::vector<int64_t> hisa_blocks;  // blocks HISA kept, ascending
-  // Per eligible block (index 0 = block ⌊k_start/B⌋): pooled score J, best visible token score, and an
-  // upper bound on every token score in the block (select/bounds.hpp). Used to explain and certify.
-  std::vector<float> block_scores, block_best, block_bounds;
+  // Per eligible block (index 0 = block ⌊k_start/B⌋): pooled score J and best visible token score. Used to
+  // explain misses. (A block's score bound, for certificates, is computed where it is needed: select/bounds.hpp.)
+  std::vector<float> block_scores, block_best;
   std::vector<int64_t> block;        // block-sparse baseline, ascending
   float kth_score = 0;               // DSA's k-th score (lowest kept), -inf when every key is kept
   float row_max = 0;                 // M = max visible score
@@ -42,7 +40,5 @@ inline double softmax_term(float score, float max) {
 void set_query_position(QueryAudit& a, const QueryBatch& b, int64_t query);
 // DSA's k-th score from a.flat_scores: the lowest kept, or -inf when the query sees at most k keys.
 float kth_score(const QueryAudit& a, int64_t topk);
-// a.block_bounds: the score bound of each eligible block of the query (row `query` of the batch).
-void set_block_bounds(QueryAudit& a, const BlockBounds& bounds, const QueryBatch& b, int64_t query);
 
 }  // namespace hisa

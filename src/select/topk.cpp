@@ -8,16 +8,6 @@
 
 namespace hisa {
 
-namespace {
-
-// Order-preserving map from float to uint32 (larger float, larger key); -0 and +0 map alike.
-inline uint32_t order_key(float x) {
-  const uint32_t u = std::bit_cast<uint32_t>(x + 0.0f);
-  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
-
-}  // namespace
-
 float kth_score(std::span<const float> scores, int64_t k) {
   if (k <= 0 || int64_t(scores.size()) < k) return -std::numeric_limits<float>::infinity();
   // Radix select: a histogram of the top 12 key bits finds the bucket holding the k-th best score, and

@@ -1,6 +1,7 @@
 #pragma once
 // The project's single definition of top-k: higher score first, equal scores by lower position.
 // Results are positions in ascending order.
+#include <bit>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -9,6 +10,13 @@ namespace hisa {
 
 // True when (score a at position pa) ranks before (score b at position pb).
 inline bool ranks_before(float a, int64_t pa, float b, int64_t pb) { return a > b || (a == b && pa < pb); }
+
+// Order-preserving map from float to uint32 (larger float, larger key); -0 and +0 map alike, so keys compare as
+// ranks_before compares scores.
+inline uint32_t order_key(float x) {
+  const uint32_t u = std::bit_cast<uint32_t>(x + 0.0f);
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
 
 // The k best of scores[i] at positions[i] (positions strictly ascending); all of them when there are at
 // most k. Appends the chosen positions, ascending, to out. Scores must not be NaN (engines map NaN to -inf).

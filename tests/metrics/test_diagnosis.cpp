@@ -16,7 +16,6 @@ QueryAudit hand_case() {
   a.visible = 80;
   a.block_scores = {0.0f, 9.0f, 8.0f, 7.0f, 6.0f, 1.0f, 0.5f, 0.0f};  // J; blocks 1, 2 kept besides 0, 7
   a.block_best = {1, 1, 1, 20, 19, 30, 10.0001f, 1};
-  a.block_bounds = {1, 1, 1, 40, 40, 40, 40, 1};
   a.hisa_blocks = {0, 1, 2, 7};
   a.flat = {35, 45, 55, 65};
   a.flat_scores = {20, 19, 30, 10.0001f};
@@ -75,15 +74,28 @@ TEST(Diagnosis, ExtraModeHasNoDisplacementAndNearCutoffIsWithinAQuarter) {
 }
 
 TEST(Diagnosis, CertificateNeedsEveryPrunedBoundBelowTheKthScore) {
+  const std::vector<float> bounds = {1, 1, 1, 40, 40, 40, 40, 1};
+  std::vector<int64_t> asked;
+  const BlockBound bound = [&](int64_t block) {
+    asked.push_back(block);
+    return bounds[size_t(block)];
+  };
   QueryAudit a = hand_case();
   a.hisa = {11, 12, 13, 14};
   a.hisa_scores = {50, 50, 50, 41};
-  EXPECT_TRUE(certify_hisa(a, config()));  // pruned bounds are 40 < 41
-  a.hisa_scores.back() = 40;               // a pruned token scoring 40 at a lower position could win
-  EXPECT_FALSE(certify_hisa(a, config()));
+  EXPECT_TRUE(certify_hisa(a, config(), bound));  // pruned bounds are 40 < 41
+  EXPECT_EQ(asked, (std::vector<int64_t>{3, 4, 5, 6}));  // every pruned block: the highest J (3) first, then in order
+  asked.clear();
+  a.hisa_scores.back() = 40;  // a pruned token scoring 40 at a lower position could win
+  EXPECT_FALSE(certify_hisa(a, config(), bound));
+  EXPECT_EQ(asked, (std::vector<int64_t>{3}));  // the first bound settles it
+  asked.clear();
   a.hisa.pop_back();
   a.hisa_scores.pop_back();  // fewer than k: pruned blocks with visible tokens would have been chosen
-  EXPECT_FALSE(certify_hisa(a, config()));
+  EXPECT_FALSE(certify_hisa(a, config(), bound));
+  EXPECT_TRUE(asked.empty());
+  a.hisa_blocks = {0, 1, 2, 3, 4, 5, 6, 7};  // nothing pruned
+  EXPECT_TRUE(certify_hisa(a, config(), bound));
 }
 
 TEST(Diagnosis, MissedBlocksAreAlwaysPruned) {

@@ -137,5 +137,39 @@ TEST(LayerStats, CoveragePatternsAndExactShare) {
   EXPECT_DOUBLE_EQ(*s.hisa.first_miss_rank_median, 1.0);
 }
 
+// The patterns computed with the metrics (what the audit does, in parallel) add up to what the accumulator computes
+// itself from the selections.
+TEST(LayerStats, PatternsFromTheMetricsEqualThoseOfTheSelections) {
+  SelectionConfig c;
+  c.block_size = 4;
+  c.blocks = 2;
+  c.topk = 4;
+  LayerAccumulator with(3, 4), without(3, 4);
+  QueryAudit a = hand_case();
+  a.block_scores = {1.0f, 0.5f, 0.25f};  // blocks 0..2 for q_pos 9
+  a.block_best = {1.0f, 1.0f, 1.0f};
+  a.hisa_scores = {4, 3, 1, 1};
+  a.kth_score = 3;
+  a.hisa_blocks = {0, 2};
+  const QueryMetrics m = compute_query_metrics(a, 0, std::nullopt, {}, &c);
+  ASSERT_TRUE(m.dsa_pattern && m.miss_pattern);
+  EXPECT_EQ(m.dsa_pattern->tokens, 4);
+  EXPECT_EQ(m.dsa_pattern->top_bucket, 4);
+  EXPECT_EQ(m.miss_pattern->tokens, 2);
+  with.add(a, m);
+  QueryMetrics bare = m;
+  bare.dsa_pattern.reset();
+  bare.miss_pattern.reset();
+  without.add(a, bare);
+  const LayerStats x = with.finish(), y = without.finish();
+  EXPECT_EQ(x.dsa.distance_share, y.dsa.distance_share);
+  EXPECT_EQ(x.dsa.sink_block_share, y.dsa.sink_block_share);
+  EXPECT_EQ(x.dsa.own_block_share, y.dsa.own_block_share);
+  EXPECT_EQ(x.dsa.blocks_touched_p50, y.dsa.blocks_touched_p50);
+  EXPECT_EQ(x.hisa_misses.distance_share, y.hisa_misses.distance_share);
+  EXPECT_EQ(x.hisa_misses.tokens, y.hisa_misses.tokens);
+  EXPECT_EQ(x.hisa_misses.blocks_touched_p95, y.hisa_misses.blocks_touched_p95);
+}
+
 }  // namespace
 }  // namespace hisa

@@ -325,6 +325,8 @@ TEST(AuditCli, OutputsAndMinIou) {
   // --timings: the whole report, its last line included (it was once cut by a short buffer).
   EXPECT_NE(pass.output.find("audit timings (engine cpu"), std::string::npos) << pass.output;
   EXPECT_TRUE(std::regex_search(pass.output, std::regex("compute [0-9.]+ s\n"))) << pass.output;
+  EXPECT_TRUE(std::regex_search(pass.output, std::regex("engine calls [0-9.]+ s \\(pooling [0-9.]+,.*per-query metrics [0-9.]+ s\n")))
+      << pass.output;
   auto bad = test::run_process({HISA_BINARY, "audit", path, "--blocks", "0"}, dir.path().string());
   EXPECT_EQ(bad.status, 2);
   EXPECT_NE(bad.output.find("--blocks"), std::string::npos);

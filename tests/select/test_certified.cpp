@@ -138,14 +138,17 @@ TEST(Certificate, ImpliesHisaEqualsDsa) {
         engine->set_layer(l.keys, c);
         std::vector<QueryAudit> audit;
         engine->audit(l.batch, audit);
-        for (const auto& a : audit) {
+        const BlockBounds bounds(l.keys, B);
+        for (size_t i = 0; i < audit.size(); ++i) {
+          const QueryAudit& a = audit[i];
+          const BlockBound bound = [&](int64_t block) { return bounds.score_bound(l.batch, int64_t(i), block); };
           ++total;
-          if (certify_hisa(a, c)) {
+          if (certify_hisa(a, c, bound)) {
             ++certified;
             EXPECT_EQ(a.hisa, a.flat);
           }
           if (int64_t(a.block_scores.size()) <= m) {
-            EXPECT_TRUE(certify_hisa(a, c)) << "nothing pruned";
+            EXPECT_TRUE(certify_hisa(a, c, bound)) << "nothing pruned";
           }
         }
       }
