@@ -12,12 +12,7 @@ hisa=${1:?usage: audit_61_layers.sh HISA [DIR] [flags...]}
 dir=${2:-/tmp/hisa-bench}
 shift $(( $# >= 2 ? 2 : 1 ))
 here=$(cd "$(dirname "$0")" && pwd)
-mkdir -p "$dir"
-dump=$dir/deepseek-like-128k-61.h5
-if [ ! -s "$dump" ]; then
-  /usr/bin/time -f "synth: %e s wall, %M KiB peak RSS" \
-    "$hisa" synth -o "$dump" --profile mixed --seq-len 131072 --layers 61 --heads 64 --head-dim 128 --queries sample:1024
-fi
+dump=$("$(dirname "$0")/dump_61_layers.sh" "$hisa" "$dir")
 ls -l "$dump"
 # timed OUT COMMAND...: runs COMMAND with stdout to OUT and stderr to OUT.err, and prints its wall seconds.
 timed() {

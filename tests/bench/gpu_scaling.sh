@@ -1,14 +1,11 @@
 #!/usr/bin/env bash
 # Multi-GPU scaling benchmark (docs/long-runs.md): speedup of `hisa sweep` and `hisa audit` over one GPU when the (sample, layer) units are spread over
 # 2 and 4 GPUs (--gpus), on a many-layer 128K dump; outputs must be byte-identical whatever the GPU count.
-# Usage: tests/bench/gpu_scaling.sh HISA [DIR]   (the dump is shared with sweep_61_layers.sh)
+# Usage: tests/bench/gpu_scaling.sh HISA [DIR]   (the dump is dump_61_layers.sh's, shared with the other benchmarks)
 set -euo pipefail
 hisa=${1:?usage: gpu_scaling.sh HISA [DIR]}
 dir=${2:-/tmp/hisa-bench}
-mkdir -p "$dir"
-dump=$dir/deepseek-like-128k-61.h5
-[ -s "$dump" ] || "$hisa" synth -o "$dump" --profile mixed --seq-len 131072 --layers 61 --heads 64 --head-dim 128 \
-  --queries sample:1024 >/dev/null
+dump=$("$(dirname "$0")/dump_61_layers.sh" "$hisa" "$dir" 2>/dev/null)
 n=$(nvidia-smi --query-gpu=name --format=csv,noheader | wc -l)
 echo "GPUs: $n x $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
 run() {  # run NAME GPUS ARGS...: wall seconds of one run, outputs kept as NAME.*
