@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/error.hpp"
+#include "core/log.hpp"
 #include "core/progress.hpp"
 #include "io/dump_reader.hpp"
 #include "io/h5.hpp"
@@ -80,6 +81,7 @@ int64_t run_select(const SelectOptions& o) {
         continue;
       }
       progress.advance(done, s->name + " layer " + std::to_string(layer));
+      log_verbose(engine->name() + ": layer " + std::to_string(layer) + " of " + s->name);
       LayerReader lr = reader.open_layer(s->name, layer);
       LayerKeys keys = lr.read_keys();
       engine->set_layer(keys, config);

@@ -154,13 +154,16 @@ TEST(Cli, VerboseSaysWhatTheRunDecided) {
   TempDir dir;
   const std::string path = dir.file("base.h5");
   test::write_base_file(path, test::BaseKind::F32);
-  for (const char* command : {"audit", "sweep"}) {
-    test::ProcessResult r = run_hisa({command, path, "--device", "cpu", "--verbose"}, dir);
-    ASSERT_TRUE(r.exited) << r.output;
-    EXPECT_EQ(0, r.status) << r.output;
-    EXPECT_NE(r.output.find("hisa: cpu: layer 0 of s0\n"), std::string::npos) << command << ": " << r.output;
-    r = run_hisa({command, path, "--device", "cpu"}, dir);
-    EXPECT_EQ(r.output.find("hisa: cpu: layer 0"), std::string::npos) << command << ": " << r.output;
+  for (const std::string command : {"audit", "sweep", "select"}) {
+    for (bool verbose : {true, false}) {
+      std::vector<std::string> args{command, path, "--device", "cpu"};
+      if (command == "select") args.insert(args.end(), {"-o", dir.file("sel.h5")});
+      if (verbose) args.push_back("--verbose");
+      test::ProcessResult r = run_hisa(args, dir);
+      ASSERT_TRUE(r.exited) << r.output;
+      EXPECT_EQ(0, r.status) << r.output;
+      EXPECT_EQ(r.output.find("hisa: cpu: layer 0 of s0\n") != std::string::npos, verbose) << command << ": " << r.output;
+    }
   }
 }
 
