@@ -78,6 +78,7 @@ class CudaEngine final : public SelectionEngine {
     blocks_.reset(pooled_.k.data(), pooled_.scale.data(), pooled_.count, pooled_.dim, pooled_name(config.block_size),
                   stream());
     scoring_.synchronize();
+    prepared_for_sweep_ = false;
   }
 
   void audit(const QueryBatch& b, std::vector<QueryAudit>& out) override {
@@ -122,11 +123,12 @@ class CudaEngine final : public SelectionEngine {
       variant_blocks_[v]->reset(p.k.data(), p.scale.data(), p.count, p.dim, pooled_name(p.block_size), stream());
     }
     scoring_.synchronize();
+    prepared_for_sweep_ = true;
   }
 
   void sweep(const QueryBatch& b, std::vector<SweepScores>& out) override {
     HostTimer t(ms_.calls);
-    if (keys_ == nullptr) throw std::logic_error("CudaEngine: set_sweep_layer before sweep");
+    if (keys_ == nullptr || !prepared_for_sweep_) throw std::logic_error("CudaEngine: set_sweep_layer before sweep");
     scoring_.set_batch(b, keys_->count);
     out.resize(size_t(b.count));
     for (int64_t i = 0; i < b.count; ++i) {
@@ -150,7 +152,7 @@ class CudaEngine final : public SelectionEngine {
   static std::string pooled_name(int64_t B) { return "pooled keys (B = " + std::to_string(B) + ")"; }
 
   void begin_batch(const QueryBatch& b) {
-    if (keys_ == nullptr) throw std::logic_error("CudaEngine: set_layer before audit/select");
+    if (keys_ == nullptr || prepared_for_sweep_) throw std::logic_error("CudaEngine: set_layer before audit/select");
     scoring_.set_batch(b, keys_->count);
     scoring_.upload_block_ranges(config_.block_size, blo_, bhi_);
   }
@@ -405,6 +407,7 @@ class CudaEngine final : public SelectionEngine {
   CudaScoring scoring_;
   size_t max_chunk_bytes_;  // 0: from the free device memory
   const LayerKeys* keys_ = nullptr;
+  bool prepared_for_sweep_ = false;  // the last call was set_sweep_layer, not set_layer
   SelectionConfig config_;
   // set_layer: the pooled keys of config_.
   PooledKeys pooled_;

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <stdexcept>
 
 #include "core/stopwatch.hpp"
 #include "select/blocks.hpp"
@@ -40,9 +41,11 @@ class CpuEngine final : public SelectionEngine {
     keys_ = &keys;
     config_ = config;
     pooled_ = pool_keys(keys, config.block_size, config.pool);
+    prepared_ = Prepared::Select;
   }
 
   void audit(const QueryBatch& b, std::vector<QueryAudit>& out) override {
+    require(Prepared::Select);
     Stopwatch t(times_.calls);
     out.assign(size_t(b.count), QueryAudit{});
     const auto chunks = make_query_chunks(b);
@@ -51,6 +54,7 @@ class CpuEngine final : public SelectionEngine {
   }
 
   void select(const QueryBatch& b, Method method, std::vector<std::vector<int64_t>>& out) override {
+    require(Prepared::Select);
     Stopwatch t(times_.calls);
     out.assign(size_t(b.count), {});
     const auto chunks = make_query_chunks(b);
@@ -69,9 +73,11 @@ class CpuEngine final : public SelectionEngine {
     for (size_t v = 0; v < variants.size(); ++v) {
       variant_pooled_[v] = pool_keys(keys, variants[v].block_size, variants[v].precision);
     }
+    prepared_ = Prepared::Sweep;
   }
 
   void sweep(const QueryBatch& b, std::vector<SweepScores>& out) override {
+    require(Prepared::Sweep);
     Stopwatch t(times_.calls);
     out.resize(size_t(b.count));
     for (int64_t i = 0; i < b.count; ++i) {
@@ -94,6 +100,15 @@ class CpuEngine final : public SelectionEngine {
   }
 
  private:
+  // What the last set_layer or set_sweep_layer prepared the engine for.
+  enum class Prepared { None, Select, Sweep };
+  void require(Prepared p) const {
+    if (prepared_ != p) {
+      throw std::logic_error(p == Prepared::Select ? "CpuEngine: set_layer before audit/select"
+                                                   : "CpuEngine: set_sweep_layer before sweep");
+    }
+  }
+
   // Scores of the chunk's queries against keys [lo, hi]; row i starts at rows[i * width].
   void score_rows(const QueryBatch& b, const Chunk& c, std::vector<float>& rows) const {
     const int64_t width = c.hi - c.lo + 1;
@@ -230,6 +245,7 @@ class CpuEngine final : public SelectionEngine {
   PooledKeys pooled_;
   std::vector<PoolVariant> variants_;
   std::vector<PooledKeys> variant_pooled_;
+  Prepared prepared_ = Prepared::None;
   StageTimes times_;
 };
 

@@ -60,6 +60,8 @@ class SelectionEngine {
 
   // Hands over a layer's keys (kept by reference as for set_layer), k and the pooled-key variants, for sweep().
   // DSA's sets and J come from the same chunks and scoring calls as audit()'s, so they are audit()'s bit for bit.
+  // An engine is prepared for one or the other: audit() and select() after set_sweep_layer, or sweep() after
+  // set_layer, throw std::logic_error.
   virtual void set_sweep_layer(const LayerKeys& keys, int64_t topk, std::span<const PoolVariant> variants) = 0;
   virtual void sweep(const QueryBatch& batch, std::vector<SweepScores>& out) = 0;
 

@@ -299,6 +299,38 @@ TEST(Selection, ResultsDoNotDependOnThreadCount) {
   }
 }
 
+// An engine is prepared for audit/select (set_layer) or for the sweep (set_sweep_layer), and says so when used for
+// the other; the sweep's DSA sets are the audit's.
+TEST(Selection, EnginePreparedForOneUseRefusesTheOther) {
+  LayerSpec s;
+  s.keys = 200;
+  s.queries = 5;
+  Layer l = random_layer(s);
+  SelectionConfig c;
+  c.topk = 16;
+  c.block_size = 8;
+  c.blocks = 4;
+  auto e = make_cpu_engine(1);
+  std::vector<QueryAudit> audit;
+  std::vector<SweepScores> sweep;
+  std::vector<std::vector<int64_t>> flat;
+  EXPECT_THROW(e->audit(l.batch, audit), std::logic_error);
+  EXPECT_THROW(e->sweep(l.batch, sweep), std::logic_error);
+  e->set_layer(l.keys, c);
+  e->audit(l.batch, audit);
+  EXPECT_THROW(e->sweep(l.batch, sweep), std::logic_error);
+  const std::vector<PoolVariant> variants{{8, PoolPrecision::Fp32}};
+  e->set_sweep_layer(l.keys, c.topk, variants);
+  e->sweep(l.batch, sweep);
+  EXPECT_THROW(e->audit(l.batch, audit), std::logic_error);
+  EXPECT_THROW(e->select(l.batch, Method::Flat, flat), std::logic_error);
+  ASSERT_EQ(sweep.size(), audit.size());
+  for (size_t i = 0; i < audit.size(); ++i) {
+    EXPECT_EQ(sweep[i].flat, audit[i].flat);
+    EXPECT_EQ(sweep[i].J.front(), audit[i].block_scores);
+  }
+}
+
 // On Gaussian inputs the fast path sums in another order than the reference; a difference is allowed
 // only between tokens whose reference scores lie within a relative 1e-5 of the k-th score.
 TEST(Selection, FloatInputsAgreeUpToNearTies) {
