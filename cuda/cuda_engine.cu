@@ -107,12 +107,7 @@ class CudaEngine final : public SelectionEngine {
     config_ = SelectionConfig{};
     config_.topk = topk;
     variants_.assign(variants.begin(), variants.end());
-    // variant_pooled_ must not reallocate once the stores point into it.
-    variant_pooled_.assign(variants.size(), {});
-#pragma omp parallel for schedule(dynamic, 1)
-    for (size_t v = 0; v < variants.size(); ++v) {
-      variant_pooled_[v] = pool_keys(keys, variants[v].block_size, variants[v].precision);
-    }
+    variant_pooled_ = pool_variants(keys, variants);  // the stores below point into it
     tokens_.reset(keys.k.data(), keys.k_scale.data(), keys.count, keys.dim, "tokens", stream());
     variant_blocks_.resize(variants.size());
     variant_lo_.resize(variants.size());
@@ -130,12 +125,7 @@ class CudaEngine final : public SelectionEngine {
     HostTimer t(ms_.calls);
     if (keys_ == nullptr || !prepared_for_sweep_) throw std::logic_error("CudaEngine: set_sweep_layer before sweep");
     scoring_.set_batch(b, keys_->count);
-    out.resize(size_t(b.count));
-    for (int64_t i = 0; i < b.count; ++i) {
-      out[size_t(i)].q_pos = b.q_pos[size_t(i)];
-      out[size_t(i)].k_start = b.k_start[size_t(i)];
-      out[size_t(i)].J.resize(variants_.size());
-    }
+    start_sweep_scores(b, variants_.size(), out);
     int64_t smallest_block = std::numeric_limits<int64_t>::max();
     for (size_t v = 0; v < variants_.size(); ++v) {
       scoring_.upload_block_ranges(variants_[v].block_size, variant_lo_[v], variant_hi_[v]);
@@ -312,7 +302,7 @@ class CudaEngine final : public SelectionEngine {
     append_visible_segments(b, c, segs, offs);
     scoring_.upload_segments(segs, offs, flat_.segs, flat_.offs);
     scoring_.score_tokens(tokens_, c, &ms_.token_scores);
-    scoring_.run_topk(c, k(), flat_.segs, flat_.offs, flat_.pos, flat_.score, flat_.count, &ms_.topk);
+    run_topk(c, flat_);
     copy_selections(c, out);
   }
 

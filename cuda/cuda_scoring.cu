@@ -149,23 +149,23 @@ KernelChoice CudaScoring::kernel_for(KeyStore& keys) {
   return choice;
 }
 
-ScoreLaunch CudaScoring::launch_for(KeyStore& keys, const Chunk& c) {
-  const QueryBatch& b = *batch_;
-  const KernelChoice choice = kernel_for(keys);
+ScoreLaunch operands_for(const KernelChoice& choice, KeyStore& keys, QueryStore& queries, const QueryBatch& b,
+                         int64_t first, cudaStream_t s) {
   ScoreLaunch a;
   a.type = choice.type;
   a.kernel = choice.kernel;
+  a.scales = keys.scales();
   if (a.type == ValueType::F32) {
-    a.keys = keys.f32(stream());
-    a.q = queries_.q_f32(stream()) + c.first * b.heads * b.dim;
-    a.w = queries_.w_f32(stream()) + c.first * b.heads;
+    a.keys = keys.f32(s);
+    a.q = queries.q_f32(s) + first * b.heads * b.dim;
+    a.w = queries.w_f32(s) + first * b.heads;
     a.heads = int(b.heads);
     a.dim = int(b.dim);
   } else {
     const int64_t hp = round_up(b.heads, 8);
-    a.keys = keys.lowp(a.type, stream());
-    a.q = queries_.q_lowp(a.type, stream()) + c.first * hp * query_coded_dim(a.type, b.dim);
-    a.w = queries_.w_padded(stream()) + c.first * hp;
+    a.keys = keys.lowp(a.type, s);
+    a.q = queries.q_lowp(a.type, s) + first * hp * query_coded_dim(a.type, b.dim);
+    a.w = queries.w_padded(s) + first * hp;
     a.heads = int(hp);
     // The kernels' K: codes per row (BF16x3: its three runs; E4M3: 128 one-byte codes).
     a.dim = a.type == ValueType::E4M3 ? kFp8Dim : int(coded_dim(a.type, b.dim));
@@ -177,8 +177,7 @@ int CudaScoring::tile_keys(KeyStore& keys) { return kernel_for(keys).tile_keys()
 
 void CudaScoring::score(KeyStore& keys, const Chunk& c, const int* lo, const int* hi, int range_lo, int range_hi,
                         const BlockChoice* work, float* out, int64_t stride, int base, double* stage) {
-  ScoreLaunch a = launch_for(keys, c);
-  a.scales = keys.scales();
+  ScoreLaunch a = operands_for(kernel_for(keys), keys, queries_, *batch_, c.first, stream());
   a.key_count = int(keys.count());
   a.queries = int(c.count);
   a.lo = lo + c.first;

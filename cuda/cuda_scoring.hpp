@@ -36,6 +36,11 @@ struct KernelChoice {
 KernelChoice choose_score_kernel(const Exactness& keys, const Exactness& queries, int64_t heads, int64_t dim,
                                  bool fp8_mma, const ScoreDevice& device);
 
+// The type, kernel, keys (with their scales), queries and weights of a scoring launch of the batch's queries from
+// row `first` on against `keys`, in the forms the chosen kernel takes (uploaded when not yet done).
+ScoreLaunch operands_for(const KernelChoice& choice, KeyStore& keys, QueryStore& queries, const QueryBatch& batch,
+                         int64_t first, cudaStream_t s);
+
 struct Chunk {
   int64_t first = 0, count = 0;  // queries [first, first + count) of the batch
   int lo = 0, hi = 0;            // keys [lo, hi] covering every visible range of the chunk
@@ -110,9 +115,6 @@ class CudaScoring {
   // The kernel for `keys` against this batch (choose_score_kernel), said on stderr with --verbose when it is
   // first made for these keys or changes with a batch.
   KernelChoice kernel_for(KeyStore& keys);
-  // The type, kernel, keys, queries and weights of a scoring launch of the chunk's queries against `keys`
-  // (uploading them in the form the kernel takes when not yet done).
-  ScoreLaunch launch_for(KeyStore& keys, const Chunk& c);
   // One scoring launch over [range_lo, range_hi]; with `work`, only the keys of its kept blocks.
   void score(KeyStore& keys, const Chunk& c, const int* lo, const int* hi, int range_lo, int range_hi,
              const BlockChoice* work, float* out, int64_t stride, int base, double* stage);

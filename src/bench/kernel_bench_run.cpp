@@ -67,45 +67,25 @@ void whole_rows(int64_t rows, int64_t L, DeviceArray<int>& segs, DeviceArray<int
 KernelBenchRow bench_score(const KernelBenchOptions& o, int64_t L, int device, cudaStream_t s) {
   const int64_t N = o.queries, H = o.heads, D = o.dim;
   const std::vector<float> keys = random_values(size_t(L * D), o.seed, 0, o.dtype);
-  const std::vector<float> q = random_values(size_t(N * H * D), o.seed, 1, o.dtype);
-  const std::vector<float> w = random_normal(size_t(N * H), o.seed, 2, 1.0f, false);
-  cuda::Exactness key_exact, query_exact;
-  key_exact.reset(keys.data(), keys.size());
-  query_exact.reset(q.data(), q.size());
+  const std::vector<float> unit_scales(size_t(L), 1.0f);
+  QueryBatch batch;
+  batch.count = N, batch.heads = H, batch.dim = D;
+  batch.q = random_values(size_t(N * H * D), o.seed, 1, o.dtype);
+  batch.w = random_normal(size_t(N * H), o.seed, 2, 1.0f, false);
+  // The engine's own operand forms (operands.hpp): the same codes, padding and split parts it scores.
+  cuda::KeyStore key_store;
+  cuda::QueryStore queries;
+  key_store.reset(keys.data(), unit_scales.data(), L, D, "keys", s);
+  queries.reset(batch);
   const cuda::KernelChoice choice =
-      cuda::choose_score_kernel(key_exact, query_exact, H, D, o.dtype == "fp8", cuda::score_device(device));
+      cuda::choose_score_kernel(key_store.exact(), queries.exact(), H, D, o.dtype == "fp8", cuda::score_device(device));
   const bool want_fp8 = o.dtype == "fp8", got_fp8 = choice.type == cuda::ValueType::E4M3;
   if (want_fp8 != got_fp8) throw OptionError("dtype", "{dtype} fp8: no fp8 tensor-core kernel for this GPU and shape");
-  cuda::ScoreLaunch a;
-  a.type = choice.type;
-  a.kernel = choice.kernel;
-  DeviceArray<float> dkeys32, dq32, dw;
-  DeviceArray<uint16_t> dkeys, dq;
-  if (a.type == cuda::ValueType::F32) {
-    dkeys32 = upload(keys, s), dq32 = upload(q, s), dw = upload(w, s);
-    a.keys = dkeys32.data(), a.q = dq32.data(), a.w = dw.data();
-    a.heads = int(H), a.dim = int(D);
-  } else {
-    const int64_t hp = cuda::round_up(H, 8), kd = cuda::coded_dim(a.type, D), qd = cuda::query_coded_dim(a.type, D);
-    std::vector<uint16_t> kc(size_t(L * kd), 0), qc(size_t(N * hp * qd), 0);
-    for (int64_t r = 0; r < L; ++r) cuda::encode_row(a.type, keys.data() + r * D, D, &kc[size_t(r * kd)]);
-    const cuda::ValueType qt = a.type == cuda::ValueType::BF16x3 ? cuda::ValueType::BF16 : a.type;
-    for (int64_t i = 0; i < N * H; ++i) {
-      cuda::encode_row(qt, q.data() + i * D, D, &qc[size_t((i / H * hp + i % H) * qd)]);
-    }
-    std::vector<float> wp(size_t(N * hp), 0.0f);
-    for (int64_t i = 0; i < N; ++i) std::copy_n(w.data() + i * H, H, wp.data() + i * hp);
-    dkeys = upload(kc, s), dq = upload(qc, s), dw = upload(wp, s);
-    a.keys = dkeys.data(), a.q = dq.data(), a.w = dw.data();
-    a.heads = int(hp);
-    a.dim = a.type == cuda::ValueType::E4M3 ? cuda::kFp8Dim : int(kd);
-  }
-  const DeviceArray<float> scales = upload(std::vector<float>(size_t(L), 1.0f), s);
+  cuda::ScoreLaunch a = cuda::operands_for(choice, key_store, queries, batch, 0, s);
   const DeviceArray<int> lo = upload(std::vector<int>(size_t(N), 0), s), hi = upload(std::vector<int>(size_t(N), int(L - 1)), s);
   DeviceArray<float> out;
   const int64_t stride = cuda::round_up(L, 32);
   out.resize(size_t(N * stride));
-  a.scales = scales.data();
   a.key_count = int(L);
   a.queries = int(N);
   a.lo = lo.data(), a.hi = hi.data();

@@ -68,23 +68,14 @@ class CpuEngine final : public SelectionEngine {
     config_ = SelectionConfig{};
     config_.topk = topk;
     variants_.assign(variants.begin(), variants.end());
-    variant_pooled_.assign(variants.size(), {});
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads_)
-    for (size_t v = 0; v < variants.size(); ++v) {
-      variant_pooled_[v] = pool_keys(keys, variants[v].block_size, variants[v].precision);
-    }
+    variant_pooled_ = pool_variants(keys, variants, threads_);
     prepared_ = Prepared::Sweep;
   }
 
   void sweep(const QueryBatch& b, std::vector<SweepScores>& out) override {
     require(Prepared::Sweep);
     Stopwatch t(times_.calls);
-    out.resize(size_t(b.count));
-    for (int64_t i = 0; i < b.count; ++i) {
-      out[size_t(i)].q_pos = b.q_pos[size_t(i)];
-      out[size_t(i)].k_start = b.k_start[size_t(i)];
-      out[size_t(i)].J.resize(variants_.size());
-    }
+    start_sweep_scores(b, variants_.size(), out);
     const auto chunks = make_query_chunks(b);
     {
       Stopwatch tokens(times_.token_scores);

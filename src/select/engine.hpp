@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "io/dump_model.hpp"
+#include "select/blocks.hpp"
 #include "select/config.hpp"
 #include "select/query_audit.hpp"
 
@@ -28,6 +29,12 @@ struct SweepScores {
   std::vector<int64_t> flat;           // DSA's selection, ascending
   std::vector<std::vector<float>> J;   // per pool variant: J of the eligible blocks, index 0 = ⌊k_start/B⌋
 };
+
+// What every engine's sweep does alike: each variant's pooled keys (variants in parallel; vector order = variant
+// order; threads <= 0: OpenMP's default), and the batch's SweepScores with each query's position fields and one
+// empty J per variant.
+std::vector<PooledKeys> pool_variants(const LayerKeys& keys, std::span<const PoolVariant> variants, int threads = 0);
+void start_sweep_scores(const QueryBatch& batch, size_t variants, std::vector<SweepScores>& out);
 
 // Where an engine spent its time since it was made, in seconds. GPU stages are timed by CUDA events (summed over
 // query chunks), host stages by the host clock. An engine leaves at 0 the stages it does not time apart (the
