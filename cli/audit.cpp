@@ -1,11 +1,12 @@
 // `hisa audit FILE...`: per-layer fidelity of HISA and block-sparse against flat DSA.
 #include <cstdio>
-#include <fstream>
 #include <functional>
 #include <iostream>
 #include <memory>
+#include <optional>
 
 #include "cli/commands.hpp"
+#include "cli/outputs.hpp"
 #include "cli/run_flags.hpp"
 #include "cli/selection_flags.hpp"
 #include "core/atomic_file.hpp"
@@ -26,12 +27,6 @@ struct AuditFlags {
   std::string method = "hisa";
   RunFlags run;
 };
-
-std::ofstream open_output(const std::string& path, const char* flag) {
-  std::ofstream out(path);
-  if (!out) throw UsageError(std::string(flag) + ": cannot write " + path);
-  return out;
-}
 
 void write_audit_timings(std::ostream& out, const AuditResult& r) {
   const auto& t = r.timings;
@@ -59,21 +54,24 @@ int run_audit_command(const AuditFlags& f) {
   o.certified = f.method == "certified";
   f.run.apply_to(o.run);
 
-  // Outputs are checked before the work and written whole at the end; the per-query CSV streams.
-  if (!f.json_out.empty()) check_writable(f.json_out, "--json");
-  if (!f.csv_out.empty()) check_writable(f.csv_out, "--csv");
-  std::ofstream per_query;
+  // Outputs are checked before the work and each is written whole or not at all; the per-query CSV streams into
+  // its temporary file during the run.
+  const std::vector<OutputSpec> outputs = {
+      {f.json_out, "--json", true}, {f.csv_out, "--csv", true}, {f.per_query_out, "--per-query", true}};
+  check_outputs(outputs, f.files);
+  std::optional<OutputFile> per_query;
   std::function<void(const QueryRecord&)> on_query;
   if (!f.per_query_out.empty()) {
-    per_query = open_output(f.per_query_out, "--per-query");
-    write_query_csv_header(per_query);
-    on_query = [&](const QueryRecord& q) { write_query_csv_row(per_query, q); };
+    per_query.emplace(f.per_query_out);
+    write_query_csv_header(per_query->stream());
+    on_query = [&](const QueryRecord& q) { write_query_csv_row(per_query->stream(), q); };
   }
   AuditResult r = run_audit(o, on_query);
   if (!is_output_rank()) return 0;  // under MPI, rank 0 writes the outputs
-  write_audit_table(std::cout, r);
+  write_audit_table(table_stream(outputs), r);
   if (!f.json_out.empty()) write_file_atomically(f.json_out, [&](std::ostream& out) { out << audit_json(r).dump(2) << "\n"; });
   if (!f.csv_out.empty()) write_file_atomically(f.csv_out, [&](std::ostream& out) { write_layer_csv(out, r); });
+  if (per_query) per_query->commit();
   if (f.run.timings) write_audit_timings(std::cerr, r);
   if (f.min_iou) {
     bool failed = false;
@@ -96,10 +94,11 @@ void setup_audit(CLI::App& app, int& status) {
   CLI::App* sub = app.add_subcommand("audit", "Per-layer fidelity of HISA and block-sparse against flat DSA top-k");
   sub->add_option("files", f->files, "Dump files (HDF5, format v1), or directories: their *.h5 files in name order")->required();
   f->selection.add_to(sub);
-  sub->add_option("--json", f->json_out, "Write the config and every per-layer number as JSON");
-  sub->add_option("--csv", f->csv_out, "Write the per-layer numbers as tidy CSV");
-  sub->add_option("--per-query", f->per_query_out, "Write one CSV row per query");
-  sub->add_option("--min-iou", f->min_iou, "Exit 1 when some layer's mean HISA IoU is below this");
+  sub->add_option("--json", f->json_out, "Write the config and every per-layer number as JSON (-: standard output)");
+  sub->add_option("--csv", f->csv_out, "Write the per-layer numbers as tidy CSV (-: standard output)");
+  sub->add_option("--per-query", f->per_query_out, "Write one CSV row per query (-: standard output)");
+  sub->add_option("--min-iou", f->min_iou, "Exit 1 when some layer's mean HISA IoU is below this (a number in [0, 1])")
+      ->check(finite_range(0, 1));
   sub->add_option("--worst", f->worst, "List the N worst queries per layer (by IoU, then coverage loss)")
       ->check(CLI::NonNegativeNumber);
   sub->add_option("--method", f->method,

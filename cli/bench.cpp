@@ -10,6 +10,7 @@
 #include "bench/cuda_bench.hpp"
 #include "bench/kernel_bench.hpp"
 #include "cli/run_flags.hpp"
+#include "select/config.hpp"
 
 #ifdef HISA_HAVE_CUDA
 #include "cuda/device_info.hpp"
@@ -64,7 +65,7 @@ int run_one_kernel(const BenchFlags& f) {
 
 int run_cuda(const BenchFlags& f) {
   if (f.check) throw UsageError("--check: the targets are defined for --device cpu only");
-  if (!f.json_out.empty()) check_writable(f.json_out, "--json");
+  check_outputs({{f.json_out, "--json", false}}, {});
   if (f.one_kernel) return run_one_kernel(f);
   // Each case is printed when it ends: the whole matrix takes a while, and a run cut short keeps its lines.
   const CudaBenchResult r = run_cuda_bench(f.gpu, [&](const CudaBenchResult& so_far) {
@@ -109,10 +110,11 @@ void setup_bench(CLI::App& app, int& status) {
   sub->add_option("--heads", f->cpu.heads, "Heads H")->capture_default_str()->check(CLI::PositiveNumber);
   sub->add_option("--dim", f->cpu.dim, "Head dim D")->capture_default_str()->check(CLI::PositiveNumber);
   sub->add_option("--queries", f->cpu.queries, "Queries scored against every key (cuda default: 256)")->capture_default_str()->check(CLI::PositiveNumber);
-  sub->add_option("--topk", f->cpu.topk, "k")->capture_default_str()->check(CLI::PositiveNumber);
-  sub->add_option("--block-size", f->gpu.block_size, "HISA block size B (cuda)")->capture_default_str()->check(CLI::PositiveNumber);
-  sub->add_option("--blocks", f->gpu.blocks, "HISA blocks m (cuda)")->capture_default_str()->check(CLI::PositiveNumber);
-  sub->add_option("--threads", f->cpu.threads, "Threads (default: all cores)");
+  sub->add_option("--topk", f->cpu.topk, "k")->capture_default_str()->check(int_range(1, kMaxSelectionSize));
+  sub->add_option("--block-size", f->gpu.block_size, "HISA block size B (cuda)")->capture_default_str()
+      ->check(int_range(1, kMaxSelectionSize));
+  sub->add_option("--blocks", f->gpu.blocks, "HISA blocks m (cuda)")->capture_default_str()->check(int_range(1, kMaxSelectionSize));
+  sub->add_option("--threads", f->cpu.threads, "Threads (default 0: all cores)")->check(thread_count());
   sub->add_option("--repeat", f->cpu.repeat, "Timed repetitions (cpu: best is reported, default 3; cuda: median, default 20, prefill cases max(2, repeat/5))")->capture_default_str()->check(CLI::PositiveNumber);
   sub->add_option("--json", f->json_out, "Write every figure, the peaks and the targets as JSON to FILE (cuda)");
   sub->add_flag("--check", f->check, "Exit 1 when a target is missed (cpu)");

@@ -1,9 +1,9 @@
 // `hisa explain FILE --sample S --layer N --query I`: what HISA missed for one query, and why.
-#include <fstream>
 #include <iostream>
 #include <memory>
 
 #include "cli/commands.hpp"
+#include "cli/outputs.hpp"
 #include "cli/selection_flags.hpp"
 #include "pipelines/explain.hpp"
 #include "render/explain_output.hpp"
@@ -28,12 +28,13 @@ int run_explain_command(const ExplainFlags& f) {
   o.query = f.query;
   o.topk = f.selection.topk;
   o.config = f.selection.config();
+  o.reader.allow_external = f.selection.allow_external;
+  const std::vector<OutputSpec> outputs = {{f.json_out, "--json", true}};
+  check_outputs(outputs, {f.file});
   Explanation e = explain_query(o);
-  write_explanation(std::cout, e, f.max_misses, f.width);
+  write_explanation(table_stream(outputs), e, f.max_misses, f.width);
   if (!f.json_out.empty()) {
-    std::ofstream out(f.json_out);
-    if (!out) throw UsageError("--json: cannot write " + f.json_out);
-    out << explanation_json(e).dump(2) << "\n";
+    write_file_atomically(f.json_out, [&](std::ostream& out) { out << explanation_json(e).dump(2) << "\n"; });
   }
   return 0;
 }
@@ -48,7 +49,8 @@ void setup_explain(CLI::App& app, int& status) {
   sub->add_option("--layer", f->layer, "Layer number")->required();
   sub->add_option("--query", f->query, "The query's row in the layer (the per-query CSV's `query`)")->required();
   f->selection.add_config_to(sub);
-  sub->add_option("--json", f->json_out, "Write everything (sets, scores, blocks, misses) as JSON");
+  add_allow_external_flag(sub, f->selection.allow_external);
+  sub->add_option("--json", f->json_out, "Write everything (sets, scores, blocks, misses) as JSON (-: standard output)");
   sub->add_option("--max-misses", f->max_misses, "Misses listed in the terminal")->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   sub->add_option("--width", f->width, "Columns of the picture")->capture_default_str()->check(CLI::Range(10, 1000));

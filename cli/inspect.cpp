@@ -4,6 +4,9 @@
 #include <sstream>
 
 #include "cli/commands.hpp"
+#include "cli/input_flags.hpp"
+#include "core/error.hpp"
+#include "core/text_escape.hpp"
 #include "io/dump_reader.hpp"
 
 namespace hisa::cli {
@@ -14,6 +17,7 @@ struct InspectOptions {
   std::string file;
   bool json = false;
   bool check = false;
+  bool allow_external = false;
 };
 
 std::string dims_text(const std::vector<int64_t>& dims) {
@@ -23,6 +27,7 @@ std::string dims_text(const std::vector<int64_t>& dims) {
 }
 
 std::string storage_text(const DatasetDescription& d) {
+  if (!d.external.empty()) return terminal_safe(d.external);  // "contiguous" would hide where the values are
   std::string s = d.chunk.empty() ? "contiguous" : "chunks " + dims_text(d.chunk);
   for (const auto& f : d.filters) s += "+" + f;
   return s;
@@ -42,6 +47,14 @@ void check_all(const DumpReader& reader) {
   }
 }
 
+// The objects that reach outside the file (ReaderOptions), each with what it points to.
+void write_external_objects(std::ostream& table, const std::vector<ExternalObject>& objects, bool followed) {
+  if (objects.empty()) return;
+  table << "\noutside the file ("
+        << (followed ? "followed: --allow-external" : "not followed or read; --allow-external follows them") << "):\n";
+  for (const auto& e : objects) table << "  " << terminal_safe(e.path) << ": " << terminal_safe(e.target) << "\n";
+}
+
 nlohmann::json sample_attributes_json(const SampleAttributes& a) {
   nlohmann::json j = {{"seq_len", a.seq_len}};
   if (a.task) j["task"] = *a.task;
@@ -54,7 +67,8 @@ nlohmann::json sample_attributes_json(const SampleAttributes& a) {
 }
 
 int run_inspect(const InspectOptions& o) {
-  DumpReader reader(o.file);
+  // What reaches outside the file is listed either way; read (--check) only when allowed.
+  DumpReader reader(o.file, ReaderOptions{.allow_external = o.allow_external, .list_external = true});
   const FileAttributes& a = reader.attributes();
   std::vector<std::string> warnings = reader.warnings();
 
@@ -69,31 +83,32 @@ int run_inspect(const InspectOptions& o) {
   j["samples"] = nlohmann::json::array();
 
   std::ostringstream table;
-  table << "file      " << o.file << "\n"
-        << "model     " << a.model << "  (n_heads " << a.n_heads << ", head_dim " << a.head_dim << ", index_topk "
+  // Every text below comes from the file: escaped, so that it cannot drive the terminal or forge a line.
+  table << "file      " << terminal_safe(o.file) << "\n"
+        << "model     " << terminal_safe(a.model) << "  (n_heads " << a.n_heads << ", head_dim " << a.head_dim << ", index_topk "
         << a.index_topk << ")\n";
   if (a.hadamard || a.rope || a.scale_fmt) {
     table << "          ";
     if (a.hadamard) table << "hadamard " << *a.hadamard << "  ";
-    if (a.rope) table << "rope " << *a.rope << "  ";
-    if (a.scale_fmt) table << "scale_fmt " << *a.scale_fmt;
+    if (a.rope) table << "rope " << terminal_safe(*a.rope) << "  ";
+    if (a.scale_fmt) table << "scale_fmt " << terminal_safe(*a.scale_fmt);
     table << "\n";
   }
-  if (a.source) table << "source    " << *a.source << "\n";
+  if (a.source) table << "source    " << terminal_safe(*a.source) << "\n";
   if (!a.rope) warnings.push_back("/: no 'rope' attribute (the RoPE convention of the dump is unknown)");
   if (!a.hadamard) warnings.push_back("/: no 'hadamard' attribute (whether q and k were rotated is unknown)");
 
   for (const auto& s : reader.samples()) {
     nlohmann::json js = {{"name", s.name}, {"attributes", sample_attributes_json(s.attributes)}};
     js["layers"] = nlohmann::json::array();
-    table << "\nsample " << s.name << "  seq_len " << s.attributes.seq_len;
-    if (s.attributes.task) table << "  task " << *s.attributes.task;
+    table << "\nsample " << terminal_safe(s.name) << "  seq_len " << s.attributes.seq_len;
+    if (s.attributes.task) table << "  task " << terminal_safe(*s.attributes.task);
     if (s.attributes.context_length) table << "  context_length " << *s.attributes.context_length;
     if (s.attributes.depth_percent) table << "  depth " << *s.attributes.depth_percent << "%";
     if (s.attributes.has_needle()) {
       table << "  needle [" << *s.attributes.needle_begin << ", " << *s.attributes.needle_end << ")";
     }
-    if (s.attributes.length_bucket) table << "  bucket " << *s.attributes.length_bucket;
+    if (s.attributes.length_bucket) table << "  bucket " << terminal_safe(*s.attributes.length_bucket);
     table << "\n  layer        L     Nq    H    D  q     k     k_start k_scale topk_ref  k storage / q storage\n";
     for (int layer : s.layers) {
       LayerReader lr = reader.open_layer(s.name, layer);
@@ -112,12 +127,14 @@ int run_inspect(const InspectOptions& o) {
       jl["datasets"] = nlohmann::json::array();
       std::string k_storage, q_storage;
       for (const auto& d : datasets) {
-        jl["datasets"].push_back({{"name", d.name},
-                                  {"dims", d.dims},
-                                  {"stored_type", d.stored_type},
-                                  {"element_type", d.element_type},
-                                  {"chunk", d.chunk},
-                                  {"filters", d.filters}});
+        nlohmann::json jd = {{"name", d.name},
+                             {"dims", d.dims},
+                             {"stored_type", d.stored_type},
+                             {"element_type", d.element_type},
+                             {"chunk", d.chunk},
+                             {"filters", d.filters}};
+        if (!d.external.empty()) jd["external"] = d.external;
+        jl["datasets"].push_back(jd);
         if (d.name == "k") k_storage = storage_text(d);
         if (d.name == "q") q_storage = storage_text(d);
       }
@@ -138,18 +155,30 @@ int run_inspect(const InspectOptions& o) {
     j["samples"].push_back(js);
   }
   if (o.check) {
+    // "Every value read" must not pass over what lies outside the file unread.
+    if (!o.allow_external && !reader.external_objects().empty()) {
+      const ExternalObject& e = reader.external_objects().front();
+      throw InputError(o.file, e.path, e.target + ": not read: hisa reads only what the file itself holds; pass "
+                                                  "--allow-external to check it too");
+    }
     check_all(reader);  // throws InputError on the first bad value
     table << "\ncheck: every value read and validated\n";
   }
   j["checked"] = o.check;
   j["warnings"] = warnings;
+  if (!reader.external_objects().empty()) {
+    j["external"] = nlohmann::json::array();
+    for (const auto& e : reader.external_objects()) j["external"].push_back({{"path", e.path}, {"target", e.target}});
+    j["external_followed"] = o.allow_external;
+  }
+  write_external_objects(table, reader.external_objects(), o.allow_external);
   if (o.json) {
     std::cout << j.dump(2) << "\n";
   } else {
     std::cout << table.str();
     if (!warnings.empty()) {
       std::cout << "\nwarnings:\n";
-      for (const auto& w : warnings) std::cout << "  " << w << "\n";
+      for (const auto& w : warnings) std::cout << "  " << terminal_safe(w) << "\n";
     }
   }
   return 0;
@@ -163,6 +192,7 @@ void setup_inspect(CLI::App& app, int& status) {
   sub->add_option("file", opts->file, "Dump file (HDF5, format v1)")->required();
   sub->add_flag("--json", opts->json, "Print JSON instead of the table");
   sub->add_flag("--check", opts->check, "Also read and validate every value (NaN/Inf, positions, ranges)");
+  add_allow_external_flag(sub, opts->allow_external);
   sub->callback([opts, &status] { status = run_inspect(*opts); });
 }
 

@@ -1,9 +1,9 @@
 // `hisa report FILE... -o report.html`: the audit as one self-contained HTML page of tables and charts.
-#include <fstream>
 #include <iostream>
 #include <memory>
 
 #include "cli/commands.hpp"
+#include "core/atomic_file.hpp"
 #include "cli/selection_flags.hpp"
 #include "render/html_report.hpp"
 
@@ -28,14 +28,13 @@ int run_report_command(const ReportFlags& f) {
   o.pictures = f.pictures;
   o.command_line = f.command_line;
   o.sweep_json = f.sweep_json;
-  // Open the output first, so a bad path fails before the audit runs.
-  std::ofstream out(f.output);
-  if (!out) throw UsageError("-o/--output: cannot write " + f.output);
+  // Check the output first, so a bad path fails before the audit runs; the page is written whole or not at all.
+  std::vector<std::string> inputs = f.files;
+  if (!f.sweep_json.empty()) inputs.push_back(f.sweep_json);
+  check_outputs({{f.output, "-o", true}}, inputs);
   const ReportData d = collect_report(o);
-  write_html_report(out, d);
-  out.close();
-  if (!out) throw UsageError("-o/--output: writing " + f.output + " failed");
-  std::cerr << "hisa: wrote " << f.output << " (" << d.audit.layers.size() << " layers, " << d.pictures.size()
+  write_file_atomically(f.output, [&](std::ostream& out) { write_html_report(out, d); });
+  std::cerr << "hisa: wrote " << (is_stdout(f.output) ? "the report to standard output" : f.output) << " (" << d.audit.layers.size() << " layers, " << d.pictures.size()
             << " query pictures)\n";
   return 0;
 }
@@ -54,7 +53,7 @@ void setup_report(CLI::App& app, int& status, int argc, char** argv) {
   CLI::App* sub = app.add_subcommand("report", "Write the audit as one self-contained HTML page (tables, inline SVG charts)");
   sub->add_option("files", f->files, "Dump files (HDF5, format v1), or directories: their *.h5 files in name order")->required();
   f->selection.add_to(sub);
-  sub->add_option("-o,--output", f->output, "Output HTML file")->required();
+  sub->add_option("-o,--output", f->output, "Output HTML file (-: standard output)")->required();
   sub->add_option("--sweep", f->sweep_json, "A `hisa sweep --json` file whose recommendation the page shows");
   sub->add_option("--worst", f->worst, "Worst queries listed per layer (by IoU, then coverage loss)")
       ->capture_default_str()

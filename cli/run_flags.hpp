@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 
+#include "cli/option_checks.hpp"
 #include "core/log.hpp"
 #include "run/unit_runner.hpp"
 
@@ -28,17 +29,24 @@ struct RunFlags {
   int64_t prefetch_mb = 512;
   std::string checkpoint;
   bool resume = false;
+  std::string fingerprint = "stat";
   bool timings = false;
 
   void add_to(CLI::App* app) {
     app->add_option("--gpus", gpus, "GPUs to spread the (sample, layer) units over: all, or a list such as 0,2,3 "
                                     "(default: the first usable GPU); results never depend on it");
+    // At most 1 TiB: the byte count must fit the budget's size_t with room to spare.
     app->add_option("--prefetch-mb", prefetch_mb, "Decoded input each worker reads ahead while it computes, in MiB")
-        ->check(CLI::NonNegativeNumber)
+        ->check(int_range(0, int64_t(1) << 20, "at most 1048576 MiB, 1 TiB"))
         ->capture_default_str();
     app->add_option("--checkpoint", checkpoint,
                     "Directory for per-unit results as they finish (atomic), and finished layers' outputs");
     app->add_flag("--resume", resume, "Take units already finished in --checkpoint DIR from there");
+    app->add_option("--fingerprint", fingerprint,
+                    "How checkpoints know an input file: stat (path, size, inode, mtime, ctime) or content (path, size "
+                    "and a hash of every byte: one extra read of each file)")
+        ->check(CLI::IsMember({"stat", "content"}))
+        ->capture_default_str();
     app->add_flag("--timings", timings, "Print where the time went on stderr (and add it to --json)");
   }
 
@@ -48,6 +56,7 @@ struct RunFlags {
     o.prefetch_bytes = size_t(prefetch_mb) << 20;
     o.checkpoint_dir = checkpoint;
     o.resume = resume;
+    o.fingerprint = *parse_input_fingerprint(fingerprint);  // one of the two: checked by IsMember
     o.handle_signals = true;
   }
 };

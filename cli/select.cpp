@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "cli/commands.hpp"
+#include "core/atomic_file.hpp"
 #include "cli/selection_flags.hpp"
 #include "pipelines/select.hpp"
 
@@ -23,6 +24,7 @@ int run_select_command(const SelectFlags& f) {
   o.certified = f.method == "certified";
   o.method = o.certified ? Method::Flat : *parse_method(f.method);
   o.output = f.output;
+  check_outputs({{f.output, "-o", false}}, {f.file});
   const int64_t n = run_select(o);
   std::cerr << "hisa: wrote " << n << " " << f.method << " selections to " << f.output << "\n";
   return 0;

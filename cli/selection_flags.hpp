@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/input_flags.hpp"
 #include "cli/run_flags.hpp"
 #include "core/error.hpp"
 #include "core/int_list.hpp"
@@ -21,19 +22,21 @@ struct SelectionFlags {
   std::optional<int64_t> topk;
   int threads = 0;
   bool fp8_mma = false;
+  bool allow_external = false;
 
   // Everything: which queries to read, how to select them, on what.
   void add_to(CLI::App* app) {
     app->add_option("--samples", samples, "Comma-separated sample names (default: all)");
     app->add_option("--layers", layers, "Layers, e.g. 0-3,7 (default: all)");
-    app->add_option("--max-queries", max_queries, "At most N evenly spaced queries per layer (default: all)")
+    app->add_option("--max-queries", max_queries, "At most N evenly spaced queries per layer (default 0: all)")
         ->check(CLI::NonNegativeNumber);
     add_config_to(app);
     app->add_option("--device", device, "cpu, cuda or auto")->check(CLI::IsMember({"cpu", "cuda", "auto"}))->capture_default_str();
-    app->add_option("--threads", threads, "CPU threads (default: all cores); results never depend on it")
-        ->check(CLI::NonNegativeNumber);
+    app->add_option("--threads", threads, "CPU threads (default 0: all cores); results never depend on it")
+        ->check(thread_count());
     add_fp8_mma_flag(app, fp8_mma);
     add_verbose_flag(app);
+    add_allow_external_flag(app, allow_external);
   }
 
   // Only the selection rule: block size, budget, forced mode, pooling, k.
@@ -46,7 +49,7 @@ struct SelectionFlags {
     app->add_option("--pool-precision", pool, "Pooled keys: fp32 mean, or re-quantised to fp8 e4m3")
         ->check(CLI::IsMember({"fp32", "fp8"}))
         ->capture_default_str();
-    app->add_option("--topk", topk, "Tokens selected per query (default: the file's index_topk)");
+    app->add_option("--topk", topk, "Tokens selected per query (default: the file's index_topk; at most 2^24)");
   }
 
   SelectionConfig config() const {
@@ -69,10 +72,11 @@ struct SelectionFlags {
     o.run.device = device;
     o.run.fp8_mma = fp8_mma;
     o.threads = threads;
+    o.reader.allow_external = allow_external;
   }
 
   std::vector<std::string> sample_list() const { return split_list(samples); }
-  std::vector<int> layer_list() const { return layers.empty() ? std::vector<int>{} : parse_int_list(layers, "layers"); }
+  IntRanges layer_list() const { return layers.empty() ? IntRanges{} : IntRanges::parse(layers, "layers"); }
 };
 
 }  // namespace hisa::cli

@@ -1,10 +1,11 @@
 // `hisa sweep FILE...`: recall, IoU and cost of HISA(B, m) over a grid of block sizes and budgets, per layer,
 // and the cheapest setting per layer that meets recall targets.
-#include <fstream>
 #include <iostream>
 #include <memory>
 
 #include "cli/commands.hpp"
+#include "cli/input_flags.hpp"
+#include "cli/outputs.hpp"
 #include "cli/run_flags.hpp"
 #include "core/atomic_file.hpp"
 #include "core/error.hpp"
@@ -29,6 +30,7 @@ struct SweepFlags {
   std::string device = "auto";
   bool fp8_mma = false;
   bool no_kernel_times = false;
+  bool allow_external = false;
   RunFlags run;
 };
 
@@ -47,7 +49,7 @@ int run_sweep_command(const SweepFlags& f) {
   SweepOptions o;
   o.files = f.files;
   o.samples = split_list(f.samples);
-  o.layers = f.layers.empty() ? std::vector<int>{} : parse_int_list(f.layers, "layers");
+  if (!f.layers.empty()) o.layers = IntRanges::parse(f.layers, "layers");
   o.max_queries = f.max_queries;
   o.topk = f.topk;
   o.block_sizes = parse_size_list(f.block_sizes, "block_sizes");
@@ -60,13 +62,14 @@ int run_sweep_command(const SweepFlags& f) {
   o.run.device = f.device;
   o.run.fp8_mma = f.fp8_mma;
   o.kernel_times = !f.no_kernel_times;
+  o.reader.allow_external = f.allow_external;
   f.run.apply_to(o.run);
   // Outputs are checked before the work, so a bad path fails at once, and written whole or not at all.
-  if (!f.json_out.empty()) check_writable(f.json_out, "--json");
-  if (!f.csv_out.empty()) check_writable(f.csv_out, "--csv");
+  const std::vector<OutputSpec> outputs = {{f.json_out, "--json", true}, {f.csv_out, "--csv", true}};
+  check_outputs(outputs, f.files);
   const SweepResult r = run_sweep(o);
   if (!is_output_rank()) return 0;  // under MPI, rank 0 writes the outputs
-  write_sweep_table(std::cout, r);
+  write_sweep_table(table_stream(outputs), r);
   if (!f.json_out.empty()) {
     write_file_atomically(f.json_out, [&](std::ostream& out) { out << sweep_json(r, f.run.timings).dump(2) << "\n"; });
   }
@@ -84,24 +87,27 @@ void setup_sweep(CLI::App& app, int& status) {
   sub->add_option("--block-sizes", f->block_sizes, "Block sizes B: a list with doubling ranges, e.g. 32,64 or 32-256")
       ->capture_default_str();
   sub->add_option("--blocks", f->blocks, "Budgets m: a list with doubling ranges; 8-512 = 8,16,...,512")->capture_default_str();
-  sub->add_option("--target-recall", f->target_recall, "Recall mean a setting must reach")->capture_default_str();
-  sub->add_option("--target-p5", f->target_p5, "Recall p5 a setting must reach")->capture_default_str();
+  sub->add_option("--target-recall", f->target_recall, "Recall mean a setting must reach")
+      ->check(finite_range(0, 1))
+      ->capture_default_str();
+  sub->add_option("--target-p5", f->target_p5, "Recall p5 a setting must reach")->check(finite_range(0, 1))->capture_default_str();
   sub->add_option("--pool-precision", f->pools, "Pooled keys, a list of fp32 and fp8")->capture_default_str();
   sub->add_option("--forced", f->forced, "Forced-block modes, a list of in-budget and extra")->capture_default_str();
-  sub->add_option("--topk", f->topk, "Tokens selected per query (default: the file's index_topk)");
+  sub->add_option("--topk", f->topk, "Tokens selected per query (default: the file's index_topk; at most 2^24)");
   sub->add_option("--samples", f->samples, "Comma-separated sample names (default: all)");
   sub->add_option("--layers", f->layers, "Layers, e.g. 0-3,7 (default: all)");
-  sub->add_option("--max-queries", f->max_queries, "At most N evenly spaced queries per layer (default: all)")
+  sub->add_option("--max-queries", f->max_queries, "At most N evenly spaced queries per layer (default 0: all)")
       ->check(CLI::NonNegativeNumber);
-  sub->add_option("--threads", f->threads, "CPU threads (default: all cores); results never depend on it")
-      ->check(CLI::NonNegativeNumber);
-  sub->add_option("--json", f->json_out, "Write the config, curves, recommendations and aggregates as JSON");
-  sub->add_option("--csv", f->csv_out, "Write the curves per sample as tidy CSV");
+  sub->add_option("--threads", f->threads, "CPU threads (default 0: all cores); results never depend on it")
+      ->check(thread_count());
+  sub->add_option("--json", f->json_out, "Write the config, curves, recommendations and aggregates as JSON (-: standard output)");
+  sub->add_option("--csv", f->csv_out, "Write the curves per sample as tidy CSV (-: standard output)");
   sub->add_option("--device", f->device, "cpu, cuda or auto (the GPU when one is usable)")
       ->check(CLI::IsMember({"cpu", "cuda", "auto"}))
       ->capture_default_str();
   add_fp8_mma_flag(sub, f->fp8_mma);
   add_verbose_flag(sub);
+  add_allow_external_flag(sub, f->allow_external);
   sub->add_flag("--no-kernel-times", f->no_kernel_times,
                 "On a GPU, skip timing HISA(B, m) and flat selection with the CUDA engine for the cost model");
   f->run.add_to(sub);

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "cli/commands.hpp"
+#include "core/atomic_file.hpp"
 #include "core/error.hpp"
 #include "synth/synth.hpp"
 
@@ -42,6 +43,7 @@ SynthOptions resolve(const SynthArgs& a) {
 
 int run_synth(const SynthArgs& args) {
   const SynthOptions o = resolve(args);
+  check_outputs({{o.output, "-o", false}}, {});
   write_synth_dump(o);
   std::string kinds;
   for (int layer = 0; layer < std::min(o.layers, 6); ++layer) {

@@ -14,6 +14,8 @@ struct SynthShape {
   int heads = 4, head_dim = 64;
   int64_t topk = 64;
   std::string queries = "sample:16";
+  uint64_t seed = 0;
+  int gzip_level = SynthOptions{}.gzip_level;  // 0: uncompressed, so dumps of one shape have one size
 };
 
 inline std::string write_synth(const std::string& path, const SynthShape& shape) {
@@ -26,6 +28,8 @@ inline std::string write_synth(const std::string& path, const SynthShape& shape)
   s.head_dim = shape.head_dim;
   s.index_topk = shape.topk;
   s.queries = parse_query_selection(shape.queries);
+  s.seed = shape.seed;
+  s.gzip_level = shape.gzip_level;
   write_synth_dump(s);
   return path;
 }

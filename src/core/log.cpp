@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <mutex>
 
+#include "core/text_escape.hpp"
+
 namespace hisa {
 
 namespace {
@@ -17,7 +19,7 @@ bool verbose() { return g_verbose.load(); }
 void log_verbose(const std::string& line) {
   if (!verbose()) return;
   std::lock_guard lock(g_lines);
-  std::fprintf(stderr, "hisa: %s\n", line.c_str());
+  std::fprintf(stderr, "hisa: %s\n", terminal_safe(line).c_str());  // lines name samples from files
   std::fflush(stderr);
 }
 

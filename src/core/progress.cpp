@@ -4,6 +4,8 @@
 
 #include <cstdio>
 
+#include "core/text_escape.hpp"
+
 namespace hisa {
 
 Progress::Progress(int64_t total, bool enabled)
@@ -16,7 +18,7 @@ void Progress::advance(int64_t done, const std::string& label) {
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   const double fraction = total_ > 0 ? double(done) / double(total_) : 1.0;
   const double eta = fraction > 0 ? elapsed * (1.0 - fraction) / fraction : 0.0;
-  std::fprintf(stderr, "\r\033[K%s  %3.0f%%  elapsed %.0fs  ETA %.0fs", label.c_str(), 100.0 * fraction, elapsed, eta);
+  std::fprintf(stderr, "\r\033[K%s  %3.0f%%  elapsed %.0fs  ETA %.0fs", terminal_safe(label).c_str(), 100.0 * fraction, elapsed, eta);
   std::fflush(stderr);
 }
 

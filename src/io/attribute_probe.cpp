@@ -119,7 +119,11 @@ bool header_opens(hid_t parent, const std::string& name, const std::string& wher
 
 // The objects DumpReader opens: root, samples (groups under root), layers (groups under a sample) and the
 // datasets of a layer (whose 'encoding' it reads).
-void walk_file(const std::string& path, ChildChannel& log) {
+void walk_file(const std::string& path, bool follow_external, ChildChannel& log) {
+  // An external link not followed leads to no object the loader reads.
+  const auto skipped = [&](hid_t parent, const std::string& name) {
+    return !follow_external && h5::external_link_target(parent, name).has_value();
+  };
   h5::silence_errors();
   log.step("", "the file's superblock and root group");
   h5::Handle file = h5::file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
@@ -129,21 +133,21 @@ void walk_file(const std::string& path, ChildChannel& log) {
   for (const auto& sample : members(root, "/", log)) {
     const std::string sample_path = "/" + sample;
     log.step(sample_path, "the group");
-    if (!header_opens(root, sample, sample_path, log) || !h5::child_is_group(root, sample)) continue;
+    if (skipped(root, sample) || !header_opens(root, sample, sample_path, log) || !h5::child_is_group(root, sample)) continue;
     h5::Handle sg = h5::group(H5Gopen2(root, sample.c_str(), H5P_DEFAULT));
     if (!sg) continue;
     read_attributes(sg.get(), sample_path, log);
     for (const auto& layer : members(sg.get(), sample_path, log)) {
       const std::string layer_path = sample_path + "/" + layer;
       log.step(layer_path, "the group");
-      if (!header_opens(sg.get(), layer, layer_path, log) || !h5::child_is_group(sg.get(), layer)) continue;
+      if (skipped(sg.get(), layer) || !header_opens(sg.get(), layer, layer_path, log) || !h5::child_is_group(sg.get(), layer)) continue;
       h5::Handle lg = h5::group(H5Gopen2(sg.get(), layer.c_str(), H5P_DEFAULT));
       if (!lg) continue;
       read_attributes(lg.get(), layer_path, log);
       for (const auto& name : members(lg.get(), layer_path, log)) {
         const std::string dataset_path = layer_path + "/" + name;
         log.step(dataset_path, "the dataset's header");
-        if (!header_opens(lg.get(), name, dataset_path, log) || !h5::child_is_dataset(lg.get(), name)) continue;
+        if (skipped(lg.get(), name) || !header_opens(lg.get(), name, dataset_path, log) || !h5::child_is_dataset(lg.get(), name)) continue;
         h5::Handle d = h5::dataset(H5Dopen2(lg.get(), name.c_str(), H5P_DEFAULT));
         if (d) read_attributes(d.get(), dataset_path, log);
       }
@@ -168,7 +172,7 @@ void cap_address_space(uint64_t extra_bytes) {
   ::setrlimit(RLIMIT_AS, &limit);
 }
 
-[[noreturn]] void run_child(const std::string& path, int fd) {
+[[noreturn]] void run_child(const std::string& path, bool follow_external, int fd) {
   // A crash here must end this process with the signal, not with a report from a handler installed by the
   // parent (a sanitizer's or libFuzzer's, in the fuzz build): the parent turns the signal into an InputError.
   for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) ::signal(sig, SIG_DFL);
@@ -180,7 +184,7 @@ void cap_address_space(uint64_t extra_bytes) {
   cap_address_space(uint64_t(256) << 20);  // far above any real attribute
   ChildChannel log(fd);
   try {
-    walk_file(path, log);
+    walk_file(path, follow_external, log);
   } catch (...) {
     // Any ordinary failure is for the loader to report.
   }
@@ -240,7 +244,7 @@ void ProbedAttributes::add(std::string object_path, std::string name, std::strin
   values_[{std::move(object_path), std::move(name)}] = std::move(value);
 }
 
-ProbedAttributes probe_attributes(const std::string& path) {
+ProbedAttributes probe_attributes(const std::string& path, bool follow_external) {
   const int timeout_seconds = g_timeout_seconds;
   int fds[2];
   if (::pipe(fds) != 0) throw InputError(path, "", std::string("cannot create a pipe: ") + std::strerror(errno));
@@ -252,7 +256,7 @@ ProbedAttributes probe_attributes(const std::string& path) {
   }
   if (child == 0) {
     ::close(fds[0]);
-    run_child(path, fds[1]);
+    run_child(path, follow_external, fds[1]);
   }
   ::close(fds[1]);
 

@@ -38,6 +38,7 @@ class ProbedAttributes {
 // out of time, or when HDF5 refused one of those reads (a damaged length or heap reference), or could not open
 // the header of one of those objects (hard links) with the child's address space capped (a damaged header
 // size). Anything else wrong with the file is left for the loader to report with its usual message.
-ProbedAttributes probe_attributes(const std::string& path);
+// External links are walked only with follow_external (ReaderOptions::allow_external): else no other file is opened.
+ProbedAttributes probe_attributes(const std::string& path, bool follow_external = false);
 
 }  // namespace hisa

@@ -72,9 +72,34 @@ struct LayerReader::Impl {
   h5::Handle group, k, q, w, q_pos, k_start, k_scale, topk_ref;
   TensorType k_type{}, q_type{};
   LayerShape shape;
+  // Listing mode (ReaderOptions::list_external): a dataset of this layer whose values lie outside the file, and
+  // what it points to; reading the layer is then refused. Empty: nothing to refuse.
+  ExternalObject stored_outside;
+
+  void refuse_stored_outside() const {
+    if (stored_outside.path.empty()) return;
+    fail(stored_outside.path,
+         stored_outside.target + ": not read: hisa reads only what the file itself holds; pass --allow-external to read it");
+  }
 
   [[noreturn]] void fail(const std::string& dataset, const std::string& message) const {
     throw InputError(file_path, dataset.empty() ? group_path : group_path + "/" + dataset, message);
+  }
+
+  // Runs `resize` (the buffers for a read of `dataset`); running out of memory is said with the file and path.
+  template <typename Resize>
+  void allocate(const std::string& dataset, Resize resize) const {
+    try {
+      resize();
+    } catch (const std::bad_alloc&) {
+      fail(dataset, "out of memory for its decoded values (L = " + std::to_string(shape.keys) + ", Nq = " +
+                        std::to_string(shape.queries) + ", H = " + std::to_string(shape.heads) + ", D = " +
+                        std::to_string(shape.dim) + ")");
+    } catch (const std::length_error&) {
+      fail(dataset, "its decoded values would not fit in memory (L = " + std::to_string(shape.keys) + ", Nq = " +
+                        std::to_string(shape.queries) + ", H = " + std::to_string(shape.heads) + ", D = " +
+                        std::to_string(shape.dim) + ")");
+    }
   }
 
   h5::Handle open_dataset(const std::string& name, bool required) {
@@ -217,6 +242,12 @@ struct LayerReader::Impl {
       require_class(topk_ref, "topk_ref", H5T_INTEGER, "int32");
       shape.ref_width = rd[1];
     }
+    // Before anything is allocated for them: data never written, or declared far beyond the file, is refused.
+    for (const auto& [d, name] : {std::pair{&k, "k"}, {&q, "q"}, {&w, "w"}, {&q_pos, "q_pos"}, {&k_start, "k_start"},
+                                  {&k_scale, "k_scale"}, {&topk_ref, "topk_ref"}}) {
+      if (!*d) continue;
+      if (std::string problem = h5::storage_problem(d->get()); !problem.empty()) fail(name, problem);
+    }
   }
 
   // Reads rows of a q- or k-like tensor and decodes them into out (row_count * row_elems floats).
@@ -343,9 +374,13 @@ LayerKeys LayerReader::read_keys() const {
 
 void LayerReader::read_keys_into(LayerKeys& keys) const {
   const Impl& m = *impl_;
+  m.refuse_stored_outside();
   keys.count = m.shape.keys;
   keys.dim = m.shape.dim;
-  keys.k.resize(size_t(keys.count * keys.dim));
+  m.allocate("k", [&] {
+    keys.k.resize(size_t(keys.count * keys.dim));
+    keys.k_scale.resize(size_t(keys.count));
+  });
   // About 4 MiB of raw data per read keeps the transient buffer small whatever L is.
   const int64_t chunk_rows = std::max<int64_t>(1, (int64_t(4) << 20) / (keys.dim * element_size(m.k_type.element)));
   for (int64_t r = 0; r < keys.count; r += chunk_rows) {
@@ -370,6 +405,7 @@ void LayerReader::read_keys_into(LayerKeys& keys) const {
 
 QueryBatch LayerReader::read_queries(int64_t first, int64_t count) const {
   const Impl& m = *impl_;
+  m.refuse_stored_outside();
   const LayerShape& sh = m.shape;
   if (first < 0 || count < 0 || first + count > sh.queries) {
     m.fail("q", "query range " + std::to_string(first) + "+" + std::to_string(count) + " is outside [0, " +
@@ -380,10 +416,12 @@ QueryBatch LayerReader::read_queries(int64_t first, int64_t count) const {
   b.count = count;
   b.heads = sh.heads;
   b.dim = sh.dim;
-  b.q.resize(size_t(count * sh.heads * sh.dim));
-  b.w.resize(size_t(count * sh.heads));
-  b.q_pos.resize(size_t(count));
-  b.k_start.assign(size_t(count), 0);
+  m.allocate("q", [&] {
+    b.q.resize(size_t(count * sh.heads * sh.dim));
+    b.w.resize(size_t(count * sh.heads));
+    b.q_pos.resize(size_t(count));
+    b.k_start.assign(size_t(count), 0);
+  });
   if (count == 0) return b;
   m.read_decoded(m.q, m.q_type, "q", first, count, sh.heads * sh.dim, b.q.data());
   m.check_finite("q", b.q.data(), count, sh.heads * sh.dim, first);
@@ -405,7 +443,7 @@ QueryBatch LayerReader::read_queries(int64_t first, int64_t count) const {
   }
   if (m.topk_ref) {
     b.ref_width = sh.ref_width;
-    b.topk_ref.resize(size_t(count * sh.ref_width));
+    m.allocate("topk_ref", [&] { b.topk_ref.resize(size_t(count * sh.ref_width)); });
     m.read_plain(m.topk_ref, H5T_NATIVE_INT32, "topk_ref", first, count, b.topk_ref.data());
     for (int64_t i = 0; i < count; ++i) {
       for (int64_t j = 0; j < sh.ref_width; ++j) {
@@ -433,6 +471,10 @@ std::vector<DatasetDescription> LayerReader::describe() const {
     desc.element_type = element.empty() ? desc.stored_type : element;
     desc.chunk = h5::dataset_chunk(d.get());
     for (const auto& f : h5::dataset_filters(d.get())) desc.filters.push_back(f.name);
+    desc.external = h5::external_storage(d.get()).description();
+    if (auto target = h5::external_link_target(m.group.get(), name)) {
+      desc.external = "external link to " + *target + (desc.external.empty() ? "" : "; " + desc.external);
+    }
     out.push_back(std::move(desc));
   };
   add(m.k, "k", std::string(element_type_name(m.k_type.element)));
@@ -448,6 +490,10 @@ std::vector<DatasetDescription> LayerReader::describe() const {
 // ---------------------------------------------------------------------------------------------------
 struct DumpReader::Impl {
   std::string path;
+  ReaderOptions options;
+  std::vector<ExternalObject> externals;
+  // Listing mode: per layer group path, its first dataset stored outside the file (LayerReader::Impl::stored_outside).
+  std::map<std::string, ExternalObject> stored_outside;
   std::shared_ptr<h5::Handle> file;
   std::shared_ptr<const ProbedAttributes> probed;
   FileAttributes attrs;
@@ -476,15 +522,84 @@ struct DumpReader::Impl {
     std::error_code ec;
     if (!std::filesystem::exists(path, ec)) fail("", "no such file");
     if (std::filesystem::is_directory(path, ec)) fail("", "is a directory, not an HDF5 file");
+    // Opening a FIFO would wait for a writer forever, and a device or socket is no dump.
+    if (!std::filesystem::is_regular_file(path, ec)) {
+      fail("", "not a regular file (a FIFO, socket or device); dumps are read from regular files");
+    }
     htri_t is_h5 = H5Fis_hdf5(path.c_str());
     if (is_h5 <= 0) fail("", "not an HDF5 file (or the file is truncated or unreadable)");
     // libhdf5 can crash reading damaged variable-length strings: a child process reads them (attribute_probe.hpp).
-    probed = std::make_shared<const ProbedAttributes>(probe_attributes(path));
+    probed = std::make_shared<const ProbedAttributes>(probe_attributes(path, options.allow_external));
     hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
     if (id < 0) fail("", "cannot open as HDF5 (truncated or damaged file?)");
     file = std::make_shared<h5::Handle>(h5::file(id));
     read_file_attributes();
     read_samples();
+  }
+
+  // ----- What reaches outside the file (ReaderOptions) -----
+  // Records an object that reaches outside the file; refuses the file unless such objects are followed or listed.
+  void note_external(const std::string& where, const std::string& target) {
+    externals.push_back({where, target});
+    if (!options.allow_external && !options.list_external) {
+      fail(where, target + ": hisa reads only what the file itself holds; pass --allow-external to follow it");
+    }
+  }
+
+  enum class Link { Inside, ExternalFollowed, NotFollowed };
+
+  // Where link `name` of `parent` (at HDF5 path `where`) leads: an external link is noted, then followed only when
+  // allowed, and then must lead to an object (a dangling one would silently drop what it stood for).
+  Link link(hid_t parent, const std::string& name, const std::string& where) {
+    const std::optional<std::string> target = h5::external_link_target(parent, name);
+    if (!target) return Link::Inside;
+    note_external(where, "external link to " + *target);
+    if (!options.allow_external) return Link::NotFollowed;
+    if (!h5::link_resolves(parent, name)) {
+      fail(where, "external link to " + *target + " cannot be followed: the file or the object it names does not exist");
+    }
+    return Link::ExternalFollowed;
+  }
+
+  // A soft link can lead on to an external link: the file the opened object lies in tells. False when it lies
+  // elsewhere and that is not followed.
+  bool stays_inside(hid_t parent, hid_t object, const std::string& where) {
+    const std::string there = h5::file_name_of(object);
+    if (there == h5::file_name_of(parent)) return true;
+    note_external(where, "a link that leads out of the file, to " + there);
+    return options.allow_external;
+  }
+
+  // Notes the datasets of a layer group that reach outside the file; followed, their targets must be there. False
+  // when one lies behind a link out that is not followed: the layer cannot be opened then.
+  bool scan_layer_datasets(hid_t layer_group, const std::string& where) {
+    bool usable = true;
+    for (const char* name : {"k", "q", "w", "q_pos", "k_start", "k_scale", "topk_ref"}) {
+      const std::string at = where + "/" + name;
+      if (!h5::child_exists(layer_group, name)) continue;
+      const Link l = link(layer_group, name, at);
+      if (l == Link::NotFollowed) {
+        usable = false;
+        continue;
+      }
+      if (!h5::child_is_dataset(layer_group, name)) continue;  // the layer reader says what is wrong
+      h5::Handle d = h5::dataset(H5Dopen2(layer_group, name, H5P_DEFAULT));
+      if (!d) continue;
+      if (l == Link::Inside && !stays_inside(layer_group, d.get(), at)) {
+        usable = false;
+        continue;
+      }
+      const h5::ExternalStorage storage = h5::external_storage(d.get());
+      if (storage.kind == h5::ExternalStorage::Kind::None) continue;
+      note_external(at, storage.description());
+      if (options.allow_external) {
+        const std::string problem = h5::external_storage_problem(d.get(), h5::file_name_of(d.get()));
+        if (!problem.empty()) fail(at, problem);
+      } else {
+        stored_outside.emplace(where, ExternalObject{name, storage.description()});
+      }
+    }
+    return usable;
   }
 
   int64_t required_int(hid_t object, const std::string& where, const char* name, int64_t min_value) {
@@ -537,13 +652,16 @@ struct DumpReader::Impl {
       fail("/", e.what());
     }
     for (const auto& name : names) {
+      const std::string where = "/" + name;
+      const Link sample_link = link(root, name, where);
+      if (sample_link == Link::NotFollowed) continue;
       if (!h5::child_is_group(root, name)) {
         warnings.push_back("/" + name + ": not a group; ignored (samples are groups)");
         continue;
       }
-      const std::string where = "/" + name;
       h5::Handle g = h5::group(H5Gopen2(root, name.c_str(), H5P_DEFAULT));
       if (!g) fail(where, "cannot open group (damaged file?)");
+      if (sample_link == Link::Inside && !stays_inside(root, g.get(), where)) continue;
       SampleEntry s;
       s.name = name;
       hid_t gid = g.get();
@@ -569,12 +687,17 @@ struct DumpReader::Impl {
         fail(where, e.what());
       }
       for (const auto& member : members) {
+        const std::string layer_path = where + "/" + member;
         int layer = parse_layer_name(member);
+        const Link layer_link = layer < 0 ? Link::Inside : link(gid, member, layer_path);
+        if (layer_link == Link::NotFollowed) continue;
         if (layer < 0 || !h5::child_is_group(gid, member)) {
-          warnings.push_back(where + "/" + member + ": not a layer_<N> group; ignored");
+          warnings.push_back(layer_path + ": not a layer_<N> group; ignored");
           continue;
         }
         h5::Handle lg = h5::group(H5Gopen2(gid, member.c_str(), H5P_DEFAULT));
+        if (layer_link == Link::Inside && !stays_inside(gid, lg.get(), layer_path)) continue;
+        if (!scan_layer_datasets(lg.get(), layer_path)) continue;
         auto stated = attr(where + "/" + member, [&] { return h5::read_int_attribute(lg.get(), "layer"); });
         if (stated && *stated != layer) {
           fail(where + "/" + member, "attribute 'layer' is " + std::to_string(*stated) + " but the group is named " + member);
@@ -611,8 +734,9 @@ struct DumpReader::Impl {
   }
 };
 
-DumpReader::DumpReader(const std::string& path) : impl_(std::make_unique<Impl>()) {
+DumpReader::DumpReader(const std::string& path, const ReaderOptions& options) : impl_(std::make_unique<Impl>()) {
   impl_->path = path;
+  impl_->options = options;
   impl_->open();
 }
 DumpReader::~DumpReader() = default;
@@ -622,6 +746,7 @@ const std::string& DumpReader::path() const { return impl_->path; }
 const FileAttributes& DumpReader::attributes() const { return impl_->attrs; }
 const std::vector<SampleEntry>& DumpReader::samples() const { return impl_->samples; }
 const std::vector<std::string>& DumpReader::warnings() const { return impl_->warnings; }
+const std::vector<ExternalObject>& DumpReader::external_objects() const { return impl_->externals; }
 std::vector<int> DumpReader::all_layers() const { return impl_->all_layers(); }
 
 const SampleEntry& DumpReader::sample(const std::string& name) const {
@@ -646,6 +771,7 @@ LayerReader DumpReader::open_layer(const std::string& sample_name, int layer) co
   m->group = h5::group(H5Gopen2(impl_->file->get(), where.c_str(), H5P_DEFAULT));
   if (!m->group) impl_->fail(where, "cannot open group (damaged file?)");
   m->shape.layer = layer;
+  if (auto it = impl_->stored_outside.find(where); it != impl_->stored_outside.end()) m->stored_outside = it->second;
   m->open(impl_->attrs);
   return LayerReader(std::move(m));
 }

@@ -23,13 +23,33 @@ struct DatasetDescription {
   std::string element_type;  // as v1 reads it: f32, f16, bf16, fp8, int64, ...
   std::vector<int64_t> chunk;  // empty: contiguous
   std::vector<std::string> filters;
+  // What the values are reached through outside the file, "" when nothing: "external raw storage in a.bin",
+  // "virtual (sources: a.h5)", "external link to other.h5:/k".
+  std::string external;
+};
+
+// HDF5 features that reach outside the file: external links (as a sample, a layer or a dataset), datasets with
+// external raw storage and virtual datasets. Unless allowed, a file with one is refused, so that what is audited
+// is what the file holds (datasets/FORMAT.md, "What lies outside the file").
+struct ReaderOptions {
+  bool allow_external = false;  // follow them (--allow-external); a dangling link or missing source is still an error
+  // With allow_external off: list them (DumpReader::external_objects()) instead of refusing the file. Links out are
+  // not followed (what lies behind one is left out of samples()), and the values of a dataset stored outside are
+  // refused when read. For `hisa inspect`, which shows them.
+  bool list_external = false;
+};
+
+// One object that reaches outside the file.
+struct ExternalObject {
+  std::string path;    // its HDF5 path in the file: "/s1", "/s0/layer_0/k"
+  std::string target;  // what it points to: "external link to other.h5:/s0", "external raw storage in /some/file"
 };
 
 class LayerReader;
 
 class DumpReader {
  public:
-  explicit DumpReader(const std::string& path);
+  explicit DumpReader(const std::string& path, const ReaderOptions& options = {});
   ~DumpReader();
   DumpReader(DumpReader&&) noexcept;
   DumpReader& operator=(DumpReader&&) noexcept;
@@ -40,6 +60,9 @@ class DumpReader {
   const SampleEntry& sample(const std::string& name) const;  // InputError when absent
   // Things a user may want to know but that do not stop reading (unknown attribute values, stray objects).
   const std::vector<std::string>& warnings() const;
+  // Every object that reaches outside the file (ReaderOptions), in the order met; empty unless the file has one and
+  // the options let it be opened.
+  const std::vector<ExternalObject>& external_objects() const;
   // All layer numbers present in any sample, ascending.
   std::vector<int> all_layers() const;
 

@@ -74,9 +74,10 @@ struct DumpWriter::Impl {
   }
 };
 
-DumpWriter::DumpWriter(const std::string& path, const FileAttributes& a) : impl_(std::make_unique<Impl>()) {
+DumpWriter::DumpWriter(const std::string& path, const FileAttributes& a, const std::string& name)
+    : impl_(std::make_unique<Impl>()) {
   h5::silence_errors();
-  impl_->path = path;
+  impl_->path = name.empty() ? path : name;
   impl_->file = h5::file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
   if (!impl_->file) impl_->fail("/", "cannot create file");
   hid_t root = impl_->file.get();
@@ -146,6 +147,10 @@ void DumpWriter::add_layer(const std::string& sample, int layer, const LayerArra
   }
 }
 
-void DumpWriter::close() { impl_->file = h5::Handle(); }
+void DumpWriter::close() {
+  if (impl_->file && (H5Fflush(impl_->file.get(), H5F_SCOPE_GLOBAL) < 0 || impl_->file.close() < 0)) {
+    throw std::runtime_error("writing " + impl_->path + " failed (disk full or file size limit?)");
+  }
+}
 
 }  // namespace hisa

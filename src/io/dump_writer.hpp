@@ -34,14 +34,15 @@ struct WriteOptions {
 
 class DumpWriter {
  public:
-  DumpWriter(const std::string& path, const FileAttributes& attributes);  // truncates
+  // Truncates path. Messages name the file as `name` (default: path), e.g. the final name of a temporary file.
+  DumpWriter(const std::string& path, const FileAttributes& attributes, const std::string& name = "");
   ~DumpWriter();
   DumpWriter(DumpWriter&&) noexcept;
   DumpWriter& operator=(DumpWriter&&) noexcept;
 
   void add_sample(const std::string& name, const SampleAttributes& attributes);
   void add_layer(const std::string& sample, int layer, const LayerArrays& arrays, const WriteOptions& options = {});
-  void close();  // flushes; also done by the destructor
+  void close();  // flushes and closes; runtime_error when that fails (a full disk). The destructor closes unchecked.
 
  private:
   struct Impl;

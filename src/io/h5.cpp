@@ -1,5 +1,10 @@
 #include "io/h5.hpp"
 
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <cmath>
+#include <cstdio>
 #include <stdexcept>
 
 namespace hisa::h5 {
@@ -273,6 +278,73 @@ std::string chunk_shape_problem(hid_t dataset) {
   return "";
 }
 
+namespace {
+
+// "[1000000000, 128] float32, 476.8 GiB" for messages.
+std::string declared_text(const std::vector<int64_t>& dims, hid_t type, double bytes) {
+  std::string s = "[";
+  for (size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
+  char size[64];
+  const char* unit[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  int u = 0;
+  double v = bytes;
+  while (v >= 1024 && u < 6) v /= 1024, ++u;
+  std::snprintf(size, sizeof size, u == 0 ? "%.0f %s" : "%.1f %s", v, unit[u]);
+  return s + "] " + describe_type(type) + ", " + size;
+}
+
+}  // namespace
+
+std::string storage_problem(hid_t dataset) {
+  const std::vector<int64_t> dims = dataset_dims(dataset);
+  Handle type = datatype(H5Dget_type(dataset));
+  double elements = 1;  // in double: a damaged or hostile shape may overflow any integer
+  for (int64_t d : dims) elements *= double(d);
+  if (elements == 0) return "";
+  const double declared = elements * double(H5Tget_size(type.get()));
+  Handle dcpl = plist(H5Dget_create_plist(dataset));
+  if (H5Pget_external_count(dcpl.get()) > 0) return "";  // external raw storage is judged where it is opened
+  const std::string what = "declares " + declared_text(dims, type.get(), declared);
+  switch (H5Pget_layout(dcpl.get())) {
+    case H5D_CONTIGUOUS: {
+      const haddr_t offset = H5Dget_offset(dataset);
+      const hsize_t stored = H5Dget_storage_size(dataset);
+      if (offset == HADDR_UNDEF || stored == 0) {
+        return what + " but none of it was ever written (no storage is allocated; it would read as fill values)";
+      }
+      if (double(stored) < declared) {
+        return what + " but stores only " + std::to_string(stored) + " bytes of it";
+      }
+      Handle file_id = file(H5Iget_file_id(dataset));
+      hsize_t file_size = 0;
+      if (file_id && H5Fget_filesize(file_id.get(), &file_size) >= 0 && double(offset) + double(stored) > double(file_size)) {
+        return what + " stored up to byte " + std::to_string(offset + stored) + ", but the file holds only " +
+               std::to_string(file_size) + " bytes (truncated file?)";
+      }
+      return "";
+    }
+    case H5D_CHUNKED: {
+      const std::vector<int64_t> chunk = dataset_chunk(dataset);
+      double needed = 1;
+      for (size_t i = 0; i < dims.size() && i < chunk.size(); ++i) {
+        needed *= std::ceil(double(dims[i]) / double(std::max<int64_t>(chunk[i], 1)));
+      }
+      hsize_t stored = 0;
+      Handle space = dataspace(H5Dget_space(dataset));  // HDF5 1.10 refuses H5S_ALL here
+      if (!space || H5Dget_num_chunks(dataset, space.get(), &stored) < 0) return "cannot count its stored chunks (damaged file?)";
+      if (double(stored) < needed) {
+        char count[32];
+        std::snprintf(count, sizeof count, "%.0f", needed);
+        return what + " in " + count + " chunks, but only " + std::to_string(stored) +
+               " are stored: the rest was never written (it would read as fill values)";
+      }
+      return "";
+    }
+    default:
+      return "";
+  }
+}
+
 void read_rows(hid_t dataset, hid_t mem_type, int64_t row_begin, int64_t row_count, void* buf) {
   if (row_count <= 0) return;
   Handle file_space = dataspace(H5Dget_space(dataset));
@@ -290,6 +362,217 @@ void read_rows(hid_t dataset, hid_t mem_type, int64_t row_begin, int64_t row_cou
     throw std::runtime_error("read failed for rows " + std::to_string(row_begin) + ".." +
                              std::to_string(row_begin + row_count - 1) + " (truncated or damaged file?)");
   }
+}
+
+
+// ---------------------------------------------------------------------------------------------------
+// Objects outside the file.
+
+std::optional<std::string> external_link_target(hid_t parent, const std::string& name) {
+  H5L_info_t info{};
+  if (H5Lget_info(parent, name.c_str(), &info, H5P_DEFAULT) < 0 || info.type != H5L_TYPE_EXTERNAL) return std::nullopt;
+  std::string value(info.u.val_size, '\0');
+  const char* file = nullptr;
+  const char* path = nullptr;
+  unsigned flags = 0;
+  if (value.empty() || H5Lget_val(parent, name.c_str(), value.data(), value.size(), H5P_DEFAULT) < 0 ||
+      H5Lunpack_elink_val(value.data(), value.size(), &flags, &file, &path) < 0 || !file || !path) {
+    return std::string("(an external link whose target cannot be read)");
+  }
+  return std::string(file) + ":" + path;
+}
+
+bool link_resolves(hid_t parent, const std::string& name) {
+  if (H5Lexists(parent, name.c_str(), H5P_DEFAULT) <= 0) return false;
+  const hid_t id = H5Oopen(parent, name.c_str(), H5P_DEFAULT);
+  if (id < 0) return false;
+  H5Oclose(id);
+  return true;
+}
+
+std::string file_name_of(hid_t object) {
+  const ssize_t n = H5Fget_name(object, nullptr, 0);
+  if (n <= 0) return "";
+  std::string name(size_t(n) + 1, '\0');
+  H5Fget_name(object, name.data(), name.size());
+  name.resize(size_t(n));
+  return name;
+}
+
+namespace {
+
+void add_once(std::vector<std::string>& names, std::string name) {
+  if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(std::move(name));
+}
+
+std::string joined(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
+// H5Pget_virtual_filename and H5Pget_virtual_dsetname, which both say how long the name is when given no buffer.
+template <typename Get>
+std::string plist_name(hid_t dcpl, size_t index, Get get) {
+  const ssize_t n = get(dcpl, index, nullptr, 0);
+  if (n < 0) return "";
+  std::string name(size_t(n) + 1, '\0');
+  get(dcpl, index, name.data(), name.size());
+  name.resize(size_t(n));
+  return name;
+}
+
+struct RawSegment {
+  std::string name;
+  off_t offset = 0;
+  hsize_t size = 0;  // H5F_UNLIMITED: to the end of the file
+};
+
+std::vector<RawSegment> raw_segments(hid_t dcpl) {
+  std::vector<RawSegment> out;
+  const int n = H5Pget_external_count(dcpl);
+  for (int i = 0; i < n; ++i) {
+    char name[4096] = {0};
+    RawSegment s;
+    if (H5Pget_external(dcpl, unsigned(i), sizeof name, name, &s.offset, &s.size) < 0) continue;
+    s.name = name;
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+std::string directory_of(const std::string& file_path) {
+  const std::string dir = std::filesystem::path(file_path).parent_path().string();
+  return dir.empty() ? "." : dir;
+}
+
+// Where HDF5 looks for an external raw file: the external-file prefix (HDF5_EXTFILE_PREFIX, else the dataset's
+// access property; "${ORIGIN}" is the directory of the file), else the working directory.
+std::string raw_file_location(hid_t dataset, const std::string& name, const std::string& file_path) {
+  if (name.empty() || name.front() == '/') return name;
+  std::string prefix;
+  if (const char* env = std::getenv("HDF5_EXTFILE_PREFIX")) {
+    prefix = env;
+  } else {
+    Handle dapl = plist(H5Dget_access_plist(dataset));
+    const ssize_t n = dapl ? H5Pget_efile_prefix(dapl.get(), nullptr, 0) : -1;
+    if (n > 0) {
+      prefix.assign(size_t(n) + 1, '\0');
+      H5Pget_efile_prefix(dapl.get(), prefix.data(), prefix.size());
+      prefix.resize(size_t(n));
+    }
+  }
+  if (prefix.empty()) return name;
+  if (const size_t at = prefix.find("${ORIGIN}"); at != std::string::npos) {
+    prefix.replace(at, 9, directory_of(file_path));
+  }
+  return prefix + "/" + name;
+}
+
+std::string raw_storage_problem(hid_t dataset, hid_t dcpl, const std::string& file_path) {
+  Handle space = dataspace(H5Dget_space(dataset));
+  Handle type = datatype(H5Dget_type(dataset));
+  const hssize_t points = H5Sget_simple_extent_npoints(space.get());
+  uint64_t remaining = points > 0 ? uint64_t(points) * H5Tget_size(type.get()) : 0;
+  for (const RawSegment& s : raw_segments(dcpl)) {
+    const uint64_t need = std::min<uint64_t>(remaining, s.size);
+    remaining -= need;
+    if (need == 0) continue;
+    const std::string location = raw_file_location(dataset, s.name, file_path);
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(location, ec)) {
+      return "external raw file " + s.name + " is missing (or not a regular file) at " + location;
+    }
+    const uint64_t size = std::filesystem::file_size(location, ec);
+    if (ec || size < uint64_t(s.offset) + need) {
+      return "external raw file " + s.name + " holds " + std::to_string(size) + " bytes, but the dataset keeps bytes " +
+             std::to_string(s.offset) + ".." + std::to_string(uint64_t(s.offset) + need) +
+             " there (HDF5 would read the missing ones as zeros)";
+    }
+  }
+  return "";
+}
+
+// Whether dataset `name` is in the HDF5 file at `path` (or in the file of `object` when path is ".").
+bool source_dataset_exists(hid_t object, const std::string& path, const std::string& name) {
+  if (path == ".") {
+    Handle file = Handle(H5Iget_file_id(object), H5Fclose);
+    return file && H5Oexists_by_name(file.get(), name.c_str(), H5P_DEFAULT) > 0;
+  }
+  Handle file = h5::file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  return file && H5Oexists_by_name(file.get(), name.c_str(), H5P_DEFAULT) > 0;
+}
+
+// Where HDF5 finds a virtual dataset's source file: as named when absolute, else beside the file that holds the
+// virtual dataset, else in the working directory. "" when in none of them.
+std::string virtual_source_location(const std::string& name, const std::string& file_path) {
+  std::error_code ec;
+  std::vector<std::string> candidates;
+  if (!name.empty() && name.front() == '/') {
+    candidates = {name, directory_of(file_path) + "/" + std::filesystem::path(name).filename().string()};
+  } else {
+    candidates = {directory_of(file_path) + "/" + name, name};
+  }
+  for (const auto& c : candidates) {
+    if (std::filesystem::is_regular_file(c, ec)) return c;
+  }
+  return "";
+}
+
+std::string virtual_storage_problem(hid_t dataset, hid_t dcpl, const std::string& file_path) {
+  size_t count = 0;
+  if (H5Pget_virtual_count(dcpl, &count) < 0) return "cannot read the virtual dataset's mappings (damaged file?)";
+  for (size_t i = 0; i < count; ++i) {
+    const std::string file = plist_name(dcpl, i, H5Pget_virtual_filename);
+    const std::string name = plist_name(dcpl, i, H5Pget_virtual_dsetname);
+    // printf-style names (%b) stand for many files, and a search prefix moves them: HDF5 is left to find those.
+    if (file.find('%') != std::string::npos || name.find('%') != std::string::npos || std::getenv("HDF5_VDS_PREFIX")) {
+      continue;
+    }
+    const std::string location = file == "." ? "." : virtual_source_location(file, file_path);
+    if (location.empty()) {
+      return "virtual dataset's source file " + file + " is missing (HDF5 would read its part as fill values)";
+    }
+    if (!source_dataset_exists(dataset, location, name)) {
+      return "virtual dataset's source " + file + ":" + name + " does not exist (HDF5 would read its part as fill values)";
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
+std::string ExternalStorage::description() const {
+  switch (kind) {
+    case Kind::Raw: return "external raw storage in " + joined(files);
+    case Kind::Virtual: return "virtual (sources: " + joined(files) + ")";
+    case Kind::None: break;
+  }
+  return "";
+}
+
+ExternalStorage external_storage(hid_t dataset) {
+  ExternalStorage out;
+  Handle dcpl = plist(H5Dget_create_plist(dataset));
+  if (!dcpl) return out;
+  if (H5Pget_layout(dcpl.get()) == H5D_VIRTUAL) {
+    out.kind = ExternalStorage::Kind::Virtual;
+    size_t count = 0;
+    H5Pget_virtual_count(dcpl.get(), &count);
+    for (size_t i = 0; i < count; ++i) add_once(out.files, plist_name(dcpl.get(), i, H5Pget_virtual_filename));
+  } else if (H5Pget_external_count(dcpl.get()) > 0) {
+    out.kind = ExternalStorage::Kind::Raw;
+    for (const RawSegment& s : raw_segments(dcpl.get())) add_once(out.files, s.name);
+  }
+  return out;
+}
+
+std::string external_storage_problem(hid_t dataset, const std::string& file_path) {
+  Handle dcpl = plist(H5Dget_create_plist(dataset));
+  if (!dcpl) return "";
+  if (H5Pget_layout(dcpl.get()) == H5D_VIRTUAL) return virtual_storage_problem(dataset, dcpl.get(), file_path);
+  if (H5Pget_external_count(dcpl.get()) > 0) return raw_storage_problem(dataset, dcpl.get(), file_path);
+  return "";
 }
 
 }  // namespace hisa::h5

@@ -32,6 +32,12 @@ class Handle {
   hid_t get() const { return id_; }
   bool valid() const { return id_ >= 0; }
   explicit operator bool() const { return valid(); }
+  // Closes now and says whether that worked (HDF5 writes buffered data on close: a full disk shows here).
+  herr_t close() {
+    const herr_t status = id_ >= 0 && close_ ? close_(id_) : 0;
+    id_ = H5I_INVALID_HID;
+    return status;
+  }
 
  private:
   void reset() {
@@ -98,6 +104,36 @@ std::vector<int64_t> dataset_chunk(hid_t dataset);  // empty when contiguous
 // fixed dimension nor one of 4 GiB or more, and 1.10.8 reads past its buffers when a damaged layout message claims
 // one (a segfault in H5VM_memcpyvv). Contiguous datasets give "".
 std::string chunk_shape_problem(hid_t dataset);
+// What is wrong with a dataset's storage for the shape it declares, "" when nothing. Data never written reads as
+// fill values (zeros) where a dump must hold data, and a shape declared far beyond the file would be allocated
+// before any read failed. Uncompressed contiguous data must be allocated in full and lie inside the file; chunked
+// data (compressed or not) must have every chunk its shape needs stored. Compact, virtual and external storage
+// are not judged here. Cheap: it reads the object header and the chunk index, no data.
+std::string storage_problem(hid_t dataset);
+
+// ----- Objects outside the file (datasets/FORMAT.md, "What lies outside the file") -----
+// "FILE:PATH" when `name` in `parent` is an external link (read from the link itself, nothing is followed);
+// nullopt for any other link (hard, soft) or none.
+std::optional<std::string> external_link_target(hid_t parent, const std::string& name);
+// Whether link `name` in `parent` leads to an object that opens (false for a dangling soft or external link).
+bool link_resolves(hid_t parent, const std::string& name);
+// The name of the file an open object lies in: another file's when it was reached through an external link.
+std::string file_name_of(hid_t object);
+
+// Where a dataset's values are stored outside its file: external raw files (H5Pset_external) or the source files
+// of a virtual dataset (H5Pset_virtual). Kind::None for values stored in the file (contiguous, chunked, compact).
+struct ExternalStorage {
+  enum class Kind { None, Raw, Virtual };
+  Kind kind = Kind::None;
+  std::vector<std::string> files;  // as the dataset names them, each once; a virtual source "." is the file itself
+  // "external raw storage in a.bin, b.bin" or "virtual (sources: a.h5, b.h5)"; "" for Kind::None.
+  std::string description() const;
+};
+ExternalStorage external_storage(hid_t dataset);
+// Why a dataset stored outside its file (file_path: the file that holds the dataset) would not read as what those
+// files hold, "" when nothing: an external raw file that is missing or shorter than its segment (HDF5 reads the
+// missing bytes as zeros), a virtual dataset's source file or dataset that is not there (read as fill values).
+std::string external_storage_problem(hid_t dataset, const std::string& file_path);
 
 // Reads rows [row_begin, row_begin + row_count) of a dataset whose first dimension is rows, into buf
 // (which must hold row_count * elements-per-row values of mem_type). Throws std::runtime_error on failure.

@@ -1,11 +1,42 @@
 #include "io/sample_selection.hpp"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <filesystem>
+#include <iostream>
+#include <map>
+#include <utility>
 
 #include "core/error.hpp"
+#include "core/text_escape.hpp"
 
 namespace hisa {
+
+namespace {
+
+// The inputs without the files met before (by device and inode), each repeat named in a warning.
+std::vector<std::string> drop_repeats(const std::vector<std::string>& files) {
+  std::vector<std::string> out;
+  std::map<std::pair<dev_t, ino_t>, std::string> seen;
+  for (const auto& f : files) {
+    struct stat st {};
+    if (::stat(f.c_str(), &st) != 0) {  // missing: the reader reports it
+      out.push_back(f);
+      continue;
+    }
+    auto [it, first] = seen.emplace(std::make_pair(st.st_dev, st.st_ino), f);
+    if (first) {
+      out.push_back(f);
+    } else {
+      std::cerr << "hisa: warning: " << terminal_safe(f) << ": the same file as " << terminal_safe(it->second)
+                << ", given twice; counted once\n";
+    }
+  }
+  return out;
+}
+
+}  // namespace
 
 std::vector<std::string> expand_inputs(const std::vector<std::string>& paths) {
   std::vector<std::string> out;
@@ -24,12 +55,12 @@ std::vector<std::string> expand_inputs(const std::vector<std::string>& paths) {
     std::sort(found.begin(), found.end());
     out.insert(out.end(), found.begin(), found.end());
   }
-  return out;
+  return drop_repeats(out);
 }
 
-std::vector<DumpReader> open_inputs(const std::vector<std::string>& paths) {
+std::vector<DumpReader> open_inputs(const std::vector<std::string>& paths, const ReaderOptions& options) {
   std::vector<DumpReader> readers;
-  for (const auto& f : expand_inputs(paths)) readers.emplace_back(f);
+  for (const auto& f : expand_inputs(paths)) readers.emplace_back(f, options);
   return readers;
 }
 
@@ -60,18 +91,42 @@ std::vector<SampleSource> select_samples(const std::vector<DumpReader>& readers,
   return sources;
 }
 
-std::vector<int> select_layers(const std::vector<SampleSource>& sources, const std::vector<int>& requested) {
+namespace {
+
+// "0-3,7" for the layers held (ascending), for messages.
+std::string ranges_text(const std::vector<int>& layers) {
+  std::string out;
+  for (size_t i = 0; i < layers.size();) {
+    size_t j = i;
+    while (j + 1 < layers.size() && layers[j + 1] == layers[j] + 1) ++j;
+    out += (out.empty() ? "" : ",") + std::to_string(layers[i]) + (j > i ? "-" + std::to_string(layers[j]) : "");
+    i = j + 1;
+  }
+  return out.empty() ? "none" : out;
+}
+
+}  // namespace
+
+std::vector<int> select_layers(const std::vector<SampleSource>& sources, const IntRanges& requested) {
   std::vector<int> layers;
   for (const auto& s : sources) layers.insert(layers.end(), s.sample->layers.begin(), s.sample->layers.end());
   std::sort(layers.begin(), layers.end());
   layers.erase(std::unique(layers.begin(), layers.end()), layers.end());
   if (requested.empty()) return layers;
-  for (int l : requested) {
-    if (!std::binary_search(layers.begin(), layers.end(), l)) {
-      throw OptionError("layers", "{layers}: layer " + std::to_string(l) + " is in none of the selected samples");
+  std::vector<int> out;
+  for (const auto& r : requested.ranges()) {
+    // The held layers inside [lo, hi] must be lo, lo+1, ..., hi: the first gap is a requested layer none holds.
+    int64_t expect = r.lo;
+    for (auto it = std::lower_bound(layers.begin(), layers.end(), r.lo); it != layers.end() && *it <= r.hi; ++it, ++expect) {
+      if (*it != expect) break;
+      out.push_back(*it);
+    }
+    if (expect <= r.hi) {
+      throw OptionError("layers", "{layers}: layer " + std::to_string(expect) + " is in none of the selected samples (they hold layers " +
+                                      ranges_text(layers) + ")");
     }
   }
-  return requested;
+  return out;
 }
 
 }  // namespace hisa

@@ -204,7 +204,7 @@ LayerStats merge_layer(int layer, const AuditResult& r, const AuditOptions& o, c
 AuditResult run_audit(const AuditOptions& o, const std::function<void(const QueryRecord&)>& on_query) {
   const auto start = std::chrono::steady_clock::now();
   if (o.files.empty()) throw UsageError("no input files");
-  std::vector<DumpReader> readers = open_inputs(o.files);
+  std::vector<DumpReader> readers = open_inputs(o.files, o.reader);
 
   AuditResult result;
   for (const auto& reader : readers) result.files.push_back(reader.path());  // directories expanded

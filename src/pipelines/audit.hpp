@@ -5,8 +5,10 @@
 #include <string>
 #include <vector>
 
+#include "io/dump_reader.hpp"
 #include "metrics/layer_stats.hpp"
 #include "run/unit_runner.hpp"
+#include "core/int_list.hpp"
 #include "select/config.hpp"
 #include "select/engine.hpp"
 
@@ -15,11 +17,12 @@ namespace hisa {
 struct AuditOptions {
   std::vector<std::string> files;
   std::vector<std::string> samples;  // empty: every sample
-  std::vector<int> layers;           // empty: every layer
+  IntRanges layers;                  // empty: every layer; else each one must be in some selected sample
   int64_t max_queries = 0;           // 0: every query
   std::optional<int64_t> topk;       // default: the files' index_topk
   SelectionConfig config;            // topk is filled in by run_audit
   RunOptions run;                    // device, GPUs, read-ahead, checkpoints
+  ReaderOptions reader;              // whether what lies outside the files is followed
   int threads = 0;
   bool progress = true;
   int64_t worst = 0;  // list this many worst queries per layer

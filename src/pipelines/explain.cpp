@@ -12,7 +12,7 @@
 namespace hisa {
 
 Explanation explain_query(const ExplainOptions& o) {
-  DumpReader reader(o.file);
+  DumpReader reader(o.file, o.reader);
   LayerReader lr = reader.open_layer(o.sample, o.layer);
   if (o.query < 0 || o.query >= lr.shape().queries) {
     throw OptionError("query", "{query} " + std::to_string(o.query) + " is outside [0, " + std::to_string(lr.shape().queries) +

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "io/dump_reader.hpp"
 #include "metrics/diagnosis.hpp"
 #include "metrics/query_metrics.hpp"
 #include "select/config.hpp"
@@ -17,6 +18,7 @@ struct ExplainOptions {
   int64_t query = 0;             // row of the query in the layer
   std::optional<int64_t> topk;   // default: the file's index_topk
   SelectionConfig config;
+  ReaderOptions reader;  // whether what lies outside the file is followed
 };
 
 struct Explanation {

@@ -1,6 +1,7 @@
 #include "pipelines/report.hpp"
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -23,8 +24,9 @@ struct LayerCollect {
 
 // A worst query, re-scored by explain_query so the page can draw its row.
 QueryPicture picture_of(const std::string& file, const std::string& sample, int layer, const WorstQuery& w,
-                        const SelectionConfig& config) {
+                        const SelectionConfig& config, const ReaderOptions& reader) {
   ExplainOptions o;
+  o.reader = reader;
   o.file = file;
   o.sample = sample;
   o.layer = layer;
@@ -56,6 +58,11 @@ QueryPicture picture_of(const std::string& file, const std::string& sample, int 
 
 // The sweep's JSON, checked for what the page reads, before the audit runs.
 nlohmann::json read_sweep_json(const std::string& path) {
+  // A FIFO or a device would be waited on or read forever.
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec) && !std::filesystem::is_regular_file(path, ec)) {
+    throw OptionError("sweep_json", "{sweep_json}: " + path + " is not a regular file");
+  }
   std::ifstream in(path);
   if (!in) throw OptionError("sweep_json", "{sweep_json}: cannot read " + path);
   nlohmann::json j;
@@ -98,7 +105,8 @@ ReportData collect_report(const ReportOptions& o) {
   for (const PictureChoice& c : choose_pictures(d.audit.layers, o.pictures)) {
     const auto source = by_label.find(c.query->sample);
     if (source == by_label.end()) continue;
-    d.pictures.push_back(picture_of(source->second.first, source->second.second, c.layer, *c.query, d.audit.config));
+    d.pictures.push_back(picture_of(source->second.first, source->second.second, c.layer, *c.query, d.audit.config,
+                                    o.audit.reader));
   }
   return d;
 }

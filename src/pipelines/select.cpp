@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "core/atomic_file.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/progress.hpp"
@@ -18,7 +19,7 @@ namespace hisa {
 namespace {
 
 void write_dataset(hid_t group, const char* name, hid_t file_type, hid_t mem_type, std::vector<hsize_t> dims,
-                   const void* data, const std::string& where) {
+                   const void* data, const std::string& output, const std::string& where) {
   h5::Handle space = h5::dataspace(H5Screate_simple(int(dims.size()), dims.data(), nullptr));
   h5::Handle dcpl = h5::plist(H5Pcreate(H5P_DATASET_CREATE));
   if (dims[0] > 0) {
@@ -30,7 +31,7 @@ void write_dataset(hid_t group, const char* name, hid_t file_type, hid_t mem_typ
   }
   h5::Handle d = h5::dataset(H5Dcreate2(group, name, file_type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT));
   if (!d || H5Dwrite(d.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) {
-    throw std::runtime_error("cannot write " + where + "/" + name);
+    throw UsageError("writing " + output + " failed at " + where + "/" + name + " (disk full or file size limit?)");
   }
 }
 
@@ -39,15 +40,18 @@ void write_dataset(hid_t group, const char* name, hid_t file_type, hid_t mem_typ
 int64_t run_select(const SelectOptions& o) {
   if (o.input.files.size() != 1) throw UsageError("select takes exactly one input file");
   if (o.certified && o.method != Method::Flat) throw std::invalid_argument("run_select: certified is a way to find flat DSA");
-  DumpReader reader(o.input.files.front());
+  DumpReader reader(o.input.files.front(), o.input.reader);
   SelectionConfig config = o.input.config;
   config.topk = o.input.topk.value_or(reader.attributes().index_topk);
   config.validate();
   auto engine = make_engine(o.input.run.device, o.input.threads, o.input.run.fp8_mma);
 
   h5::silence_errors();
-  h5::Handle file = h5::file(H5Fcreate(o.output.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
-  if (!file) throw OptionError("output", "{output}: cannot create " + o.output);
+  // Written to a temporary file that replaces o.output only once complete: a failed, killed or interrupted run
+  // leaves the previous file as it was.
+  OutputFile output(o.output, OutputFile::Temporary::Named);
+  h5::Handle file = h5::file(H5Fcreate(output.temporary_path().c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
+  if (!file) throw OptionError("output", "{output}: cannot create an HDF5 file for " + o.output);
   hid_t root = file.get();
   h5::write_string_attribute(root, "format", "hisa-selection");
   h5::write_int_attribute(root, "format_version", 1);
@@ -76,7 +80,7 @@ int64_t run_select(const SelectOptions& o) {
   for (const auto* s : samples) {
     h5::Handle sg = h5::group(H5Gcreate2(root, s->name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
     for (int layer : s->layers) {
-      if (!o.input.layers.empty() && !std::binary_search(o.input.layers.begin(), o.input.layers.end(), layer)) {
+      if (!o.input.layers.empty() && !o.input.layers.contains(layer)) {
         ++done;
         continue;
       }
@@ -101,7 +105,8 @@ int64_t run_select(const SelectOptions& o) {
         for (auto& sel : selections) all.push_back(std::move(sel));
         q_pos.insert(q_pos.end(), batch.q_pos.begin(), batch.q_pos.end());
       }
-      int64_t width = o.method == Method::Block ? 0 : config.topk;
+      // No selection holds more than the layer's L keys: a k beyond L pads to L, not to k (docs/commands/select.md).
+      int64_t width = o.method == Method::Block ? 0 : std::min(config.topk, lr.shape().keys);
       for (const auto& sel : all) width = std::max(width, int64_t(sel.size()));
       std::vector<int32_t> indices(all.size() * size_t(width), -1);
       for (size_t i = 0; i < all.size(); ++i) {
@@ -112,13 +117,17 @@ int64_t run_select(const SelectOptions& o) {
                                            H5P_DEFAULT, H5P_DEFAULT));
       h5::write_int_attribute(lg.get(), "layer", layer);
       const hsize_t n = all.size();
-      write_dataset(lg.get(), "indices", H5T_STD_I32LE, H5T_NATIVE_INT32, {n, hsize_t(width)}, indices.data(), where);
-      write_dataset(lg.get(), "q_pos", H5T_STD_I64LE, H5T_NATIVE_INT64, {n}, q_pos.data(), where);
-      write_dataset(lg.get(), "query", H5T_STD_I64LE, H5T_NATIVE_INT64, {n}, picked.data(), where);
+      write_dataset(lg.get(), "indices", H5T_STD_I32LE, H5T_NATIVE_INT32, {n, hsize_t(width)}, indices.data(), o.output, where);
+      write_dataset(lg.get(), "q_pos", H5T_STD_I64LE, H5T_NATIVE_INT64, {n}, q_pos.data(), o.output, where);
+      write_dataset(lg.get(), "query", H5T_STD_I64LE, H5T_NATIVE_INT64, {n}, picked.data(), o.output, where);
       written += int64_t(n);
       ++done;
     }
   }
+  if (H5Fflush(root, H5F_SCOPE_GLOBAL) < 0 || file.close() < 0) {
+    throw UsageError("writing " + o.output + " failed (disk full or file size limit?)");
+  }
+  output.commit();
   progress.finish();
   return written;
 }

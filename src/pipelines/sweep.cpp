@@ -29,6 +29,7 @@ void validate(const SweepOptions& o) {
     if (v.empty()) throw OptionError(option, "{" + option + "}: empty list");
     for (int64_t x : v) {
       if (x < 1) throw OptionError(option, "{" + option + "} values must be at least 1 (got " + std::to_string(x) + ")");
+      check_selection_size(option, x);
     }
   };
   positive(o.block_sizes, "block_sizes");
@@ -37,7 +38,7 @@ void validate(const SweepOptions& o) {
   if (o.forced.empty()) throw OptionError("forced", "{forced}: empty list");
   if (!(o.target_recall >= 0 && o.target_recall <= 1)) throw OptionError("target_recall", "{target_recall} must lie in [0, 1]");
   if (!(o.target_p5 >= 0 && o.target_p5 <= 1)) throw OptionError("target_p5", "{target_p5} must lie in [0, 1]");
-  if (o.topk && *o.topk < 1) throw OptionError("topk", "{topk} must be at least 1 (got " + std::to_string(*o.topk) + ")");
+  if (o.topk) check_selection_size("topk", *o.topk);
 }
 
 template <typename T>
@@ -199,11 +200,12 @@ std::vector<SelectionTimeGrid> measure_kernel_times([[maybe_unused]] const Sweep
 SweepResult run_sweep(const SweepOptions& o, const std::function<void(const SweepQueryRecord&)>& on_query) {
   const auto start = std::chrono::steady_clock::now();
   validate(o);
-  std::vector<DumpReader> readers = open_inputs(o.files);
+  std::vector<DumpReader> readers = open_inputs(o.files, o.reader);
 
   SweepResult r;
   for (const auto& reader : readers) r.files.push_back(reader.path());  // directories expanded
   r.topk = resolve_topk(o.topk, readers);
+  check_selection_size("topk", r.topk);  // the files' index_topk, when no k was given
   r.max_queries = o.max_queries;
   r.block_sizes = sorted_unique(o.block_sizes);
   r.blocks = sorted_unique(o.blocks);

@@ -13,7 +13,9 @@
 #include "analysis/sweep_curves.hpp"
 #include "analysis/sweep_recommendation.hpp"
 #include "bench/selection_times.hpp"
+#include "io/dump_reader.hpp"
 #include "run/unit_runner.hpp"
+#include "core/int_list.hpp"
 #include "select/config.hpp"
 
 namespace hisa {
@@ -21,7 +23,7 @@ namespace hisa {
 struct SweepOptions {
   std::vector<std::string> files;
   std::vector<std::string> samples;  // empty: every sample
-  std::vector<int> layers;           // empty: every layer
+  IntRanges layers;                  // empty: every layer; else each one must be in some selected sample
   int64_t max_queries = 0;           // 0: every query
   std::optional<int64_t> topk;       // default: the files' index_topk
   std::vector<int64_t> block_sizes{32, 64, 128, 256};
@@ -33,6 +35,7 @@ struct SweepOptions {
   int threads = 0;
   bool progress = true;
   RunOptions run;  // device, GPUs, read-ahead, checkpoints
+  ReaderOptions reader;  // whether what lies outside the files is followed
   // On a GPU run: time HISA(B, m) and flat selection with the CUDA engine for every (B, m) of the grid at each
   // context length of the samples (bench/selection_times.hpp), for the cost model's measured column.
   bool kernel_times = true;

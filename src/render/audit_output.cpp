@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <sstream>
 
+#include "core/text_escape.hpp"
 #include "metrics/diagnosis.hpp"
 #include "render/text_format.hpp"
 
@@ -184,7 +185,8 @@ void write_audit_table(std::ostream& out, const AuditResult& r) {
                   "cov.rat", "misses: dilution/near_cutoff/forced/near_tie");
     out << line;
     for (const auto& w : l.worst) {
-      std::snprintf(line, sizeof line, "  %-20s %7lld %8lld %7.4f %7.4f %8.4f  %lld/%lld/%lld/%lld\n", w.sample.c_str(),
+      std::snprintf(line, sizeof line, "  %-20s %7lld %8lld %7.4f %7.4f %8.4f  %lld/%lld/%lld/%lld\n",
+                    terminal_safe(w.sample).c_str(),
                     (long long)w.query, (long long)w.q_pos, w.iou, w.recall, w.coverage_ratio,
                     (long long)w.miss_causes[size_t(MissCause::MeanDilution)],
                     (long long)w.miss_causes[size_t(MissCause::NearCutoff)],
@@ -196,7 +198,7 @@ void write_audit_table(std::ostream& out, const AuditResult& r) {
   for (const auto& l : r.layers) {
     if (!l.missing_samples.empty()) {
       out << "layer " << l.layer << " is absent from:";
-      for (const auto& s : l.missing_samples) out << " " << s;
+      for (const auto& s : l.missing_samples) out << " " << terminal_safe(s);
       out << "\n";
     }
   }

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "core/text_escape.hpp"
 #include "select/blocks.hpp"
 
 namespace hisa {
@@ -66,7 +67,7 @@ void write_explanation(std::ostream& out, const Explanation& e, int64_t max_miss
   const QueryMetrics& m = e.metrics;
   const SelectionConfig& c = e.config;
   char line[512];
-  out << e.options.file << "  /" << e.options.sample << "/layer_" << e.options.layer << "  query " << e.options.query
+  out << terminal_safe(e.options.file) << "  /" << terminal_safe(e.options.sample) << "/layer_" << e.options.layer << "  query " << e.options.query
       << "\n";
   std::snprintf(line, sizeof line,
                 "q_pos %lld, k_start %lld, %lld visible keys; k = %lld, B = %lld, m = %lld (%s, pool %s); %lld "

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <string>
 
+#include "core/text_escape.hpp"
 #include "render/text_format.hpp"
 
 namespace hisa {
@@ -258,7 +259,8 @@ void write_sweep_table(std::ostream& out, const SweepResult& r) {
       }
       std::snprintf(line, sizeof line, "%5d %5lld %5lld %7.4f %7.4f %7.4f %7.4f %11.1f  %s: %.4f%s\n", l.layer,
                     (long long)l.block_size, (long long)l.blocks, l.expected.recall_mean, l.expected.recall_p5,
-                    l.expected.recall_min, l.expected.iou_mean, l.expected.scored_keys_mean, l.worst_sample.c_str(),
+                    l.expected.recall_min, l.expected.iou_mean, l.expected.scored_keys_mean,
+                    terminal_safe(l.worst_sample).c_str(),
                     l.worst.recall_mean, l.meets_targets ? "" : "   (unmet: the grid's best recall)");
       out << line;
       if (const auto us = r.measured_us(l.block_size, l.blocks)) {
@@ -273,7 +275,7 @@ void write_sweep_table(std::ostream& out, const SweepResult& r) {
                     "Uniform: B=%lld, m=%lld meets the targets on every layer at %.1f keys/query (mean over layers); "
                     "lowest layer recall mean %.4f (layer %d); worst sample %s, layer %d: %.4f\n",
                     (long long)u.block_size, (long long)u.blocks, u.scored_keys_mean, u.lowest.recall_mean, u.lowest_layer,
-                    u.worst_sample.c_str(), u.worst_layer, u.worst.recall_mean);
+                    terminal_safe(u.worst_sample).c_str(), u.worst_layer, u.worst.recall_mean);
       out << line;
       if (const auto us = r.measured_us(u.block_size, u.blocks)) {
         std::snprintf(line, sizeof line, "  measured on %s at L = %lld: %.2f us/query against flat %.2f (%.1fx)\n",
@@ -315,13 +317,15 @@ void write_sweep_table(std::ostream& out, const SweepResult& r) {
           header = true;
         }
         if (g.layers_present == 0) {
-          std::snprintf(line, sizeof line, "  %-16s %3zu samples  no queries\n", group.key.c_str(), group.samples.size());
+          std::snprintf(line, sizeof line, "  %-16s %3zu samples  no queries\n", terminal_safe(group.key).c_str(),
+                        group.samples.size());
           out << line;
           continue;
         }
         const auto [low, low_layer] = lowest(r, g.recommended);
-        std::snprintf(line, sizeof line, "  %-16s %3zu samples  %4lld/%-4lld %.4f (layer %d)", group.key.c_str(),
-                      group.samples.size(), (long long)g.layers_meeting, (long long)g.layers_present, low, low_layer);
+        std::snprintf(line, sizeof line, "  %-16s %3zu samples  %4lld/%-4lld %.4f (layer %d)",
+                      terminal_safe(group.key).c_str(), group.samples.size(), (long long)g.layers_meeting,
+                      (long long)g.layers_present, low, low_layer);
         out << line;
         if (!g.uniform.empty()) {
           const auto [ulow, ulow_layer] = lowest(r, g.uniform);

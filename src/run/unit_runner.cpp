@@ -1,19 +1,26 @@
 #include "run/unit_runner.hpp"
 
+#include <sys/stat.h>
+
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <exception>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
+#include <map>
 #include <mutex>
 #include <sstream>
 #include <thread>
 
 #include "core/atomic_file.hpp"
+#include "core/content_hash.hpp"
 #include "core/error.hpp"
 #include "io/dump_reader.hpp"
 #include "io/h5.hpp"
@@ -131,19 +138,34 @@ uint64_t fnv1a(const std::string& s) {
   return h;
 }
 
-// A unit's identity in checkpoints: the run's fingerprint plus the file, sample and layer.
-std::string unit_identity(const RunPlan& plan, const SampleSource& src, const WorkUnit& u) {
+// What identifies an input file's content (see InputFingerprint). Computed once per file and run.
+std::string input_identity(const std::string& path, InputFingerprint how) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw InputError(path, "", std::string("cannot stat: ") + std::strerror(errno));
   std::ostringstream id;
-  id << plan.fingerprint << "\nfile=" << std::filesystem::absolute(src.reader->path()).string();
-  std::error_code ec;
-  const auto size = std::filesystem::file_size(src.reader->path(), ec);
-  const auto mtime = std::filesystem::last_write_time(src.reader->path(), ec);
-  id << "\nsize=" << (ec ? 0 : size) << "\nmtime=" << (ec ? 0 : mtime.time_since_epoch().count());
+  id << "file=" << std::filesystem::absolute(path).string() << "\nsize=" << st.st_size;
+  if (how == InputFingerprint::Content) {
+    id << "\ncontent=" << std::hex << hash_file(path) << std::dec;  // its errors name the file
+  } else {
+    id << "\ninode=" << st.st_ino << "\nmtime=" << st.st_mtim.tv_sec << "." << st.st_mtim.tv_nsec
+       << "\nctime=" << st.st_ctim.tv_sec << "." << st.st_ctim.tv_nsec;
+  }
+  return id.str();
+}
+
+// A unit's identity in checkpoints: the run's fingerprint, the input's identity, the sample and the layer.
+std::string unit_identity(const RunPlan& plan, const std::string& input, const SampleSource& src, const WorkUnit& u) {
+  std::ostringstream id;
+  id << plan.fingerprint << "\n" << input;
   id << "\nsample=" << src.sample->name << "\nlayer=" << u.layer << "\nmax_queries=" << plan.max_queries;
   return id.str();
 }
 
-const char kCheckpointMagic[] = "hisa-unit-v1\n";
+// A unit file (docs/long-runs.md, "Checkpoint files"): the magic line; the identity's and the result's lengths
+// (uint64 each); the identity; the result; a checksum (uint64, core/content_hash.hpp) of everything before it.
+const char kCheckpointMagic[] = "hisa-unit-v2\n";
+constexpr size_t kMagicSize = sizeof kCheckpointMagic - 1;
+constexpr size_t kHeaderSize = kMagicSize + 2 * sizeof(uint64_t);
 
 std::filesystem::path checkpoint_path(const RunPlan& plan, const WorkUnit& u, const std::string& identity) {
   char name[64];
@@ -151,17 +173,68 @@ std::filesystem::path checkpoint_path(const RunPlan& plan, const WorkUnit& u, co
   return std::filesystem::path(plan.checkpoint_dir) / name;
 }
 
-std::optional<std::string> read_checkpoint(const std::filesystem::path& path, const std::string& identity) {
+template <typename T>
+void append_raw(std::string& out, const T& v) {
+  out.append(reinterpret_cast<const char*>(&v), sizeof v);
+}
+template <typename T>
+T read_raw(const std::string& in, size_t at) {
+  T v;
+  std::memcpy(&v, in.data() + at, sizeof v);
+  return v;
+}
+
+std::string encode_checkpoint(const std::string& identity, const std::string& result) {
+  std::string out(kCheckpointMagic, kMagicSize);
+  append_raw(out, uint64_t(identity.size()));
+  append_raw(out, uint64_t(result.size()));
+  out += identity;
+  out += result;
+  append_raw(out, hash_bytes(out.data(), out.size()));
+  return out;
+}
+
+// A checkpoint as read: its result, or what is wrong with it (problem), or neither when there is no file.
+struct CheckpointRead {
+  std::optional<std::string> result;
+  std::string problem;
+};
+
+// The result a unit file holds for this identity. Damage is found before anything else is trusted: the size must
+// be the one the header states and the checksum must hold; only then is the identity compared.
+CheckpointRead decode_checkpoint(const std::string& all, const std::string& identity) {
+  if (all.size() < kHeaderSize + sizeof(uint64_t)) {
+    return {std::nullopt, "is damaged (truncated: " + std::to_string(all.size()) + " bytes, shorter than its header)"};
+  }
+  if (all.compare(0, kMagicSize, kCheckpointMagic) != 0) {
+    return {std::nullopt, "is damaged or of another version (it does not start with \"hisa-unit-v2\")"};
+  }
+  const uint64_t id_size = read_raw<uint64_t>(all, kMagicSize), result_size = read_raw<uint64_t>(all, kMagicSize + 8);
+  const uint64_t body = all.size() - kHeaderSize - sizeof(uint64_t);
+  if (id_size > body || result_size != body - id_size) {
+    return {std::nullopt, "is damaged (" + std::to_string(all.size()) + " bytes, not the size its header states: truncated?)"};
+  }
+  const size_t summed = all.size() - sizeof(uint64_t);
+  if (hash_bytes(all.data(), summed) != read_raw<uint64_t>(all, summed)) {
+    return {std::nullopt, "is damaged (checksum mismatch)"};
+  }
+  if (all.compare(kHeaderSize, id_size, identity) != 0) {
+    return {std::nullopt, "belongs to another run (its options or input differ from this run's)"};
+  }
+  return {all.substr(kHeaderSize + id_size, result_size), ""};
+}
+
+CheckpointRead read_checkpoint(const std::filesystem::path& path, const std::string& identity) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return {};
   std::ifstream in(path, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const std::string head = kCheckpointMagic + identity + '\0';
-  if (all.compare(0, head.size(), head) != 0) return std::nullopt;  // another run's, or damaged
-  return all.substr(head.size());
+  if (!in) return {std::nullopt, "cannot be opened"};
+  return decode_checkpoint(std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()), identity);
 }
 
 void write_checkpoint(const std::filesystem::path& path, const std::string& identity, const std::string& result) {
-  write_file_atomically(path.string(), [&](std::ostream& out) { out << kCheckpointMagic << identity << '\0' << result; });
+  const std::string bytes = encode_checkpoint(identity, result);
+  write_file_atomically(path.string(), [&](std::ostream& out) { out.write(bytes.data(), std::streamsize(bytes.size())); });
 }
 
 }  // namespace
@@ -190,11 +263,18 @@ RunPlan make_run_plan(const RunOptions& o, int64_t max_queries, int64_t batch) {
   plan.prefetch_bytes = o.prefetch_bytes;
   plan.checkpoint_dir = o.checkpoint_dir;
   plan.resume = o.resume;
+  plan.input_fingerprint = o.fingerprint;
   plan.handle_signals = o.handle_signals;
   return plan;
 }
 
 bool is_output_rank() { return Cluster::get().rank() == 0; }
+
+std::optional<InputFingerprint> parse_input_fingerprint(const std::string& name) {
+  if (name == "stat") return InputFingerprint::Stat;
+  if (name == "content") return InputFingerprint::Content;
+  return std::nullopt;
+}
 
 namespace {
 
@@ -235,18 +315,30 @@ class UnitRun {
   }
 
   // This rank's units (every size-th); those a checkpoint already holds are taken from it, the rest are to do.
+  // A checkpoint that cannot be used is said on stderr, named, and its unit recomputed (and its file rewritten).
   void take_resumed_units() {
     const Cluster& cluster = Cluster::get();
+    std::map<const DumpReader*, std::string> inputs;  // each file's identity, found once
     for (size_t u = 0; u < units_.size(); ++u) {
       if (int(u % size_t(cluster.size())) != cluster.rank()) continue;
-      identity_[u] = unit_identity(plan_, sources_[units_[u].source], units_[u]);
+      if (!plan_.checkpoint_dir.empty()) {
+        const SampleSource& src = sources_[units_[u].source];
+        auto input = inputs.find(src.reader);
+        if (input == inputs.end()) {
+          input = inputs.emplace(src.reader, input_identity(src.reader->path(), plan_.input_fingerprint)).first;
+        }
+        identity_[u] = unit_identity(plan_, input->second, src, units_[u]);
+      }
       if (plan_.resume) {
-        if (auto r = read_checkpoint(checkpoint_path(plan_, units_[u], identity_[u]), identity_[u])) {
-          results_[u] = std::move(*r);
+        const std::filesystem::path path = checkpoint_path(plan_, units_[u], identity_[u]);
+        CheckpointRead r = read_checkpoint(path, identity_[u]);
+        if (r.result) {
+          results_[u] = std::move(*r.result);
           ++stats_.resumed;
           if (on_result_) on_result_(u, *results_[u]);
           continue;
         }
+        if (!r.problem.empty()) std::cerr << "hisa: checkpoint " << path.string() << " " << r.problem << "; recomputing it\n";
       }
       todo_.push_back(u);
     }

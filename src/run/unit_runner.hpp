@@ -37,6 +37,12 @@ class UnitWorker {
   virtual std::string finish() = 0;  // the unit's result (bytes of the command's own encoding)
 };
 
+// What identifies an input file to a checkpoint, besides its path and size (--fingerprint): stat also takes its
+// inode, modification time and status-change time (ctime, which no user can set back, so a dump replaced with
+// its mtime restored is seen); content takes a hash of every byte instead (one read of the whole file per run).
+enum class InputFingerprint { Stat, Content };
+std::optional<InputFingerprint> parse_input_fingerprint(const std::string& name);  // "stat" or "content"
+
 struct RunPlan {
   int64_t max_queries = 0;  // evenly spaced queries per unit (io/query_subset.hpp); 0: all
   int64_t batch = 256;      // queries per piece
@@ -46,6 +52,7 @@ struct RunPlan {
   std::string checkpoint_dir;                 // empty: no checkpoints
   bool resume = false;                        // take finished units from checkpoint_dir
   std::string fingerprint;  // everything that decides a unit's result besides the unit (options, k, ...)
+  InputFingerprint input_fingerprint = InputFingerprint::Stat;  // how each unit's input file is identified
   bool handle_signals = true;  // SIGINT/SIGTERM stop the run after the units in flight
 };
 
@@ -57,6 +64,7 @@ struct RunOptions {
   size_t prefetch_bytes = size_t(512) << 20;
   std::string checkpoint_dir;
   bool resume = false;
+  InputFingerprint fingerprint = InputFingerprint::Stat;
   bool handle_signals = false;  // SIGINT/SIGTERM stop the run after the units in flight (the CLI sets it)
 };
 // The plan for those options: devices resolved, fingerprint left to the command.
@@ -87,7 +95,9 @@ class Interrupted : public std::runtime_error {
 // make_worker(device) makes worker objects; on_result (optional, called on this thread in finishing order)
 // sees each unit's result as it becomes available on this rank. Returns every unit's result, indexed by
 // unit, on rank 0 (and on a run without MPI); other ranks get an empty vector and must write nothing.
-// Errors from a worker or a reader (InputError, ...) stop the run and are rethrown here.
+// Errors from a worker or a reader (InputError, ...) stop the run and are rethrown here. With plan.resume a
+// unit's checkpoint is taken only when it is whole, its checksum holds and it is this run's (its identity
+// matches); any other one is recomputed, with a line on stderr naming its file.
 std::vector<std::string> run_units(const std::vector<SampleSource>& sources, const std::vector<WorkUnit>& units,
                                    const RunPlan& plan, const std::function<std::unique_ptr<UnitWorker>(int device)>& make_worker,
                                    RunStats& stats, const std::function<void(size_t unit, const std::string& result)>& on_result = {});

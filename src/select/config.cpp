@@ -4,10 +4,18 @@
 
 namespace hisa {
 
+void check_selection_size(const std::string& option, int64_t value) {
+  if (value < 1) throw OptionError(option, "{" + option + "} must be at least 1 (got " + std::to_string(value) + ")");
+  if (value > kMaxSelectionSize) {
+    throw OptionError(option, "{" + option + "} must be at most " + std::to_string(kMaxSelectionSize) +
+                                  " (2^24, beyond any model's context) (got " + std::to_string(value) + ")");
+  }
+}
+
 void SelectionConfig::validate() const {
-  if (topk < 1) throw OptionError("topk", "{topk} must be at least 1 (got " + std::to_string(topk) + ")");
-  if (block_size < 1) throw OptionError("block_size", "{block_size} must be at least 1 (got " + std::to_string(block_size) + ")");
-  if (blocks < 1) throw OptionError("blocks", "{blocks} must be at least 1 (got " + std::to_string(blocks) + ")");
+  check_selection_size("topk", topk);
+  check_selection_size("block_size", block_size);
+  check_selection_size("blocks", blocks);
 }
 
 std::string_view method_name(Method m) {

@@ -11,6 +11,7 @@
 #include <random>
 #include <sstream>
 
+#include "core/atomic_file.hpp"
 #include "core/error.hpp"
 
 namespace hisa {
@@ -591,7 +592,9 @@ LayerArrays synth_layer(const SynthOptions& o, int sample, int layer) {
 void write_synth_dump(const SynthOptions& o) {
   validate_synth_options(o);
   if (o.output.empty()) throw OptionError("output", "{output}: no output file given");
-  DumpWriter writer(o.output, synth_file_attributes(o));
+  // Written whole or not at all: a failed run leaves a previous file of that name as it was.
+  OutputFile output(o.output, OutputFile::Temporary::Named);
+  DumpWriter writer(output.temporary_path(), synth_file_attributes(o), o.output);
   WriteOptions wo;
   wo.gzip_level = o.gzip_level;
   for (int sample = 0; sample < o.samples; ++sample) {
@@ -600,6 +603,7 @@ void write_synth_dump(const SynthOptions& o) {
     for (int layer = 0; layer < o.layers; ++layer) writer.add_layer(name, layer, synth_layer(o, sample, layer), wo);
   }
   writer.close();
+  output.commit();
 }
 
 }  // namespace hisa

@@ -9,6 +9,7 @@
 
 #include "io/bad_dumps.hpp"
 #include "io/edge_dumps.hpp"
+#include "cli/run_hisa.hpp"
 #include "test_util.hpp"
 
 namespace hisa {
@@ -16,12 +17,8 @@ namespace {
 
 using test::EdgeDump;
 using test::TempDir;
-
-test::ProcessResult run_hisa(const std::vector<std::string>& args, const TempDir& dir) {
-  std::vector<std::string> argv{HISA_BINARY};
-  argv.insert(argv.end(), args.begin(), args.end());
-  return test::run_process(argv, dir.path().string());
-}
+using test::run_hisa;
+using test::with;
 
 // Runs a command that must succeed; its output must hold no NaN.
 std::string run_ok(const std::vector<std::string>& args, const TempDir& dir) {
@@ -36,11 +33,6 @@ std::string run_ok(const std::vector<std::string>& args, const TempDir& dir) {
 nlohmann::json read_json(const std::string& path) { return nlohmann::json::parse(test::read_text(path)); }
 
 const std::vector<std::string> kSmallBlocks{"--block-size", "4", "--blocks", "2"};
-
-std::vector<std::string> with(std::vector<std::string> args, const std::vector<std::string>& more) {
-  args.insert(args.end(), more.begin(), more.end());
-  return args;
-}
 
 // Every command that reads a dump, on one file: inspect --check, audit (table and JSON), sweep (JSON), select for
 // each method; returns the audit JSON.

@@ -6,6 +6,7 @@
 
 #include "io/bad_dumps.hpp"
 #include "io/dump_helpers.hpp"
+#include "cli/run_hisa.hpp"
 #include "test_util.hpp"
 
 namespace hisa {
@@ -13,12 +14,10 @@ namespace {
 
 using test::TempDir;
 
-test::ProcessResult run_hisa(const std::vector<std::string>& args, const TempDir& dir) {
-  std::vector<std::string> argv{HISA_BINARY};
-  argv.insert(argv.end(), args.begin(), args.end());
+test::ProcessResult run_hisa_without_plugins(const std::vector<std::string>& args, const TempDir& dir) {
   // Filter plugins installed on this machine must not rescue a file that names an absent filter.
   std::filesystem::create_directories(dir.path() / "no-plugins");
-  return test::run_process(argv, dir.path().string(), {"HDF5_PLUGIN_PATH=" + (dir.path() / "no-plugins").string()});
+  return test::run_hisa(args, dir, {"HDF5_PLUGIN_PATH=" + (dir.path() / "no-plugins").string()});
 }
 
 class CliBadInput : public ::testing::TestWithParam<test::BadCase> {};
@@ -31,7 +30,7 @@ TEST_P(CliBadInput, InspectCheckExitsWithStatus2AndNamesThePath) {
   for (bool json : {false, true}) {
     std::vector<std::string> args{"inspect", "--check", path};
     if (json) args.push_back("--json");
-    test::ProcessResult r = run_hisa(args, dir);
+    test::ProcessResult r = run_hisa_without_plugins(args, dir);
     ASSERT_TRUE(r.exited) << "killed by signal " << r.status << "\n" << r.output;
     EXPECT_EQ(2, r.status) << r.output;
     const std::string prefix = "hisa: error: " + path + ": " + (c.hdf5_path.empty() ? "" : c.hdf5_path + ": ");
@@ -48,13 +47,13 @@ TEST(Cli, GoodFileExitsWithStatus0) {
   const std::string path = dir.file("good.h5");
   test::write_base_file(path, test::BaseKind::Fp8);
   for (const auto& args : std::vector<std::vector<std::string>>{{"inspect", path}, {"inspect", "--check", path}}) {
-    test::ProcessResult r = run_hisa(args, dir);
+    test::ProcessResult r = run_hisa_without_plugins(args, dir);
     ASSERT_TRUE(r.exited) << r.output;
     EXPECT_EQ(0, r.status) << r.output;
     EXPECT_NE(r.output.find("sample s0"), std::string::npos) << r.output;
     EXPECT_EQ(std::string::npos, r.output.find("error")) << r.output;
   }
-  test::ProcessResult checked = run_hisa({"inspect", "--check", path}, dir);
+  test::ProcessResult checked = run_hisa_without_plugins({"inspect", "--check", path}, dir);
   EXPECT_NE(checked.output.find("check: every value read and validated"), std::string::npos) << checked.output;
 }
 
@@ -62,7 +61,7 @@ TEST(Cli, JsonOutputParsesAndDescribesTheFile) {
   TempDir dir;
   const std::string path = dir.file("good.h5");
   test::write_base_file(path, test::BaseKind::Bf16Custom);
-  test::ProcessResult r = run_hisa({"inspect", "--check", "--json", path}, dir);
+  test::ProcessResult r = run_hisa_without_plugins({"inspect", "--check", "--json", path}, dir);
   ASSERT_TRUE(r.exited);
   ASSERT_EQ(0, r.status) << r.output;
   nlohmann::json j = nlohmann::json::parse(r.output);  // throws (failing the test) when not JSON
@@ -90,7 +89,7 @@ TEST(Cli, JsonOutputParsesAndDescribesTheFile) {
 TEST(Cli, UsageErrorsExitWithStatus2) {
   TempDir dir;
   for (const auto& args : std::vector<std::vector<std::string>>{{}, {"inspect"}, {"inspect", "--bogus", "x.h5"}}) {
-    test::ProcessResult r = run_hisa(args, dir);
+    test::ProcessResult r = run_hisa_without_plugins(args, dir);
     ASSERT_TRUE(r.exited) << r.output;
     EXPECT_EQ(2, r.status) << r.output;
   }
@@ -106,14 +105,14 @@ TEST(Cli, Fp8MmaNeedsTheCudaEngine) {
     std::vector<std::string> args{command, path, "--device", "cpu", "--fp8-mma"};
     if (std::string(command) == "select") args.insert(args.end(), {"--output", dir.file("sel.h5")});
     if (std::string(command) == "report") args.insert(args.end(), {"--output", dir.file("r.html")});
-    test::ProcessResult r = run_hisa(args, dir);
+    test::ProcessResult r = run_hisa_without_plugins(args, dir);
     ASSERT_TRUE(r.exited) << r.output;
     EXPECT_EQ(2, r.status) << command << ": " << r.output;
     EXPECT_NE(r.output.find("--fp8-mma scores on a GPU's fp8 tensor cores: it needs --device cuda or auto"),
               std::string::npos)
         << command << ": " << r.output;
   }
-  test::ProcessResult r = run_hisa({"audit", path, "--device", "auto", "--fp8-mma"}, dir);
+  test::ProcessResult r = run_hisa_without_plugins({"audit", path, "--device", "auto", "--fp8-mma"}, dir);
   ASSERT_TRUE(r.exited) << r.output;
   EXPECT_EQ(0, r.status) << r.output;
   if (r.output.find("using the CPU engine") != std::string::npos) {  // always so without a GPU (CI)
@@ -142,7 +141,7 @@ TEST(Cli, LibraryErrorsNameTheFlags) {
        "--sweep: cannot read"},
   };
   for (const auto& [args, message] : cases) {
-    test::ProcessResult r = run_hisa(args, dir);
+    test::ProcessResult r = run_hisa_without_plugins(args, dir);
     ASSERT_TRUE(r.exited) << r.output;
     EXPECT_EQ(2, r.status) << args.front() << ": " << r.output;
     EXPECT_NE(r.output.find("hisa: error: " + message), std::string::npos) << args.front() << ": " << r.output;
@@ -159,7 +158,7 @@ TEST(Cli, VerboseSaysWhatTheRunDecided) {
       std::vector<std::string> args{command, path, "--device", "cpu"};
       if (command == "select") args.insert(args.end(), {"-o", dir.file("sel.h5")});
       if (verbose) args.push_back("--verbose");
-      test::ProcessResult r = run_hisa(args, dir);
+      test::ProcessResult r = run_hisa_without_plugins(args, dir);
       ASSERT_TRUE(r.exited) << r.output;
       EXPECT_EQ(0, r.status) << r.output;
       EXPECT_EQ(r.output.find("hisa: cpu: layer 0 of s0\n") != std::string::npos, verbose) << command << ": " << r.output;
@@ -169,7 +168,7 @@ TEST(Cli, VerboseSaysWhatTheRunDecided) {
 
 TEST(Cli, VersionExitsWithStatus0) {
   TempDir dir;
-  test::ProcessResult r = run_hisa({"--version"}, dir);
+  test::ProcessResult r = run_hisa_without_plugins({"--version"}, dir);
   ASSERT_TRUE(r.exited);
   EXPECT_EQ(0, r.status);
   EXPECT_NE(r.output.find("format v1"), std::string::npos) << r.output;
