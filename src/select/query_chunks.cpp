@@ -21,6 +21,8 @@ std::vector<QueryChunk> make_query_chunks(const QueryBatch& b) {
     chunks.push_back(c);
     i += c.count;
   }
+  std::stable_sort(chunks.begin(), chunks.end(),
+                   [](const QueryChunk& a, const QueryChunk& b) { return chunk_work(a) > chunk_work(b); });
   return chunks;
 }
 

@@ -14,8 +14,13 @@ struct QueryChunk {
   int64_t lo = 0, hi = 0;        // key range [lo, hi] covering every query's visible range
 };
 
-// Groups consecutive queries while the shared key range wastes at most 1/8 of the work.
+// Groups consecutive queries while the shared key range wastes at most 1/8 of the work. The chunks come costliest
+// first (queries × keys): a parallel loop over them then ends with the cheap ones, where ascending positions would
+// leave the costliest chunk, the last one, to a single thread while the others wait.
 std::vector<QueryChunk> make_query_chunks(const QueryBatch& b);
+
+// A chunk's work: its queries times the keys they are scored against.
+inline int64_t chunk_work(const QueryChunk& c) { return c.count * (c.hi - c.lo + 1); }
 
 // Score inputs for queries [first, first + count) of the batch.
 inline ScoreInputs score_inputs(const QueryBatch& b, int64_t first, int64_t count) {
