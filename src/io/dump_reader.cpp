@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "core/error.hpp"
+#include "core/stopwatch.hpp"
 #include "io/attribute_probe.hpp"
 #include "io/h5.hpp"
 
@@ -72,6 +73,7 @@ struct LayerReader::Impl {
   h5::Handle group, k, q, w, q_pos, k_start, k_scale, topk_ref;
   TensorType k_type{}, q_type{};
   LayerShape shape;
+  mutable double decoding = 0;  // seconds in decode_parallel and check_finite (decoding_seconds())
   // Listing mode (ReaderOptions::list_external): a dataset of this layer whose values lie outside the file, and
   // what it points to; reading the layer is then refused. Empty: nothing to refuse.
   ExternalObject stored_outside;
@@ -295,6 +297,7 @@ struct LayerReader::Impl {
             }
             h5::read_rows(d.get(), mem_type, row_begin, row_count, raw);
           }
+          Stopwatch decoding_time(decoding);
           if (t.element == ElementType::BF16) {
             decode_parallel(raw, n, out, [](uint16_t v) { return bf16_to_float(v); });
           } else {
@@ -308,6 +311,7 @@ struct LayerReader::Impl {
             std::lock_guard lock(h5::library_mutex());
             h5::read_rows(d.get(), t.signed_bits ? H5T_NATIVE_INT8 : H5T_NATIVE_UINT8, row_begin, row_count, raw);
           }
+          Stopwatch decoding_time(decoding);
           decode_parallel(raw, n, out, [](uint8_t v) { return e4m3_to_float(v); });
           break;
         }
@@ -339,6 +343,7 @@ struct LayerReader::Impl {
 
   void check_finite(const std::string& name, const float* values, int64_t rows, int64_t row_elems,
                     int64_t first_row) const {
+    Stopwatch decoding_time(decoding);
     // All finite is the common case: checked on every core; only a failure looks for the first bad value.
     const int64_t n = rows * row_elems;
     bool finite = true;
@@ -402,6 +407,8 @@ void LayerReader::read_keys_into(LayerKeys& keys) const {
     }
   }
 }
+
+double LayerReader::decoding_seconds() const { return impl_->decoding; }
 
 QueryBatch LayerReader::read_queries(int64_t first, int64_t count) const {
   const Impl& m = *impl_;

@@ -90,6 +90,9 @@ class LayerReader {
   void read_keys_into(LayerKeys& keys) const;
   // Queries [first, first + count), decoded and validated (positions against L, finite values).
   QueryBatch read_queries(int64_t first, int64_t count) const;
+  // Seconds this reader spent decoding element codes to floats and checking that values are finite, summed over
+  // its reads; the rest of a read's time is HDF5's (the file, decompression). For --timings.
+  double decoding_seconds() const;
 
   std::vector<DatasetDescription> describe() const;
 

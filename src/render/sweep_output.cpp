@@ -185,7 +185,7 @@ nlohmann::json sweep_json(const SweepResult& r, bool with_timings) {
   if (!r.kernel_times.empty()) j["kernel_times"] = kernel_times_json(r);
   if (with_timings) {
     const auto& t = r.timings;
-    j["timings_seconds"] = {{"total", t.total},       {"reading", t.run.reading},       {"waiting", t.run.waiting},  {"computing", t.run.computing},
+    j["timings_seconds"] = {{"total", t.total},       {"reading", t.run.reading}, {"decoding", t.run.decoding}, {"waiting", t.run.waiting},  {"computing", t.run.computing},
                             {"pooling", t.pooling},   {"token_scores", t.token_scores}, {"block_scores", t.block_scores},
                             {"ranking", t.ranking},   {"summaries", t.summaries},       {"workers", t.run.workers},
                             {"ranks", t.run.ranks},   {"units", t.run.units},           {"resumed_units", t.run.resumed},
@@ -364,7 +364,8 @@ void write_sweep_timings(std::ostream& out, const SweepResult& r) {
   }
   out << "  summed over workers (reading runs beside the scoring; waiting is the reading that did not overlap)\n";
   const std::pair<const char*, double> summed[] = {
-      {"I/O: reading + decoding", t.run.reading}, {"I/O: workers waiting", t.run.waiting},
+      {"I/O: reading (HDF5)", t.run.reading}, {"I/O: decoding + checks", t.run.decoding},
+      {"I/O: workers waiting", t.run.waiting},
       {"compute: all (worker time)", t.run.computing}, {"compute: pooling keys", t.pooling},   {"compute: token scores + top-k", t.token_scores},
       {"compute: block scores (J)", t.block_scores}, {"compute: ranking (curves)", t.ranking}};
   for (const auto& [name, seconds] : summed) {

@@ -349,6 +349,7 @@ class UnitRun {
     devices_ = plan_.devices.empty() ? std::vector<int>{-1} : plan_.devices;
     stats_.workers = int(devices_.size());
     reading_.assign(devices_.size(), 0);
+    decoding_.assign(devices_.size(), 0);
     computing_.assign(devices_.size(), 0);
     waiting_.assign(devices_.size(), 0);
     for (size_t w = 0; w < devices_.size(); ++w) queues_.push_back(std::make_unique<PieceQueue>(plan_.prefetch_bytes));
@@ -361,7 +362,8 @@ class UnitRun {
     std::exception_ptr main_error = hand_on_results();
     for (auto& t : threads) t.join();
     for (size_t w = 0; w < devices_.size(); ++w) {
-      stats_.reading += reading_[w];
+      stats_.reading += reading_[w] - decoding_[w];  // reading_ holds the reader's whole time, decoding included
+      stats_.decoding += decoding_[w];
       stats_.computing += computing_[w];
       stats_.waiting += waiting_[w];
     }
@@ -423,6 +425,7 @@ class UnitRun {
       p.bytes = bytes_of(p.batch);
       ok = queues_[w]->push(std::move(p));
     }
+    decoding_[w] += layer->decoding_seconds();
     {
       std::lock_guard lock(h5::library_mutex());
       layer.reset();
@@ -502,13 +505,14 @@ class UnitRun {
   std::vector<std::string> gather(Clock::time_point t0) {
     const Cluster& cluster = Cluster::get();
     std::vector<double> sums{stats_.reading, stats_.computing, stats_.waiting, double(stats_.resumed),
-                             double(stats_.computed_here), double(stats_.workers)};
+                             double(stats_.computed_here), double(stats_.workers), stats_.decoding};
     cluster.sum_to_root(sums);
     cluster.gather(results_);
     stats_.wall = seconds_since(t0);
     if (cluster.rank() != 0) return {};
     stats_.reading = sums[0], stats_.computing = sums[1], stats_.waiting = sums[2];
     stats_.resumed = int64_t(sums[3]), stats_.computed_here = int64_t(sums[4]), stats_.workers = int(sums[5]);
+    stats_.decoding = sums[6];
     std::vector<std::string> out(units_.size());
     for (size_t u = 0; u < units_.size(); ++u) {
       if (!results_[u]) throw std::logic_error("run_units: unit " + std::to_string(u) + " has no result");
@@ -528,7 +532,7 @@ class UnitRun {
   std::vector<size_t> todo_;
   std::vector<int> devices_;
   std::vector<std::unique_ptr<PieceQueue>> queues_;
-  std::vector<double> reading_, computing_, waiting_;  // per worker
+  std::vector<double> reading_, decoding_, computing_, waiting_;  // per worker
   std::atomic<size_t> next_{0};                         // the next of todo_ to read
   std::atomic<bool> stop_{false};
   std::mutex m_;  // guards the fields below

@@ -72,7 +72,8 @@ RunPlan make_run_plan(const RunOptions& options, int64_t max_queries, int64_t ba
 
 struct RunStats {
   double wall = 0;
-  double reading = 0;    // seconds spent reading and decoding input, summed over the workers' readers
+  double reading = 0;    // seconds spent reading input (HDF5: the file, decompression), summed over the workers' readers
+  double decoding = 0;   // seconds spent decoding it to floats and checking it (finite values), likewise
   double computing = 0;  // seconds spent in the workers' begin/add/finish, summed over workers
   double waiting = 0;    // seconds workers waited for input, summed over workers
   int64_t units = 0, resumed = 0, computed_here = 0;

@@ -201,6 +201,20 @@ TEST(DumpIo, SignedIntegerStorageOfEncodedTensorsKeepsTheBits) {
   }
 }
 
+TEST(DumpIo, ALayerReaderTimesItsDecoding) {
+  TempDir dir;
+  const std::string path = dir.file("d.h5");
+  test::write_base_file(path, test::BaseKind::Bf16Custom);
+  DumpReader reader(path);
+  const LayerReader layer = reader.open_layer(reader.samples().front().name, reader.samples().front().layers.front());
+  EXPECT_EQ(0.0, layer.decoding_seconds());
+  layer.read_keys();
+  const double after_keys = layer.decoding_seconds();
+  EXPECT_GT(after_keys, 0.0);
+  layer.read_queries(0, layer.shape().queries);
+  EXPECT_GT(layer.decoding_seconds(), after_keys);
+}
+
 TEST(DumpIo, FileAndSampleAttributesRoundTrip) {
   TempDir dir;
   const std::string path = dir.file("attrs.h5");

@@ -109,6 +109,19 @@ TEST(UnitRunner, ResultsDoNotDependOnWorkersOrReadAhead) {
   EXPECT_EQ(s2.workers, 3);
 }
 
+// --timings' I/O split: the readers' decoding and checking apart from HDF5's own reading.
+TEST(UnitRunner, StatsSplitReadingFromDecoding) {
+  test::TempDir dir;
+  Fixture f({small_dump(dir, "a.h5", 2)});
+  RunPlan plan;
+  plan.handle_signals = false;
+  RunStats stats;
+  f.run(plan, stats);
+  EXPECT_GT(stats.decoding, 0.0);
+  EXPECT_GT(stats.reading, 0.0);
+  EXPECT_LT(stats.decoding + stats.reading, stats.wall + 1.0);
+}
+
 TEST(UnitRunner, AWorkersErrorStopsTheRunAndIsRethrown) {
   test::TempDir dir;
   Fixture f({small_dump(dir, "a.h5", 4)});
