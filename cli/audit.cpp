@@ -37,10 +37,10 @@ void write_audit_timings(std::ostream& out, const AuditResult& r) {
                 "  wall clock: total %.3f s, merging %.3f s\n"
                 "  summed over workers: I/O reading %.3f s, decoding %.3f s, I/O waiting %.3f s, compute %.3f s\n"
                 "  compute, this process: engine calls %.3f s (pooling %.3f, token scores %.3f, block scores %.3f, "
-                "block choice %.3f, top-k %.3f, masses %.3f; 0: not timed apart), per-query metrics %.3f s\n",
+                "block choice %.3f, top-k %.3f, masses %.3f, transfers %.3f; 0: not timed apart), per-query metrics %.3f s\n",
                 r.engine.c_str(), t.run.workers, t.run.workers == 1 ? "" : "s", t.run.ranks, t.run.ranks == 1 ? "" : "s",
                 (long long)t.run.units, (long long)t.run.resumed, t.total, t.merging, t.run.reading, t.run.decoding, t.run.waiting,
-                t.run.computing, e.calls, e.pooling, e.token_scores, e.block_scores, e.block_choice, e.topk, e.masses,
+                t.run.computing, e.calls, e.pooling, e.token_scores, e.block_scores, e.block_choice, e.topk, e.masses, e.transfers,
                 t.metrics);
   out << line;
 }

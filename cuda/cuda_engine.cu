@@ -62,8 +62,8 @@ class CudaEngine final : public SelectionEngine {
   bool inexact_scores() const override { return scoring_.used_fp8_mma(); }
   StageTimes times() const override {
     const StageTimes& t = ms_;
-    return {t.calls * 1e-3, t.pooling * 1e-3, t.token_scores * 1e-3, t.block_scores * 1e-3, t.block_choice * 1e-3,
-            t.topk * 1e-3, t.masses * 1e-3};
+    return {t.calls * 1e-3,       t.pooling * 1e-3, t.token_scores * 1e-3, t.block_scores * 1e-3,
+            t.block_choice * 1e-3, t.topk * 1e-3,    t.masses * 1e-3,       (t.transfers + scoring_.transfers_ms()) * 1e-3};
   }
 
   void set_layer(const LayerKeys& keys, const SelectionConfig& config) override {
@@ -164,6 +164,8 @@ class CudaEngine final : public SelectionEngine {
   void download_positions(const Chunk& c, const TopkOut& t, std::vector<int>& pos, std::vector<int>& count) {
     pos.resize(size_t(c.count) * size_t(k()));
     count.resize(size_t(c.count));
+    scoring_.synchronize();  // the copies alone are timed
+    HostTimer copies(ms_.transfers);
     t.pos.download(pos.data(), pos.size(), stream());
     t.count.download(count.data(), count.size(), stream());
     scoring_.synchronize();
@@ -268,16 +270,20 @@ class CudaEngine final : public SelectionEngine {
     std::vector<int> fpos(n * kk), fcnt(n), hpos(n * kk), hcnt(n);
     std::vector<float> fsc(n * kk), hsc(n * kk), rmax(n), best(n * size_t(max_blocks));
     std::vector<double> mass(n * 4);
-    flat_.pos.download(fpos.data(), fpos.size(), stream());
-    flat_.score.download(fsc.data(), fsc.size(), stream());
-    flat_.count.download(fcnt.data(), n, stream());
-    hisa_.pos.download(hpos.data(), hpos.size(), stream());
-    hisa_.count.download(hcnt.data(), n, stream());
-    hisa_.score.download(hsc.data(), hsc.size(), stream());
-    block_best_.download(best.data(), best.size(), stream());
-    row_max_.download(rmax.data(), n, stream());
-    mass_.download(mass.data(), mass.size(), stream());
-    scoring_.synchronize();
+    scoring_.synchronize();  // the copies alone are timed
+    {
+      HostTimer copies(ms_.transfers);
+      flat_.pos.download(fpos.data(), fpos.size(), stream());
+      flat_.score.download(fsc.data(), fsc.size(), stream());
+      flat_.count.download(fcnt.data(), n, stream());
+      hisa_.pos.download(hpos.data(), hpos.size(), stream());
+      hisa_.count.download(hcnt.data(), n, stream());
+      hisa_.score.download(hsc.data(), hsc.size(), stream());
+      block_best_.download(best.data(), best.size(), stream());
+      row_max_.download(rmax.data(), n, stream());
+      mass_.download(mass.data(), mass.size(), stream());
+      scoring_.synchronize();
+    }
     scoring_.timer().collect();
     for (size_t i = 0; i < n; ++i) {
       QueryAudit& a = out[size_t(c.first) + i];

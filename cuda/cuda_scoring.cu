@@ -5,6 +5,7 @@
 #include <limits>
 #include <stdexcept>
 
+#include "core/stopwatch.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "cuda/cuda_check.hpp"
@@ -177,7 +178,11 @@ int CudaScoring::tile_keys(KeyStore& keys) { return kernel_for(keys).tile_keys()
 
 void CudaScoring::score(KeyStore& keys, const Chunk& c, const int* lo, const int* hi, int range_lo, int range_hi,
                         const BlockChoice* work, float* out, int64_t stride, int base, double* stage) {
-  ScoreLaunch a = operands_for(kernel_for(keys), keys, queries_, *batch_, c.first, stream());
+  ScoreLaunch a;
+  {
+    Stopwatch transfers(transfers_ms_, 1e3);
+    a = operands_for(kernel_for(keys), keys, queries_, *batch_, c.first, stream());
+  }
   a.key_count = int(keys.count());
   a.queries = int(c.count);
   a.lo = lo + c.first;
@@ -210,6 +215,8 @@ void CudaScoring::score_blocks_to_host(KeyStore& blocks, const Chunk& c, int64_t
                                        DeviceArray<float>& j, std::vector<float>& jh, double* stage) {
   score_blocks(blocks, c, B, lo, hi, j, stage);
   jh.resize(j.size());
+  stream_->synchronize();  // the copy alone is timed
+  Stopwatch transfers(transfers_ms_, 1e3);
   j.download(jh.data(), jh.size(), stream());
   stream_->synchronize();
 }

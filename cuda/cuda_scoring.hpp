@@ -74,6 +74,8 @@ class CudaScoring {
   void synchronize() const { stream_->synchronize(); }
   void use_device() const;
   StageTimer& timer() { return timer_; }
+  // Host milliseconds spent choosing the kernel (the exactness checks) and converting and uploading operands.
+  double transfers_ms() const { return transfers_ms_; }
 
   // Checks the batch against the layer's keys and uploads each query's visible range [k_start, q_pos].
   void set_batch(const QueryBatch& b, int64_t key_count);
@@ -136,6 +138,7 @@ class CudaScoring {
   DeviceArray<int> lo_, hi_;
   DeviceArray<float> scores_;
   StageTimer timer_;
+  double transfers_ms_ = 0;
   std::vector<Decision> decisions_;
 };
 

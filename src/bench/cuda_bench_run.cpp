@@ -61,7 +61,7 @@ StageTimes median_stages(SelectionEngine& engine, const QueryBatch& batch, Metho
   StageTimes m;
   for (double StageTimes::*field : {&StageTimes::calls, &StageTimes::pooling, &StageTimes::token_scores,
                                     &StageTimes::block_scores, &StageTimes::block_choice, &StageTimes::topk,
-                                    &StageTimes::masses}) {
+                                    &StageTimes::masses, &StageTimes::transfers}) {
     m.*field = med(field);
   }
   return m;

@@ -65,7 +65,7 @@ uint64_t hash_bytes(const void* data, size_t size, uint64_t seed) {
   }
   for (int l = 0; i + 8 <= size; i += 8, ++l) lane[l] = mix(lane[l], load(p + i));
   uint64_t tail = 0;  // the last 0-7 bytes, zero-padded; the length below tells the padding from zeros
-  std::memcpy(&tail, p + i, size - i);
+  if (size > i) std::memcpy(&tail, p + i, size - i);  // an empty file's block list is a null pointer
   uint64_t h = mix(seed, uint64_t(size));
   for (uint64_t l : lane) h = mix(h, l);
   return avalanche(mix(h, tail));

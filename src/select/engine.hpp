@@ -48,6 +48,9 @@ struct StageTimes {
   double block_choice = 0;  // HISA's kept blocks and the token stage's segment lists
   double topk = 0;          // exact top-k
   double masses = 0;        // softmax masses and per-block best scores (audit)
+  // CUDA, timed on the host: the operands' exactness checks and conversions and their copies to the GPU, and the
+  // copies of results back (after the kernels they wait for have finished). 0 on the CPU.
+  double transfers = 0;
 };
 StageTimes operator+(const StageTimes& a, const StageTimes& b);
 StageTimes operator-(const StageTimes& a, const StageTimes& b);

@@ -49,13 +49,13 @@ void note_fp8_mma_unavailable(const std::vector<int>& devices) {
 StageTimes operator+(const StageTimes& a, const StageTimes& b) {
   return {a.calls + b.calls,           a.pooling + b.pooling,           a.token_scores + b.token_scores,
           a.block_scores + b.block_scores, a.block_choice + b.block_choice, a.topk + b.topk,
-          a.masses + b.masses};
+          a.masses + b.masses,         a.transfers + b.transfers};
 }
 
 StageTimes operator-(const StageTimes& a, const StageTimes& b) {
   return {a.calls - b.calls,           a.pooling - b.pooling,           a.token_scores - b.token_scores,
           a.block_scores - b.block_scores, a.block_choice - b.block_choice, a.topk - b.topk,
-          a.masses - b.masses};
+          a.masses - b.masses,         a.transfers - b.transfers};
 }
 
 std::unique_ptr<SelectionEngine> make_engine(const std::string& device, int threads, bool fp8_mma) {

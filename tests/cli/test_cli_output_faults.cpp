@@ -170,7 +170,9 @@ TEST(CliOutputFaults, ARunThatFailsPartwayKeepsThePreviousOutputs) {
 }
 
 // Past a 4 KiB file-size limit, as `ulimit -f 4` sets it: exit 2 naming the output, the previous output kept, no
-// temporary left, no crash (HDF5 used to crash in its clean-up at exit after a failed close).
+// temporary left, no crash (HDF5 used to crash in its clean-up at exit after a failed close). HDF5 1.10 loses its
+// buffers when a close fails, which LeakSanitizer would report as a leak of the library's: these runs, and only
+// these, go without leak detection (the sanitizer build, scripts/sanitize.sh; other builds ignore the variable).
 TEST(CliOutputFaults, AFullDiskIsAnErrorThatKeepsThePreviousOutput) {
   Workspace ws;
   const std::string sample = " --sample sample_0 --layer 0 --query 0";
@@ -185,7 +187,9 @@ TEST(CliOutputFaults, AFullDiskIsAnErrorThatKeepsThePreviousOutput) {
   for (const auto& [out, command] : cases) {
     write_text(ws.file(out), "previous");
     for (const std::string trap : {"", "trap '' XFSZ; "}) {
-      test::ProcessResult r = run_shell(trap + "ulimit -f 4; exec " + kHisa + " " + command + ws.file(out), ws.dir);
+      const std::string no_leak_check = "export ASAN_OPTIONS=\"${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0\"; ";
+      test::ProcessResult r =
+          run_shell(no_leak_check + trap + "ulimit -f 4; exec " + kHisa + " " + command + ws.file(out), ws.dir);
       ASSERT_TRUE(r.exited) << command << ": killed by signal " << r.status << "\n" << r.output;
       EXPECT_EQ(2, r.status) << command << ": " << r.output;
       EXPECT_NE(std::string::npos, r.output.find("writing " + ws.file(out) + " failed")) << r.output;
