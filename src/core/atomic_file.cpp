@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/file_identity.hpp"
 
 namespace hisa {
 
@@ -42,7 +43,9 @@ std::string temporary_name(const std::string& path) {
   char suffix[32];
   std::snprintf(suffix, sizeof suffix, "%012llx", tag & 0xffffffffffffull);
   const fs::path p(path);
-  return (fs::path(directory_of(path)) / ("." + p.filename().string() + ".hisa-" + suffix + ".tmp")).string();
+  std::string name = ".";  // appended, not "." + string: GCC 12 warns falsely on that (-Wrestrict, PR 105651)
+  name += p.filename().string() + ".hisa-" + suffix + ".tmp";
+  return (fs::path(directory_of(path)) / name).string();
 }
 
 // A stream buffer over a file descriptor that checks every write and keeps the first error.
@@ -226,35 +229,23 @@ void write_file_atomically(const std::string& path, const std::function<void(std
 
 namespace {
 
-struct FileId {
-  dev_t dev;
-  ino_t ino;
-  bool operator==(const FileId&) const = default;
-};
-
-std::optional<FileId> id_of(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
-  return FileId{st.st_dev, st.st_ino};
-}
-
 // Every input file by identity, the files inside an input directory included.
-std::vector<std::pair<FileId, std::string>> input_ids(const std::vector<std::string>& inputs) {
-  std::vector<std::pair<FileId, std::string>> ids;
+std::vector<std::pair<FileIdentity, std::string>> input_ids(const std::vector<std::string>& inputs) {
+  std::vector<std::pair<FileIdentity, std::string>> ids;
   for (const auto& in : inputs) {
     std::error_code ec;
     if (fs::is_directory(in, ec)) {
       for (const auto& entry : fs::directory_iterator(in, ec)) {
-        if (auto id = id_of(entry.path().string())) ids.push_back({*id, entry.path().string()});
+        if (auto id = file_identity(entry.path().string())) ids.push_back({*id, entry.path().string()});
       }
-    } else if (auto id = id_of(in)) {
+    } else if (auto id = file_identity(in)) {
       ids.push_back({*id, in});
     }
   }
   return ids;
 }
 
-void check_one_output(const OutputSpec& o, const std::vector<std::pair<FileId, std::string>>& inputs) {
+void check_one_output(const OutputSpec& o, const std::vector<std::pair<FileIdentity, std::string>>& inputs) {
   const std::string stdout_hint = o.stdout_allowed ? " (or - for standard output)" : "";
   struct stat st {};
   if (::lstat(o.path.c_str(), &st) == 0) {
@@ -267,7 +258,7 @@ void check_one_output(const OutputSpec& o, const std::vector<std::pair<FileId, s
       throw UsageError(o.flag + ": " + o.path + " is not a regular file (a device, FIFO or socket); name a regular "
                        "file" + stdout_hint);
     }
-    const FileId id{st.st_dev, st.st_ino};
+    const FileIdentity id = identity_of(st);
     for (const auto& [input_id, input] : inputs) {
       if (input_id == id) {
         throw UsageError(o.flag + ": " + o.path + " is an input of this run" +
@@ -306,7 +297,7 @@ void check_outputs(const std::vector<OutputSpec>& outputs, const std::vector<std
     for (size_t j = 0; j < i; ++j) {
       const OutputSpec& p = outputs[j];
       if (p.path.empty() || is_stdout(p.path)) continue;
-      const auto a = id_of(o.path), b = id_of(p.path);
+      const auto a = file_identity(o.path), b = file_identity(p.path);
       std::error_code ec_p, ec_o;
       const bool same_name = fs::weakly_canonical(p.path, ec_p) == fs::weakly_canonical(o.path, ec_o) && !ec_p && !ec_o;
       if (p.path == o.path || same_name || (a && b && *a == *b)) {

@@ -91,16 +91,16 @@ struct LayerReader::Impl {
   // Runs `resize` (the buffers for a read of `dataset`); running out of memory is said with the file and path.
   template <typename Resize>
   void allocate(const std::string& dataset, Resize resize) const {
+    auto shape_text = [&] {
+      return " (L = " + std::to_string(shape.keys) + ", Nq = " + std::to_string(shape.queries) + ", H = " +
+             std::to_string(shape.heads) + ", D = " + std::to_string(shape.dim) + ")";
+    };
     try {
       resize();
     } catch (const std::bad_alloc&) {
-      fail(dataset, "out of memory for its decoded values (L = " + std::to_string(shape.keys) + ", Nq = " +
-                        std::to_string(shape.queries) + ", H = " + std::to_string(shape.heads) + ", D = " +
-                        std::to_string(shape.dim) + ")");
+      fail(dataset, "out of memory for its decoded values" + shape_text());
     } catch (const std::length_error&) {
-      fail(dataset, "its decoded values would not fit in memory (L = " + std::to_string(shape.keys) + ", Nq = " +
-                        std::to_string(shape.queries) + ", H = " + std::to_string(shape.heads) + ", D = " +
-                        std::to_string(shape.dim) + ")");
+      fail(dataset, "its decoded values would not fit in memory" + shape_text());
     }
   }
 

@@ -390,13 +390,24 @@ bool link_resolves(hid_t parent, const std::string& name) {
   return true;
 }
 
-std::string file_name_of(hid_t object) {
-  const ssize_t n = H5Fget_name(object, nullptr, 0);
+namespace {
+
+// A string from an HDF5 getter that, given no buffer, says how long the string is: get(buffer, size) -> length.
+// "" when it fails.
+template <typename Get>
+std::string sized_string(Get get) {
+  const ssize_t n = get(nullptr, 0);
   if (n <= 0) return "";
-  std::string name(size_t(n) + 1, '\0');
-  H5Fget_name(object, name.data(), name.size());
-  name.resize(size_t(n));
-  return name;
+  std::string s(size_t(n) + 1, '\0');
+  get(s.data(), s.size());
+  s.resize(size_t(n));
+  return s;
+}
+
+}  // namespace
+
+std::string file_name_of(hid_t object) {
+  return sized_string([&](char* buf, size_t size) { return H5Fget_name(object, buf, size); });
 }
 
 namespace {
@@ -411,15 +422,10 @@ std::string joined(const std::vector<std::string>& names) {
   return out;
 }
 
-// H5Pget_virtual_filename and H5Pget_virtual_dsetname, which both say how long the name is when given no buffer.
+// A virtual dataset's mapping `index`: H5Pget_virtual_filename or H5Pget_virtual_dsetname.
 template <typename Get>
 std::string plist_name(hid_t dcpl, size_t index, Get get) {
-  const ssize_t n = get(dcpl, index, nullptr, 0);
-  if (n < 0) return "";
-  std::string name(size_t(n) + 1, '\0');
-  get(dcpl, index, name.data(), name.size());
-  name.resize(size_t(n));
-  return name;
+  return sized_string([&](char* buf, size_t size) { return get(dcpl, index, buf, size); });
 }
 
 struct RawSegment {
@@ -455,12 +461,7 @@ std::string raw_file_location(hid_t dataset, const std::string& name, const std:
     prefix = env;
   } else {
     Handle dapl = plist(H5Dget_access_plist(dataset));
-    const ssize_t n = dapl ? H5Pget_efile_prefix(dapl.get(), nullptr, 0) : -1;
-    if (n > 0) {
-      prefix.assign(size_t(n) + 1, '\0');
-      H5Pget_efile_prefix(dapl.get(), prefix.data(), prefix.size());
-      prefix.resize(size_t(n));
-    }
+    if (dapl) prefix = sized_string([&](char* buf, size_t size) { return H5Pget_efile_prefix(dapl.get(), buf, size); });
   }
   if (prefix.empty()) return name;
   if (const size_t at = prefix.find("${ORIGIN}"); at != std::string::npos) {

@@ -1,14 +1,12 @@
 #include "io/sample_selection.hpp"
 
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <filesystem>
 #include <iostream>
 #include <map>
-#include <utility>
 
 #include "core/error.hpp"
+#include "core/file_identity.hpp"
 #include "core/text_escape.hpp"
 
 namespace hisa {
@@ -18,14 +16,14 @@ namespace {
 // The inputs without the files met before (by device and inode), each repeat named in a warning.
 std::vector<std::string> drop_repeats(const std::vector<std::string>& files) {
   std::vector<std::string> out;
-  std::map<std::pair<dev_t, ino_t>, std::string> seen;
+  std::map<FileIdentity, std::string> seen;
   for (const auto& f : files) {
-    struct stat st {};
-    if (::stat(f.c_str(), &st) != 0) {  // missing: the reader reports it
+    const std::optional<FileIdentity> id = file_identity(f);
+    if (!id) {  // missing: the reader reports it
       out.push_back(f);
       continue;
     }
-    auto [it, first] = seen.emplace(std::make_pair(st.st_dev, st.st_ino), f);
+    auto [it, first] = seen.emplace(*id, f);
     if (first) {
       out.push_back(f);
     } else {

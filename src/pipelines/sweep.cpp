@@ -25,15 +25,12 @@ namespace {
 
 void validate(const SweepOptions& o) {
   if (o.files.empty()) throw UsageError("no input files");
-  auto positive = [](const std::vector<int64_t>& v, const std::string& option) {
+  auto sizes = [](const std::vector<int64_t>& v, const std::string& option) {
     if (v.empty()) throw OptionError(option, "{" + option + "}: empty list");
-    for (int64_t x : v) {
-      if (x < 1) throw OptionError(option, "{" + option + "} values must be at least 1 (got " + std::to_string(x) + ")");
-      check_selection_size(option, x);
-    }
+    for (int64_t x : v) check_selection_size(option, x);
   };
-  positive(o.block_sizes, "block_sizes");
-  positive(o.blocks, "blocks");
+  sizes(o.block_sizes, "block_sizes");
+  sizes(o.blocks, "blocks");
   if (o.pools.empty()) throw OptionError("pools", "{pools}: empty list");
   if (o.forced.empty()) throw OptionError("forced", "{forced}: empty list");
   if (!(o.target_recall >= 0 && o.target_recall <= 1)) throw OptionError("target_recall", "{target_recall} must lie in [0, 1]");

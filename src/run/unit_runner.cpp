@@ -132,12 +132,6 @@ std::shared_ptr<LayerKeys> recycled_keys(std::vector<std::shared_ptr<LayerKeys>>
   return fresh;
 }
 
-uint64_t fnv1a(const std::string& s) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-  return h;
-}
-
 // What identifies an input file's content (see InputFingerprint). Computed once per file and run.
 std::string input_identity(const std::string& path, InputFingerprint how) {
   struct stat st {};
@@ -169,7 +163,7 @@ constexpr size_t kHeaderSize = kMagicSize + 2 * sizeof(uint64_t);
 
 std::filesystem::path checkpoint_path(const RunPlan& plan, const WorkUnit& u, const std::string& identity) {
   char name[64];
-  std::snprintf(name, sizeof name, "layer_%d.%016llx.unit", u.layer, (unsigned long long)fnv1a(identity));
+  std::snprintf(name, sizeof name, "layer_%d.%016llx.unit", u.layer, (unsigned long long)hash_bytes(identity.data(), identity.size()));
   return std::filesystem::path(plan.checkpoint_dir) / name;
 }
 

@@ -181,9 +181,7 @@ TEST_P(ReplacedDump, WithItsMtimeRestoredIsNotResumedFromStaleUnits) {
   ASSERT_EQ(fresh.status, 0) << fresh.output;
   ASSERT_NE(test::read_text(dir.file("fresh.json")), test::read_text(dir.file("first.json")));  // the test means something
 
-  std::vector<std::string> resume = flags;
-  resume.push_back("--resume");
-  const test::ProcessResult resumed = audit(file, dir.file("resumed.json"), resume, dir);
+  const test::ProcessResult resumed = audit(file, dir.file("resumed.json"), with(flags, {"--resume"}), dir);
   EXPECT_EQ(resumed.status, 0) << resumed.output;
   EXPECT_EQ(resumed_count(resumed.output), "0") << resumed.output;
   EXPECT_EQ(test::read_text(dir.file("resumed.json")), test::read_text(dir.file("fresh.json")));
@@ -199,9 +197,7 @@ TEST(Checkpoints, ContentFingerprintResumesATouchedFile) {
   const std::vector<std::string> flags{"--checkpoint", ckpt, "--fingerprint", "content", "--timings"};
   ASSERT_EQ(audit(file, dir.file("first.json"), flags, dir).status, 0);
   std::filesystem::last_write_time(file, std::filesystem::last_write_time(file) + std::chrono::hours(1));
-  std::vector<std::string> resume = flags;
-  resume.push_back("--resume");
-  const test::ProcessResult r = audit(file, dir.file("resumed.json"), resume, dir);
+  const test::ProcessResult r = audit(file, dir.file("resumed.json"), with(flags, {"--resume"}), dir);
   EXPECT_EQ(r.status, 0) << r.output;
   EXPECT_EQ(resumed_count(r.output), "2") << r.output;
   EXPECT_EQ(test::read_text(dir.file("resumed.json")), test::read_text(dir.file("first.json")));
