@@ -7,6 +7,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/outputs.hpp"
+#include "cli/ref_flags.hpp"
 #include "cli/run_flags.hpp"
 #include "cli/selection_flags.hpp"
 #include "core/atomic_file.hpp"
@@ -23,6 +24,9 @@ struct AuditFlags {
   std::string json_out, csv_out, per_query_out;
   std::optional<double> min_iou;
   int64_t worst = 0;
+  std::string worst_by = "iou";
+  RefFlags ref;
+  std::optional<int64_t> max_ref_unexplained;
   int64_t parity = 0;
   std::string method = "hisa";
   RunFlags run;
@@ -45,11 +49,39 @@ void write_audit_timings(std::ostream& out, const AuditResult& r) {
   out << line;
 }
 
+// --max-ref-unexplained N: a serving stack's CI fails (exit 1) when its selection has more than N tokens no tie,
+// near tie or block flip explains, over every layer; a dump without topk_ref has nothing to judge (exit 2).
+int ref_gate(const AuditResult& r, int64_t most) {
+  int64_t unexplained = 0;
+  bool judged = false;
+  for (const auto& l : r.layers) {
+    if (!l.ref_unexplained) continue;
+    judged = true;
+    unexplained += *l.ref_unexplained;
+  }
+  if (!judged) {
+    std::cerr << "hisa: --max-ref-unexplained: no audited layer has a topk_ref dataset to judge\n";
+    return 2;
+  }
+  if (unexplained <= most) return 0;
+  std::cerr << "hisa: " << unexplained << " tokens of topk_ref are unexplained (no tie, near tie or block flip), above "
+            << "--max-ref-unexplained " << most << "\n";
+  for (const auto& l : r.layers) {
+    if (l.ref_unexplained && *l.ref_unexplained > 0) {
+      std::cerr << "hisa: layer " << l.layer << ": " << *l.ref_unexplained << " in " << *l.ref_queries_unexplained
+                << " queries\n";
+    }
+  }
+  return 1;
+}
+
 int run_audit_command(const AuditFlags& f) {
   AuditOptions o;
   o.files = f.files;
   f.selection.apply_to(o);
   o.worst = f.worst;
+  o.worst_by = f.worst_by == "ref-iou" ? WorstOrder::RefIou : WorstOrder::HisaIou;
+  o.ref = f.ref.overrides();
   o.parity = f.parity;
   o.certified = f.method == "certified";
   f.run.apply_to(o.run);
@@ -84,6 +116,7 @@ int run_audit_command(const AuditFlags& f) {
     }
     if (failed) return 1;
   }
+  if (f.max_ref_unexplained) return ref_gate(r, *f.max_ref_unexplained);
   return 0;
 }
 
@@ -100,6 +133,14 @@ void setup_audit(CLI::App& app, int& status) {
   sub->add_option("--min-iou", f->min_iou, "Exit 1 when some layer's mean HISA IoU is below this (a number in [0, 1])")
       ->check(finite_range(0, 1));
   sub->add_option("--worst", f->worst, "List the N worst queries per layer (by IoU, then coverage loss)")
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option("--worst-by", f->worst_by,
+                  "Rank --worst by iou (HISA against DSA) or ref-iou (topk_ref against its rule, then unexplained tokens)")
+      ->check(CLI::IsMember({"iou", "ref-iou"}))
+      ->capture_default_str();
+  f->ref.add_to(sub);
+  sub->add_option("--max-ref-unexplained", f->max_ref_unexplained,
+                  "Exit 1 when topk_ref has more than N unexplained tokens over all layers (exit 2 without topk_ref)")
       ->check(CLI::NonNegativeNumber);
   sub->add_option("--method", f->method,
                   "hisa; or certified: also run the exact branch-and-bound selection and report what it scored")

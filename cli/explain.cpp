@@ -4,6 +4,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/outputs.hpp"
+#include "cli/ref_flags.hpp"
 #include "cli/selection_flags.hpp"
 #include "pipelines/explain.hpp"
 #include "render/explain_output.hpp"
@@ -18,6 +19,8 @@ struct ExplainFlags {
   int64_t query = 0, max_misses = 40;
   int width = 100;
   SelectionFlags selection;
+  bool ref = false;
+  RefFlags ref_flags;
 };
 
 int run_explain_command(const ExplainFlags& f) {
@@ -29,6 +32,8 @@ int run_explain_command(const ExplainFlags& f) {
   o.topk = f.selection.topk;
   o.config = f.selection.config();
   o.reader.allow_external = f.selection.allow_external;
+  o.ref = f.ref;
+  o.ref_overrides = f.ref_flags.overrides();
   const std::vector<OutputSpec> outputs = {{f.json_out, "--json", true}};
   check_outputs(outputs, {f.file});
   Explanation e = explain_query(o);
@@ -50,6 +55,9 @@ void setup_explain(CLI::App& app, int& status) {
   sub->add_option("--query", f->query, "The query's row in the layer (the per-query CSV's `query`)")->required();
   f->selection.add_config_to(sub);
   add_allow_external_flag(sub, f->selection.allow_external);
+  sub->add_flag("--ref", f->ref,
+                "Also judge the query's topk_ref against the rule it follows: each differing token and its class");
+  f->ref_flags.add_to(sub);
   sub->add_option("--json", f->json_out, "Write everything (sets, scores, blocks, misses) as JSON (-: standard output)");
   sub->add_option("--max-misses", f->max_misses, "Misses listed in the terminal")->capture_default_str()
       ->check(CLI::NonNegativeNumber);

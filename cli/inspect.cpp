@@ -13,6 +13,28 @@ namespace hisa::cli {
 
 namespace {
 
+// topk_ref's declared rule (datasets/FORMAT.md, "Declaring what topk_ref is"): only what its attributes say.
+nlohmann::json ref_declaration_json(const RefDeclaration& r) {
+  nlohmann::json j = nlohmann::json::object();
+  if (r.method) j["method"] = *r.method;
+  if (r.block_size) j["block_size"] = *r.block_size;
+  if (r.blocks) j["blocks"] = *r.blocks;
+  if (r.forced) j["forced"] = *r.forced;
+  if (r.pool_precision) j["pool_precision"] = *r.pool_precision;
+  return j;
+}
+
+std::string ref_declaration_text(const RefDeclaration& r) {
+  std::string s;
+  auto add = [&](const char* name, const std::string& v) { s += (s.empty() ? "" : ", ") + std::string(name) + " " + v; };
+  if (r.method) add("method", *r.method);
+  if (r.block_size) add("block_size", std::to_string(*r.block_size));
+  if (r.blocks) add("blocks", std::to_string(*r.blocks));
+  if (r.forced) add("forced", *r.forced);
+  if (r.pool_precision) add("pool_precision", *r.pool_precision);
+  return s;
+}
+
 struct InspectOptions {
   std::string file;
   bool json = false;
@@ -138,6 +160,8 @@ int run_inspect(const InspectOptions& o) {
         if (d.name == "k") k_storage = storage_text(d);
         if (d.name == "q") q_storage = storage_text(d);
       }
+      const RefDeclaration& ref = sh.ref_declaration;
+      if (sh.ref_width > 0) jl["topk_ref"] = ref_declaration_json(ref);
       js["layers"].push_back(jl);
       char line[256];
       std::snprintf(line, sizeof line, "  %5d %8lld %6lld %4lld %4lld  %-5s %-5s %-7s %-7s %-8s  ", layer,
@@ -146,6 +170,7 @@ int run_inspect(const InspectOptions& o) {
                     sh.has_k_start ? "yes" : "-", sh.has_k_scale ? "yes" : "-",
                     sh.ref_width ? std::to_string(sh.ref_width).c_str() : "-");
       table << line << k_storage << " / " << q_storage << "\n";
+      if (sh.ref_width > 0 && !(ref == RefDeclaration{})) table << "         topk_ref: " << ref_declaration_text(ref) << "\n";
       if (sh.keys != s.attributes.seq_len) {
         warnings.push_back(lr.group_path() + ": k holds " + std::to_string(sh.keys) + " keys but seq_len is " +
                            std::to_string(s.attributes.seq_len));

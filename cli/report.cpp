@@ -4,6 +4,7 @@
 
 #include "cli/commands.hpp"
 #include "core/atomic_file.hpp"
+#include "cli/ref_flags.hpp"
 #include "cli/selection_flags.hpp"
 #include "render/html_report.hpp"
 
@@ -14,6 +15,7 @@ namespace {
 struct ReportFlags {
   std::vector<std::string> files;
   SelectionFlags selection;
+  RefFlags ref;
   std::string output;
   int64_t worst = 10, pictures = 6;
   std::string command_line;
@@ -25,6 +27,7 @@ int run_report_command(const ReportFlags& f) {
   o.audit.files = f.files;
   f.selection.apply_to(o.audit);
   o.audit.worst = f.worst;
+  o.audit.ref = f.ref.overrides();
   o.pictures = f.pictures;
   o.command_line = f.command_line;
   o.sweep_json = f.sweep_json;
@@ -53,6 +56,7 @@ void setup_report(CLI::App& app, int& status, int argc, char** argv) {
   CLI::App* sub = app.add_subcommand("report", "Write the audit as one self-contained HTML page (tables, inline SVG charts)");
   sub->add_option("files", f->files, "Dump files (HDF5, format v1), or directories: their *.h5 files in name order")->required();
   f->selection.add_to(sub);
+  f->ref.add_to(sub);
   sub->add_option("-o,--output", f->output, "Output HTML file (-: standard output)")->required();
   sub->add_option("--sweep", f->sweep_json, "A `hisa sweep --json` file whose recommendation the page shows");
   sub->add_option("--worst", f->worst, "Worst queries listed per layer (by IoU, then coverage loss)")

@@ -34,6 +34,16 @@ struct SampleAttributes {
   bool has_needle() const { return needle_begin && needle_end && *needle_end > *needle_begin; }
 };
 
+// What a layer's topk_ref declares itself to be: the attributes of the topk_ref dataset (datasets/FORMAT.md,
+// "Declaring what topk_ref is"), checked by the reader; an absent attribute is empty.
+struct RefDeclaration {
+  std::optional<std::string> method;  // "flat", "hisa" or "block-sparse"
+  std::optional<int64_t> block_size, blocks;
+  std::optional<std::string> forced;          // "in-budget" or "extra"
+  std::optional<std::string> pool_precision;  // "fp32" or "fp8"
+  bool operator==(const RefDeclaration&) const = default;
+};
+
 // Shapes and storage of one layer group, known without reading any data.
 struct LayerShape {
   int layer = 0;
@@ -46,6 +56,7 @@ struct LayerShape {
   bool has_k_start = false;
   bool has_k_scale = false;
   int64_t ref_width = 0;  // columns of topk_ref, 0 when absent
+  RefDeclaration ref_declaration;
 };
 
 // Decoded keys of one layer: k[s*D + d] in float, exactly the stored values; k_scale[s] (1 when absent).
@@ -69,6 +80,7 @@ struct QueryBatch {
   std::vector<int64_t> k_start;   // always filled (0 when the dump has none)
   std::vector<int32_t> topk_ref;  // count * ref_width, empty when absent
   int64_t ref_width = 0;
+  RefDeclaration ref_declaration;  // the layer's, with topk_ref
   const float* q_row(int64_t i, int64_t h) const { return q.data() + (i * heads + h) * dim; }
   const float* w_row(int64_t i) const { return w.data() + i * heads; }
 };

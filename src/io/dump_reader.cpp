@@ -13,6 +13,7 @@
 #include "core/stopwatch.hpp"
 #include "io/attribute_probe.hpp"
 #include "io/h5.hpp"
+#include "select/config.hpp"
 
 namespace hisa {
 
@@ -243,6 +244,7 @@ struct LayerReader::Impl {
       }
       require_class(topk_ref, "topk_ref", H5T_INTEGER, "int32");
       shape.ref_width = rd[1];
+      shape.ref_declaration = read_ref_declaration();
     }
     // Before anything is allocated for them: data never written, or declared far beyond the file, is refused.
     for (const auto& [d, name] : {std::pair{&k, "k"}, {&q, "q"}, {&w, "w"}, {&q_pos, "q_pos"}, {&k_start, "k_start"},
@@ -250,6 +252,46 @@ struct LayerReader::Impl {
       if (!*d) continue;
       if (std::string problem = h5::storage_problem(d->get()); !problem.empty()) fail(name, problem);
     }
+  }
+
+  // topk_ref's attributes: which rule the serving stack says it follows (datasets/FORMAT.md, "Declaring what
+  // topk_ref is"). Values outside the format's are refused here, before any work.
+  RefDeclaration read_ref_declaration() {
+    const std::string at = group_path + "/topk_ref";
+    auto read = [&](const char* name, auto how) {
+      try {
+        return how();
+      } catch (const InputError&) {
+        throw;
+      } catch (const std::exception& e) {
+        fail("topk_ref", std::string("attribute '") + name + "': " + e.what());
+      }
+    };
+    auto text = [&](const char* name, std::initializer_list<const char*> allowed) {
+      auto v = read(name, [&] { return h5::read_string_attribute(topk_ref.get(), name, probed_value(*probed, at, name)); });
+      if (!v) return v;
+      std::string expected;
+      for (const char* a : allowed) {
+        if (*v == a) return v;
+        expected += std::string(expected.empty() ? "" : " or ") + "\"" + a + "\"";
+      }
+      fail("topk_ref", std::string("attribute '") + name + "' is \"" + *v + "\", expected " + expected);
+    };
+    auto size = [&](const char* name) {
+      auto v = read(name, [&] { return h5::read_int_attribute(topk_ref.get(), name); });
+      if (v && (*v < 1 || *v > kMaxSelectionSize)) {
+        fail("topk_ref", std::string("attribute '") + name + "' is " + std::to_string(*v) + ", expected 1 to " +
+                             std::to_string(kMaxSelectionSize));
+      }
+      return v;
+    };
+    RefDeclaration r;
+    r.method = text("method", {"flat", "hisa", "block-sparse"});
+    r.block_size = size("block_size");
+    r.blocks = size("blocks");
+    r.forced = text("forced", {"in-budget", "extra"});
+    r.pool_precision = text("pool_precision", {"fp32", "fp8"});
+    return r;
   }
 
   // Reads rows of a q- or k-like tensor and decodes them into out (row_count * row_elems floats).
@@ -450,6 +492,7 @@ QueryBatch LayerReader::read_queries(int64_t first, int64_t count) const {
   }
   if (m.topk_ref) {
     b.ref_width = sh.ref_width;
+    b.ref_declaration = sh.ref_declaration;
     m.allocate("topk_ref", [&] { b.topk_ref.resize(size_t(count * sh.ref_width)); });
     m.read_plain(m.topk_ref, H5T_NATIVE_INT32, "topk_ref", first, count, b.topk_ref.data());
     for (int64_t i = 0; i < count; ++i) {

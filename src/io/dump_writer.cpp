@@ -144,6 +144,12 @@ void DumpWriter::add_layer(const std::string& sample, int layer, const LayerArra
     d = impl_->create_dataset(g.get(), "topk_ref", H5T_STD_I32LE, {Nq, hsize_t(a.ref_width)}, options.query_chunk_rows,
                               options);
     impl_->write_all(d, H5T_NATIVE_INT32, a.topk_ref.data(), "topk_ref");
+    const RefDeclaration& r = a.ref_declaration;
+    if (r.method) h5::write_string_attribute(d.get(), "method", *r.method);
+    if (r.block_size) h5::write_int_attribute(d.get(), "block_size", *r.block_size);
+    if (r.blocks) h5::write_int_attribute(d.get(), "blocks", *r.blocks);
+    if (r.forced) h5::write_string_attribute(d.get(), "forced", *r.forced);
+    if (r.pool_precision) h5::write_string_attribute(d.get(), "pool_precision", *r.pool_precision);
   }
 }
 

@@ -23,6 +23,7 @@ struct LayerArrays {
   std::vector<float> k_scale;   // [L] or empty
   std::vector<int32_t> topk_ref;  // [Nq, ref_width] or empty
   int64_t ref_width = 0;
+  RefDeclaration ref_declaration;  // written as topk_ref's attributes
 };
 
 struct WriteOptions {

@@ -18,6 +18,7 @@ QueryBatch read_query_subset(const LayerReader& layer, const std::vector<int64_t
   out.heads = sh.heads;
   out.dim = sh.dim;
   out.ref_width = sh.ref_width;
+  out.ref_declaration = sh.ref_declaration;
   out.first = indices.empty() ? 0 : indices.front();
   size_t i = 0;
   while (i < indices.size()) {

@@ -105,13 +105,17 @@ void LayerAccumulator::add(const QueryAudit& a, const QueryMetrics& m, const std
     certified_exact_.push_back(m.certified_equals_flat.value_or(false) ? 1.0 : 0.0);
   }
   if (worst_count_ > 0) {
-    queries_seen_.push_back({sample, m.query, m.q_pos, m.hisa.iou, m.hisa.recall, m.hisa.coverage_ratio, m.miss_causes});
+    queries_seen_.push_back({sample, m.query, m.q_pos, m.hisa.iou, m.hisa.recall, m.hisa.coverage_ratio, m.miss_causes,
+                             m.ref_iou, m.ref_unexplained.value_or(0)});
   }
   coverage_flat_.push_back(m.coverage_flat);
   if (m.needle_recall_flat) needle_flat_.push_back(*m.needle_recall_flat);
   if (m.ref_iou) ref_iou_.push_back(*m.ref_iou);
   ref_tie_swaps_ += m.ref_tie_swaps.value_or(0);
+  ref_near_ties_ += m.ref_near_ties.value_or(0);
+  ref_block_flips_ += m.ref_block_flips.value_or(0);
   ref_unexplained_ += m.ref_unexplained.value_or(0);
+  ref_queries_unexplained_ += m.ref_unexplained.value_or(0) > 0;
   hisa_.add(m.hisa);
   block_.add(m.block);
   // The patterns come with the metrics when they were computed with the config (in parallel, by the audit).
@@ -123,6 +127,21 @@ void LayerAccumulator::add(const QueryAudit& a, const QueryMetrics& m, const std
     std::set_difference(a.flat.begin(), a.flat.end(), a.hisa.begin(), a.hisa.end(), std::back_inserter(missed));
     misses_.add(position_pattern(missed, a, block_size_));
   }
+}
+
+namespace {
+
+// The same name from every source, else "mixed".
+void merge_name(std::string& into, const std::string& from) {
+  if (from.empty() || into == from) return;
+  into = into.empty() ? from : "mixed";
+}
+
+}  // namespace
+
+void LayerAccumulator::add_ref_rule(const std::string& rule, const std::string& method) {
+  merge_name(ref_rule_, rule);
+  merge_name(ref_method_, method);
 }
 
 namespace {
@@ -149,10 +168,12 @@ std::string LayerAccumulator::encode() const {
   w.put(layer_);
   w.put(block_size_);
   w.put(worst_count_);
+  w.put(int(worst_by_));
   w.put<uint64_t>(queries_seen_.size());
   for (const auto& q : queries_seen_) {
     w.put_string(q.sample);
     w.put(q.query), w.put(q.q_pos), w.put(q.iou), w.put(q.recall), w.put(q.coverage_ratio), w.put(q.miss_causes);
+    w.put(uint8_t(q.ref_iou.has_value())), w.put(q.ref_iou.value_or(0.0)), w.put(q.ref_unexplained);
   }
   w.put(miss_causes_);
   w.put(certified_);
@@ -164,8 +185,9 @@ std::string LayerAccumulator::encode() const {
   w.put_vector(coverage_flat_);
   w.put_vector(needle_flat_);
   w.put_vector(ref_iou_);
-  w.put(ref_tie_swaps_);
-  w.put(ref_unexplained_);
+  w.put(ref_tie_swaps_), w.put(ref_near_ties_), w.put(ref_block_flips_), w.put(ref_unexplained_);
+  w.put(ref_queries_unexplained_);
+  w.put_string(ref_rule_), w.put_string(ref_method_);
   for (const MethodValues* m : {&hisa_, &block_}) {
     for (const auto* v : {&m->iou, &m->recall, &m->coverage, &m->ratio, &m->needle, &m->first_miss}) w.put_vector(*v);
   }
@@ -182,12 +204,20 @@ LayerAccumulator LayerAccumulator::decode(const std::string& bytes) {
   ByteReader r(bytes);
   const int layer = r.get<int>();
   const int64_t block_size = r.get<int64_t>(), worst = r.get<int64_t>();
-  LayerAccumulator a(layer, block_size, worst);
+  const int worst_by = r.get<int>();
+  if (worst_by != int(WorstOrder::HisaIou) && worst_by != int(WorstOrder::RefIou)) {
+    throw std::runtime_error("layer accumulator: unknown worst-query order");
+  }
+  LayerAccumulator a(layer, block_size, worst, WorstOrder(worst_by));
   a.queries_seen_.resize(r.get<uint64_t>());
   for (auto& q : a.queries_seen_) {
     q.sample = r.get_string();
     q.query = r.get<int64_t>(), q.q_pos = r.get<int64_t>(), q.iou = r.get<double>(), q.recall = r.get<double>();
     q.coverage_ratio = r.get<double>(), q.miss_causes = r.get<std::array<int64_t, 4>>();
+    const bool has_ref = r.get<uint8_t>() != 0;
+    const double ref_iou = r.get<double>();
+    if (has_ref) q.ref_iou = ref_iou;
+    q.ref_unexplained = r.get<int64_t>();
   }
   a.miss_causes_ = r.get<std::array<int64_t, 4>>();
   a.certified_ = r.get<int64_t>();
@@ -199,8 +229,9 @@ LayerAccumulator LayerAccumulator::decode(const std::string& bytes) {
   a.coverage_flat_ = r.get_vector<double>();
   a.needle_flat_ = r.get_vector<double>();
   a.ref_iou_ = r.get_vector<double>();
-  a.ref_tie_swaps_ = r.get<int64_t>();
-  a.ref_unexplained_ = r.get<int64_t>();
+  a.ref_tie_swaps_ = r.get<int64_t>(), a.ref_near_ties_ = r.get<int64_t>(), a.ref_block_flips_ = r.get<int64_t>();
+  a.ref_unexplained_ = r.get<int64_t>(), a.ref_queries_unexplained_ = r.get<int64_t>();
+  a.ref_rule_ = r.get_string(), a.ref_method_ = r.get_string();
   for (MethodValues* m : {&a.hisa_, &a.block_}) {
     for (auto* v : {&m->iou, &m->recall, &m->coverage, &m->ratio, &m->needle, &m->first_miss}) *v = r.get_vector<double>();
   }
@@ -226,8 +257,10 @@ void LayerAccumulator::merge(const LayerAccumulator& b) {
   append(coverage_flat_, b.coverage_flat_);
   append(needle_flat_, b.needle_flat_);
   append(ref_iou_, b.ref_iou_);
-  ref_tie_swaps_ += b.ref_tie_swaps_;
-  ref_unexplained_ += b.ref_unexplained_;
+  ref_tie_swaps_ += b.ref_tie_swaps_, ref_near_ties_ += b.ref_near_ties_, ref_block_flips_ += b.ref_block_flips_;
+  ref_unexplained_ += b.ref_unexplained_, ref_queries_unexplained_ += b.ref_queries_unexplained_;
+  merge_name(ref_rule_, b.ref_rule_);
+  merge_name(ref_method_, b.ref_method_);
   for (auto [to, from] : {std::pair{&hisa_, &b.hisa_}, std::pair{&block_, &b.block_}}) {
     append(to->iou, from->iou), append(to->recall, from->recall), append(to->coverage, from->coverage);
     append(to->ratio, from->ratio), append(to->needle, from->needle), append(to->first_miss, from->first_miss);
@@ -264,7 +297,14 @@ LayerStats LayerAccumulator::finish() const {
     // Worst first: lowest IoU, then the largest coverage loss; ties by sample and query for a fixed order.
     std::vector<WorstQuery> sorted = queries_seen_;
     const size_t n = std::min(sorted.size(), size_t(worst_count_));
-    std::partial_sort(sorted.begin(), sorted.begin() + n, sorted.end(), [](const WorstQuery& x, const WorstQuery& y) {
+    const bool by_ref = worst_by_ == WorstOrder::RefIou;
+    std::partial_sort(sorted.begin(), sorted.begin() + n, sorted.end(), [by_ref](const WorstQuery& x, const WorstQuery& y) {
+      if (by_ref) {
+        // Queries without topk_ref last; then the lowest ref IoU, the most unexplained tokens.
+        if (x.ref_iou.has_value() != y.ref_iou.has_value()) return x.ref_iou.has_value();
+        if (x.ref_iou != y.ref_iou) return *x.ref_iou < *y.ref_iou;
+        if (x.ref_unexplained != y.ref_unexplained) return x.ref_unexplained > y.ref_unexplained;
+      }
       if (x.iou != y.iou) return x.iou < y.iou;
       if (x.coverage_ratio != y.coverage_ratio) return x.coverage_ratio < y.coverage_ratio;
       if (x.sample != y.sample) return x.sample < y.sample;
@@ -277,7 +317,12 @@ LayerStats LayerAccumulator::finish() const {
     s.ref_iou_mean = d.mean;
     s.ref_iou_min = d.min;
     s.ref_tie_swaps = ref_tie_swaps_;
+    s.ref_near_ties = ref_near_ties_;
+    s.ref_block_flips = ref_block_flips_;
     s.ref_unexplained = ref_unexplained_;
+    s.ref_queries_unexplained = ref_queries_unexplained_;
+    s.ref_rule = ref_rule_;
+    s.ref_method = ref_method_;
   }
   return s;
 }

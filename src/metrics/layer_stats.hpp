@@ -41,7 +41,13 @@ struct WorstQuery {
   int64_t query = 0, q_pos = 0;
   double iou = 0, recall = 0, coverage_ratio = 0;
   std::array<int64_t, 4> miss_causes{};
+  std::optional<double> ref_iou;  // with topk_ref: its IoU with its rule's selection, and the unexplained tokens
+  int64_t ref_unexplained = 0;
 };
+
+// How --worst ranks queries: by HISA's IoU against DSA (then coverage loss), or by topk_ref's IoU against its
+// rule (then the most unexplained tokens; queries without topk_ref last).
+enum class WorstOrder { HisaIou, RefIou };
 
 // --parity: the queries compared with the CPU engine, how many differ (DSA's tokens; HISA's tokens), and the
 // differences that are not near-ties (metrics/parity.hpp), summed.
@@ -62,8 +68,13 @@ struct LayerStats {
   std::optional<double> needle_recall_flat_mean;
   MethodStats hisa, block;
   CoveragePattern dsa, hisa_misses;  // where DSA's tokens lie; where HISA's misses lie
+  // With topk_ref (metrics/ref_judge.hpp): the rule it was judged by ("mixed" when samples differ), its IoU with
+  // that rule's selection, the differing tokens per class summed over the queries, and the queries with an
+  // unexplained token.
+  std::optional<std::string> ref_rule;
+  std::optional<std::string> ref_method;
   std::optional<double> ref_iou_mean, ref_iou_min;
-  std::optional<int64_t> ref_tie_swaps, ref_unexplained;  // summed over the queries
+  std::optional<int64_t> ref_tie_swaps, ref_near_ties, ref_block_flips, ref_unexplained, ref_queries_unexplained;
   std::array<int64_t, 4> miss_causes{};  // HISA's misses per MissCause, summed over the queries
   double certified_share = 0;            // share of queries whose HISA selection is certified exact
   // --method certified: mean share of the visible keys scored, and share of queries equal to DSA.
@@ -75,9 +86,12 @@ struct LayerStats {
 // Collects one layer's queries (from any number of samples) and summarises them.
 class LayerAccumulator {
  public:
-  LayerAccumulator(int layer, int64_t block_size, int64_t worst = 0)
-      : layer_(layer), block_size_(block_size), worst_count_(worst) {}
+  LayerAccumulator(int layer, int64_t block_size, int64_t worst = 0, WorstOrder worst_by = WorstOrder::HisaIou)
+      : layer_(layer), block_size_(block_size), worst_count_(worst), worst_by_(worst_by) {}
   void add(const QueryAudit& a, const QueryMetrics& m, const std::string& sample = {});
+  // The rule the layer's topk_ref was judged by, for a query added with ref metrics (describe_ref_rule, and its
+  // method's name).
+  void add_ref_rule(const std::string& rule, const std::string& method);
   void add_sample(const std::string& name) { samples_.push_back(name); }
   void add_parity(bool flat_differ, bool hisa_differ, int64_t unexplained) {
     parity_ += ParityCounts{1, flat_differ, hisa_differ, unexplained};
@@ -108,6 +122,7 @@ class LayerAccumulator {
   int layer_;
   int64_t block_size_;
   int64_t worst_count_;
+  WorstOrder worst_by_;
   std::vector<WorstQuery> queries_seen_;  // kept only when worst_count_ > 0
   std::array<int64_t, 4> miss_causes_{};
   int64_t certified_ = 0;
@@ -115,7 +130,8 @@ class LayerAccumulator {
   std::vector<std::string> samples_, missing_;
   int64_t queries_ = 0;
   std::vector<double> coverage_flat_, needle_flat_, ref_iou_;
-  int64_t ref_tie_swaps_ = 0, ref_unexplained_ = 0;
+  int64_t ref_tie_swaps_ = 0, ref_near_ties_ = 0, ref_block_flips_ = 0, ref_unexplained_ = 0, ref_queries_unexplained_ = 0;
+  std::string ref_rule_, ref_method_;  // "" until a rule is added; "mixed" when two differ
   MethodValues hisa_, block_;
   PatternCounts dsa_, misses_;
   ParityCounts parity_;

@@ -65,26 +65,6 @@ std::vector<int64_t> ref_positions(std::span<const int32_t> topk_ref) {
   return ref;
 }
 
-void compare_with_ref(const QueryAudit& a, std::span<const int32_t> topk_ref, const std::function<float(int64_t)>& score_of,
-                      QueryMetrics& m) {
-  const std::vector<int64_t> ref = ref_positions(topk_ref);
-  std::vector<int64_t> differ;
-  std::set_symmetric_difference(a.flat.begin(), a.flat.end(), ref.begin(), ref.end(), std::back_inserter(differ));
-  m.ref_tie_swaps = 0;
-  m.ref_unexplained = 0;
-  if (differ.empty()) return;
-  // The cut-off from the same scores the differing tokens are judged by.
-  float kth = INFINITY;
-  for (int64_t s : a.flat) kth = std::min(kth, score_of(s));
-  for (int64_t s : differ) {
-    if (a.visible > int64_t(a.flat.size()) && score_of(s) == kth) {
-      ++*m.ref_tie_swaps;
-    } else {
-      ++*m.ref_unexplained;
-    }
-  }
-}
-
 std::vector<int64_t> dsa_ranks(const QueryAudit& a) {
   // DSA's order: higher score first, equal scores by lower position; a.flat is ascending, so by lower index. As
   // integers (order keys inverted, then the index) the order is a plain sort.
@@ -126,7 +106,7 @@ SetComparison compare(const std::vector<int64_t>& x, double mass_x, const QueryA
 }  // namespace
 
 QueryMetrics compute_query_metrics(const QueryAudit& a, int64_t query_index, std::optional<NeedleRange> needle,
-                                   std::span<const int32_t> topk_ref, const SelectionConfig* config,
+                                   const SelectionConfig* config,
                                    const std::function<float(int64_t block)>& block_bound) {
   QueryMetrics m;
   m.query = query_index;
@@ -137,12 +117,6 @@ QueryMetrics compute_query_metrics(const QueryAudit& a, int64_t query_index, std
   const auto ranks = dsa_ranks(a);
   m.hisa = compare(a.hisa, a.mass_hisa, a, ranks, needle);
   m.block = compare(a.block, a.mass_block, a, ranks, needle);
-  if (!topk_ref.empty()) {
-    const std::vector<int64_t> ref = ref_positions(topk_ref);
-    const int64_t common = intersection_size(ref, a.flat);
-    const int64_t uni = int64_t(ref.size() + a.flat.size()) - common;
-    m.ref_iou = uni == 0 ? 1.0 : double(common) / double(uni);
-  }
   if (config && !a.block_scores.empty()) {
     m.miss_causes = count_miss_causes(a, *config);
     m.dsa_pattern = position_pattern(a.flat, a, config->block_size);

@@ -40,9 +40,10 @@ struct QueryMetrics {
   double coverage_flat = 0;
   std::optional<double> needle_recall_flat;
   SetComparison hisa, block;
-  std::optional<double> ref_iou;  // IoU of D with the dump's topk_ref, as sets
-  // Tokens in D △ topk_ref whose score equals DSA's k-th score exactly (swapped ties), and the others.
-  std::optional<int64_t> ref_tie_swaps, ref_unexplained;
+  // The dump's topk_ref judged against its rule's exact selection E (metrics/ref_judge.hpp): IoU with E as
+  // sets, and the tokens of E △ topk_ref per class.
+  std::optional<double> ref_iou;
+  std::optional<int64_t> ref_tie_swaps, ref_near_ties, ref_block_flips, ref_unexplained;
   std::array<int64_t, 4> miss_causes{};  // HISA's misses per MissCause (metrics/diagnosis.hpp)
   bool certified = false;                // HISA's selection is proved equal to DSA's
   // --method certified: keys the branch-and-bound search scored, and whether it reproduced DSA.
@@ -64,19 +65,13 @@ std::vector<char> membership(std::span<const int64_t> x, std::span<const int64_t
 // The valid entries of a topk_ref row (−1 padding and duplicates dropped), ascending.
 std::vector<int64_t> ref_positions(std::span<const int32_t> topk_ref);
 
-// Classifies D △ R: a token whose score (score_of) equals the k-th best score of D is a swapped tie.
-// Sets m.ref_tie_swaps and m.ref_unexplained.
-void compare_with_ref(const QueryAudit& a, std::span<const int32_t> topk_ref, const std::function<float(int64_t)>& score_of,
-                      QueryMetrics& m);
-
 // DSA's ranks (1 = best) of its own positions, aligned with a.flat.
 std::vector<int64_t> dsa_ranks(const QueryAudit& a);
 
-// topk_ref: the dump's row (any order, -1 padded), or empty.
 // With a config, also the miss causes and the coverage patterns, and with a block bound too the certificate (they
 // need the block size and budget; the certificate the blocks' score bounds, metrics/diagnosis.hpp).
 QueryMetrics compute_query_metrics(const QueryAudit& a, int64_t query_index, std::optional<NeedleRange> needle,
-                                   std::span<const int32_t> topk_ref, const SelectionConfig* config = nullptr,
+                                   const SelectionConfig* config = nullptr,
                                    const std::function<float(int64_t block)>& block_bound = {});
 
 }  // namespace hisa

@@ -13,6 +13,7 @@
 #include "io/dump_reader.hpp"
 #include "io/sample_selection.hpp"
 #include "metrics/parity.hpp"
+#include "metrics/ref_judge.hpp"
 #include "pipelines/common.hpp"
 #include "render/audit_output.hpp"
 #include "run/cluster.hpp"
@@ -39,6 +40,7 @@ QueryBatch first_queries(const QueryBatch& b, int64_t n) {
   h.q_pos.assign(b.q_pos.begin(), b.q_pos.begin() + n);
   h.k_start.assign(b.k_start.begin(), b.k_start.begin() + n);
   h.ref_width = b.ref_width;
+  h.ref_declaration = b.ref_declaration;
   if (b.ref_width > 0) h.topk_ref.assign(b.topk_ref.begin(), b.topk_ref.begin() + n * b.ref_width);
   return h;
 }
@@ -53,7 +55,8 @@ class AuditWorker final : public UnitWorker {
               int device, const std::function<void(const QueryRecord&)>& on_query, AuditTimings& timings,
               std::mutex& times_mutex)
       : o_(o), r_(r), sources_(sources), files_(files), on_query_(on_query), timings_(timings), times_mutex_(times_mutex),
-        threads_(o.threads > 0 ? o.threads : omp_get_max_threads()), engine_(make_engine_on(device, o.threads, o.run.fp8_mma)) {
+        threads_(o.threads > 0 ? o.threads : omp_get_max_threads()), device_(device),
+        engine_(make_engine_on(device, o.threads, o.run.fp8_mma)) {
     if (o.parity > 0) cpu_ = make_cpu_engine(o.threads);
   }
 
@@ -65,8 +68,10 @@ class AuditWorker final : public UnitWorker {
     log_verbose(engine_->name() + ": layer " + std::to_string(u.layer) + " of " + label_);
     engine_->set_layer(keys, r_.config);
     bounds_ = BlockBounds(keys, r_.config.block_size);  // the certificates' score bounds
-    acc_.emplace(u.layer, r_.config.block_size, o_.worst);
+    acc_.emplace(u.layer, r_.config.block_size, o_.worst, o_.worst_by);
     acc_->add_sample(label_);
+    ref_layer_.reset();
+    ref_engine_rule_.reset();
     needle_.reset();
     const auto& attrs = src_->sample->attributes;
     if (attrs.has_needle()) needle_ = NeedleRange{*attrs.needle_begin, *attrs.needle_end};
@@ -79,6 +84,7 @@ class AuditWorker final : public UnitWorker {
 
   void add(const QueryBatch& batch, std::span<const int64_t> part) override {
     engine_->audit(batch, audits_);
+    if (batch.ref_width > 0) prepare_ref(batch);
     cpu_audits_.clear();
     if (cpu_ && parity_left_ > 0) {
       const QueryBatch head = first_queries(batch, std::min(parity_left_, batch.count));
@@ -96,6 +102,7 @@ class AuditWorker final : public UnitWorker {
     for (size_t i = 0; i < part.size(); ++i) {
       const QueryMetrics& m = metrics_[i];
       acc_->add(audits_[i], m, label_);
+      if (m.ref_iou) acc_->add_ref_rule(describe_ref_rule(ref_layer_->rule), ref_method_name(ref_layer_->rule.method));
       if (i < cpu_audits_.size()) {
         const QueryParity p = compare_query(audits_[i], cpu_audits_[i], batch, int64_t(i), *keys_, pooled_, r_.config,
                                               parity_tolerance(engine_->inexact_scores()));
@@ -112,32 +119,43 @@ class AuditWorker final : public UnitWorker {
   }
 
   ~AuditWorker() override {
-    const StageTimes t = engine_->times();
+    StageTimes t = engine_->times();
+    if (ref_engine_) t = t + ref_engine_->times();
     std::lock_guard lock(times_mutex_);
     timings_.engine = timings_.engine + t;
     timings_.metrics += metrics_seconds_;
   }
 
  private:
-  // Row i of the batch (the layer's query `query`): its metrics, the comparison with the dump's topk_ref, and
+  // The rule this batch's topk_ref is judged by, and its exact selections: the run's audit when it holds them,
+  // else an audit of the batch under the rule's config by a second engine of the same kind.
+  void prepare_ref(const QueryBatch& batch) {
+    const RefRule rule = resolve_ref_rule(batch.ref_declaration, o_.ref, r_.config);
+    if (!ref_layer_ || !(ref_layer_->rule == rule)) ref_layer_ = make_ref_layer(*keys_, rule, o_.ref.tolerance);
+    ref_covered_ = audit_covers(rule, r_.config);
+    if (ref_covered_) return;
+    if (!ref_engine_) ref_engine_ = make_engine_on(device_, o_.threads, o_.run.fp8_mma);
+    if (!ref_engine_rule_ || !(*ref_engine_rule_ == rule)) {
+      ref_engine_->set_layer(*keys_, rule.config);
+      ref_engine_rule_ = rule;
+    }
+    ref_engine_->audit(batch, ref_audits_);
+  }
+
+  // Row i of the batch (the layer's query `query`): its metrics, the judgement of the dump's topk_ref, and
   // what the certified search found.
   QueryMetrics query_metrics(const QueryBatch& batch, int64_t i, int64_t query, const CertifiedResult& certified) const {
-    std::span<const int32_t> ref;
-    if (batch.ref_width > 0) ref = {batch.topk_ref.data() + i * batch.ref_width, size_t(batch.ref_width)};
     const QueryAudit& a = audits_[size_t(i)];
-    QueryMetrics m = compute_query_metrics(a, query, needle_, ref, &r_.config,
+    QueryMetrics m = compute_query_metrics(a, query, needle_, &r_.config,
                                            [&](int64_t block) { return bounds_.score_bound(batch, i, block); });
-    if (!ref.empty()) {
-      // Judge the tokens on which DSA and the dump's topk_ref differ by one CPU row of scores.
-      std::vector<float> row;
-      compare_with_ref(a, ref, [&](int64_t s) {
-        if (row.empty()) {
-          row.resize(size_t(a.visible));
-          const ScoreInputs one{batch.q_row(i, 0), batch.w_row(i), 1, batch.heads, batch.dim};
-          score_keys(one, keys_->row(a.k_start), keys_->k_scale.data() + a.k_start, a.visible, row.data(), a.visible);
-        }
-        return row[size_t(s - a.k_start)];
-      }, m);
+    if (batch.ref_width > 0) {
+      const std::span<const int32_t> ref(batch.topk_ref.data() + i * batch.ref_width, size_t(batch.ref_width));
+      const RefJudgement j = judge_ref_row(*ref_layer_, batch, i, ref_covered_ ? a : ref_audits_[size_t(i)], ref);
+      m.ref_iou = j.iou;
+      m.ref_tie_swaps = j.tie_swaps;
+      m.ref_near_ties = j.near_ties;
+      m.ref_block_flips = j.block_flips;
+      m.ref_unexplained = j.unexplained;
     }
     if (o_.certified) {
       m.certified_keys_scored = certified.keys_scored[size_t(i)];
@@ -154,7 +172,14 @@ class AuditWorker final : public UnitWorker {
   AuditTimings& timings_;
   std::mutex& times_mutex_;
   int threads_;
+  int device_;
   std::unique_ptr<SelectionEngine> engine_;
+  // topk_ref's rule for the unit (prepare_ref); the engine that audits under it when the run's audit does not.
+  std::optional<RefLayer> ref_layer_;
+  bool ref_covered_ = true;
+  std::unique_ptr<SelectionEngine> ref_engine_;
+  std::optional<RefRule> ref_engine_rule_;
+  std::vector<QueryAudit> ref_audits_;
   const SampleSource* src_ = nullptr;
   const LayerKeys* keys_ = nullptr;
   int layer_ = 0;
@@ -174,17 +199,27 @@ class AuditWorker final : public UnitWorker {
 // Everything besides the unit that decides a unit's result, for checkpoints.
 std::string audit_fingerprint(const AuditOptions& o, const AuditResult& r, const std::string& engine_kind) {
   const SelectionConfig& c = r.config;
-  return "audit v1 topk=" + std::to_string(c.topk) + " B=" + std::to_string(c.block_size) + " m=" + std::to_string(c.blocks) +
+  const RefOverrides& ref = o.ref;
+  auto opt = [](const auto& v, auto name) { return v ? std::string(name(*v)) : std::string("-"); };
+  char tolerance[40];
+  std::snprintf(tolerance, sizeof tolerance, "%a", ref.tolerance);  // exact: two tolerances never print alike
+  const std::string ref_text =
+      " ref_method=" + opt(ref.method, ref_method_name) +
+      " ref_B=" + opt(ref.block_size, [](int64_t v) { return std::to_string(v); }) +
+      " ref_m=" + opt(ref.blocks, [](int64_t v) { return std::to_string(v); }) +
+      " ref_forced=" + opt(ref.forced, forced_mode_name) + " ref_pool=" + opt(ref.pool, pool_precision_name) +
+      " ref_tolerance=" + tolerance + " worst_by=" + std::to_string(int(o.worst_by));
+  return "audit v2 topk=" + std::to_string(c.topk) + " B=" + std::to_string(c.block_size) + " m=" + std::to_string(c.blocks) +
          " forced=" + std::string(forced_mode_name(c.forced)) + " pool=" + std::string(pool_precision_name(c.pool)) +
          " method=" + (o.certified ? "certified" : "hisa") + " worst=" + std::to_string(o.worst) +
-         " parity=" + std::to_string(o.parity) + " engine=" + engine_kind + " files=" + std::to_string(o.files.size());
+         " parity=" + std::to_string(o.parity) + " engine=" + engine_kind + " files=" + std::to_string(o.files.size()) + ref_text;
 }
 
 // The layer's statistics from its units' accumulators, merged in sample order; samples without the layer
 // are listed as missing, as a sequential run lists them.
 LayerStats merge_layer(int layer, const AuditResult& r, const AuditOptions& o, const std::vector<SampleSource>& sources,
                        size_t files, const std::vector<WorkUnit>& units, const std::vector<const std::string*>& results) {
-  LayerAccumulator acc(layer, r.config.block_size, o.worst);
+  LayerAccumulator acc(layer, r.config.block_size, o.worst, o.worst_by);
   for (size_t s = 0; s < sources.size(); ++s) {
     const std::string* bytes = nullptr;
     for (size_t u = 0; u < units.size(); ++u) {
@@ -209,6 +244,7 @@ AuditResult run_audit(const AuditOptions& o, const std::function<void(const Quer
   AuditResult result;
   for (const auto& reader : readers) result.files.push_back(reader.path());  // directories expanded
   result.config = o.config;
+  result.worst_by = o.worst_by;
   result.config.topk = resolve_topk(o.topk, readers);
   result.config.validate();
   RunPlan plan = make_run_plan(o.run, o.max_queries, kQueryBatch);

@@ -7,6 +7,7 @@
 
 #include "io/dump_reader.hpp"
 #include "metrics/layer_stats.hpp"
+#include "metrics/ref_rule.hpp"
 #include "run/unit_runner.hpp"
 #include "core/int_list.hpp"
 #include "select/config.hpp"
@@ -26,6 +27,9 @@ struct AuditOptions {
   int threads = 0;
   bool progress = true;
   int64_t worst = 0;  // list this many worst queries per layer
+  WorstOrder worst_by = WorstOrder::HisaIou;
+  // How each layer's topk_ref is judged: overrides of what it declares, and the near-tie tolerance.
+  RefOverrides ref;
   // Also find DSA's selection by branch and bound (select/certified.hpp) and report what it scored.
   bool certified = false;
   // Also audit the first N queries of each (sample, layer) with the CPU engine and count the differences
@@ -56,6 +60,7 @@ struct AuditResult {
   std::string engine;
   std::vector<std::string> files;
   std::vector<LayerStats> layers;
+  WorstOrder worst_by = WorstOrder::HisaIou;  // how each layer's worst queries were ranked
   AuditTimings timings;
 };
 

@@ -11,6 +11,36 @@
 
 namespace hisa {
 
+namespace {
+
+// --ref: the query's topk_ref judged against its rule's exact selection, by the same CPU engine.
+void judge_ref(Explanation& e, const QueryBatch& b, const LayerKeys& keys) {
+  const ExplainOptions& o = e.options;
+  if (b.ref_width == 0) {
+    throw OptionError("ref", "{ref}: " + o.file + ": /" + o.sample + "/layer_" + std::to_string(o.layer) +
+                                 " has no topk_ref to judge");
+  }
+  const RefRule rule = resolve_ref_rule(b.ref_declaration, o.ref_overrides, e.config);
+  QueryAudit exact = e.audit;
+  if (!audit_covers(rule, e.config)) {
+    auto engine = make_cpu_engine(1);
+    engine->set_layer(keys, rule.config);
+    std::vector<QueryAudit> audits;
+    engine->audit(b, audits);
+    exact = audits.front();
+  }
+  const RefLayer layer = make_ref_layer(keys, rule, o.ref_overrides.tolerance);
+  e.ref_rule = rule;
+  e.ref = judge_ref_row(layer, b, 0, exact, {b.topk_ref.data(), size_t(b.ref_width)});
+  e.metrics.ref_iou = e.ref->iou;
+  e.metrics.ref_tie_swaps = e.ref->tie_swaps;
+  e.metrics.ref_near_ties = e.ref->near_ties;
+  e.metrics.ref_block_flips = e.ref->block_flips;
+  e.metrics.ref_unexplained = e.ref->unexplained;
+}
+
+}  // namespace
+
 Explanation explain_query(const ExplainOptions& o) {
   DumpReader reader(o.file, o.reader);
   LayerReader lr = reader.open_layer(o.sample, o.layer);
@@ -34,12 +64,12 @@ Explanation explain_query(const ExplainOptions& o) {
   std::optional<NeedleRange> needle;
   const auto& attrs = reader.sample(o.sample).attributes;
   if (attrs.has_needle()) needle = NeedleRange{*attrs.needle_begin, *attrs.needle_end};
-  std::span<const int32_t> ref(b.topk_ref.data(), size_t(b.ref_width));
   const BlockBounds bounds(keys, e.config.block_size);
   const int64_t first_block = e.audit.k_start / e.config.block_size;
   for (size_t i = 0; i < e.audit.block_scores.size(); ++i) e.block_bounds.push_back(bounds.score_bound(b, 0, first_block + int64_t(i)));
-  e.metrics = compute_query_metrics(e.audit, o.query, needle, ref, &e.config,
+  e.metrics = compute_query_metrics(e.audit, o.query, needle, &e.config,
                                     [&](int64_t block) { return e.block_bounds[size_t(block - first_block)]; });
+  if (o.ref) judge_ref(e, b, keys);
   e.misses = diagnose_misses(e.audit, e.config);
   std::set_difference(e.audit.hisa.begin(), e.audit.hisa.end(), e.audit.flat.begin(), e.audit.flat.end(),
                       std::back_inserter(e.extras));

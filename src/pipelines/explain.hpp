@@ -8,6 +8,8 @@
 #include "io/dump_reader.hpp"
 #include "metrics/diagnosis.hpp"
 #include "metrics/query_metrics.hpp"
+#include "metrics/ref_judge.hpp"
+#include "metrics/ref_rule.hpp"
 #include "select/config.hpp"
 
 namespace hisa {
@@ -19,6 +21,10 @@ struct ExplainOptions {
   std::optional<int64_t> topk;   // default: the file's index_topk
   SelectionConfig config;
   ReaderOptions reader;  // whether what lies outside the file is followed
+  // --ref: also judge the query's topk_ref against the rule it follows (metrics/ref_judge.hpp), with these
+  // overrides of what it declares.
+  bool ref = false;
+  RefOverrides ref_overrides;
 };
 
 struct Explanation {
@@ -31,9 +37,12 @@ struct Explanation {
   std::vector<float> row;             // I[t,s] for s = k_start .. q_pos
   // Per eligible block (index 0 = block ⌊k_start/B⌋): an upper bound on every token score in it (select/bounds.hpp).
   std::vector<float> block_bounds;
+  // With --ref: the rule topk_ref was judged by, and every differing token with its class.
+  std::optional<RefRule> ref_rule;
+  std::optional<RefJudgement> ref;
 };
 
-// OptionError for a query outside the layer.
+// OptionError for a query outside the layer, and for --ref on a layer without topk_ref.
 Explanation explain_query(const ExplainOptions& options);
 
 }  // namespace hisa

@@ -83,10 +83,15 @@ nlohmann::json audit_json(const AuditResult& r) {
                         {"block", json_of(l.block)},
                         {"patterns", {{"dsa", json_of(l.dsa)}, {"hisa_misses", json_of(l.hisa_misses)}}}};
     if (l.ref_iou_mean) {
+      e["ref_method"] = *l.ref_method;
+      e["ref_rule"] = *l.ref_rule;
       e["ref_iou_mean"] = *l.ref_iou_mean;
       e["ref_iou_min"] = *l.ref_iou_min;
       e["ref_tie_swaps"] = *l.ref_tie_swaps;
+      e["ref_near_ties"] = *l.ref_near_ties;
+      e["ref_block_flips"] = *l.ref_block_flips;
       e["ref_unexplained"] = *l.ref_unexplained;
+      e["ref_queries_unexplained"] = *l.ref_queries_unexplained;
     }
     if (l.parity) {
       e["parity"] = {{"queries", l.parity->queries}, {"flat_differ", l.parity->flat_differ},
@@ -101,9 +106,11 @@ nlohmann::json audit_json(const AuditResult& r) {
     if (!l.worst.empty()) {
       e["worst"] = nlohmann::json::array();
       for (const auto& w : l.worst) {
-        e["worst"].push_back({{"sample", w.sample}, {"query", w.query}, {"q_pos", w.q_pos}, {"iou", w.iou},
-                              {"recall", w.recall}, {"coverage_ratio", w.coverage_ratio},
-                              {"miss_causes", causes_json(w.miss_causes)}});
+        nlohmann::json q = {{"sample", w.sample}, {"query", w.query}, {"q_pos", w.q_pos}, {"iou", w.iou},
+                             {"recall", w.recall}, {"coverage_ratio", w.coverage_ratio},
+                             {"miss_causes", causes_json(w.miss_causes)}};
+        if (w.ref_iou) q["ref_iou"] = *w.ref_iou, q["ref_unexplained"] = w.ref_unexplained;
+        e["worst"].push_back(q);
       }
     }
     j["layers"].push_back(e);
@@ -142,8 +149,9 @@ void write_audit_table(std::ostream& out, const AuditResult& r) {
   }
   for (const auto& l : r.layers) {
     if (l.ref_tie_swaps) {
-      out << "layer " << l.layer << ": DSA vs topk_ref: " << *l.ref_tie_swaps
-          << " tokens swapped between exactly equal scores, " << *l.ref_unexplained << " unexplained\n";
+      out << "layer " << l.layer << ": topk_ref vs " << terminal_safe(*l.ref_rule) << ": " << *l.ref_tie_swaps
+          << " tie swaps, " << *l.ref_near_ties << " near ties, " << *l.ref_block_flips << " block flips, "
+          << *l.ref_unexplained << " unexplained (in " << *l.ref_queries_unexplained << " queries)\n";
     }
   }
   for (const auto& l : r.layers) {
@@ -180,12 +188,15 @@ void write_audit_table(std::ostream& out, const AuditResult& r) {
   }
   for (const auto& l : r.layers) {
     if (l.worst.empty()) continue;
-    out << "\nlayer " << l.layer << ": " << l.worst.size() << " worst queries (by IoU, then coverage loss)\n";
-    std::snprintf(line, sizeof line, "  %-20s %7s %8s %7s %7s %8s  %s\n", "sample", "query", "q_pos", "iou", "recall",
-                  "cov.rat", "misses: dilution/near_cutoff/forced/near_tie");
+    const bool by_ref = r.worst_by == WorstOrder::RefIou;
+    out << "\nlayer " << l.layer << ": " << l.worst.size()
+        << (by_ref ? " worst queries (by topk_ref's IoU with its rule, then unexplained tokens)\n"
+                   : " worst queries (by IoU, then coverage loss)\n");
+    std::snprintf(line, sizeof line, "  %-20s %7s %8s %7s %7s %8s  %s%s\n", "sample", "query", "q_pos", "iou", "recall",
+                  "cov.rat", "misses: dilution/near_cutoff/forced/near_tie", by_ref ? "  ref IoU  unexplained" : "");
     out << line;
     for (const auto& w : l.worst) {
-      std::snprintf(line, sizeof line, "  %-20s %7lld %8lld %7.4f %7.4f %8.4f  %lld/%lld/%lld/%lld\n",
+      std::snprintf(line, sizeof line, "  %-20s %7lld %8lld %7.4f %7.4f %8.4f  %lld/%lld/%lld/%lld",
                     terminal_safe(w.sample).c_str(),
                     (long long)w.query, (long long)w.q_pos, w.iou, w.recall, w.coverage_ratio,
                     (long long)w.miss_causes[size_t(MissCause::MeanDilution)],
@@ -193,6 +204,8 @@ void write_audit_table(std::ostream& out, const AuditResult& r) {
                     (long long)w.miss_causes[size_t(MissCause::DisplacedByForced)],
                     (long long)w.miss_causes[size_t(MissCause::NearTie)]);
       out << line;
+      if (by_ref) out << "  " << opt_dash(w.ref_iou) << "  " << (w.ref_iou ? std::to_string(w.ref_unexplained) : "-");
+      out << "\n";
     }
   }
   for (const auto& l : r.layers) {
@@ -203,6 +216,12 @@ void write_audit_table(std::ostream& out, const AuditResult& r) {
     }
   }
 }
+
+namespace {
+
+std::string opt_rank(const std::optional<int64_t>& v) { return v ? std::to_string(*v) : ""; }
+
+}  // namespace
 
 void write_layer_csv(std::ostream& out, const AuditResult& r) {
   out << "layer,queries,flat_coverage_mean,flat_needle_recall_mean";
@@ -216,7 +235,8 @@ void write_layer_csv(std::ostream& out, const AuditResult& r) {
   out << ",dsa_blocks_touched_p50,dsa_blocks_touched_p95,dsa_sink_block_share,dsa_own_block_share"
          ",miss_tokens,miss_blocks_touched_p50,miss_blocks_touched_p95,ref_iou_mean,ref_iou_min"
          ",miss_dilution,miss_near_cutoff,miss_forced,miss_near_tie,certified_share,ref_tie_swaps,ref_unexplained"
-         ",parity_queries,parity_flat_differ,parity_hisa_differ,parity_unexplained\n";
+         ",parity_queries,parity_flat_differ,parity_hisa_differ,parity_unexplained"
+         ",ref_method,ref_near_ties,ref_block_flips,ref_queries_unexplained\n";
   for (const auto& l : r.layers) {
     // Statistics of a layer with no queries are empty fields (they do not exist), counts stay 0.
     auto val = [&](double v) { return l.queries > 0 ? num(v) : std::string(); };
@@ -240,25 +260,21 @@ void write_layer_csv(std::ostream& out, const AuditResult& r) {
         << (l.ref_unexplained ? std::to_string(*l.ref_unexplained) : "");
     if (l.parity) {
       out << "," << l.parity->queries << "," << l.parity->flat_differ << "," << l.parity->hisa_differ << ","
-          << l.parity->unexplained << "\n";
+          << l.parity->unexplained;
     } else {
-      out << ",,,,\n";
+      out << ",,,,";
     }
+    out << "," << (l.ref_method ? csv_field(*l.ref_method) : "") << "," << opt_rank(l.ref_near_ties) << ","
+        << opt_rank(l.ref_block_flips) << "," << opt_rank(l.ref_queries_unexplained) << "\n";
   }
 }
-
-namespace {
-
-std::string opt_rank(const std::optional<int64_t>& v) { return v ? std::to_string(*v) : ""; }
-
-}  // namespace
 
 void write_query_csv_header(std::ostream& out) {
   out << "sample,layer,query,q_pos,iou,recall,coverage_ratio,first_miss_rank,block_iou,block_recall,"
          "block_coverage_ratio,block_first_miss_rank,visible,flat_coverage,hisa_coverage,block_coverage,"
          "needle_recall_flat,needle_recall_hisa,needle_recall_block,ref_iou,file,"
          "miss_dilution,miss_near_cutoff,miss_forced,miss_near_tie,certified,certified_keys_scored,ref_tie_swaps,"
-         "ref_unexplained\n";
+         "ref_unexplained,ref_near_ties,ref_block_flips\n";
 }
 
 void write_query_csv_row(std::ostream& out, const QueryRecord& q) {
@@ -274,7 +290,8 @@ void write_query_csv_row(std::ostream& out, const QueryRecord& q) {
     out << "," << m.miss_causes[size_t(c)];
   }
   out << "," << (m.certified ? 1 : 0) << "," << opt_rank(m.certified_keys_scored) << "," << opt_rank(m.ref_tie_swaps)
-      << "," << opt_rank(m.ref_unexplained) << "\n";
+      << "," << opt_rank(m.ref_unexplained) << "," << opt_rank(m.ref_near_ties) << "," << opt_rank(m.ref_block_flips)
+      << "\n";
 }
 
 }  // namespace hisa

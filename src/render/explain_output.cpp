@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "core/text_escape.hpp"
+#include "metrics/ref_judge.hpp"
 #include "select/blocks.hpp"
 
 namespace hisa {
@@ -60,6 +61,42 @@ void write_picture(std::ostream& out, const Explanation& e, int width) {
   out << "  tokens    " << tokens << "   (x = DSA token HISA missed, | = DSA token kept, + = HISA only)\n";
 }
 
+void write_misses(std::ostream& out, const Explanation& e, int64_t max_misses);
+
+// --ref: each token on which topk_ref and its rule's exact selection differ, with its class (and, for a block
+// flip, its block's J beside the cut block's).
+void write_ref_differences(std::ostream& out, const Explanation& e, int64_t max_shown) {
+  const RefJudgement& r = *e.ref;
+  char line[512];
+  std::snprintf(line, sizeof line,
+                "\ntopk_ref vs %s: IoU %.4f; %lld tie swaps, %lld near ties, %lld block flips, %lld unexplained\n",
+                describe_ref_rule(*e.ref_rule).c_str(), r.iou, (long long)r.tie_swaps, (long long)r.near_ties,
+                (long long)r.block_flips, (long long)r.unexplained);
+  out << line;
+  if (r.cut_position) out << "  the rule's cut: position " << *r.cut_position << ", score " << *r.cut_score << "\n";
+  if (r.cut_block) out << "  the rule's cut block: " << *r.cut_block << ", J " << *r.cut_J << "\n";
+  if (r.differences.empty()) return;
+  std::snprintf(line, sizeof line, "\n%8s %-9s %-12s %11s %6s %11s  %s\n", "position", "held by", "class", "score", "block",
+                "J", "why");
+  out << line;
+  int64_t shown = 0;
+  for (const auto& d : r.differences) {
+    if (shown++ == max_shown) {
+      out << "  ... " << (r.differences.size() - size_t(max_shown)) << " more (--max-misses, or --json for all)\n";
+      break;
+    }
+    auto value = [](const std::optional<float>& v) {
+      char b[32] = "-";
+      if (v) std::snprintf(b, sizeof b, "%.5g", double(*v));
+      return std::string(b);
+    };
+    std::snprintf(line, sizeof line, "%8lld %-9s %-12s %11s %6s %11s  %s\n", (long long)d.position,
+                  d.in_ref ? "topk_ref" : "the rule", std::string(ref_class_name(d.cls)).c_str(), value(d.score).c_str(),
+                  d.block >= 0 ? std::to_string(d.block).c_str() : "-", value(d.block_J).c_str(), d.why.c_str());
+    out << line;
+  }
+}
+
 }  // namespace
 
 void write_explanation(std::ostream& out, const Explanation& e, int64_t max_misses, int width) {
@@ -91,8 +128,18 @@ void write_explanation(std::ostream& out, const Explanation& e, int64_t max_miss
   write_picture(out, e, width);
   if (e.misses.empty()) {
     out << "\nHISA holds every DSA token.\n";
-    return;
+  } else {
+    write_misses(out, e, max_misses);
   }
+  if (e.ref) write_ref_differences(out, e, max_misses);
+}
+
+namespace {
+
+void write_misses(std::ostream& out, const Explanation& e, int64_t max_misses) {
+  const QueryMetrics& m = e.metrics;
+  const SelectionConfig& c = e.config;
+  char line[512];
   out << "\nmisses by cause:";
   for (int cause = 0; cause < kMissCauses; ++cause) {
     out << "  " << miss_cause_name(MissCause(cause)) << " " << m.miss_causes[size_t(cause)];
@@ -118,6 +165,8 @@ void write_explanation(std::ostream& out, const Explanation& e, int64_t max_miss
     out << line;
   }
 }
+
+}  // namespace
 
 nlohmann::json explanation_json(const Explanation& e) {
   const QueryAudit& a = e.audit;
@@ -169,6 +218,25 @@ nlohmann::json explanation_json(const Explanation& e) {
                            {"cause", miss_cause_name(d.cause)},
                            {"replaced_by", d.replaced_by},
                            {"replaced_score", d.replaced_score}});
+  }
+  if (e.ref) {
+    const RefJudgement& r = *e.ref;
+    nlohmann::json ref = {{"rule", describe_ref_rule(*e.ref_rule)}, {"method", ref_method_name(e.ref_rule->method)},
+                          {"iou", r.iou}, {"tie_swaps", r.tie_swaps}, {"near_ties", r.near_ties},
+                          {"block_flips", r.block_flips}, {"unexplained", r.unexplained}};
+    auto opt = [](const auto& v) { return v ? nlohmann::json(*v) : nlohmann::json(nullptr); };
+    ref["cut_position"] = opt(r.cut_position);
+    ref["cut_score"] = opt(r.cut_score);
+    ref["cut_block"] = opt(r.cut_block);
+    ref["cut_J"] = opt(r.cut_J);
+    ref["differences"] = nlohmann::json::array();
+    for (const auto& d : r.differences) {
+      ref["differences"].push_back({{"position", d.position}, {"side", d.in_ref ? "topk_ref" : "rule"},
+                                    {"class", ref_class_name(d.cls)}, {"score", opt(d.score)},
+                                    {"block", d.block >= 0 ? nlohmann::json(d.block) : nlohmann::json(nullptr)},
+                                    {"block_J", opt(d.block_J)}, {"why", d.why}});
+    }
+    j["ref"] = ref;
   }
   return j;
 }

@@ -247,6 +247,26 @@ void write_summary(std::ostream& out, const ReportData& d) {
   out << "<div class=\"grid\">" << svg::bar_chart(groups, spec) << "</div>\n</section>\n";
 }
 
+// The dump's topk_ref judged against the rule it follows (docs/definitions.md, "Judging topk_ref").
+void write_ref_table(std::ostream& out, const AuditResult& r) {
+  out << "<h3>topk_ref against its rule</h3>\n<p class=\"note\">The serving stack's own selection (the dump's "
+         "<code>topk_ref</code>) against the exact selection of the rule it declares: its IoU, and each differing token "
+         "as a tie swap (equal score at the cut), a near tie (within the tolerance of the cut), a block flip (a block "
+         "near the block cut kept by one side only: pooling drift) or unexplained (a bug, unless the rule is "
+         "misdeclared).</p>\n<div class=\"scroll\"><table>\n<thead><tr><th>layer</th><th>rule</th><th>IoU mean</th>"
+         "<th>IoU min</th><th>tie swaps</th><th>near ties</th><th>block flips</th><th>unexplained</th>"
+         "<th>queries with<br>unexplained</th></tr></thead>\n<tbody>\n";
+  for (const auto& l : r.layers) {
+    if (!l.ref_iou_mean) continue;
+    out << "<tr><td>" << l.layer << "</td><td class=\"l\">" << escape(*l.ref_rule) << "</td><td class=\""
+        << band(*l.ref_iou_mean) << "\">" << fixed(l.ref_iou_mean) << "</td><td class=\"" << band(*l.ref_iou_min)
+        << "\">" << fixed(l.ref_iou_min) << "</td><td>" << *l.ref_tie_swaps << "</td><td>" << *l.ref_near_ties
+        << "</td><td>" << *l.ref_block_flips << "</td><td class=\"" << (*l.ref_unexplained > 0 ? "poor" : "good")
+        << "\">" << *l.ref_unexplained << "</td><td>" << *l.ref_queries_unexplained << "</td></tr>\n";
+  }
+  out << "</tbody></table></div>\n";
+}
+
 void write_layer_table(std::ostream& out, const ReportData& d) {
   const AuditResult& r = d.audit;
   heading(out, 1, "per-layer");
@@ -284,6 +304,7 @@ void write_layer_table(std::ostream& out, const ReportData& d) {
     out << "</tr>\n";
   }
   out << "</tbody></table></div>\n";
+  if (any_ref) write_ref_table(out, r);
   for (const auto& l : r.layers) {
     if (l.missing_samples.empty()) continue;
     out << "<p class=\"note\">Layer " << l.layer << " is absent from:";

@@ -53,4 +53,34 @@ void score_keys(const ScoreInputs& in, const float* keys, const float* scales, i
   }
 }
 
+void score_positions(const float* q, const float* w, int64_t heads, int64_t dim, const float* keys,
+                     const float* scales, std::span<const int64_t> positions, float* out) {
+  constexpr int64_t kLanes = 8;
+  thread_local std::vector<float> tile;  // [dim][kLanes]: the lanes' keys, transposed
+  tile.resize(size_t(dim * kLanes));
+  const int64_t n = int64_t(positions.size());
+  for (int64_t j0 = 0; j0 < n; j0 += kLanes) {
+    const int64_t lanes = std::min(kLanes, n - j0);
+    for (int64_t l = 0; l < kLanes; ++l) {
+      const float* key = keys + positions[size_t(j0 + std::min(l, lanes - 1))] * dim;
+      for (int64_t d = 0; d < dim; ++d) tile[size_t(d * kLanes + l)] = key[d];
+    }
+    float total[kLanes] = {};
+    for (int64_t h = 0; h < heads; ++h) {
+      const float* qh = q + h * dim;
+      float dot[kLanes] = {};
+      for (int64_t d = 0; d < dim; ++d) {
+        const float qd = qh[d];
+        const float* kd = tile.data() + d * kLanes;
+        for (int64_t l = 0; l < kLanes; ++l) dot[l] += qd * kd[l];
+      }
+      for (int64_t l = 0; l < kLanes; ++l) total[l] += w[h] * std::max(dot[l], 0.0f);
+    }
+    for (int64_t l = 0; l < lanes; ++l) {
+      const float v = scales[positions[size_t(j0 + l)]] * total[l];
+      out[j0 + l] = std::isnan(v) ? -std::numeric_limits<float>::infinity() : v;
+    }
+  }
+}
+
 }  // namespace hisa

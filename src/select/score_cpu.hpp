@@ -3,6 +3,7 @@
 // The dot products are one GEMM per tile (Eigen); ReLU, the weights and the head sum are applied to the
 // tile while it is in cache, so no [queries·heads, L] array is ever formed.
 #include <cstdint>
+#include <span>
 
 namespace hisa {
 
@@ -19,5 +20,12 @@ struct ScoreInputs {
 // so that every score is ordered.
 void score_keys(const ScoreInputs& in, const float* keys, const float* scales, int64_t count, float* out,
                 int64_t out_stride);
+
+// I[t,s] of query row `query` of (q, w) for each of `positions` (any order) into out, each summed exactly as
+// reference::score sums it — dimension order within a head, heads in order — whatever the positions are, so that
+// tokens with equal operands always get equal scores (score_keys' GEMM tiles may round a key at a tile's edge
+// differently). Vectorised across positions, not within a sum.
+void score_positions(const float* q, const float* w, int64_t heads, int64_t dim, const float* keys,
+                     const float* scales, std::span<const int64_t> positions, float* out);
 
 }  // namespace hisa

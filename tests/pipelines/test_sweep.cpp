@@ -139,7 +139,7 @@ TEST(Sweep, CurvesEqualTheEngineOnEveryProfile) {
               const Record& rec = records.at({layer, i});
               ASSERT_EQ(rec.q_pos, a.q_pos);
               const SweepPoint& p = rec.points[v * r.blocks.size() + j];
-              const QueryMetrics m = compute_query_metrics(a, i, std::nullopt, {});
+              const QueryMetrics m = compute_query_metrics(a, i, std::nullopt);
               ASSERT_EQ(p.recall, m.hisa.recall) << "layer " << layer << " query " << i << " B " << c.block_size << " m " << c.blocks;
               ASSERT_EQ(p.iou, m.hisa.iou) << "layer " << layer << " query " << i << " B " << c.block_size << " m " << c.blocks;
               int64_t scored = eligible_blocks(a.k_start, a.q_pos, c.block_size).size();

@@ -1,0 +1,317 @@
+#include "metrics/ref_judge.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <iterator>
+
+#include "metrics/parity.hpp"
+#include "metrics/query_metrics.hpp"
+#include "select/score_cpu.hpp"
+#include "select/topk.hpp"
+
+namespace hisa {
+
+std::string_view ref_class_name(RefClass c) {
+  switch (c) {
+    case RefClass::TieSwap: return "tie swap";
+    case RefClass::NearTie: return "near tie";
+    case RefClass::BlockFlip: return "block flip";
+    case RefClass::Unexplained: return "unexplained";
+  }
+  return "?";
+}
+
+RefLayer make_ref_layer(const LayerKeys& keys, const RefRule& rule, double tolerance) {
+  RefLayer l;
+  l.keys = &keys;
+  l.rule = rule;
+  l.tolerance = tolerance;
+  if (rule.method != Method::Flat) l.pooled = pool_keys(keys, rule.config.block_size, rule.config.pool);
+  return l;
+}
+
+namespace {
+
+bool holds(const std::vector<int64_t>& sorted, int64_t v) { return std::binary_search(sorted.begin(), sorted.end(), v); }
+
+std::string number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.7g", v);
+  return buf;
+}
+
+// The lowest-ranked of `positions` by `scores` (aligned with them): the selection's cut.
+int64_t lowest_ranked(const std::vector<int64_t>& positions, const std::vector<float>& scores) {
+  size_t c = 0;
+  for (size_t i = 1; i < positions.size(); ++i) {
+    if (ranks_before(scores[c], positions[c], scores[i], positions[i])) c = i;
+  }
+  return positions[c];
+}
+
+// The rule's block stage for one query, and which of its blocks topk_ref may have swapped for near-tied ones.
+class BlockStage {
+ public:
+  BlockStage(const RefLayer& layer, const QueryBatch& b, int64_t i, const QueryAudit& x, std::vector<int64_t> kept)
+      : l_(layer), b_(b), i_(i), x_(x), kept_(std::move(kept)),
+        span_(eligible_blocks(x.k_start, x.q_pos, layer.rule.config.block_size)) {
+    find_cut();
+  }
+
+  const std::vector<int64_t>& kept() const { return kept_; }
+  bool forced(int64_t blk) const { return blk == span_.first || blk == span_.last; }
+  bool eligible(int64_t blk) const { return blk >= span_.first && blk <= span_.last; }
+  float J(int64_t blk) const { return x_.block_scores[size_t(blk - span_.first)]; }
+  std::optional<int64_t> cut() const { return cut_; }
+
+  // A block whose J lies within the tolerance of the cut block's: one the rule could keep or drop under pooling
+  // drift. Forced blocks never are.
+  bool near_cut(int64_t blk) const {
+    if (!cut_ || forced(blk) || !eligible(blk)) return false;
+    const double tol = l_.tolerance * (abs_J(blk) + abs_J(*cut_));
+    return std::fabs(double(J(blk)) - double(J(*cut_))) <= tol;
+  }
+
+  // The blocks topk_ref kept in place of the rule's, as far as its tokens show them: a kept block the rule's
+  // selection draws tokens from and topk_ref none is dropped, a block only topk_ref draws from is added, each
+  // only when near the cut; no more blocks are added than were dropped or could have been dropped unseen.
+  // Returns the rule's kept blocks with those swaps; `over_budget` gets the added blocks beyond that count.
+  std::vector<int64_t> swapped_for(const std::vector<int64_t>& E, const std::vector<int64_t>& R,
+                                   std::vector<int64_t>& flipped, std::vector<int64_t>& over_budget) const {
+    const int64_t B = l_.rule.config.block_size;
+    auto blocks_of = [&](const std::vector<int64_t>& tokens) {
+      std::vector<int64_t> out;
+      for (int64_t s : tokens) {
+        if (s >= x_.k_start && s <= x_.q_pos && (out.empty() || out.back() != s / B)) out.push_back(s / B);
+      }
+      return out;
+    };
+    const std::vector<int64_t> e_blocks = blocks_of(E), r_blocks = blocks_of(R);
+    std::vector<int64_t> out, in;
+    int64_t unseen = 0;
+    for (int64_t blk : kept_) {
+      if (holds(r_blocks, blk) || !near_cut(blk)) continue;
+      if (holds(e_blocks, blk)) {
+        out.push_back(blk);
+      } else {
+        ++unseen;
+      }
+    }
+    for (int64_t blk : r_blocks) {
+      if (!holds(kept_, blk) && near_cut(blk)) in.push_back(blk);
+    }
+    const size_t allowed = out.size() + size_t(unseen);
+    if (in.size() > allowed) {
+      // Keep the best-ranked additions; the rest exceed the rule's budget.
+      std::vector<int64_t> ranked = in;
+      std::sort(ranked.begin(), ranked.end(), [&](int64_t a, int64_t c) { return ranks_before(J(a), a, J(c), c); });
+      over_budget.assign(ranked.begin() + std::ptrdiff_t(allowed), ranked.end());
+      std::sort(over_budget.begin(), over_budget.end());
+      in.assign(ranked.begin(), ranked.begin() + std::ptrdiff_t(allowed));
+      std::sort(in.begin(), in.end());
+    }
+    std::vector<int64_t> result;
+    std::set_difference(kept_.begin(), kept_.end(), out.begin(), out.end(), std::back_inserter(result));
+    result.insert(result.end(), in.begin(), in.end());
+    std::sort(result.begin(), result.end());
+    std::set_union(out.begin(), out.end(), in.begin(), in.end(), std::back_inserter(flipped));
+    return result;
+  }
+
+ private:
+  double abs_J(int64_t blk) const {
+    const PooledKeys& p = l_.pooled;
+    return abs_score(b_, i_, p.k.data() + blk * p.dim, p.scale[size_t(blk)]);
+  }
+
+  // The lowest-ranked block the rule chose by J: the m-th best of all eligible blocks (extra), or the
+  // (m − #forced)-th best of the others (in-budget). None when every eligible block is kept or only forced ones.
+  void find_cut() {
+    const SelectionConfig& c = l_.rule.config;
+    if (span_.size() <= c.blocks) return;
+    std::vector<int64_t> candidates;
+    for (int64_t blk = span_.first; blk <= span_.last; ++blk) {
+      if (c.forced == ForcedMode::Extra || !forced(blk)) candidates.push_back(blk);
+    }
+    const int64_t forced_count = span_.first == span_.last ? 1 : 2;
+    const int64_t need = c.forced == ForcedMode::Extra ? c.blocks : c.blocks - forced_count;
+    if (need <= 0 || need > int64_t(candidates.size())) return;
+    std::nth_element(candidates.begin(), candidates.begin() + (need - 1), candidates.end(),
+                     [&](int64_t a, int64_t b) { return ranks_before(J(a), a, J(b), b); });
+    cut_ = candidates[size_t(need - 1)];
+  }
+
+  const RefLayer& l_;
+  const QueryBatch& b_;
+  int64_t i_;
+  const QueryAudit& x_;
+  std::vector<int64_t> kept_;
+  BlockSpan span_;
+  std::optional<int64_t> cut_;
+};
+
+// Tie swaps exchange one token for another: tied or near-tied tokens on one side beyond those on the other side
+// have no partner (a selection that drops ties, or holds more than k), and are unexplained.
+void unpaired_ties_unexplained(std::vector<RefDifference>& diffs) {
+  auto tied = [](const RefDifference& d) { return d.cls == RefClass::TieSwap || d.cls == RefClass::NearTie; };
+  int64_t in_ref = 0, in_rule = 0;
+  for (const auto& d : diffs) {
+    if (tied(d)) (d.in_ref ? in_ref : in_rule)++;
+  }
+  if (in_ref == in_rule) return;
+  const bool excess_in_ref = in_ref > in_rule;
+  int64_t excess = std::abs(in_ref - in_rule);
+  for (auto it = diffs.rbegin(); it != diffs.rend() && excess > 0; ++it) {
+    if (!tied(*it) || it->in_ref != excess_in_ref) continue;
+    it->cls = RefClass::Unexplained;
+    it->why = excess_in_ref ? "a tie with no partner: topk_ref holds more tokens at the cut than the rule selects"
+                            : "a tie with no partner: topk_ref holds fewer tokens than the rule selects";
+    --excess;
+  }
+}
+
+}  // namespace
+
+RefJudgement judge_ref_row(const RefLayer& l, const QueryBatch& b, int64_t i, const QueryAudit& x,
+                           std::span<const int32_t> ref_row) {
+  const RefRule& rule = l.rule;
+  const SelectionConfig& c = rule.config;
+  const int64_t B = c.block_size;
+  const LayerKeys& keys = *l.keys;
+  const std::vector<int64_t> R = ref_positions(ref_row);
+
+  // The rule's selection E and kept blocks.
+  std::vector<int64_t> E, kept;
+  if (rule.method == Method::Flat) {
+    E = x.flat;
+  } else if (rule.method == Method::Hisa) {
+    E = x.hisa;
+    kept = x.hisa_blocks;
+  } else {
+    keep_blocks(x.block_scores, eligible_blocks(x.k_start, x.q_pos, B), c.blocks, c.forced, kept);
+    tokens_in_blocks(kept, B, x.k_start, x.q_pos, E);
+  }
+  RefJudgement j;
+  const int64_t common = intersection_size(E, R);
+  const int64_t uni = int64_t(E.size() + R.size()) - common;
+  j.iou = uni == 0 ? 1.0 : double(common) / double(uni);
+  if (E == R) return j;
+
+  auto scores_of = [&](const std::vector<int64_t>& positions) {
+    std::vector<float> out(positions.size());
+    score_positions(b.q_row(i, 0), b.w_row(i), b.heads, b.dim, keys.k.data(), keys.k_scale.data(), positions, out.data());
+    return out;
+  };
+  auto abs_of = [&](int64_t s) { return abs_score(b, i, keys.row(s), keys.k_scale[size_t(s)]); };
+
+  // The block stage, with topk_ref's near-tied swaps, and the rule's token stage on those blocks (E2).
+  std::optional<BlockStage> blocks;
+  std::vector<int64_t> kept2 = kept, flipped, over_budget;
+  if (rule.method != Method::Flat) {
+    blocks.emplace(l, b, i, x, kept);
+    kept2 = blocks->swapped_for(E, R, flipped, over_budget);
+    if (blocks->cut()) {
+      j.cut_block = blocks->cut();
+      j.cut_J = blocks->J(*blocks->cut());
+    }
+  }
+  std::vector<int64_t> E2, candidates;
+  std::optional<int64_t> cut;  // the lowest-ranked token of E2, when E2 leaves a candidate out
+  if (rule.method == Method::Flat) {
+    E2 = E;
+    if (x.visible > int64_t(E.size()) && !E.empty()) cut = lowest_ranked(E, x.flat_scores);
+  } else if (rule.method == Method::Block) {
+    tokens_in_blocks(kept2, B, x.k_start, x.q_pos, E2);
+  } else if (flipped.empty()) {
+    E2 = E;
+    tokens_in_blocks(kept, B, x.k_start, x.q_pos, candidates);
+    if (candidates.size() > E.size() && !E.empty()) cut = lowest_ranked(E, x.hisa_scores);
+  } else {
+    tokens_in_blocks(kept2, B, x.k_start, x.q_pos, candidates);
+    const std::vector<float> s = scores_of(candidates);
+    std::vector<size_t> order(candidates.size());
+    for (size_t n = 0; n < order.size(); ++n) order[n] = n;
+    const size_t k = std::min(order.size(), size_t(c.topk));
+    std::partial_sort(order.begin(), order.begin() + std::ptrdiff_t(k), order.end(), [&](size_t a, size_t d) {
+      return ranks_before(s[a], candidates[a], s[d], candidates[d]);
+    });
+    for (size_t n = 0; n < k; ++n) E2.push_back(candidates[order[n]]);
+    std::sort(E2.begin(), E2.end());
+    if (k < candidates.size() && k > 0) cut = candidates[order[k - 1]];
+  }
+  float cut_score = 0;
+  double cut_abs = 0;
+  if (cut) {
+    cut_score = scores_of({*cut})[0];
+    cut_abs = abs_of(*cut);
+    j.cut_position = cut;
+    j.cut_score = cut_score;
+  }
+
+  std::vector<int64_t> differ;
+  std::set_symmetric_difference(E.begin(), E.end(), R.begin(), R.end(), std::back_inserter(differ));
+  std::vector<int64_t> visible_differ;
+  for (int64_t p : differ) {
+    if (p >= x.k_start && p <= x.q_pos) visible_differ.push_back(p);
+  }
+  const std::vector<float> differ_scores = scores_of(visible_differ);
+  size_t next_score = 0;
+  for (int64_t p : differ) {
+    RefDifference d;
+    d.position = p;
+    d.in_ref = !holds(E, p);
+    if (p < x.k_start || p > x.q_pos) {
+      d.why = "outside the query's visible range [" + std::to_string(x.k_start) + ", " + std::to_string(x.q_pos) + "]";
+      j.differences.push_back(std::move(d));
+      continue;
+    }
+    const float score = differ_scores[next_score++];
+    d.score = score;
+    if (blocks) {
+      d.block = p / B;
+      if (blocks->eligible(d.block)) d.block_J = blocks->J(d.block);
+    }
+    auto block_text = [&] { return "block " + std::to_string(d.block) + " (J " + number(*d.block_J) + ")"; };
+    if (holds(E2, p) == d.in_ref) {
+      // The rule on topk_ref's near-tied blocks agrees with topk_ref here.
+      d.cls = RefClass::BlockFlip;
+      d.why = holds(flipped, d.block)
+                  ? block_text() + " kept by one side only, its J within the tolerance of the cut block's"
+                  : "displaced within kept blocks by the tokens of a block kept by one side only";
+    } else if (blocks && d.in_ref && !holds(kept2, d.block)) {
+      d.why = holds(over_budget, d.block) ? block_text() + " is near the cut, but topk_ref keeps more blocks than the rule allows"
+                                          : block_text() + " is not among the blocks the rule keeps";
+    } else {
+      if (rule.method == Method::Block) {
+        d.why = "block-sparse keeps every visible token of the blocks it keeps";
+      } else if (!cut) {
+        d.why = "the rule keeps every candidate";
+      } else if (score == cut_score) {
+        d.cls = RefClass::TieSwap;
+        d.why = "score equals the cut's exactly";
+      } else if (std::fabs(double(score) - double(cut_score)) <= l.tolerance * (abs_of(p) + cut_abs)) {
+        d.cls = RefClass::NearTie;
+        d.why = "score within the tolerance of the cut's";
+      } else {
+        d.why = "score " + number(score) + ", the cut's " + number(cut_score);
+      }
+      if (d.cls == RefClass::Unexplained && blocks && !d.in_ref && blocks->forced(d.block) &&
+          std::none_of(R.begin(), R.end(), [&](int64_t s) { return s / B == d.block; })) {
+        d.why = "its block " + std::to_string(d.block) + " is forced, and topk_ref holds none of its tokens";
+      }
+    }
+    j.differences.push_back(std::move(d));
+  }
+  unpaired_ties_unexplained(j.differences);
+  for (const auto& d : j.differences) {
+    switch (d.cls) {
+      case RefClass::TieSwap: ++j.tie_swaps; break;
+      case RefClass::NearTie: ++j.near_ties; break;
+      case RefClass::BlockFlip: ++j.block_flips; break;
+      case RefClass::Unexplained: ++j.unexplained; break;
+    }
+  }
+  return j;
+}
+
+}  // namespace hisa

@@ -1,0 +1,59 @@
+#pragma once
+// Judging a serving stack's selection (a dump's topk_ref) against the exact selection of the rule it follows
+// (metrics/ref_rule.hpp; docs/definitions.md, "Judging topk_ref"): every token on which the two differ gets
+// exactly one class.
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "io/dump_model.hpp"
+#include "metrics/ref_rule.hpp"
+#include "select/blocks.hpp"
+#include "select/query_audit.hpp"
+
+namespace hisa {
+
+enum class RefClass { TieSwap, NearTie, BlockFlip, Unexplained };
+std::string_view ref_class_name(RefClass c);  // "tie swap", "near tie", "block flip", "unexplained"
+
+struct RefDifference {
+  int64_t position = 0;
+  bool in_ref = false;  // held by topk_ref only; else by the rule's selection only
+  RefClass cls = RefClass::Unexplained;
+  std::optional<float> score;    // I[t,s]; none outside the query's visible range
+  int64_t block = -1;            // s / B (hisa, block-sparse)
+  std::optional<float> block_J;  // J of that block, when it is eligible
+  std::string why;               // what explains it, or why nothing does
+};
+
+struct RefJudgement {
+  double iou = 1;  // |E ∩ R| / |E ∪ R|: E the rule's selection, R topk_ref's valid positions
+  int64_t tie_swaps = 0, near_ties = 0, block_flips = 0, unexplained = 0;
+  std::optional<int64_t> cut_position;  // the rule's lowest-ranked token, when it leaves some candidate out
+  std::optional<float> cut_score;
+  std::optional<int64_t> cut_block;  // its lowest-ranked block chosen by J, when it leaves some block out
+  std::optional<float> cut_J;
+  std::vector<RefDifference> differences;  // E △ R, ascending positions
+};
+
+// What judging one layer needs besides the query: its keys, its rule, the rule's pooled keys (for |J|) and the
+// tolerance (--ref-tolerance).
+struct RefLayer {
+  const LayerKeys* keys = nullptr;
+  RefRule rule;
+  PooledKeys pooled;
+  double tolerance = kDefaultRefTolerance;
+};
+RefLayer make_ref_layer(const LayerKeys& keys, const RefRule& rule, double tolerance);
+
+// Row i of the batch against its topk_ref row. `exact` is an audit of that row under a config that
+// audit_covers(rule): the rule's exact selection and block scores J come from it. The differing tokens' scores
+// and the cut's are recomputed on the host in one summation order (score_positions), so that exactly equal
+// scores are seen as equal.
+RefJudgement judge_ref_row(const RefLayer& layer, const QueryBatch& b, int64_t i, const QueryAudit& exact,
+                           std::span<const int32_t> ref_row);
+
+}  // namespace hisa
