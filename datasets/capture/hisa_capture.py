@@ -5,8 +5,9 @@ Runs a `deepseek_v32` (DeepSeek-V3.2, half-split RoPE) or `glm_moe_dsa` (GLM-5, 
 a local checkpoint directory, or a tiny randomly initialised config for tests (nothing is downloaded) — on
 NIAH and/or LongBench-style prompts, hooks every indexer module that runs, and writes per layer exactly the
 q and k the indexer scores (after RoPE), w with every factor folded in (H^-1/2 and the softmax scale D^-1/2),
-q_pos, and topk_ref = the indices the model's own indexer returned. See datasets/FORMAT.md, "Capturing from
-a real model".
+q_pos, and topk_ref = the indices the model's own indexer returned, or with --ref-rule the selection of a
+declared rule (flat, hisa, block-sparse; hisa_reference.py) recomputed from the stored q, k and w, with the
+rule recorded in topk_ref's attributes. See datasets/FORMAT.md, "Capturing from a real model".
 
 Every layer is checked while it is captured: the top-k recomputed from the derived q, k and weights must be
 the module's own output (tie-aware), and the folded w must reproduce the module's scores, so a capture bug
@@ -28,7 +29,7 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
 import h5py  # noqa: E402
 import prompts  # noqa: E402
-from hisa_h5 import write_array, write_bfloat16_bits  # noqa: E402
+from hisa_h5 import write_array, write_bfloat16_bits, write_topk_ref  # noqa: E402
 
 ROPE = {"deepseek_v32": "half-split", "glm_moe_dsa": "interleaved"}
 ROPE_FUNCTION = {"deepseek_v32": "apply_rotary_pos_emb", "glm_moe_dsa": "apply_rotary_pos_emb_interleave"}
@@ -207,7 +208,31 @@ def write_tensor(group, name, tensor, dtype):
         write_array(group, name, tensor.float().numpy())
 
 
-def write_sample(f, name, attrs, positions, captured, index_topk, dtype):
+def stored_values(tensor, dtype, device):
+    """The values a reader decodes from what write_tensor stores: bf16-rounded or float32."""
+    import torch
+    if dtype == "bf16":
+        tensor = tensor.to(torch.bfloat16)
+    return tensor.to(device=device, dtype=torch.float32)
+
+
+def reference_selection(c, positions, index_topk, dtype, rule):
+    """topk_ref by a declared rule (hisa_reference.py), from q, k and w exactly as they will be stored."""
+    import torch
+    import hisa_reference
+    device = rule["device"]
+    sel = hisa_reference.select(
+        rule["method"], stored_values(c["q"], dtype, device), stored_values(c["k"], dtype, device),
+        c["w"].to(device=device, dtype=torch.float32), torch.as_tensor(positions, device=device),
+        topk=index_topk, block_size=rule.get("block_size", 128), blocks=rule.get("blocks"),
+        forced=rule.get("forced", "in-budget"), pool_precision=rule.get("pool_precision", "fp32"))
+    if sel.shape[1] > index_topk:
+        raise CaptureError(f"--ref-rule {rule['method']}: a selection of {sel.shape[1]} tokens does not fit "
+                           f"topk_ref's {index_topk} columns")
+    return sel.cpu().numpy()
+
+
+def write_sample(f, name, attrs, positions, captured, index_topk, dtype, rule=None):
     g = f.create_group(name)
     for key, value in attrs.items():
         g.attrs[key] = value
@@ -219,17 +244,22 @@ def write_sample(f, name, attrs, positions, captured, index_topk, dtype):
         write_tensor(lg, "q", c["q"], dtype)
         write_array(lg, "w", c["w"].numpy().astype(np.float32))
         write_array(lg, "q_pos", positions)
+        if rule is not None:
+            declared = {key: rule[key] for key in ("block_size", "blocks", "forced", "pool_precision")
+                        if rule["method"] != "flat"}
+            write_topk_ref(lg, reference_selection(c, positions, index_topk, dtype, rule), index_topk,
+                           method=rule["method"], **declared)
+            continue
         ref = c["topk_ref"].numpy()
         # Entries the model chose among masked (-inf) keys are not selections: -1, and pad to index_topk.
         ref = np.where(ref <= positions[:, None], ref, -1).astype(np.int32)
-        padded = np.full((ref.shape[0], index_topk), -1, dtype=np.int32)
-        padded[:, : ref.shape[1]] = ref[:, :index_topk]
-        write_array(lg, "topk_ref", padded)
+        write_topk_ref(lg, ref[:, :index_topk], index_topk, method=None)
 
 
 def capture(args):
     import torch
     import transformers
+    reference_rule(args, args.index_topk if args.tiny else None)  # bad --ref-* options fail before the model loads
     model, tokenizer, name = load_model(args)
     cfg = model.config
     if args.dtype == "bf16" and args.model_dtype != "bf16":
@@ -245,10 +275,13 @@ def capture(args):
     if not samples:
         raise CaptureError("nothing to capture: give --niah LEN:DEPTH and/or --longbench FILE.jsonl")
     layers = set(int(x) for x in args.layers.split(",")) if args.layers else None
+    rule = reference_rule(args, cfg.index_topk)
     hook = IndexerCapture(model, layers)
     source = (f"hisa_capture.py model={name} seed={args.seed} queries={args.queries} dtype={args.dtype} "
               f"model_dtype={args.model_dtype} device={args.device} torch={torch.__version__} "
               f"transformers={transformers.__version__}")
+    if rule is not None:
+        source += " ref_rule=" + ",".join(f"{key}={value}" for key, value in rule.items() if key != "device")
     report = []
     with h5py.File(args.output, "w", track_order=True) as f:
         f.attrs["format"] = "hisa-dump"
@@ -267,7 +300,7 @@ def capture(args):
                 model(input_ids=torch.tensor([ids], device=args.device), use_cache=False)
             if not hook.captured:
                 raise CaptureError(f"{sample_name}: no indexer ran for the requested layers")
-            write_sample(f, sample_name, attrs, hook.positions, hook.captured, cfg.index_topk, args.dtype)
+            write_sample(f, sample_name, attrs, hook.positions, hook.captured, cfg.index_topk, args.dtype, rule)
             for layer, c in sorted(hook.checks.items()):
                 report.append((sample_name, layer, c))
     hook.close()
@@ -280,6 +313,34 @@ def capture(args):
     if bad:
         raise CaptureError(f"{bad} top-k entries differ from the model's own indexer beyond exact ties")
     return report
+
+
+def reference_rule(args, index_topk):
+    """The --ref-rule settings, every one resolved (None: topk_ref is the model's own top-k). With index_topk
+    None (not known yet), only what does not depend on it is checked."""
+    ref_options = {"--ref-block-size": args.ref_block_size, "--ref-blocks": args.ref_blocks,
+                   "--ref-forced": args.ref_forced, "--ref-pool-precision": args.ref_pool_precision}
+    given = [name for name, value in ref_options.items() if value is not None]
+    if args.ref_rule in (None, "flat"):
+        if given:
+            raise CaptureError(f"{', '.join(given)} {'needs' if len(given) == 1 else 'need'} --ref-rule hisa or "
+                               "block-sparse")
+        return None if args.ref_rule is None else {"method": "flat", "device": args.device}
+    block_size = 128 if args.ref_block_size is None else args.ref_block_size
+    if block_size < 1 or (args.ref_blocks is not None and args.ref_blocks < 1):
+        raise CaptureError("--ref-block-size and --ref-blocks must be >= 1")
+    if args.ref_blocks is not None:
+        blocks = args.ref_blocks
+    else:
+        blocks = 64 if args.ref_rule == "hisa" else -(-(index_topk or 1) // block_size)
+    forced = args.ref_forced or "in-budget"
+    if args.ref_rule == "block-sparse" and index_topk is not None:
+        widest = (blocks + (2 if forced == "extra" else 0)) * block_size
+        if widest > index_topk:
+            raise CaptureError(f"--ref-rule block-sparse with B = {block_size}, m = {blocks} ({forced}) can select "
+                               f"{widest} tokens, more than topk_ref's index_topk = {index_topk} columns")
+    return {"method": args.ref_rule, "block_size": block_size, "blocks": blocks, "forced": forced,
+            "pool_precision": args.ref_pool_precision or "fp32", "device": args.device}
 
 
 def parse_args(argv):
@@ -300,6 +361,17 @@ def parse_args(argv):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--index-topk", type=int, default=32, help="tiny models: index_topk")
     p.add_argument("--tiny-layers", type=int, default=3, help="tiny models: layers")
+    p.add_argument("--ref-rule", choices=["flat", "hisa", "block-sparse"],
+                   help="write as topk_ref this rule's selection, recomputed from the stored q, k, w "
+                        "(hisa_reference.py), and declare it in topk_ref's attributes (default: the model's own "
+                        "top-k, undeclared)")
+    p.add_argument("--ref-block-size", type=int, help="--ref-rule hisa/block-sparse: B (default 128)")
+    p.add_argument("--ref-blocks", type=int,
+                   help="--ref-rule hisa/block-sparse: m (default 64 for hisa, ceil(index_topk/B) for block-sparse)")
+    p.add_argument("--ref-forced", choices=["in-budget", "extra"],
+                   help="--ref-rule hisa/block-sparse: forced blocks (default in-budget)")
+    p.add_argument("--ref-pool-precision", choices=["fp32", "fp8"],
+                   help="--ref-rule hisa/block-sparse: pooled keys (default fp32)")
     return p.parse_args(argv)
 
 
