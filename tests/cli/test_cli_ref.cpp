@@ -20,8 +20,8 @@ SelectionConfig rule_config() {
 }
 
 std::string dump_with(const test::TempDir& dir, const std::string& name, int64_t clusters, const test::Defect& f,
-                      const RefDeclaration& declared, Method method = Method::Hisa) {
-  auto d = test::ref_layer(kL, kQ, kH, kD, clusters, 11);
+                      const RefDeclaration& declared, Method method = Method::Hisa, bool nudge = false) {
+  auto d = test::ref_layer(kL, kQ, kH, kD, clusters, 11, nudge);
   test::attach_ref(d, method, rule_config(), f, declared);
   return test::write_ref_dump(dir.file(name), d, kK);
 }
@@ -87,6 +87,50 @@ TEST(CliRef, ClassesReachEveryOutput) {
   EXPECT_NE(csv.find(",ref_method,ref_near_ties,ref_block_flips,ref_queries_unexplained\n"), std::string::npos);
   EXPECT_NE(csv.find(",hisa,"), std::string::npos) << csv;
   EXPECT_NE(test::read_text(dir.file("q.csv")).find(",ref_unexplained,ref_near_ties,ref_block_flips\n"), std::string::npos);
+}
+
+// Each planted defect through the CLI: which classes its differences fall in.
+TEST(CliRef, EachDefectInItsClass) {
+  test::TempDir dir;
+  struct Case {
+    const char* name;
+    int64_t clusters;
+    bool nudge;
+    test::Defect defect;
+    RefDeclaration declared;
+    std::vector<std::string> flags;
+    const char* nonzero;                // the class the differences must reach
+    std::vector<const char*> zero;      // classes that must stay empty
+    bool most_queries_unexplained;
+  };
+  test::Defect perturbed, fp8, higher, no_relu, not_forced, extra, capped, future;
+  perturbed.perturb = 1e-7;
+  fp8.pool = PoolPrecision::Fp8;
+  higher.ties_to_higher = true;
+  no_relu.block_relu = false;
+  not_forced.force_blocks = false;
+  extra.extra_forced = true;
+  capped.tie_cap = 1;
+  future.future_token = true;
+  const std::vector<const char*> all_but_ties{"ref_block_flips", "ref_unexplained"};
+  const std::vector<Case> cases{
+      {"perturbed by 1e-7", 40, true, perturbed, kHisa, {}, "ref_near_ties", all_but_ties, false},
+      {"ties to higher positions", 40, false, higher, kHisa, {}, "ref_tie_swaps", {"ref_near_ties", "ref_block_flips", "ref_unexplained"}, false},
+      {"fp8 pooling judged as fp32", 0, false, fp8, kHisa, {"--ref-tolerance", "0.0625"}, "ref_block_flips", {"ref_unexplained"}, false},
+      {"no ReLU in J", 0, false, no_relu, kHisa, {}, "ref_unexplained", {}, true},
+      {"forced blocks not forced", 0, false, not_forced, kHisa, {}, "ref_unexplained", {}, true},
+      {"extra declared as in-budget", 0, false, extra, kHisa, {}, "ref_unexplained", {}, true},
+      {"a tie cap", 40, false, capped, kHisa, {}, "ref_unexplained", {}, true},
+      {"a future token", 0, false, future, kHisa, {}, "ref_unexplained", {}, true},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const std::string dump = dump_with(dir, "defect.h5", c.clusters, c.defect, c.declared, Method::Hisa, c.nudge);
+    const auto l = audit_json(dir, dump, c.flags);
+    EXPECT_GT(l[c.nonzero].get<int64_t>(), 0);
+    for (const char* z : c.zero) EXPECT_EQ(l[z], 0) << z;
+    if (c.most_queries_unexplained) EXPECT_GT(l["ref_queries_unexplained"].get<int64_t>(), kQ / 2);
+  }
 }
 
 TEST(CliRef, TheGateFailsOnUnexplainedTokensOnly) {

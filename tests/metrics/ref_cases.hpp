@@ -23,9 +23,12 @@ struct RefLayerData {
 };
 
 // L keys of D dims, Nq queries at evenly spaced positions (the last one included), f32 throughout. With
-// `clusters` > 0 every key is one of that many random rows (picked per token at random), so tokens tie exactly;
-// else the keys are independent. Weights are positive.
-inline RefLayerData ref_layer(int64_t L, int64_t Nq, int64_t H, int64_t D, int64_t clusters, uint64_t seed) {
+// `clusters` > 0 every key is one of that many random rows (picked per token at random), so tokens tie exactly —
+// or, with `nudge`, nearly: one component of each key moved by a few ulps, a different move for every token (for
+// L ≤ 64·D), so tied scores differ in their last bits.
+// Else the keys are independent. Weights are positive.
+inline RefLayerData ref_layer(int64_t L, int64_t Nq, int64_t H, int64_t D, int64_t clusters, uint64_t seed,
+                              bool nudge = false) {
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::uniform_real_distribution<float> weight(0.2f, 1.0f);
@@ -39,6 +42,10 @@ inline RefLayerData ref_layer(int64_t L, int64_t Nq, int64_t H, int64_t D, int64
   for (int64_t s = 0; s < L; ++s) {
     const int64_t c = clusters > 0 ? int64_t(rng() % uint64_t(clusters)) : -1;
     for (int64_t x = 0; x < D; ++x) a.k[size_t(s * D + x)] = c >= 0 ? centres[size_t(c * D + x)] : normal(rng);
+    if (nudge) {
+      float& v = a.k[size_t(s * D + s % D)];
+      for (int64_t u = 0; u <= (s / D) % 64; ++u) v = std::nextafter(v, INFINITY);
+    }
   }
   a.q.resize(size_t(Nq * H * D));
   for (auto& v : a.q) v = normal(rng);
