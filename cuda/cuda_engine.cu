@@ -358,12 +358,15 @@ class CudaEngine final : public SelectionEngine {
   }
 
   // The chunk's top-k positions (flat_.pos, flat_.count) into out.
+  // The chunk's selections into each query's vector: the buffers are reused, the rows filled on every core.
   void copy_selections(const Chunk& c, std::vector<std::vector<int64_t>>& out) {
-    std::vector<int> pos, cnt;
-    download_positions(c, flat_, pos, cnt);
-    const size_t kk = size_t(k());
-    for (size_t i = 0; i < size_t(c.count); ++i) {
-      out[size_t(c.first) + i].assign(pos.begin() + i * kk, pos.begin() + i * kk + cnt[i]);
+    download_positions(c, flat_, sel_pos_, sel_count_);
+    HostTimer copies(ms_.transfers);
+    const int64_t kk = k();
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < c.count; ++i) {
+      const int* row = sel_pos_.data() + i * kk;
+      out[size_t(c.first + i)].assign(row, row + sel_count_[size_t(i)]);
     }
   }
 
@@ -423,6 +426,7 @@ class CudaEngine final : public SelectionEngine {
   DeviceArray<float> row_max_, block_best_;
   DeviceArray<double> mass_;
   std::vector<int> pos_h_, count_h_;
+  std::vector<int> sel_pos_, sel_count_;  // select()'s downloaded positions and counts, reused across chunks
   StageTimes ms_;  // milliseconds
 };
 

@@ -2,7 +2,9 @@
 // RAII owners of device memory and streams. Host-only header.
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <utility>
 
 #include "cuda/cuda_check.hpp"
@@ -62,6 +64,33 @@ class DeviceArray {
   size_t size_ = 0, capacity_ = 0;
 };
 
+// Page-locked host memory that only grows (cudaHostAlloc), for copies the GPU runs asynchronously and at full
+// PCIe speed; contents are not initialised.
+template <typename T>
+class PinnedArray {
+ public:
+  PinnedArray() = default;
+  PinnedArray(const PinnedArray&) = delete;
+  PinnedArray& operator=(const PinnedArray&) = delete;
+  ~PinnedArray() {
+    if (data_ != nullptr) cudaFreeHost(data_);  // never throws from a destructor
+  }
+  T* reserve(size_t n) {
+    if (n > capacity_) {
+      if (data_ != nullptr) HISA_CUDA_CHECK(cudaFreeHost(data_));
+      data_ = nullptr;
+      capacity_ = 0;
+      HISA_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&data_), n * sizeof(T), cudaHostAllocDefault));
+      capacity_ = n;
+    }
+    return data_;
+  }
+
+ private:
+  T* data_ = nullptr;
+  size_t capacity_ = 0;
+};
+
 class Stream {
  public:
   Stream() { HISA_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking)); }
@@ -73,6 +102,19 @@ class Stream {
 
  private:
   cudaStream_t stream_ = nullptr;
+};
+
+// An event for ordering only (no timing), so that waiting on it is cheap.
+class PlainEvent {
+ public:
+  PlainEvent() { HISA_CUDA_CHECK(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming)); }
+  PlainEvent(const PlainEvent&) = delete;
+  PlainEvent& operator=(const PlainEvent&) = delete;
+  ~PlainEvent() { cudaEventDestroy(event_); }
+  cudaEvent_t get() const { return event_; }
+
+ private:
+  cudaEvent_t event_ = nullptr;
 };
 
 class Event {

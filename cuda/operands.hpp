@@ -21,6 +21,48 @@ namespace hisa::cuda {
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
+// Rows encoded on the host and uploaded through two pinned pieces, so that the host encodes one piece (on every
+// core) while the other is copied: the copy overlaps the encoding, runs at pinned speed, and the pinned memory
+// stays at two pieces whatever the rows' total. encode(r, out) writes row r's `row_units` units.
+class PieceUploader {
+ public:
+  static constexpr size_t kPieceBytes = size_t(32) << 20;
+  PieceUploader() = default;
+  PieceUploader(const PieceUploader&) = delete;
+  PieceUploader& operator=(const PieceUploader&) = delete;
+  ~PieceUploader() {
+    for (Piece& p : pieces_) {
+      if (p.pending) cudaEventSynchronize(p.copied.get());  // no copy may read freed pinned memory
+    }
+  }
+
+  template <typename T, typename Encode>
+  void upload(DeviceArray<T>& dst, int64_t rows, int64_t row_units, Encode encode, cudaStream_t s) {
+    dst.resize(size_t(rows * row_units));
+    const int64_t piece_rows = std::max<int64_t>(1, int64_t(kPieceBytes / sizeof(T)) / std::max<int64_t>(1, row_units));
+    for (int64_t first = 0, p = 0; first < rows; first += piece_rows, ++p) {
+      const int64_t n = std::min(piece_rows, rows - first);
+      Piece& piece = pieces_[p % 2];
+      if (piece.pending) HISA_CUDA_CHECK(cudaEventSynchronize(piece.copied.get()));  // its last copy is done
+      T* host = reinterpret_cast<T*>(piece.memory.reserve(size_t(n * row_units) * sizeof(T)));
+#pragma omp parallel for schedule(static)
+      for (int64_t r = 0; r < n; ++r) encode(first + r, host + r * row_units);
+      HISA_CUDA_CHECK(cudaMemcpyAsync(dst.data() + first * row_units, host, size_t(n * row_units) * sizeof(T),
+                                      cudaMemcpyHostToDevice, s));
+      HISA_CUDA_CHECK(cudaEventRecord(piece.copied.get(), s));
+      piece.pending = true;
+    }
+  }
+
+ private:
+  struct Piece {
+    PinnedArray<unsigned char> memory;
+    PlainEvent copied;
+    bool pending = false;
+  };
+  Piece pieces_[2];
+};
+
 // Which 16-bit types hold every value exactly (the loader hands floats; a bf16 or fp8 dump's values are
 // exact in bf16, an f16 dump's in f16). f16 is only examined when asked, since bf16 usually decides.
 class Exactness {
@@ -139,10 +181,10 @@ class KeyStore {
   const uint16_t* lowp(ValueType t, cudaStream_t s) {
     if (lowp_type_ != t) {
       const int64_t cd = coded_dim(t, dim_);
-      staging_.assign(size_t(count_ * cd), 0);
-#pragma omp parallel for schedule(static)
-      for (int64_t r = 0; r < count_; ++r) encode_row(t, values_ + r * dim_, dim_, &staging_[size_t(r * cd)]);
-      lowp_.upload(staging_.data(), staging_.size(), s);  // pageable source: copied out before the call returns
+      uploader_.upload(lowp_, count_, cd, [&](int64_t r, uint16_t* out) {
+        std::fill_n(out, cd, uint16_t(0));
+        encode_row(t, values_ + r * dim_, dim_, out);
+      }, s);
       lowp_type_ = t;
     }
     return lowp_.data();
@@ -156,7 +198,7 @@ class KeyStore {
   Exactness exact_;
   DeviceArray<float> scale_, f32_;
   DeviceArray<uint16_t> lowp_;
-  std::vector<uint16_t> staging_;
+  PieceUploader uploader_;
   bool have_f32_ = false;
   ValueType lowp_type_ = ValueType::F32;
 };
@@ -187,12 +229,11 @@ class QueryStore {
     if (!f.loaded) {
       const QueryBatch& b = *batch_;
       const int64_t hp = padded_heads(), cd = coded_dim(t, b.dim);
-      staging_q_.assign(size_t(b.count * hp * cd), 0);
-#pragma omp parallel for schedule(static)
-      for (int64_t i = 0; i < b.count; ++i) {
-        for (int64_t h = 0; h < b.heads; ++h) encode_row(t, b.q_row(i, h), b.dim, &staging_q_[size_t((i * hp + h) * cd)]);
-      }
-      f.codes.upload(staging_q_.data(), staging_q_.size(), s);
+      // Row r = i·H' + h; the padded heads' rows are zero.
+      uploader_.upload(f.codes, b.count * hp, cd, [&](int64_t r, uint16_t* out) {
+        std::fill_n(out, cd, uint16_t(0));
+        if (r % hp < b.heads) encode_row(t, b.q_row(r / hp, r % hp), b.dim, out);
+      }, s);
       f.loaded = true;
     }
     return f.codes.data();
@@ -229,7 +270,7 @@ class QueryStore {
   Exactness exact_;
   DeviceArray<float> q32_, w32_, wpad_;
   Form forms_[3];  // BF16, F16, E4M3
-  std::vector<uint16_t> staging_q_;
+  PieceUploader uploader_;
   std::vector<float> staging_w_;
   bool have_f32_ = false, have_wpad_ = false;
 };
