@@ -12,6 +12,7 @@ void setup_bench(CLI::App& app, int& status);
 void setup_explain(CLI::App& app, int& status);
 void setup_synth(CLI::App& app, int& status);
 void setup_sweep(CLI::App& app, int& status);
+void setup_crosslayer(CLI::App& app, int& status);
 // The report records the command line that made it.
 void setup_report(CLI::App& app, int& status, int argc, char** argv);
 

@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
   hisa::cli::setup_explain(app, status);
   hisa::cli::setup_synth(app, status);
   hisa::cli::setup_sweep(app, status);
+  hisa::cli::setup_crosslayer(app, status);
   hisa::cli::setup_report(app, status, argc, argv);
   // Under MPI, an error on one rank ends every rank (the others would wait for its results forever).
   auto fail = [](int code) {

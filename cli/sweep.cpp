@@ -19,18 +19,12 @@ namespace {
 
 struct SweepFlags {
   std::vector<std::string> files;
-  std::string samples, layers;
+  UnitInputFlags input;
   std::string block_sizes = "32,64,128,256", blocks = "8-512";
   std::string pools = "fp32", forced = "in-budget";
   double target_recall = 0.99, target_p5 = 0.95;
-  std::optional<int64_t> topk;
-  int64_t max_queries = 0;
-  int threads = 0;
   std::string json_out, csv_out;
-  std::string device = "auto";
-  bool fp8_mma = false;
   bool no_kernel_times = false;
-  bool allow_external = false;
   RunFlags run;
 };
 
@@ -48,21 +42,21 @@ std::vector<T> parse_names(const std::string& text, const char* flag, Parse pars
 int run_sweep_command(const SweepFlags& f) {
   SweepOptions o;
   o.files = f.files;
-  o.samples = split_list(f.samples);
-  if (!f.layers.empty()) o.layers = IntRanges::parse(f.layers, "layers");
-  o.max_queries = f.max_queries;
-  o.topk = f.topk;
+  o.samples = split_list(f.input.samples);
+  o.layers = f.input.layer_list();
+  o.max_queries = f.input.max_queries;
+  o.topk = f.input.topk;
   o.block_sizes = parse_size_list(f.block_sizes, "block_sizes");
   o.blocks = parse_size_list(f.blocks, "blocks");
   o.pools = parse_names<PoolPrecision>(f.pools, "--pool-precision", parse_pool_precision);
   o.forced = parse_names<ForcedMode>(f.forced, "--forced", parse_forced_mode);
   o.target_recall = f.target_recall;
   o.target_p5 = f.target_p5;
-  o.threads = f.threads;
-  o.run.device = f.device;
-  o.run.fp8_mma = f.fp8_mma;
+  o.threads = f.input.threads;
+  o.run.device = f.input.device;
+  o.run.fp8_mma = f.input.fp8_mma;
   o.kernel_times = !f.no_kernel_times;
-  o.reader.allow_external = f.allow_external;
+  o.reader.allow_external = f.input.allow_external;
   f.run.apply_to(o.run);
   // Outputs are checked before the work, so a bad path fails at once, and written whole or not at all.
   const std::vector<OutputSpec> outputs = {{f.json_out, "--json", true}, {f.csv_out, "--csv", true}};
@@ -93,21 +87,9 @@ void setup_sweep(CLI::App& app, int& status) {
   sub->add_option("--target-p5", f->target_p5, "Recall p5 a setting must reach")->check(finite_range(0, 1))->capture_default_str();
   sub->add_option("--pool-precision", f->pools, "Pooled keys, a list of fp32 and fp8")->capture_default_str();
   sub->add_option("--forced", f->forced, "Forced-block modes, a list of in-budget and extra")->capture_default_str();
-  sub->add_option("--topk", f->topk, "Tokens selected per query (default: the file's index_topk; at most 2^24)");
-  sub->add_option("--samples", f->samples, "Comma-separated sample names (default: all)");
-  sub->add_option("--layers", f->layers, "Layers, e.g. 0-3,7 (default: all)");
-  sub->add_option("--max-queries", f->max_queries, "At most N evenly spaced queries per layer (default 0: all)")
-      ->check(CLI::NonNegativeNumber);
-  sub->add_option("--threads", f->threads, "CPU threads (default 0: all cores); results never depend on it")
-      ->check(thread_count());
+  f->input.add_to(sub);
   sub->add_option("--json", f->json_out, "Write the config, curves, recommendations and aggregates as JSON (-: standard output)");
   sub->add_option("--csv", f->csv_out, "Write the curves per sample as tidy CSV (-: standard output)");
-  sub->add_option("--device", f->device, "cpu, cuda or auto (the GPU when one is usable)")
-      ->check(CLI::IsMember({"cpu", "cuda", "auto"}))
-      ->capture_default_str();
-  add_fp8_mma_flag(sub, f->fp8_mma);
-  add_verbose_flag(sub);
-  add_allow_external_flag(sub, f->allow_external);
   sub->add_flag("--no-kernel-times", f->no_kernel_times,
                 "On a GPU, skip timing HISA(B, m) and flat selection with the CUDA engine for the cost model");
   f->run.add_to(sub);

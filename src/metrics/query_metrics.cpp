@@ -11,21 +11,6 @@
 
 namespace hisa {
 
-int64_t intersection_size(std::span<const int64_t> a, std::span<const int64_t> b) {
-  int64_t n = 0;
-  size_t i = 0, j = 0;
-  while (i < a.size() && j < b.size()) {
-    if (a[i] < b[j]) {
-      ++i;
-    } else if (b[j] < a[i]) {
-      ++j;
-    } else {
-      ++n, ++i, ++j;
-    }
-  }
-  return n;
-}
-
 std::vector<char> membership(std::span<const int64_t> x, std::span<const int64_t> y) {
   std::vector<char> in(x.size(), 0);
   size_t j = 0;

@@ -57,8 +57,23 @@ struct NeedleRange {
   int64_t begin = 0, end = 0;  // half-open
 };
 
-// Size of the intersection of two ascending position lists.
-int64_t intersection_size(std::span<const int64_t> a, std::span<const int64_t> b);
+// Size of the intersection of two ascending position lists, in one merge pass.
+template <typename T>
+int64_t count_common(std::span<const T> a, std::span<const T> b) {
+  int64_t n = 0;
+  size_t i = 0, j = 0;
+  while (i < a.size() && j < b.size()) {
+    if (a[i] < b[j]) {
+      ++i;
+    } else if (b[j] < a[i]) {
+      ++j;
+    } else {
+      ++n, ++i, ++j;
+    }
+  }
+  return n;
+}
+inline int64_t intersection_size(std::span<const int64_t> a, std::span<const int64_t> b) { return count_common(a, b); }
 // in[i] = whether x[i] is in y (both ascending), in one merge pass.
 std::vector<char> membership(std::span<const int64_t> x, std::span<const int64_t> y);
 

@@ -52,6 +52,11 @@ const std::vector<OutputCase>& cases() {
        {"hisa sweep mixed.h5 niah.h5 --device cpu --max-queries 12 --block-sizes 32-128 --blocks 2-32 "
         "--target-recall 0.9 --target-p5 0.8 --json sweep.json --csv sweep.csv --checkpoint ck"},
        {"sweep.json", "sweep.csv", "ck/layer_0.csv", "ck/layer_1.csv"}},
+      {"crosslayer",
+       {"hisa crosslayer ds.h5 glm.h5 --device cpu --reuse-every 2 --reuse-map 2:1 --recall-target 0.2 --json ds.json "
+        "--csv ds.csv",
+        "hisa crosslayer mixed.h5 --device cpu --max-queries 12 --topk 32 --json mixed.json"},
+       {"ds.json", "ds.csv", "mixed.json"}},
       {"select",
        {"hisa select mixed.h5 --device cpu --method flat --max-queries 6 -o flat.h5",
         "hisa select mixed.h5 --device cpu --method hisa --block-size 64 --blocks 8 --max-queries 6 -o hisa.h5",
