@@ -19,7 +19,7 @@ struct ReportFlags {
   std::string output;
   int64_t worst = 10, pictures = 6;
   std::string command_line;
-  std::string sweep_json;
+  std::string sweep_json, crosslayer_json;
 };
 
 int run_report_command(const ReportFlags& f) {
@@ -31,9 +31,11 @@ int run_report_command(const ReportFlags& f) {
   o.pictures = f.pictures;
   o.command_line = f.command_line;
   o.sweep_json = f.sweep_json;
+  o.crosslayer_json = f.crosslayer_json;
   // Check the output first, so a bad path fails before the audit runs; the page is written whole or not at all.
   std::vector<std::string> inputs = f.files;
   if (!f.sweep_json.empty()) inputs.push_back(f.sweep_json);
+  if (!f.crosslayer_json.empty()) inputs.push_back(f.crosslayer_json);
   check_outputs({{f.output, "-o", true}}, inputs);
   const ReportData d = collect_report(o);
   write_file_atomically(f.output, [&](std::ostream& out) { write_html_report(out, d); });
@@ -59,6 +61,8 @@ void setup_report(CLI::App& app, int& status, int argc, char** argv) {
   f->ref.add_to(sub);
   sub->add_option("-o,--output", f->output, "Output HTML file (-: standard output)")->required();
   sub->add_option("--sweep", f->sweep_json, "A `hisa sweep --json` file whose recommendation the page shows");
+  sub->add_option("--crosslayer", f->crosslayer_json,
+                  "A `hisa crosslayer --json` file whose pairs of layers and reuse plans the page shows");
   sub->add_option("--worst", f->worst, "Worst queries listed per layer (by IoU, then coverage loss)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);

@@ -56,28 +56,54 @@ QueryPicture picture_of(const std::string& file, const std::string& sample, int 
   return p;
 }
 
-// The sweep's JSON, checked for what the page reads, before the audit runs.
-nlohmann::json read_sweep_json(const std::string& path) {
+// A JSON input of the page (`option` names its flag), read whole and checked by `check` for what the page reads,
+// before the audit runs.
+template <typename Check>
+nlohmann::json read_json_input(const std::string& path, const std::string& option, const std::string& made_by, Check check) {
   // A FIFO or a device would be waited on or read forever.
   std::error_code ec;
   if (std::filesystem::exists(path, ec) && !std::filesystem::is_regular_file(path, ec)) {
-    throw OptionError("sweep_json", "{sweep_json}: " + path + " is not a regular file");
+    throw OptionError(option, "{" + option + "}: " + path + " is not a regular file");
   }
   std::ifstream in(path);
-  if (!in) throw OptionError("sweep_json", "{sweep_json}: cannot read " + path);
+  if (!in) throw OptionError(option, "{" + option + "}: cannot read " + path);
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(in);
+    check(j);
+  } catch (const nlohmann::json::exception& e) {
+    throw OptionError(option, "{" + option + "}: " + path + " is not the JSON of `" + made_by + "`: " + e.what());
+  }
+  return j;
+}
+
+nlohmann::json read_sweep_json(const std::string& path) {
+  return read_json_input(path, "sweep_json", "hisa sweep --json", [](const nlohmann::json& j) {
     for (const auto& mode : j.at("recommendations")) {
       mode.at("pool_precision").get<std::string>();
       mode.at("targets").at("recall_p5").get<double>();
       for (const auto& l : mode.at("layers")) l.at("expected_recall_min").get<double>();
       mode.at("uniform");
     }
-  } catch (const nlohmann::json::exception& e) {
-    throw OptionError("sweep_json", "{sweep_json}: " + path + " is not the JSON of `hisa sweep --json`: " + e.what());
-  }
-  return j;
+  });
+}
+
+nlohmann::json read_crosslayer_json(const std::string& path) {
+  return read_json_input(path, "crosslayer_json", "hisa crosslayer --json", [](const nlohmann::json& j) {
+    j.at("layers").get<std::vector<int>>();
+    j.at("topk").get<int64_t>();
+    j.at("samples").size();
+    j.at("recall_target").get<double>();
+    for (const auto& p : j.at("pooled")) {
+      p.at("source_layer").get<int>(), p.at("layer").get<int>(), p.at("queries").get<int64_t>();
+      p.at("recall_mean").get<double>();
+    }
+    for (const auto& p : j.at("plans")) {
+      p.at("name").get<std::string>(), p.at("indexer_layers").get<std::vector<int>>();
+      p.at("min_recall_mean").get<double>(), p.at("meets_target").get<bool>();
+    }
+    if (!j.at("cheapest").is_null()) j.at("cheapest").get<std::string>();
+  });
 }
 
 }  // namespace
@@ -86,6 +112,7 @@ ReportData collect_report(const ReportOptions& o) {
   ReportData d;
   d.options = o;
   if (!o.sweep_json.empty()) d.sweep = read_sweep_json(o.sweep_json);
+  if (!o.crosslayer_json.empty()) d.crosslayer = read_crosslayer_json(o.crosslayer_json);
   std::map<int, LayerCollect> layers;
   std::set<std::pair<std::string, std::string>> sources;  // (file, sample) of every query
   d.audit = run_audit(o.audit, [&](const QueryRecord& q) {

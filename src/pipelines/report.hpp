@@ -19,6 +19,7 @@ struct ReportOptions {
   int64_t pictures = 6;      // of those, how many to draw with their scores (re-scored on the CPU)
   std::string command_line;  // shown under "Configuration"
   std::string sweep_json;    // `hisa sweep --json` output whose recommendation the page shows; empty: none
+  std::string crosslayer_json;  // `hisa crosslayer --json` output the page shows; empty: none
 };
 
 // Columns of a worst query's picture: its scores are max-pooled to this many values.
@@ -47,9 +48,10 @@ struct ReportData {
   std::vector<LayerReport> layers;  // aligned with audit.layers
   std::vector<QueryPicture> pictures;
   nlohmann::json sweep;  // the sweep's JSON, null when none was given
+  nlohmann::json crosslayer;  // the crosslayer's JSON, null when none was given
 };
 
-// OptionError for sweep_json when that file is not a sweep's JSON.
+// OptionError for sweep_json (crosslayer_json) when that file is not a sweep's (crosslayer's) JSON.
 ReportData collect_report(const ReportOptions& options);
 
 }  // namespace hisa

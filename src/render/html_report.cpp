@@ -20,7 +20,8 @@ using svg::escape;
 const std::vector<std::string>& report_headings() {
   static const std::vector<std::string> headings = {"Summary",         "Per-layer fidelity", "IoU distributions",
                                                     "Recall versus budget", "Block-size recommendation",
-                                                    "Misses by cause", "Worst queries", "Configuration"};
+                                                    "Reuse across layers", "Misses by cause", "Worst queries",
+                                                    "Configuration"};
   return headings;
 }
 
@@ -116,6 +117,59 @@ std::array<int64_t, 4> all_miss_causes(const AuditResult& r) {
 
 void heading(std::ostream& out, int index, const char* id) {
   out << "<section id=\"" << id << "\"><h2>" << escape(report_headings()[size_t(index)]) << "</h2>\n";
+}
+
+// `hisa crosslayer --json` (docs/commands/crosslayer.md): the pooled recall of each layer's own selection by each
+// earlier layer's, as a table with the bands' colours, and the reuse plans.
+void write_crosslayer(std::ostream& out, const ReportData& d) {
+  heading(out, 5, "crosslayer");
+  if (d.crosslayer.is_null()) {
+    out << "<p>No cross-layer analysis was given. Run <code>hisa crosslayer FILE... --json crosslayer.json</code> and "
+           "pass <code>--crosslayer crosslayer.json</code> to show which layers could reuse an earlier layer's "
+           "selection (DeepSeek-V4.1, IndexCache) and the cheapest reuse plan.</p>\n</section>\n";
+    return;
+  }
+  const auto& j = d.crosslayer;
+  const std::vector<int> layers = j.at("layers").get<std::vector<int>>();
+  std::map<std::pair<int, int>, std::pair<int64_t, double>> pooled;  // (source, layer) -> (queries, recall mean)
+  for (const auto& p : j.at("pooled")) {
+    pooled[{p.at("source_layer").get<int>(), p.at("layer").get<int>()}] = {p.at("queries").get<int64_t>(),
+                                                                          p.at("recall_mean").get<double>()};
+  }
+  out << "<p class=\"note\">Recall of layer L's own flat top-" << j.at("topk").get<int64_t>()
+      << " by layer S's selection, mean over the queries both hold (rows L, columns S &lt; L), pooled over "
+      << j.at("samples").size() << " sample(s). A layer that reuses S keeps this share of its own selection.</p>\n"
+      << "<div class=\"scroll\"><table>\n<thead><tr><th>L \\ S</th>";
+  for (size_t s = 0; s + 1 < layers.size(); ++s) out << "<th>" << layers[s] << "</th>";
+  out << "</tr></thead>\n<tbody>\n";
+  for (size_t l = 1; l < layers.size(); ++l) {
+    out << "<tr><td>" << layers[l] << "</td>";
+    for (size_t s = 0; s < l; ++s) {
+      const auto it = pooled.find({layers[s], layers[l]});
+      if (it == pooled.end() || it->second.first == 0) {
+        out << "<td>–</td>";
+      } else {
+        out << "<td class=\"" << band(it->second.second) << "\">" << fixed(it->second.second, 3) << "</td>";
+      }
+    }
+    out << "</tr>\n";
+  }
+  out << "</tbody></table></div>\n<h3>Reuse plans — target: every layer's recall mean ≥ "
+      << fixed(j.at("recall_target").get<double>(), 3) << "</h3>\n<table><tr><th>plan</th><th>layers with their own "
+      << "indexer</th><th>lowest recall mean</th><th>meets the target</th></tr>\n";
+  for (const auto& p : j.at("plans")) {
+    const auto own = p.at("indexer_layers").get<std::vector<int>>();
+    std::string list;
+    for (int l : own) list += (list.empty() ? "" : ", ") + std::to_string(l);
+    out << "<tr><td class=\"l\">" << escape(p.at("name").get<std::string>()) << "</td><td class=\"l\">" << own.size()
+        << " of " << layers.size() << ": " << list << "</td><td>" << fixed(p.at("min_recall_mean").get<double>())
+        << "</td><td>" << (p.at("meets_target").get<bool>() ? "yes" : "<b>no</b>") << "</td></tr>\n";
+  }
+  out << "</table>\n<p>" << (j.at("cheapest").is_null()
+                                  ? std::string("No plan meets the target.")
+                                  : "Cheapest plan meeting the target: <b>" + escape(j.at("cheapest").get<std::string>()) + "</b>.")
+      << "</p>\n<p class=\"note\">From " << escape(d.options.crosslayer_json)
+      << " (<code>hisa crosslayer</code>; every pair per sample is in that file).</p>\n</section>\n";
 }
 
 // The recommendation of `hisa sweep --json` (docs/commands/sweep.md), per pooling and forced mode.
@@ -398,7 +452,7 @@ void write_budget_curves(std::ostream& out, const ReportData& d) {
 }
 
 void write_miss_causes(std::ostream& out, const ReportData& d) {
-  heading(out, 5, "causes");
+  heading(out, 6, "causes");
   out << "<p class=\"note\">Every DSA token HISA misses lies in a pruned block; each gets the first cause that holds "
          "(docs/definitions.md, \"Misses and certificates\").</p>\n";
   std::vector<svg::StackedRow> rows;
@@ -458,7 +512,7 @@ void write_picture(std::ostream& out, const QueryPicture& p, const SelectionConf
 
 void write_worst(std::ostream& out, const ReportData& d) {
   const AuditResult& r = d.audit;
-  heading(out, 6, "worst");
+  heading(out, 7, "worst");
   if (d.options.audit.worst <= 0) {
     out << "<p>Not requested (<code>--worst 0</code>).</p>\n</section>\n";
     return;
@@ -500,7 +554,7 @@ void write_worst(std::ostream& out, const ReportData& d) {
 void write_configuration(std::ostream& out, const ReportData& d) {
   const AuditResult& r = d.audit;
   const AuditOptions& o = d.options.audit;
-  heading(out, 7, "config");
+  heading(out, 8, "config");
   auto row = [&](const std::string& key, const std::string& value) {
     out << "<tr><th class=\"l\">" << escape(key) << "</th><td class=\"l\">" << escape(value) << "</td></tr>\n";
   };
@@ -574,7 +628,7 @@ void write_html_report(std::ostream& out, const ReportData& d) {
       << escape(config_name(d.audit.config)) << " against DSA top-" << d.audit.config.topk << " · "
       << escape(d.audit.files.size() == 1 ? d.audit.files.front() : std::to_string(d.audit.files.size()) + " files")
       << "</p>\n<nav>";
-  const char* ids[] = {"summary", "per-layer", "iou", "budget", "recommendation", "causes", "worst", "config"};
+  const char* ids[] = {"summary", "per-layer", "iou", "budget", "recommendation", "crosslayer", "causes", "worst", "config"};
   for (size_t i = 0; i < report_headings().size(); ++i) {
     out << "<a href=\"#" << ids[i] << "\">" << escape(report_headings()[i]) << "</a>";
   }
@@ -584,6 +638,7 @@ void write_html_report(std::ostream& out, const ReportData& d) {
   write_iou_distributions(out, d);
   write_budget_curves(out, d);
   write_recommendation(out, d);
+  write_crosslayer(out, d);
   write_miss_causes(out, d);
   write_worst(out, d);
   write_configuration(out, d);

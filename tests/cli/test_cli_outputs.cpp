@@ -74,8 +74,9 @@ const std::vector<OutputCase>& cases() {
       {"report",
        {"hisa report ds.h5 --device cpu --block-size 16 --blocks 8 --max-queries 100 -o golden.html",
         "hisa sweep mixed.h5 --device cpu --max-queries 8 --block-sizes 32-64 --blocks 2-16 --json sweep.json > /dev/null",
+        "hisa crosslayer mixed.h5 --device cpu --max-queries 8 --reuse-every 2 --json crosslayer.json > /dev/null",
         "hisa report mixed.h5 niah.h5 --device cpu --block-size 64 --blocks 4 --max-queries 8 --worst 3 --pictures 2 "
-        "--sweep sweep.json -o synthetic.html"},
+        "--sweep sweep.json --crosslayer crosslayer.json -o synthetic.html"},
        {"golden.html", "synthetic.html"}},
   };
   return all;

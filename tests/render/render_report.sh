@@ -28,6 +28,6 @@ timeout 120 "$browser" "${flags[@]}" --screenshot="$out/report.png" --window-siz
   "file://$out/report.html" >"$out/chromium-screenshot.log" 2>&1
 timeout 120 "$browser" "${flags[@]}" --dump-dom "file://$out/report.html" >"$out/dom.html" 2>"$out/chromium-dom.log"
 /usr/bin/python3 "$here/check_render.py" "$out/report.png" "$out/dom.html" \
-  "Summary" "Per-layer fidelity" "IoU distributions" "Recall versus budget" "Block-size recommendation" "Misses by cause" "Worst queries" \
+  "Summary" "Per-layer fidelity" "IoU distributions" "Recall versus budget" "Block-size recommendation" "Reuse across layers" "Misses by cause" "Worst queries" \
   "Configuration"
 echo "render_report: ok; screenshot in $out/report.png"

@@ -7,6 +7,8 @@
 #include <sstream>
 
 #include "core/error.hpp"
+#include "pipelines/crosslayer.hpp"
+#include "render/crosslayer_output.hpp"
 #include "render/html_report.hpp"
 #include "pipelines/sweep.hpp"
 #include "render/sweep_output.hpp"
@@ -144,6 +146,37 @@ TEST(HtmlReport, ShowsTheSweepRecommendation) {
   // A file that is not a sweep's JSON is a usage error before anything runs.
   std::ofstream(dir.file("bad.json")) << R"({"layers": []})";
   o.sweep_json = dir.file("bad.json");
+  EXPECT_THROW(collect_report(o), UsageError);
+}
+
+// With --crosslayer, the page shows the pooled pairs as a table and the plans, as in the JSON.
+TEST(HtmlReport, ShowsTheCrosslayerSection) {
+  test::TempDir dir;
+  const std::string path = write_dump(dir, "d.h5");
+  CrosslayerOptions co;
+  co.files = {path};
+  co.run.device = "cpu";
+  co.progress = false;
+  co.reuse_every = 2;
+  const nlohmann::json cl = crosslayer_json(run_crosslayer(co));
+  const std::string json_path = dir.file("crosslayer.json");
+  std::ofstream(json_path) << cl.dump();
+  ReportOptions o = options_for(path);
+  o.crosslayer_json = json_path;
+  const std::string html = html_of(collect_report(o));
+  EXPECT_EQ(html.find("No cross-layer analysis was given"), std::string::npos);
+  for (const auto& p : cl["plans"]) {
+    const std::string cell = std::string(">").append(p["name"].get<std::string>()).append("</td>");
+    EXPECT_NE(html.find(cell), std::string::npos) << cell;
+  }
+  const double r01 = cl["pooled"][0]["recall_mean"].get<double>();
+  char cell[32];
+  std::snprintf(cell, sizeof cell, ">%.3f</td>", r01);
+  EXPECT_NE(html.find(cell), std::string::npos) << cell;
+  EXPECT_NE(html_of(collect_report(options_for(path))).find("No cross-layer analysis was given"), std::string::npos);
+  // A file that is not a crosslayer's JSON (a sweep's, say) is a usage error before anything runs.
+  std::ofstream(dir.file("bad.json")) << R"({"layers": [0, 1], "pooled": []})";
+  o.crosslayer_json = dir.file("bad.json");
   EXPECT_THROW(collect_report(o), UsageError);
 }
 
