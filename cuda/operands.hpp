@@ -32,7 +32,7 @@ class PieceUploader {
   PieceUploader& operator=(const PieceUploader&) = delete;
   ~PieceUploader() {
     for (Piece& p : pieces_) {
-      if (p.pending) cudaEventSynchronize(p.copied.get());  // no copy may read freed pinned memory
+      if (p.pending) cudaEventSynchronize(p.copied->get());  // no copy may read freed pinned memory
     }
   }
 
@@ -43,13 +43,16 @@ class PieceUploader {
     for (int64_t first = 0, p = 0; first < rows; first += piece_rows, ++p) {
       const int64_t n = std::min(piece_rows, rows - first);
       Piece& piece = pieces_[p % 2];
-      if (piece.pending) HISA_CUDA_CHECK(cudaEventSynchronize(piece.copied.get()));  // its last copy is done
+      if (piece.pending) HISA_CUDA_CHECK(cudaEventSynchronize(piece.copied->get()));  // its last copy is done
+      // Made on first use, when the caller has made the stream's GPU current: an event must belong to the
+      // device of the stream it is recorded on (the owner may be constructed before its GPU is selected).
+      if (!piece.copied) piece.copied.emplace();
       T* host = reinterpret_cast<T*>(piece.memory.reserve(size_t(n * row_units) * sizeof(T)));
 #pragma omp parallel for schedule(static)
       for (int64_t r = 0; r < n; ++r) encode(first + r, host + r * row_units);
       HISA_CUDA_CHECK(cudaMemcpyAsync(dst.data() + first * row_units, host, size_t(n * row_units) * sizeof(T),
                                       cudaMemcpyHostToDevice, s));
-      HISA_CUDA_CHECK(cudaEventRecord(piece.copied.get(), s));
+      HISA_CUDA_CHECK(cudaEventRecord(piece.copied->get(), s));
       piece.pending = true;
     }
   }
@@ -57,7 +60,7 @@ class PieceUploader {
  private:
   struct Piece {
     PinnedArray<unsigned char> memory;
-    PlainEvent copied;
+    std::optional<PlainEvent> copied;
     bool pending = false;
   };
   Piece pieces_[2];

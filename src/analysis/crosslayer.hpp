@@ -33,7 +33,8 @@ PairValues compare_layers(const LayerSelections& source, const LayerSelections& 
 
 struct PairSummary {
   int64_t queries = 0;
-  double iou_mean = 1, recall_mean = 1, recall_p5 = 1;  // 1 when no query is shared
+  // 0 when no query is shared: nothing shows that the source's selection would serve, so no plan relies on it.
+  double iou_mean = 0, recall_mean = 0, recall_p5 = 0;
 };
 PairSummary summarize_pair(const PairValues& v);
 

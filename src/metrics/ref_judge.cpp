@@ -87,28 +87,33 @@ class BlockStage {
       return out;
     };
     const std::vector<int64_t> e_blocks = blocks_of(E), r_blocks = blocks_of(R);
-    std::vector<int64_t> out, in;
-    int64_t unseen = 0;
+    std::vector<int64_t> out, in, unseen;
     for (int64_t blk : kept_) {
       if (holds(r_blocks, blk) || !near_cut(blk)) continue;
-      if (holds(e_blocks, blk)) {
-        out.push_back(blk);
-      } else {
-        ++unseen;
-      }
+      (holds(e_blocks, blk) ? out : unseen).push_back(blk);
     }
     for (int64_t blk : r_blocks) {
       if (!holds(kept_, blk) && near_cut(blk)) in.push_back(blk);
     }
-    const size_t allowed = out.size() + size_t(unseen);
+    auto by_rank = [&](std::vector<int64_t> blocks) {  // best J first
+      std::sort(blocks.begin(), blocks.end(), [&](int64_t a, int64_t c) { return ranks_before(J(a), a, J(c), c); });
+      return blocks;
+    };
+    const size_t allowed = out.size() + unseen.size();
     if (in.size() > allowed) {
       // Keep the best-ranked additions; the rest exceed the rule's budget.
-      std::vector<int64_t> ranked = in;
-      std::sort(ranked.begin(), ranked.end(), [&](int64_t a, int64_t c) { return ranks_before(J(a), a, J(c), c); });
+      const std::vector<int64_t> ranked = by_rank(in);
       over_budget.assign(ranked.begin() + std::ptrdiff_t(allowed), ranked.end());
       std::sort(over_budget.begin(), over_budget.end());
       in.assign(ranked.begin(), ranked.begin() + std::ptrdiff_t(allowed));
       std::sort(in.begin(), in.end());
+    }
+    if (in.size() > out.size()) {
+      // Additions beyond the drops took the place of kept blocks neither side draws from: the lowest-ranked of those
+      // leave the blocks too, so that topk_ref keeps as many blocks as the rule.
+      const std::vector<int64_t> ranked = by_rank(unseen);
+      out.insert(out.end(), ranked.end() - std::ptrdiff_t(in.size() - out.size()), ranked.end());
+      std::sort(out.begin(), out.end());
     }
     std::vector<int64_t> result;
     std::set_difference(kept_.begin(), kept_.end(), out.begin(), out.end(), std::back_inserter(result));
@@ -204,6 +209,47 @@ RefJudgement judge_ref_row(const RefLayer& l, const QueryBatch& b, int64_t i, co
   };
   auto abs_of = [&](int64_t s) { return abs_score(b, i, keys.row(s), keys.k_scale[size_t(s)]); };
 
+  // The rule's token stage on the given kept blocks: E2 and its cut (hisa: the top k of their visible tokens, by
+  // recomputed scores; block-sparse: all of them, no cut).
+  auto token_stage = [&](const std::vector<int64_t>& blocks, std::vector<int64_t>& sel, std::optional<int64_t>& cut_at) {
+    std::vector<int64_t> cands;
+    tokens_in_blocks(blocks, B, x.k_start, x.q_pos, cands);
+    if (rule.method == Method::Block) {
+      sel = cands;
+      return;
+    }
+    const std::vector<float> s = scores_of(cands);
+    std::vector<size_t> order(cands.size());
+    for (size_t n = 0; n < order.size(); ++n) order[n] = n;
+    const size_t k = std::min(order.size(), size_t(c.topk));
+    std::partial_sort(order.begin(), order.begin() + std::ptrdiff_t(k), order.end(),
+                      [&](size_t a, size_t d) { return ranks_before(s[a], cands[a], s[d], cands[d]); });
+    for (size_t n = 0; n < k; ++n) sel.push_back(cands[order[n]]);
+    std::sort(sel.begin(), sel.end());
+    if (k < cands.size() && k > 0) cut_at = cands[order[k - 1]];
+  };
+  // Whether topk_ref is what the rule selects on the swapped blocks: as many visible tokens as E2, and wherever E2
+  // and topk_ref differ outside E △ R (a token the swap predicts that topk_ref lacks, or the reverse), only ties or
+  // near ties at E2's cut. Else the swaps explain nothing (a selection that merely lacks tokens is not pooling drift).
+  auto swaps_hold = [&](const std::vector<int64_t>& e, const std::vector<int64_t>& r, const std::vector<int64_t>& e2,
+                        const std::optional<int64_t>& cut_at) {
+    const auto visible_count = std::count_if(r.begin(), r.end(), [&](int64_t p) { return p >= x.k_start && p <= x.q_pos; });
+    if (visible_count != int64_t(e2.size())) return false;
+    std::vector<int64_t> d2, d, extra;
+    std::set_symmetric_difference(e2.begin(), e2.end(), r.begin(), r.end(), std::back_inserter(d2));
+    std::set_symmetric_difference(e.begin(), e.end(), r.begin(), r.end(), std::back_inserter(d));
+    std::set_difference(d2.begin(), d2.end(), d.begin(), d.end(), std::back_inserter(extra));
+    if (extra.empty()) return true;
+    if (!cut_at) return false;
+    const float cs = scores_of({*cut_at})[0];
+    const double ca = abs_of(*cut_at);
+    const std::vector<float> es = scores_of(extra);
+    for (size_t n = 0; n < extra.size(); ++n) {
+      if (std::fabs(double(es[n]) - double(cs)) > l.tolerance * (abs_of(extra[n]) + ca)) return false;
+    }
+    return true;
+  };
+
   // The block stage, with topk_ref's near-tied swaps, and the rule's token stage on those blocks (E2).
   std::optional<BlockStage> blocks;
   std::vector<int64_t> kept2 = kept, flipped, over_budget;
@@ -220,24 +266,16 @@ RefJudgement judge_ref_row(const RefLayer& l, const QueryBatch& b, int64_t i, co
   if (rule.method == Method::Flat) {
     E2 = E;
     if (x.visible > int64_t(E.size()) && !E.empty()) cut = lowest_ranked(E, x.flat_scores);
-  } else if (rule.method == Method::Block) {
-    tokens_in_blocks(kept2, B, x.k_start, x.q_pos, E2);
-  } else if (flipped.empty()) {
+  } else if (!flipped.empty()) {
+    token_stage(kept2, E2, cut);
+    if (!swaps_hold(E, R, E2, cut)) flipped.clear(), over_budget.clear(), kept2 = kept, E2.clear(), cut.reset();
+  }
+  if (rule.method == Method::Block && flipped.empty()) {
+    E2 = E;
+  } else if (rule.method == Method::Hisa && flipped.empty()) {
     E2 = E;
     tokens_in_blocks(kept, B, x.k_start, x.q_pos, candidates);
     if (candidates.size() > E.size() && !E.empty()) cut = lowest_ranked(E, x.hisa_scores);
-  } else {
-    tokens_in_blocks(kept2, B, x.k_start, x.q_pos, candidates);
-    const std::vector<float> s = scores_of(candidates);
-    std::vector<size_t> order(candidates.size());
-    for (size_t n = 0; n < order.size(); ++n) order[n] = n;
-    const size_t k = std::min(order.size(), size_t(c.topk));
-    std::partial_sort(order.begin(), order.begin() + std::ptrdiff_t(k), order.end(), [&](size_t a, size_t d) {
-      return ranks_before(s[a], candidates[a], s[d], candidates[d]);
-    });
-    for (size_t n = 0; n < k; ++n) E2.push_back(candidates[order[n]]);
-    std::sort(E2.begin(), E2.end());
-    if (k < candidates.size() && k > 0) cut = candidates[order[k - 1]];
   }
   float cut_score = 0;
   double cut_abs = 0;

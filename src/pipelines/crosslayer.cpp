@@ -79,7 +79,7 @@ PlanResult evaluate(const ReusePlan& plan, const CrosslayerResult& r, const std:
     pl.source = source;
     if (source == pl.layer) {
       p.indexer_layers.push_back(pl.layer);
-      pl.summary.queries = own_queries[l];
+      pl.summary = {own_queries[l], 1.0, 1.0, 1.0};  // its own selection
     } else {
       const size_t s = size_t(std::find(r.layers.begin(), r.layers.end(), source) - r.layers.begin());
       pl.summary = r.pooled[s][l];

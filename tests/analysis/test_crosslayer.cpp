@@ -43,6 +43,7 @@ TEST(Crosslayer, EmptySelectionsAndNoSharedQueries) {
   const PairValues none = compare_layers(layer_of(0, {{1, {0}}}), layer_of(1, {{2, {0}}}));
   EXPECT_TRUE(none.recall.empty());
   EXPECT_EQ(summarize_pair(none).queries, 0);
+  EXPECT_EQ(summarize_pair(none).recall_mean, 0.0);  // no evidence that the source would serve
   // Another k_start is another query.
   LayerSelections packed = layer_of(1, {});
   packed.add(5, 3, std::vector<int64_t>{4});

@@ -130,6 +130,42 @@ TEST(RefJudge, PlantedDefectsAreUnexplainedOnMostQueries) {
   }
 }
 
+// A selection that merely lacks one kept block's tokens is not pooling drift, even when that block is the cut
+// block (whose J is trivially within the tolerance of its own): each missing token is unexplained.
+TEST(RefJudge, MissingABlocksTokensIsNotABlockFlip) {
+  const auto d = test::ref_layer(kL, kQ, kH, kD, 0, 8);
+  const RefRule rule = hisa_rule(kK, kB, kM);
+  auto engine = make_cpu_engine(1);
+  engine->set_layer(d.keys, rule.config);
+  std::vector<QueryAudit> audits;
+  engine->audit(d.batch, audits);
+  const RefLayer layer = make_ref_layer(d.keys, rule, kDefaultRefTolerance);
+  int64_t judged = 0;
+  for (int64_t i = 0; i < d.batch.count; ++i) {
+    const QueryAudit& x = audits[size_t(i)];
+    const BlockSpan span = eligible_blocks(x.k_start, x.q_pos, kB);
+    for (int64_t blk : x.hisa_blocks) {
+      if (blk == span.first || blk == span.last) continue;
+      std::vector<int32_t> row;
+      int64_t missing = 0;
+      for (int64_t s : x.hisa) {
+        if (s / kB == blk) {
+          ++missing;
+        } else {
+          row.push_back(int32_t(s));
+        }
+      }
+      if (missing == 0) continue;
+      row.resize(size_t(kK), -1);
+      const RefJudgement j = judge_ref_row(layer, d.batch, i, x, row);
+      EXPECT_EQ(j.block_flips, 0) << "query " << i << " block " << blk;
+      EXPECT_EQ(j.unexplained, missing) << "query " << i << " block " << blk;
+      ++judged;
+    }
+  }
+  EXPECT_GT(judged, 0);
+}
+
 TEST(RefJudge, EmptyAndPaddedRows) {
   auto d = test::ref_layer(64, 2, 2, 8, 0, 7);
   const RefRule rule = hisa_rule(8, 8, 2);

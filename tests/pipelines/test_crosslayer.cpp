@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include "io/dump_reader.hpp"
+#include "io/dump_writer.hpp"
+#include "metrics/ref_cases.hpp"
 #include "pipelines/crosslayer.hpp"
 #include "select/reference.hpp"
 #include "synth_dump.hpp"
@@ -77,6 +79,45 @@ TEST(CrosslayerPipeline, EqualsADirectComputation) {
   o.threads = 1;
   const CrosslayerResult one = run_crosslayer(o);
   for (size_t i = 0; i < r.pairs.size(); ++i) EXPECT_EQ(one.pairs[i].summary.recall_p5, r.pairs[i].summary.recall_p5);
+}
+
+// Layers whose queries sit at different positions share nothing: no plan may reuse across them.
+TEST(CrosslayerPipeline, NoSharedQueriesSupportNoReuse) {
+  test::TempDir dir;
+  auto first = test::ref_layer(512, 6, 2, 16, 0, 1), second = test::ref_layer(512, 6, 2, 16, 0, 2);
+  for (auto& p : second.arrays.q_pos) --p;  // every query one position earlier
+  FileAttributes fa;
+  fa.model = "t";
+  fa.n_heads = 2, fa.head_dim = 16, fa.index_topk = 8;
+  SampleAttributes sa;
+  sa.seq_len = 512;
+  const std::string path = dir.file("d.h5");
+  {
+    DumpWriter w(path, fa);
+    w.add_sample("s", sa);
+    w.add_layer("s", 0, first.arrays);
+    w.add_layer("s", 1, second.arrays);
+    w.close();
+  }
+  CrosslayerOptions o;
+  o.files = {path};
+  o.run.device = "cpu";
+  o.progress = false;
+  o.reuse_every = 2;
+  o.recall_target = 0.0;
+  const CrosslayerResult r = run_crosslayer(o);
+  ASSERT_EQ(r.pairs.size(), 1u);
+  EXPECT_EQ(r.pairs[0].summary.queries, 0);
+  EXPECT_EQ(r.plans[0].name, "every 2");
+  EXPECT_EQ(r.plans[0].layers[1].source, 0);
+  EXPECT_EQ(r.plans[0].min_recall_mean, 0.0);  // layer 1 reuses 0 with nothing to show for it
+  // A target of 0 is met by anything; above it, only own indexers meet it.
+  o.recall_target = 1e-9;
+  const CrosslayerResult strict = run_crosslayer(o);
+  ASSERT_TRUE(strict.cheapest.has_value());
+  const auto best = std::find_if(strict.plans.begin(), strict.plans.end(), [&](const PlanResult& p) { return p.name == *strict.cheapest; });
+  ASSERT_NE(best, strict.plans.end());
+  EXPECT_EQ(best->indexer_layers, (std::vector<int>{0, 1}));
 }
 
 TEST(CrosslayerPipeline, ATargetAboveOneHasNoCheapestPlan) {
