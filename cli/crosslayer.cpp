@@ -29,17 +29,10 @@ struct CrosslayerFlags {
 int run_crosslayer_command(const CrosslayerFlags& f) {
   CrosslayerOptions o;
   o.files = f.files;
-  o.samples = split_list(f.input.samples);
-  o.layers = f.input.layer_list();
-  o.max_queries = f.input.max_queries;
-  o.topk = f.input.topk;
+  f.input.apply_to(o);
   o.reuse_every = f.reuse_every;
   if (!f.reuse_map.empty()) o.reuse_map = parse_reuse_map(f.reuse_map);
   o.recall_target = f.recall_target;
-  o.threads = f.input.threads;
-  o.run.device = f.input.device;
-  o.run.fp8_mma = f.input.fp8_mma;
-  o.reader.allow_external = f.input.allow_external;
   f.run.apply_to(o.run);
   const std::vector<OutputSpec> outputs = {{f.json_out, "--json", true}, {f.csv_out, "--csv", true}};
   check_outputs(outputs, f.files);

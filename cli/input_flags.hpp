@@ -45,6 +45,18 @@ struct UnitInputFlags {
     add_allow_external_flag(app, allow_external);
   }
   IntRanges layer_list() const { return layers.empty() ? IntRanges{} : IntRanges::parse(layers, "layers"); }
+  // Into a command's options (SweepOptions, CrosslayerOptions: the same names for the same things).
+  template <typename Options>
+  void apply_to(Options& o) const {
+    o.samples = split_list(samples);
+    o.layers = layer_list();
+    o.max_queries = max_queries;
+    o.topk = topk;
+    o.threads = threads;
+    o.run.device = device;
+    o.run.fp8_mma = fp8_mma;
+    o.reader.allow_external = allow_external;
+  }
 };
 
 }  // namespace hisa::cli

@@ -42,21 +42,14 @@ std::vector<T> parse_names(const std::string& text, const char* flag, Parse pars
 int run_sweep_command(const SweepFlags& f) {
   SweepOptions o;
   o.files = f.files;
-  o.samples = split_list(f.input.samples);
-  o.layers = f.input.layer_list();
-  o.max_queries = f.input.max_queries;
-  o.topk = f.input.topk;
+  f.input.apply_to(o);
   o.block_sizes = parse_size_list(f.block_sizes, "block_sizes");
   o.blocks = parse_size_list(f.blocks, "blocks");
   o.pools = parse_names<PoolPrecision>(f.pools, "--pool-precision", parse_pool_precision);
   o.forced = parse_names<ForcedMode>(f.forced, "--forced", parse_forced_mode);
   o.target_recall = f.target_recall;
   o.target_p5 = f.target_p5;
-  o.threads = f.input.threads;
-  o.run.device = f.input.device;
-  o.run.fp8_mma = f.input.fp8_mma;
   o.kernel_times = !f.no_kernel_times;
-  o.reader.allow_external = f.input.allow_external;
   f.run.apply_to(o.run);
   // Outputs are checked before the work, so a bad path fails at once, and written whole or not at all.
   const std::vector<OutputSpec> outputs = {{f.json_out, "--json", true}, {f.csv_out, "--csv", true}};

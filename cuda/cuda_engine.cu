@@ -357,8 +357,8 @@ class CudaEngine final : public SelectionEngine {
     return kept;
   }
 
-  // The chunk's top-k positions (flat_.pos, flat_.count) into out.
-  // The chunk's selections into each query's vector: the buffers are reused, the rows filled on every core.
+  // The chunk's top-k positions (flat_.pos, flat_.count) into each query's vector: the download buffers are
+  // reused, the rows filled on every core.
   void copy_selections(const Chunk& c, std::vector<std::vector<int64_t>>& out) {
     download_positions(c, flat_, sel_pos_, sel_count_);
     HostTimer copies(ms_.transfers);

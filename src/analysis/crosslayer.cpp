@@ -52,8 +52,7 @@ PairValues compare_layers(const LayerSelections& source, const LayerSelections& 
   for (const auto& [lq, sq] : matched) {
     const auto s = source.selection(sq), l = layer.selection(lq);
     const int64_t common = count_common(s, l);
-    const int64_t uni = int64_t(s.size() + l.size()) - common;
-    v.iou.push_back(uni == 0 ? 1.0 : double(common) / double(uni));
+    v.iou.push_back(iou_of(common, int64_t(s.size()), int64_t(l.size())));
     v.recall.push_back(l.empty() ? 1.0 : double(common) / double(l.size()));
   }
   return v;

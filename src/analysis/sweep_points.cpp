@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <numeric>
 
+#include "metrics/query_metrics.hpp"
 #include "select/topk.hpp"
 
 namespace hisa {
@@ -70,8 +71,7 @@ void sweep_query(const SweepQuery& q, std::span<const int64_t> blocks, SweepPoin
     const int64_t kept_tokens = m >= n ? visible : tokens_at[size_t(m)];
     const int64_t hisa = std::min(q.topk, kept_tokens);
     out[j].recall = dsa == 0 ? 1.0 : double(common) / double(dsa);
-    const int64_t uni = dsa + hisa - common;
-    out[j].iou = uni == 0 ? 1.0 : double(common) / double(uni);
+    out[j].iou = iou_of(common, dsa, hisa);
     out[j].scored_keys = n + kept_tokens;
   }
 }

@@ -35,7 +35,7 @@ int64_t unexplained_differences(std::span<const int64_t> got, std::span<const in
   std::vector<int64_t> diff;
   std::set_symmetric_difference(got.begin(), got.end(), want.begin(), want.end(), std::back_inserter(diff));
   for (int64_t p : diff) {
-    if (std::fabs(score(p) - c) > tolerance * (abs(p) + ca)) ++bad;
+    if (!near_tie(score(p), abs(p), c, ca, tolerance)) ++bad;
   }
   return bad;
 }
@@ -73,7 +73,7 @@ QueryParity compare_query(const QueryAudit& got, const QueryAudit& want, const Q
                                 want.hisa_blocks.end(), std::back_inserter(diff));
   for (int64_t blk : diff) {
     if (cut < 0 || blk < span.first || blk > span.last ||
-        std::fabs(J(blk) - J(cut)) > tolerance * (absJ(blk) + absJ(cut))) {
+        !near_tie(J(blk), absJ(blk), J(cut), absJ(cut), tolerance)) {
       ++p.unexplained;
     }
   }

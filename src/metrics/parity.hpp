@@ -4,6 +4,7 @@
 // within tolerance · (|p| + |c|) (kParityTolerance unless said) of the reference cut-off score s(c) — c the lowest-ranked position of
 // `want` — where |p| is the score computed with absolute values everywhere, Σ_h |w|·Σ_d |q·k| · |scale|, the
 // magnitude that bounds how far any fp32 summation order can move the score.
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <span>
@@ -19,6 +20,11 @@ inline constexpr double kParityTolerance = 1e-5;
 // adds products with a narrower accumulator than fp32 (docs/cuda.md, "fp8 tensor cores").
 inline constexpr double kFp8MmaParityTolerance = 1.0 / 1024;
 inline double parity_tolerance(bool fp8_mma) { return fp8_mma ? kFp8MmaParityTolerance : kParityTolerance; }
+
+// The near-tie rule above: scores a and b (with magnitudes abs_a, abs_b) lie within tolerance · (|a| + |b|).
+inline bool near_tie(double a, double abs_a, double b, double abs_b, double tolerance) {
+  return std::fabs(a - b) <= tolerance * (abs_a + abs_b);
+}
 
 // Σ_h |w[i,h]| · Σ_d |q[i,h,d] · key[d]| · |scale|, in double.
 double abs_score(const QueryBatch& b, int64_t i, const float* key, float scale);

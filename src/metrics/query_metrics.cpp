@@ -75,8 +75,7 @@ SetComparison compare(const std::vector<int64_t>& x, double mass_x, const QueryA
                       std::optional<NeedleRange> needle) {
   SetComparison c;
   const int64_t common = intersection_size(x, a.flat);
-  const int64_t uni = int64_t(x.size() + a.flat.size()) - common;
-  c.iou = uni == 0 ? 1.0 : double(common) / double(uni);
+  c.iou = iou_of(common, int64_t(x.size()), int64_t(a.flat.size()));
   c.recall = a.flat.empty() ? 1.0 : double(common) / double(a.flat.size());
   c.coverage = mass_x / a.mass_visible;
   c.coverage_ratio = a.mass_flat > 0 ? mass_x / a.mass_flat : 1.0;

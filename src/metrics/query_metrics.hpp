@@ -74,6 +74,11 @@ int64_t count_common(std::span<const T> a, std::span<const T> b) {
   return n;
 }
 inline int64_t intersection_size(std::span<const int64_t> a, std::span<const int64_t> b) { return count_common(a, b); }
+// |X∩Y| / |X∪Y| from the sets' sizes and their intersection's; 1 when both are empty.
+inline double iou_of(int64_t common, int64_t x, int64_t y) {
+  const int64_t uni = x + y - common;
+  return uni == 0 ? 1.0 : double(common) / double(uni);
+}
 // in[i] = whether x[i] is in y (both ascending), in one merge pass.
 std::vector<char> membership(std::span<const int64_t> x, std::span<const int64_t> y);
 

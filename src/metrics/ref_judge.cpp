@@ -68,8 +68,7 @@ class BlockStage {
   // drift. Forced blocks never are.
   bool near_cut(int64_t blk) const {
     if (!cut_ || forced(blk) || !eligible(blk)) return false;
-    const double tol = l_.tolerance * (abs_J(blk) + abs_J(*cut_));
-    return std::fabs(double(J(blk)) - double(J(*cut_))) <= tol;
+    return near_tie(J(blk), abs_J(blk), J(*cut_), abs_J(*cut_), l_.tolerance);
   }
 
   // The blocks topk_ref kept in place of the rule's, as far as its tokens show them: a kept block the rule's
@@ -177,6 +176,14 @@ void unpaired_ties_unexplained(std::vector<RefDifference>& diffs) {
 
 }  // namespace
 
+void set_ref_metrics(const RefJudgement& j, QueryMetrics& m) {
+  m.ref_iou = j.iou;
+  m.ref_tie_swaps = j.tie_swaps;
+  m.ref_near_ties = j.near_ties;
+  m.ref_block_flips = j.block_flips;
+  m.ref_unexplained = j.unexplained;
+}
+
 RefJudgement judge_ref_row(const RefLayer& l, const QueryBatch& b, int64_t i, const QueryAudit& x,
                            std::span<const int32_t> ref_row) {
   const RefRule& rule = l.rule;
@@ -197,9 +204,7 @@ RefJudgement judge_ref_row(const RefLayer& l, const QueryBatch& b, int64_t i, co
     tokens_in_blocks(kept, B, x.k_start, x.q_pos, E);
   }
   RefJudgement j;
-  const int64_t common = intersection_size(E, R);
-  const int64_t uni = int64_t(E.size() + R.size()) - common;
-  j.iou = uni == 0 ? 1.0 : double(common) / double(uni);
+  j.iou = iou_of(intersection_size(E, R), int64_t(E.size()), int64_t(R.size()));
   if (E == R) return j;
 
   auto scores_of = [&](const std::vector<int64_t>& positions) {
@@ -218,15 +223,15 @@ RefJudgement judge_ref_row(const RefLayer& l, const QueryBatch& b, int64_t i, co
       sel = cands;
       return;
     }
+    // The engines' top-k, with their tie rule; the cut is the lowest-ranked token it keeps.
     const std::vector<float> s = scores_of(cands);
-    std::vector<size_t> order(cands.size());
-    for (size_t n = 0; n < order.size(); ++n) order[n] = n;
-    const size_t k = std::min(order.size(), size_t(c.topk));
-    std::partial_sort(order.begin(), order.begin() + std::ptrdiff_t(k), order.end(),
-                      [&](size_t a, size_t d) { return ranks_before(s[a], cands[a], s[d], cands[d]); });
-    for (size_t n = 0; n < k; ++n) sel.push_back(cands[order[n]]);
-    std::sort(sel.begin(), sel.end());
-    if (k < cands.size() && k > 0) cut_at = cands[order[k - 1]];
+    topk_positions(s, cands, c.topk, sel);
+    if (sel.size() == cands.size() || sel.empty()) return;
+    std::vector<float> kept_scores;
+    for (size_t n = 0, m = 0; n < cands.size() && m < sel.size(); ++n) {
+      if (cands[n] == sel[m]) kept_scores.push_back(s[n]), ++m;
+    }
+    cut_at = lowest_ranked(sel, kept_scores);
   };
   // Whether topk_ref is what the rule selects on the swapped blocks: as many visible tokens as E2, and wherever E2
   // and topk_ref differ outside E △ R (a token the swap predicts that topk_ref lacks, or the reverse), only ties or
@@ -245,7 +250,7 @@ RefJudgement judge_ref_row(const RefLayer& l, const QueryBatch& b, int64_t i, co
     const double ca = abs_of(*cut_at);
     const std::vector<float> es = scores_of(extra);
     for (size_t n = 0; n < extra.size(); ++n) {
-      if (std::fabs(double(es[n]) - double(cs)) > l.tolerance * (abs_of(extra[n]) + ca)) return false;
+      if (!near_tie(es[n], abs_of(extra[n]), cs, ca, l.tolerance)) return false;
     }
     return true;
   };
@@ -261,21 +266,20 @@ RefJudgement judge_ref_row(const RefLayer& l, const QueryBatch& b, int64_t i, co
       j.cut_J = blocks->J(*blocks->cut());
     }
   }
-  std::vector<int64_t> E2, candidates;
+  std::vector<int64_t> E2;
   std::optional<int64_t> cut;  // the lowest-ranked token of E2, when E2 leaves a candidate out
-  if (rule.method == Method::Flat) {
-    E2 = E;
-    if (x.visible > int64_t(E.size()) && !E.empty()) cut = lowest_ranked(E, x.flat_scores);
-  } else if (!flipped.empty()) {
+  if (!flipped.empty()) {
     token_stage(kept2, E2, cut);
     if (!swaps_hold(E, R, E2, cut)) flipped.clear(), over_budget.clear(), kept2 = kept, E2.clear(), cut.reset();
   }
-  if (rule.method == Method::Block && flipped.empty()) {
+  if (flipped.empty()) {  // the rule's own selection, with the engine's order for its cut
     E2 = E;
-  } else if (rule.method == Method::Hisa && flipped.empty()) {
-    E2 = E;
-    tokens_in_blocks(kept, B, x.k_start, x.q_pos, candidates);
-    if (candidates.size() > E.size() && !E.empty()) cut = lowest_ranked(E, x.hisa_scores);
+    if (rule.method == Method::Flat && x.visible > int64_t(E.size()) && !E.empty()) cut = lowest_ranked(E, x.flat_scores);
+    if (rule.method == Method::Hisa && !E.empty()) {
+      int64_t candidates = 0;
+      for (const TokenRange& r : visible_runs(kept, B, x.k_start, x.q_pos)) candidates += r.size();
+      if (candidates > int64_t(E.size())) cut = lowest_ranked(E, x.hisa_scores);
+    }
   }
   float cut_score = 0;
   double cut_abs = 0;
@@ -327,7 +331,7 @@ RefJudgement judge_ref_row(const RefLayer& l, const QueryBatch& b, int64_t i, co
       } else if (score == cut_score) {
         d.cls = RefClass::TieSwap;
         d.why = "score equals the cut's exactly";
-      } else if (std::fabs(double(score) - double(cut_score)) <= l.tolerance * (abs_of(p) + cut_abs)) {
+      } else if (near_tie(score, abs_of(p), cut_score, cut_abs, l.tolerance)) {
         d.cls = RefClass::NearTie;
         d.why = "score within the tolerance of the cut's";
       } else {

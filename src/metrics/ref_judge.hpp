@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "io/dump_model.hpp"
+#include "metrics/query_metrics.hpp"
 #include "metrics/ref_rule.hpp"
 #include "select/blocks.hpp"
 #include "select/query_audit.hpp"
@@ -55,5 +56,8 @@ RefLayer make_ref_layer(const LayerKeys& keys, const RefRule& rule, double toler
 // scores are seen as equal.
 RefJudgement judge_ref_row(const RefLayer& layer, const QueryBatch& b, int64_t i, const QueryAudit& exact,
                            std::span<const int32_t> ref_row);
+
+// The judgement's IoU and counts as a query's ref metrics.
+void set_ref_metrics(const RefJudgement& j, QueryMetrics& m);
 
 }  // namespace hisa

@@ -150,12 +150,7 @@ class AuditWorker final : public UnitWorker {
                                            [&](int64_t block) { return bounds_.score_bound(batch, i, block); });
     if (batch.ref_width > 0) {
       const std::span<const int32_t> ref(batch.topk_ref.data() + i * batch.ref_width, size_t(batch.ref_width));
-      const RefJudgement j = judge_ref_row(*ref_layer_, batch, i, ref_covered_ ? a : ref_audits_[size_t(i)], ref);
-      m.ref_iou = j.iou;
-      m.ref_tie_swaps = j.tie_swaps;
-      m.ref_near_ties = j.near_ties;
-      m.ref_block_flips = j.block_flips;
-      m.ref_unexplained = j.unexplained;
+      set_ref_metrics(judge_ref_row(*ref_layer_, batch, i, ref_covered_ ? a : ref_audits_[size_t(i)], ref), m);
     }
     if (o_.certified) {
       m.certified_keys_scored = certified.keys_scored[size_t(i)];

@@ -69,6 +69,11 @@ LayerSelections decode(const std::string& bytes) {
   return l;
 }
 
+// Where layer `layer` sits in the run's ascending list of layers.
+size_t index_of(const std::vector<int>& layers, int layer) {
+  return size_t(std::lower_bound(layers.begin(), layers.end(), layer) - layers.begin());
+}
+
 PlanResult evaluate(const ReusePlan& plan, const CrosslayerResult& r, const std::vector<int64_t>& own_queries) {
   PlanResult p;
   p.name = plan.name;
@@ -81,8 +86,7 @@ PlanResult evaluate(const ReusePlan& plan, const CrosslayerResult& r, const std:
       p.indexer_layers.push_back(pl.layer);
       pl.summary = {own_queries[l], 1.0, 1.0, 1.0};  // its own selection
     } else {
-      const size_t s = size_t(std::find(r.layers.begin(), r.layers.end(), source) - r.layers.begin());
-      pl.summary = r.pooled[s][l];
+      pl.summary = r.pooled[index_of(r.layers, source)][l];
     }
     p.min_recall_mean = std::min(p.min_recall_mean, pl.summary.recall_mean);
     p.layers.push_back(pl);
@@ -133,8 +137,7 @@ CrosslayerResult run_crosslayer(const CrosslayerOptions& o) {
   const size_t n = r.layers.size();
   std::vector<std::vector<std::optional<LayerSelections>>> by_sample(sources.size(), std::vector<std::optional<LayerSelections>>(n));
   for (size_t u = 0; u < units.size(); ++u) {
-    const size_t l = size_t(std::find(r.layers.begin(), r.layers.end(), units[u].layer) - r.layers.begin());
-    by_sample[units[u].source][l] = decode(results[u]);
+    by_sample[units[u].source][index_of(r.layers, units[u].layer)] = decode(results[u]);
   }
   std::vector<int64_t> own_queries(n, 0);
   for (const auto& layers : by_sample) {
@@ -173,8 +176,7 @@ CrosslayerResult run_crosslayer(const CrosslayerOptions& o) {
 
   // Plans: the asked ones, then the candidates for the cheapest.
   auto recall_mean = [&](int source, int layer) {
-    const auto at = [&](int x) { return size_t(std::find(r.layers.begin(), r.layers.end(), x) - r.layers.begin()); };
-    return r.pooled[at(source)][at(layer)].recall_mean;
+    return r.pooled[index_of(r.layers, source)][index_of(r.layers, layer)].recall_mean;
   };
   if (o.reuse_every) r.plans.push_back(evaluate(reuse_every(r.layers, *o.reuse_every), r, own_queries));
   if (asked_map) r.plans.push_back(evaluate(*asked_map, r, own_queries));

@@ -32,11 +32,7 @@ void judge_ref(Explanation& e, const QueryBatch& b, const LayerKeys& keys) {
   const RefLayer layer = make_ref_layer(keys, rule, o.ref_overrides.tolerance);
   e.ref_rule = rule;
   e.ref = judge_ref_row(layer, b, 0, exact, {b.topk_ref.data(), size_t(b.ref_width)});
-  e.metrics.ref_iou = e.ref->iou;
-  e.metrics.ref_tie_swaps = e.ref->tie_swaps;
-  e.metrics.ref_near_ties = e.ref->near_ties;
-  e.metrics.ref_block_flips = e.ref->block_flips;
-  e.metrics.ref_unexplained = e.ref->unexplained;
+  set_ref_metrics(*e.ref, e.metrics);
 }
 
 }  // namespace

@@ -61,7 +61,36 @@ void write_picture(std::ostream& out, const Explanation& e, int width) {
   out << "  tokens    " << tokens << "   (x = DSA token HISA missed, | = DSA token kept, + = HISA only)\n";
 }
 
-void write_misses(std::ostream& out, const Explanation& e, int64_t max_misses);
+void write_misses(std::ostream& out, const Explanation& e, int64_t max_misses) {
+  const QueryMetrics& m = e.metrics;
+  const SelectionConfig& c = e.config;
+  char line[512];
+  out << "\nmisses by cause:";
+  for (int cause = 0; cause < kMissCauses; ++cause) {
+    out << "  " << miss_cause_name(MissCause(cause)) << " " << m.miss_causes[size_t(cause)];
+  }
+  out << "\n\n";
+  std::snprintf(line, sizeof line, "%8s %8s %6s %11s %11s %6s %11s %9s %11s %8s  %-11s %s\n", "position", "distance",
+                "rank", "score", "margin", "block", "J", "rank/m", "best", "J/best", "cause", "replaced by (score)");
+  out << line;
+  int64_t shown = 0;
+  for (const auto& d : e.misses) {
+    if (shown++ == max_misses) {
+      out << "  ... " << (e.misses.size() - size_t(max_misses)) << " more (--max-misses, or --json for all)\n";
+      break;
+    }
+    char replaced[64] = "-";
+    if (d.replaced_by >= 0) std::snprintf(replaced, sizeof replaced, "%lld (%g)", (long long)d.replaced_by, double(d.replaced_score));
+    char rank[32];
+    std::snprintf(rank, sizeof rank, "%lld/%lld", (long long)d.block_rank, (long long)c.blocks);
+    std::snprintf(line, sizeof line, "%8lld %8lld %6lld %11.5g %11.4g %6lld %11.5g %9s %11.5g %8.4f  %-11s %s\n",
+                  (long long)d.position, (long long)d.distance, (long long)d.dsa_rank, double(d.score), double(d.margin),
+                  (long long)d.block, double(d.block_score), rank, double(d.block_best), d.pooled_to_best,
+                  std::string(miss_cause_name(d.cause)).c_str(), replaced);
+    out << line;
+  }
+}
+
 
 // --ref: each token on which topk_ref and its rule's exact selection differ, with its class (and, for a block
 // flip, its block's J beside the cut block's).
@@ -133,40 +162,6 @@ void write_explanation(std::ostream& out, const Explanation& e, int64_t max_miss
   }
   if (e.ref) write_ref_differences(out, e, max_misses);
 }
-
-namespace {
-
-void write_misses(std::ostream& out, const Explanation& e, int64_t max_misses) {
-  const QueryMetrics& m = e.metrics;
-  const SelectionConfig& c = e.config;
-  char line[512];
-  out << "\nmisses by cause:";
-  for (int cause = 0; cause < kMissCauses; ++cause) {
-    out << "  " << miss_cause_name(MissCause(cause)) << " " << m.miss_causes[size_t(cause)];
-  }
-  out << "\n\n";
-  std::snprintf(line, sizeof line, "%8s %8s %6s %11s %11s %6s %11s %9s %11s %8s  %-11s %s\n", "position", "distance",
-                "rank", "score", "margin", "block", "J", "rank/m", "best", "J/best", "cause", "replaced by (score)");
-  out << line;
-  int64_t shown = 0;
-  for (const auto& d : e.misses) {
-    if (shown++ == max_misses) {
-      out << "  ... " << (e.misses.size() - size_t(max_misses)) << " more (--max-misses, or --json for all)\n";
-      break;
-    }
-    char replaced[64] = "-";
-    if (d.replaced_by >= 0) std::snprintf(replaced, sizeof replaced, "%lld (%g)", (long long)d.replaced_by, double(d.replaced_score));
-    char rank[32];
-    std::snprintf(rank, sizeof rank, "%lld/%lld", (long long)d.block_rank, (long long)c.blocks);
-    std::snprintf(line, sizeof line, "%8lld %8lld %6lld %11.5g %11.4g %6lld %11.5g %9s %11.5g %8.4f  %-11s %s\n",
-                  (long long)d.position, (long long)d.distance, (long long)d.dsa_rank, double(d.score), double(d.margin),
-                  (long long)d.block, double(d.block_score), rank, double(d.block_best), d.pooled_to_best,
-                  std::string(miss_cause_name(d.cause)).c_str(), replaced);
-    out << line;
-  }
-}
-
-}  // namespace
 
 nlohmann::json explanation_json(const Explanation& e) {
   const QueryAudit& a = e.audit;
