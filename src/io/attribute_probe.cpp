@@ -127,7 +127,13 @@ void walk_file(const std::string& path, bool follow_external, ChildChannel& log)
   h5::silence_errors();
   log.step("", "the file's superblock and root group");
   h5::Handle file = h5::file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
-  if (!file) return;
+  if (!file) {
+    // As for an object's header (header_opens): a damaged root header can state any size (seen: 3 GiB), which
+    // fails here within the cap; the parent must not open the file uncapped.
+    log.fail("", "the file's superblock and root group (truncated or damaged: libhdf5 cannot open them within a "
+                 "256 MiB allocation)");
+    return;
+  }
   hid_t root = file.get();
   read_attributes(root, "/", log);
   for (const auto& sample : members(root, "/", log)) {
