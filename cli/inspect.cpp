@@ -162,6 +162,8 @@ int run_inspect(const InspectOptions& o) {
       }
       const RefDeclaration& ref = sh.ref_declaration;
       if (sh.ref_width > 0) jl["topk_ref"] = ref_declaration_json(ref);
+      if (sh.compress_ratio != 1) jl["compress_ratio"] = sh.compress_ratio;
+      if (sh.window) jl["window"] = *sh.window;
       js["layers"].push_back(jl);
       char line[256];
       std::snprintf(line, sizeof line, "  %5d %8lld %6lld %4lld %4lld  %-5s %-5s %-7s %-7s %-8s  ", layer,
@@ -171,9 +173,20 @@ int run_inspect(const InspectOptions& o) {
                     sh.ref_width ? std::to_string(sh.ref_width).c_str() : "-");
       table << line << k_storage << " / " << q_storage << "\n";
       if (sh.ref_width > 0 && !(ref == RefDeclaration{})) table << "         topk_ref: " << ref_declaration_text(ref) << "\n";
-      if (sh.keys != s.attributes.seq_len) {
+      if (sh.compress_ratio != 1 || sh.window) {
+        table << "         keys:";
+        if (sh.compress_ratio != 1) table << " compressed, one row per " << sh.compress_ratio << " tokens";
+        if (sh.window) table << (sh.compress_ratio != 1 ? ";" : "") << " window of " << *sh.window << " tokens";
+        table << "\n";
+      }
+      if (sh.compress_ratio == 1 && sh.keys != s.attributes.seq_len) {
         warnings.push_back(lr.group_path() + ": k holds " + std::to_string(sh.keys) + " keys but seq_len is " +
                            std::to_string(s.attributes.seq_len));
+      } else if (sh.compress_ratio != 1 && sh.keys != s.attributes.seq_len / sh.compress_ratio) {
+        warnings.push_back(lr.group_path() + ": k holds " + std::to_string(sh.keys) + " rows but seq_len " +
+                           std::to_string(s.attributes.seq_len) + " makes " +
+                           std::to_string(s.attributes.seq_len / sh.compress_ratio) + " rows of compress_ratio " +
+                           std::to_string(sh.compress_ratio));
       }
       if (sh.queries == 0) warnings.push_back(lr.group_path() + ": no queries");
     }

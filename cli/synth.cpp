@@ -53,8 +53,11 @@ int run_synth(const SynthArgs& args) {
   std::error_code ec;
   const auto bytes = std::filesystem::file_size(o.output, ec);
   std::cerr << "hisa synth: wrote " << o.output << ": profile " << profile_name(o.profile) << ", " << o.samples
-            << " sample(s) x " << o.layers << " layer(s) (" << kinds << "), L " << o.seq_len << ", queries "
-            << query_selection_text(o.queries) << ", H " << o.heads << ", D " << o.head_dim << ", "
+            << " sample(s) x " << o.layers << " layer(s) (" << kinds << "), "
+            << (o.compress_ratio == 1 ? "L " + std::to_string(o.seq_len)
+                                      : std::to_string(o.seq_len) + " tokens in L " + std::to_string(o.seq_len / o.compress_ratio) +
+                                            " rows of " + std::to_string(o.compress_ratio))
+            << ", queries " << query_selection_text(o.queries) << ", H " << o.heads << ", D " << o.head_dim << ", "
             << element_type_name(o.dtype) << ", seed " << o.seed;
   if (!ec) std::cerr << ", " << std::fixed << std::setprecision(1) << double(bytes) / (1 << 20) << " MiB";
   std::cerr << "\n";
@@ -84,6 +87,9 @@ void setup_synth(CLI::App& app, int& status) {
   sub->add_option("--needle-len", o.needle_len, "niah: needle length in tokens")->capture_default_str();
   sub->add_option("--samples", o.samples, "Samples (sample_0, sample_1, ...)")->capture_default_str();
   sub->add_option("--packed", o.packed, "Equal-length packed sequences per sample (> 1 writes k_start)")
+      ->capture_default_str();
+  sub->add_option("--compress-ratio", o.compress_ratio,
+                  "Tokens per key row (DeepSeek-V4's compressed indexer: 4); --seq-len counts tokens")
       ->capture_default_str();
   sub->add_option("--seed", o.seed, "Random seed; the same seed gives the same values")->capture_default_str();
   sub->add_option("--model", o.model, "model attribute")->capture_default_str();

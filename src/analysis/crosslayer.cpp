@@ -33,6 +33,7 @@ std::vector<size_t> by_position(const LayerSelections& l) {
 }  // namespace
 
 PairValues compare_layers(const LayerSelections& source, const LayerSelections& layer) {
+  if (source.compress_ratio != layer.compress_ratio) return {};
   const std::vector<size_t> so = by_position(source), lo = by_position(layer);
   std::vector<std::pair<size_t, size_t>> matched;  // (layer query, source query)
   size_t i = 0, j = 0;

@@ -14,7 +14,8 @@ namespace hisa {
 // One layer's flat selections in one sample, query by query.
 struct LayerSelections {
   int layer = 0;
-  std::vector<int64_t> q_pos, k_start;
+  int64_t compress_ratio = 1;  // tokens per key row: selections count rows when > 1
+  std::vector<int64_t> q_pos, k_start;  // q_pos: token positions
   std::vector<int32_t> positions;  // every query's selection, ascending, one after the other
   std::vector<int64_t> offsets{0};  // query i: positions[offsets[i] .. offsets[i + 1])
   size_t queries() const { return q_pos.size(); }
@@ -25,7 +26,8 @@ struct LayerSelections {
 };
 
 // Per query of `layer` that also sits in `source` (the same q_pos and k_start): the IoU of source's selection
-// with layer's, and its recall of layer's, |S ∩ L| / |L| (1 when L is empty). In layer's query order.
+// with layer's, and its recall of layer's, |S ∩ L| / |L| (1 when L is empty). In layer's query order. Layers of
+// different compress ratios share no query: their selections count different things.
 struct PairValues {
   std::vector<double> iou, recall;
 };

@@ -57,12 +57,23 @@ struct LayerShape {
   bool has_k_scale = false;
   int64_t ref_width = 0;  // columns of topk_ref, 0 when absent
   RefDeclaration ref_declaration;
+  // Compressed keys (DeepSeek-V4): row j of k summarises tokens [j·c, (j+1)·c) (layer attribute compress_ratio, 1
+  // when absent), and the tokens always attended besides the selection (attribute window; context only).
+  int64_t compress_ratio = 1;
+  std::optional<int64_t> window;
 };
+
+// The last key row a query at token position t may see: t itself on an uncompressed layer, else ⌊(t+1)/c⌋ − 1
+// (row j is visible once its last token, (j+1)·c − 1, is). Less than k_start when the query sees no row.
+inline int64_t last_visible_row(int64_t token_pos, int64_t compress_ratio) {
+  return compress_ratio == 1 ? token_pos : (token_pos + 1) / compress_ratio - 1;
+}
 
 // Decoded keys of one layer: k[s*D + d] in float, exactly the stored values; k_scale[s] (1 when absent).
 struct LayerKeys {
   int64_t count = 0;
   int64_t dim = 0;
+  int64_t compress_ratio = 1;  // tokens per row (LayerShape::compress_ratio)
   std::vector<float> k;
   std::vector<float> k_scale;
   const float* row(int64_t s) const { return k.data() + s * dim; }
@@ -76,13 +87,22 @@ struct QueryBatch {
   int64_t dim = 0;
   std::vector<float> q;
   std::vector<float> w;
+  // The last key row each query may see (last_visible_row): what every engine and metric works with. On an
+  // uncompressed layer it is the stored q_pos; on a compressed one the stored token positions are in token_pos.
   std::vector<int64_t> q_pos;
   std::vector<int64_t> k_start;   // always filled (0 when the dump has none)
+  int64_t compress_ratio = 1;
+  std::vector<int64_t> token_pos;  // the stored q_pos when compress_ratio > 1, else empty
   std::vector<int32_t> topk_ref;  // count * ref_width, empty when absent
   int64_t ref_width = 0;
   RefDeclaration ref_declaration;  // the layer's, with topk_ref
   const float* q_row(int64_t i, int64_t h) const { return q.data() + (i * heads + h) * dim; }
   const float* w_row(int64_t i) const { return w.data() + i * heads; }
+  // The query's token position, as stored in the dump.
+  int64_t token_position(int64_t i) const { return token_pos.empty() ? q_pos[size_t(i)] : token_pos[size_t(i)]; }
+  // Whether the query may see at least one key row (a query of a compressed layer before its first whole row sees
+  // none, and its selection is empty).
+  bool sees_rows(int64_t i) const { return q_pos[size_t(i)] >= k_start[size_t(i)]; }
 };
 
 }  // namespace hisa

@@ -246,11 +246,37 @@ struct LayerReader::Impl {
       shape.ref_width = rd[1];
       shape.ref_declaration = read_ref_declaration();
     }
+    read_compression();
     // Before anything is allocated for them: data never written, or declared far beyond the file, is refused.
     for (const auto& [d, name] : {std::pair{&k, "k"}, {&q, "q"}, {&w, "w"}, {&q_pos, "q_pos"}, {&k_start, "k_start"},
                                   {&k_scale, "k_scale"}, {&topk_ref, "topk_ref"}}) {
       if (!*d) continue;
       if (std::string problem = h5::storage_problem(d->get()); !problem.empty()) fail(name, problem);
+    }
+  }
+
+  // The layer's compress_ratio and window (datasets/FORMAT.md, "Compressed keys").
+  void read_compression() {
+    auto read = [&](const char* name) {
+      try {
+        return h5::read_int_attribute(group.get(), name);
+      } catch (const std::exception& e) {
+        fail("", e.what());
+      }
+    };
+    // Bounds that keep c·L and the token positions far from int64 overflow.
+    constexpr int64_t kMaxRatio = int64_t(1) << 20, kMaxWindow = int64_t(1) << 40;
+    if (auto c = read("compress_ratio")) {
+      if (*c < 1 || *c > kMaxRatio) {
+        fail("", "attribute 'compress_ratio' is " + std::to_string(*c) + ", expected 1 to " + std::to_string(kMaxRatio));
+      }
+      shape.compress_ratio = *c;
+    }
+    if (auto wnd = read("window")) {
+      if (*wnd < 0 || *wnd > kMaxWindow) {
+        fail("", "attribute 'window' is " + std::to_string(*wnd) + ", expected 0 to " + std::to_string(kMaxWindow));
+      }
+      shape.window = *wnd;
     }
   }
 
@@ -424,6 +450,7 @@ void LayerReader::read_keys_into(LayerKeys& keys) const {
   m.refuse_stored_outside();
   keys.count = m.shape.keys;
   keys.dim = m.shape.dim;
+  keys.compress_ratio = m.shape.compress_ratio;
   m.allocate("k", [&] {
     keys.k.resize(size_t(keys.count * keys.dim));
     keys.k_scale.resize(size_t(keys.count));
@@ -478,17 +505,40 @@ QueryBatch LayerReader::read_queries(int64_t first, int64_t count) const {
   m.check_finite("w", b.w.data(), count, sh.heads, first);
   m.read_plain(m.q_pos, H5T_NATIVE_INT64, "q_pos", first, count, b.q_pos.data());
   if (m.k_start) m.read_plain(m.k_start, H5T_NATIVE_INT64, "k_start", first, count, b.k_start.data());
+  const int64_t c = sh.compress_ratio;
   for (int64_t i = 0; i < count; ++i) {
     int64_t pos = b.q_pos[size_t(i)], start = b.k_start[size_t(i)];
-    if (pos < 0 || pos >= sh.keys) {
-      m.fail("q_pos", "row " + std::to_string(first + i) + ": position " + std::to_string(pos) +
-                          " is outside [0, L=" + std::to_string(sh.keys) + ") (k holds " + std::to_string(sh.keys) +
-                          " keys)");
+    if (c == 1) {
+      if (pos < 0 || pos >= sh.keys) {
+        m.fail("q_pos", "row " + std::to_string(first + i) + ": position " + std::to_string(pos) +
+                            " is outside [0, L=" + std::to_string(sh.keys) + ") (k holds " + std::to_string(sh.keys) +
+                            " keys)");
+      }
+      if (start < 0 || start > pos) {
+        m.fail("k_start", "row " + std::to_string(first + i) + ": k_start " + std::to_string(start) +
+                              " must lie in [0, q_pos=" + std::to_string(pos) + "]");
+      }
+      continue;
     }
-    if (start < 0 || start > pos) {
+    // Compressed: the query sees rows j < ⌊(t+1)/c⌋, which k must hold; k_start counts rows and may lie past the
+    // last visible row (the query then sees none).
+    const int64_t max_pos = (sh.keys + 1) * c - 2;  // the last t with ⌊(t+1)/c⌋ <= L
+    if (pos < 0 || pos > max_pos) {
+      m.fail("q_pos", "row " + std::to_string(first + i) + ": position " + std::to_string(pos) + " is outside [0, " +
+                          std::to_string(max_pos) + "] (k holds " + std::to_string(sh.keys) +
+                          " rows of compress_ratio " + std::to_string(c) + " tokens)");
+    }
+    const int64_t seen = (pos + 1) / c;
+    if (start < 0 || start > seen) {
       m.fail("k_start", "row " + std::to_string(first + i) + ": k_start " + std::to_string(start) +
-                            " must lie in [0, q_pos=" + std::to_string(pos) + "]");
+                            " must lie in [0, " + std::to_string(seen) + "] (rows visible to q_pos=" +
+                            std::to_string(pos) + " with compress_ratio " + std::to_string(c) + ")");
     }
+  }
+  if (c > 1) {
+    b.compress_ratio = c;
+    b.token_pos = b.q_pos;
+    for (auto& p : b.q_pos) p = last_visible_row(p, c);
   }
   if (m.topk_ref) {
     b.ref_width = sh.ref_width;

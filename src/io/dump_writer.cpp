@@ -125,6 +125,8 @@ void DumpWriter::add_layer(const std::string& sample, int layer, const LayerArra
   h5::Handle g = h5::group(H5Gcreate2(impl_->file.get(), where.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
   if (!g) impl_->fail(where, "cannot create layer group (does the sample exist?)");
   h5::write_int_attribute(g.get(), "layer", layer);
+  if (a.compress_ratio != 1) h5::write_int_attribute(g.get(), "compress_ratio", a.compress_ratio);
+  if (a.window) h5::write_int_attribute(g.get(), "window", *a.window);
   const hsize_t L = hsize_t(a.keys), Nq = hsize_t(a.queries), H = hsize_t(a.heads), D = hsize_t(a.dim);
   impl_->write_tensor(g.get(), "k", a.k_type, a.k, {L, D}, options.key_chunk_rows, options);
   impl_->write_tensor(g.get(), "q", a.q_type, a.q, {Nq, H, D}, options.query_chunk_rows, options);

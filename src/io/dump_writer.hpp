@@ -24,6 +24,8 @@ struct LayerArrays {
   std::vector<int32_t> topk_ref;  // [Nq, ref_width] or empty
   int64_t ref_width = 0;
   RefDeclaration ref_declaration;  // written as topk_ref's attributes
+  int64_t compress_ratio = 1;      // written as the layer's attribute when not 1
+  std::optional<int64_t> window;   // written when set
 };
 
 struct WriteOptions {

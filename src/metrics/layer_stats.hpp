@@ -64,6 +64,9 @@ struct LayerStats {
   int64_t queries = 0;
   std::vector<std::string> samples;          // samples that hold this layer
   std::vector<std::string> missing_samples;  // samples that do not
+  // Compressed keys (datasets/FORMAT.md): tokens per key row, and the window attended besides the selection.
+  int64_t compress_ratio = 1;
+  std::optional<int64_t> window;
   double coverage_flat_mean = 0;
   std::optional<double> needle_recall_flat_mean;
   MethodStats hisa, block;

@@ -94,7 +94,7 @@ QueryMetrics compute_query_metrics(const QueryAudit& a, int64_t query_index, std
                                    const std::function<float(int64_t block)>& block_bound) {
   QueryMetrics m;
   m.query = query_index;
-  m.q_pos = a.q_pos;
+  m.q_pos = a.token_pos;
   m.visible = a.visible;
   m.coverage_flat = a.mass_flat / a.mass_visible;
   m.needle_recall_flat = needle_share(a.flat, a, needle);

@@ -56,6 +56,10 @@ struct QueryMetrics {
 struct NeedleRange {
   int64_t begin = 0, end = 0;  // half-open
 };
+// The key rows holding any of the needle's tokens on a layer of compress_ratio c (the tokens themselves when c = 1).
+inline NeedleRange needle_rows(NeedleRange tokens, int64_t c) {
+  return c == 1 ? tokens : NeedleRange{tokens.begin / c, (tokens.end - 1) / c + 1};
+}
 
 // Size of the intersection of two ascending position lists, in one merge pass.
 template <typename T>

@@ -5,12 +5,15 @@
 #include <algorithm>
 #include <chrono>
 #include <mutex>
+#include <numeric>
 
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/progress.hpp"
 #include "core/stopwatch.hpp"
 #include "io/dump_reader.hpp"
+#include "io/h5.hpp"
+#include "io/query_subset.hpp"
 #include "io/sample_selection.hpp"
 #include "metrics/parity.hpp"
 #include "metrics/ref_judge.hpp"
@@ -30,19 +33,9 @@ namespace {
 
 // The first n queries of a batch, as a batch.
 QueryBatch first_queries(const QueryBatch& b, int64_t n) {
-  QueryBatch h;
-  h.first = b.first;
-  h.count = n;
-  h.heads = b.heads;
-  h.dim = b.dim;
-  h.q.assign(b.q.begin(), b.q.begin() + n * b.heads * b.dim);
-  h.w.assign(b.w.begin(), b.w.begin() + n * b.heads);
-  h.q_pos.assign(b.q_pos.begin(), b.q_pos.begin() + n);
-  h.k_start.assign(b.k_start.begin(), b.k_start.begin() + n);
-  h.ref_width = b.ref_width;
-  h.ref_declaration = b.ref_declaration;
-  if (b.ref_width > 0) h.topk_ref.assign(b.topk_ref.begin(), b.topk_ref.begin() + n * b.ref_width);
-  return h;
+  std::vector<int64_t> rows(static_cast<size_t>(n));
+  std::iota(rows.begin(), rows.end(), int64_t(0));
+  return batch_rows(b, rows);
 }
 
 // One (sample, layer) of the audit on one worker: the engine's audit, each query's metrics, the layer's
@@ -74,7 +67,7 @@ class AuditWorker final : public UnitWorker {
     ref_engine_rule_.reset();
     needle_.reset();
     const auto& attrs = src_->sample->attributes;
-    if (attrs.has_needle()) needle_ = NeedleRange{*attrs.needle_begin, *attrs.needle_end};
+    if (attrs.has_needle()) needle_ = needle_rows({*attrs.needle_begin, *attrs.needle_end}, keys.compress_ratio);
     if (cpu_) {
       cpu_->set_layer(keys, r_.config);
       pooled_ = pool_keys(keys, r_.config.block_size, r_.config.pool);
@@ -210,6 +203,38 @@ std::string audit_fingerprint(const AuditOptions& o, const AuditResult& r, const
          " parity=" + std::to_string(o.parity) + " engine=" + engine_kind + " files=" + std::to_string(o.files.size()) + ref_text;
 }
 
+// The layer's compress_ratio and window, from its groups' attributes: every sample must agree, or the numbers would
+// mix rows of different sizes.
+void set_layer_compression(LayerStats& stats, const std::vector<SampleSource>& sources) {
+  std::optional<std::pair<int64_t, std::optional<int64_t>>> first;
+  std::string first_at;
+  for (const SampleSource& src : sources) {
+    const auto& layers = src.sample->layers;
+    if (!std::binary_search(layers.begin(), layers.end(), stats.layer)) continue;
+    std::pair<int64_t, std::optional<int64_t>> here;
+    std::string group;
+    {
+      // Layers finish while readers still run: HDF5 is used under its lock (io/h5.hpp).
+      std::lock_guard lock(h5::library_mutex());
+      const LayerReader lr = src.reader->open_layer(src.sample->name, stats.layer);
+      here = {lr.shape().compress_ratio, lr.shape().window};
+      group = lr.group_path();
+    }
+    if (!first) {
+      first = here;
+      first_at = src.reader->path() + ": " + group;
+    } else if (here != *first) {
+      throw InputError(src.reader->path(), group,
+                       "compress_ratio " + std::to_string(here.first) + " and window " +
+                           (here.second ? std::to_string(*here.second) : "(none)") + " differ from " + first_at +
+                           "'s (" + std::to_string(first->first) + ", " +
+                           (first->second ? std::to_string(*first->second) : "(none)") +
+                           "): a layer's samples must describe their keys alike");
+    }
+  }
+  if (first) stats.compress_ratio = first->first, stats.window = first->second;
+}
+
 // The layer's statistics from its units' accumulators, merged in sample order; samples without the layer
 // are listed as missing, as a sequential run lists them.
 LayerStats merge_layer(int layer, const AuditResult& r, const AuditOptions& o, const std::vector<SampleSource>& sources,
@@ -226,7 +251,9 @@ LayerStats merge_layer(int layer, const AuditResult& r, const AuditOptions& o, c
       acc.add_missing_sample(sample_label(sources[s], files));
     }
   }
-  return acc.finish();
+  LayerStats stats = acc.finish();
+  set_layer_compression(stats, sources);
+  return stats;
 }
 
 }  // namespace

@@ -28,16 +28,18 @@ class CrosslayerWorker final : public UnitWorker {
     engine_->set_layer(keys, config_);
     current_ = LayerSelections{};
     current_.layer = u.layer;
+    current_.compress_ratio = keys.compress_ratio;
   }
   void add(const QueryBatch& batch, std::span<const int64_t>) override {
     engine_->select(batch, Method::Flat, selections_);
     for (int64_t i = 0; i < batch.count; ++i) {
-      current_.add(batch.q_pos[size_t(i)], batch.k_start[size_t(i)], selections_[size_t(i)]);
+      current_.add(batch.token_position(i), batch.k_start[size_t(i)], selections_[size_t(i)]);
     }
   }
   std::string finish() override {
     ByteWriter w;
     w.put(current_.layer);
+    w.put(current_.compress_ratio);
     w.put_vector(current_.q_pos);
     w.put_vector(current_.k_start);
     w.put_vector(current_.positions);
@@ -58,11 +60,12 @@ LayerSelections decode(const std::string& bytes) {
   ByteReader r(bytes);
   LayerSelections l;
   l.layer = r.get<int>();
+  l.compress_ratio = r.get<int64_t>();
   l.q_pos = r.get_vector<int64_t>();
   l.k_start = r.get_vector<int64_t>();
   l.positions = r.get_vector<int32_t>();
   l.offsets = r.get_vector<int64_t>();
-  bool ok = r.done() && l.k_start.size() == l.q_pos.size() && l.offsets.size() == l.q_pos.size() + 1 &&
+  bool ok = r.done() && l.compress_ratio >= 1 && l.k_start.size() == l.q_pos.size() && l.offsets.size() == l.q_pos.size() + 1 &&
             l.offsets.front() == 0 && l.offsets.back() == int64_t(l.positions.size());
   for (size_t i = 0; ok && i + 1 < l.offsets.size(); ++i) ok = l.offsets[i] <= l.offsets[i + 1];
   if (!ok) throw std::runtime_error("crosslayer: a unit's result is not one layer's selections");

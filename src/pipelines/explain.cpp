@@ -52,14 +52,21 @@ Explanation explain_query(const ExplainOptions& o) {
   e.config.validate();
   LayerKeys keys = lr.read_keys();
   QueryBatch b = lr.read_queries(o.query, 1);
+  if (!b.sees_rows(0)) {
+    throw InputError(o.file, lr.group_path() + "/q_pos",
+                     "query " + std::to_string(o.query) + " at token " + std::to_string(b.token_position(0)) +
+                         " sees no key row yet (compress_ratio " + std::to_string(b.compress_ratio) +
+                         "): its selection is empty, there is nothing to explain");
+  }
   auto engine = make_cpu_engine(1);
   engine->set_layer(keys, e.config);
   std::vector<QueryAudit> audits;
   engine->audit(b, audits);
   e.audit = audits.front();
+  e.compress_ratio = keys.compress_ratio;
   std::optional<NeedleRange> needle;
   const auto& attrs = reader.sample(o.sample).attributes;
-  if (attrs.has_needle()) needle = NeedleRange{*attrs.needle_begin, *attrs.needle_end};
+  if (attrs.has_needle()) needle = needle_rows({*attrs.needle_begin, *attrs.needle_end}, keys.compress_ratio);
   const BlockBounds bounds(keys, e.config.block_size);
   const int64_t first_block = e.audit.k_start / e.config.block_size;
   for (size_t i = 0; i < e.audit.block_scores.size(); ++i) e.block_bounds.push_back(bounds.score_bound(b, 0, first_block + int64_t(i)));

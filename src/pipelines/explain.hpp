@@ -31,6 +31,7 @@ struct Explanation {
   ExplainOptions options;
   SelectionConfig config;  // with k resolved
   QueryAudit audit;
+  int64_t compress_ratio = 1;  // tokens per key row (positions in audit and below count rows when > 1)
   QueryMetrics metrics;
   std::vector<MissDiagnosis> misses;  // in DSA rank order
   std::vector<int64_t> extras;        // tokens HISA holds that DSA lacks, ascending

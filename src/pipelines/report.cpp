@@ -40,7 +40,8 @@ QueryPicture picture_of(const std::string& file, const std::string& sample, int 
   p.sample = sample;
   p.layer = layer;
   p.query = w.query;
-  p.q_pos = a.q_pos;
+  p.q_pos = a.token_pos;
+  p.last = a.q_pos;
   p.k_start = a.k_start;
   p.iou = e.metrics.hisa.iou;
   p.recall = e.metrics.hisa.recall;

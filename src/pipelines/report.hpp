@@ -30,9 +30,10 @@ struct QueryPicture {
   std::string file, sample;  // as `hisa explain` takes them
   int layer = 0;
   int64_t query = 0, q_pos = 0, k_start = 0;
+  int64_t last = 0;  // the last key row it sees (q_pos on an uncompressed layer)
   double iou = 0, recall = 0, coverage_ratio = 0;
   std::array<int64_t, 4> miss_causes{};
-  std::vector<float> column_max;                        // scores over [k_start, q_pos], max-pooled
+  std::vector<float> column_max;                        // scores over [k_start, last], max-pooled
   std::vector<std::pair<int64_t, int64_t>> kept;        // visible positions of HISA's kept blocks, merged runs
   std::vector<int64_t> dsa_kept, missed, hisa_only;     // DSA ∩ HISA, DSA \ HISA, HISA \ DSA
 };

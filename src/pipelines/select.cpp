@@ -94,16 +94,27 @@ int64_t run_select(const SelectOptions& o) {
       std::vector<int64_t> q_pos;
       for (size_t at = 0; at < picked.size(); at += size_t(kQueryBatch)) {
         std::vector<int64_t> part(picked.begin() + at, picked.begin() + std::min(picked.size(), at + size_t(kQueryBatch)));
-        QueryBatch batch = read_query_subset(lr, part);
+        const QueryBatch batch = read_query_subset(lr, part);
+        // Queries that see no key row (compressed layers) select nothing and stay out of the engine.
+        const std::vector<int64_t> seeing = rows_seeing_keys(batch);
+        const bool all_see = int64_t(seeing.size()) == batch.count;
+        const QueryBatch subset = all_see ? QueryBatch{} : batch_rows(batch, seeing);
+        const QueryBatch& run = all_see ? batch : subset;
         if (o.certified) {
           // Exact by construction, on the CPU whatever the device: it is a search, not a bulk scan.
-          selections = certified_select(keys, BlockBounds(keys, config.block_size), batch, config.topk,
+          selections = certified_select(keys, BlockBounds(keys, config.block_size), run, config.topk,
                                         o.input.threads).selections;
+        } else if (run.count > 0) {
+          engine->select(run, o.method, selections);
         } else {
-          engine->select(batch, o.method, selections);
+          selections.clear();
         }
-        for (auto& sel : selections) all.push_back(std::move(sel));
-        q_pos.insert(q_pos.end(), batch.q_pos.begin(), batch.q_pos.end());
+        size_t next = 0;
+        for (int64_t i = 0; i < batch.count; ++i) {
+          const bool sees = all_see || (next < seeing.size() && seeing[next] == i);
+          all.push_back(sees ? std::move(selections[next++]) : std::vector<int64_t>{});
+          q_pos.push_back(batch.token_position(i));
+        }
       }
       // No selection holds more than the layer's L keys: a k beyond L pads to L, not to k (docs/commands/select.md).
       int64_t width = o.method == Method::Block ? 0 : std::min(config.topk, lr.shape().keys);
@@ -116,6 +127,7 @@ int64_t run_select(const SelectOptions& o) {
       h5::Handle lg = h5::group(H5Gcreate2(sg.get(), ("layer_" + std::to_string(layer)).c_str(), H5P_DEFAULT,
                                            H5P_DEFAULT, H5P_DEFAULT));
       h5::write_int_attribute(lg.get(), "layer", layer);
+      if (lr.shape().compress_ratio != 1) h5::write_int_attribute(lg.get(), "compress_ratio", lr.shape().compress_ratio);
       const hsize_t n = all.size();
       write_dataset(lg.get(), "indices", H5T_STD_I32LE, H5T_NATIVE_INT32, {n, hsize_t(width)}, indices.data(), o.output, where);
       write_dataset(lg.get(), "q_pos", H5T_STD_I64LE, H5T_NATIVE_INT64, {n}, q_pos.data(), o.output, where);

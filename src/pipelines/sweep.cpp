@@ -126,7 +126,7 @@ class SweepWorker final : public UnitWorker {
     }
     for (size_t i = 0; i < queries.size(); ++i) {
       unit_.queries.push_back(queries[i]);
-      unit_.q_pos.push_back(scores_[i].q_pos);
+      unit_.q_pos.push_back(batch.token_position(int64_t(i)));
     }
   }
   std::string finish() override { return encode(unit_); }

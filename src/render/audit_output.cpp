@@ -82,6 +82,8 @@ nlohmann::json audit_json(const AuditResult& r) {
                         {"hisa", json_of(l.hisa)},
                         {"block", json_of(l.block)},
                         {"patterns", {{"dsa", json_of(l.dsa)}, {"hisa_misses", json_of(l.hisa_misses)}}}};
+    if (l.compress_ratio != 1) e["compress_ratio"] = l.compress_ratio;
+    if (l.window) e["window"] = *l.window;
     if (l.ref_iou_mean) {
       e["ref_method"] = *l.ref_method;
       e["ref_rule"] = *l.ref_rule;
@@ -146,6 +148,16 @@ void write_audit_table(std::ostream& out, const AuditResult& r) {
                   l.hisa.recall.mean, l.hisa.coverage_ratio.mean, l.block.iou.mean, l.block.iou.p5, l.block.recall.mean,
                   l.block.coverage_ratio.mean, needle.c_str(), opt_dash(l.ref_iou_mean).c_str());
     out << line;
+  }
+  for (const auto& l : r.layers) {
+    if (l.compress_ratio != 1 || l.window) {
+      out << "layer " << l.layer << ":";
+      if (l.compress_ratio != 1) {
+        out << " compressed keys, one row per " << l.compress_ratio << " tokens (k, B and the selections count rows)";
+      }
+      if (l.window) out << (l.compress_ratio != 1 ? ";" : "") << " a window of " << *l.window << " tokens is attended besides";
+      out << "\n";
+    }
   }
   for (const auto& l : r.layers) {
     if (l.ref_tie_swaps) {

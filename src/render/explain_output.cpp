@@ -47,9 +47,13 @@ void write_picture(std::ostream& out, const Explanation& e, int width) {
     if (t == ' ' || t == '+') t = '|';
   }
   for (const auto& m : e.misses) tokens[size_t(column_of(m.position))] = 'x';
+  // The axis names token positions: on a compressed layer, the first token of the first visible row and the last
+  // token of the last one.
+  const int64_t c = e.compress_ratio, first = a.k_start * c, last = (a.q_pos + 1) * c - 1;
+  const char* label = c == 1 ? "position" : "token   ";
   char axis[160];
-  std::snprintf(axis, sizeof axis, "%-12s position %lld%*s%lld\n", "", (long long)a.k_start,
-                int(std::max<int64_t>(1, columns - 9 - int64_t(std::to_string(a.k_start).size()))), "", (long long)a.q_pos);
+  std::snprintf(axis, sizeof axis, "%-12s %s %lld%*s%lld\n", "", label, (long long)first,
+                int(std::max<int64_t>(1, columns - 9 - int64_t(std::to_string(first).size()))), "", (long long)last);
   out << "\n" << axis;
   out << "  scores    " << scores << "   (column max, ";
   if (lo <= hi) {
@@ -138,10 +142,17 @@ void write_explanation(std::ostream& out, const Explanation& e, int64_t max_miss
   std::snprintf(line, sizeof line,
                 "q_pos %lld, k_start %lld, %lld visible keys; k = %lld, B = %lld, m = %lld (%s, pool %s); %lld "
                 "eligible blocks, %zu kept\n",
-                (long long)a.q_pos, (long long)a.k_start, (long long)a.visible, (long long)c.topk, (long long)c.block_size,
+                (long long)a.token_pos, (long long)a.k_start, (long long)a.visible, (long long)c.topk, (long long)c.block_size,
                 (long long)c.blocks, std::string(forced_mode_name(c.forced)).c_str(),
                 std::string(pool_precision_name(c.pool)).c_str(), (long long)a.block_scores.size(), a.hisa_blocks.size());
   out << line;
+  if (e.compress_ratio != 1) {
+    std::snprintf(line, sizeof line,
+                  "compressed keys: one row per %lld tokens; the query at token %lld sees rows %lld .. %lld (positions "
+                  "below count rows)\n",
+                  (long long)e.compress_ratio, (long long)a.token_pos, (long long)a.k_start, (long long)a.q_pos);
+    out << line;
+  }
   std::snprintf(line, sizeof line,
                 "DSA %zu tokens, HISA %zu, both %zu: IoU %.4f, recall %.4f, coverage %.4f vs DSA's %.4f (ratio %.4f); "
                 "k-th score %g%s\n",
@@ -175,7 +186,11 @@ nlohmann::json explanation_json(const Explanation& e) {
                  {"blocks", e.config.blocks},
                  {"forced", forced_mode_name(e.config.forced)},
                  {"pool_precision", pool_precision_name(e.config.pool)}};
-  j["q_pos"] = a.q_pos;
+  j["q_pos"] = a.token_pos;
+  if (e.compress_ratio != 1) {
+    j["compress_ratio"] = e.compress_ratio;
+    j["last_row"] = a.q_pos;
+  }
   j["k_start"] = a.k_start;
   j["visible"] = a.visible;
   j["kth_score"] = std::isinf(a.kth_score) ? nlohmann::json(nullptr) : nlohmann::json(a.kth_score);

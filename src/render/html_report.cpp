@@ -501,7 +501,7 @@ void write_picture(std::ostream& out, const QueryPicture& p, const SelectionConf
   svg::ScoreStripSpec strip;
   strip.width = kPictureColumns + 100;
   strip.first = p.k_start;
-  strip.last = p.q_pos;
+  strip.last = p.last;
   strip.column_max = p.column_max;
   strip.shaded = p.kept;
   strip.shaded_label = "blocks HISA kept";

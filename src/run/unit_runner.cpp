@@ -72,9 +72,21 @@ struct Piece {
   size_t bytes = 0;
 };
 
+// A query of a compressed layer that sees no key row yet has nothing to select or compare: every pipeline that
+// runs on units leaves it out (datasets/FORMAT.md, "Compressed keys").
+void drop_queries_seeing_nothing(Piece& p) {
+  if (p.batch.compress_ratio == 1) return;
+  const std::vector<int64_t> rows = rows_seeing_keys(p.batch);
+  if (int64_t(rows.size()) == p.batch.count) return;
+  std::vector<int64_t> queries;
+  for (int64_t r : rows) queries.push_back(p.queries[size_t(r)]);
+  p.batch = batch_rows(p.batch, rows);
+  p.queries = std::move(queries);
+}
+
 size_t bytes_of(const LayerKeys& k) { return (k.k.size() + k.k_scale.size()) * sizeof(float); }
 size_t bytes_of(const QueryBatch& b) {
-  return (b.q.size() + b.w.size()) * sizeof(float) + (b.q_pos.size() + b.k_start.size()) * sizeof(int64_t) +
+  return (b.q.size() + b.w.size()) * sizeof(float) + (b.q_pos.size() + b.k_start.size() + b.token_pos.size()) * sizeof(int64_t) +
          b.topk_ref.size() * sizeof(int32_t);
 }
 
@@ -415,7 +427,9 @@ class UnitRun {
                        picked.begin() + ptrdiff_t(std::min(picked.size(), at + size_t(plan_.batch))));
       t = Clock::now();
       p.batch = read_query_subset(*layer, p.queries);
+      drop_queries_seeing_nothing(p);
       reading_[w] += seconds_since(t);
+      if (p.batch.count == 0) continue;
       p.bytes = bytes_of(p.batch);
       ok = queues_[w]->push(std::move(p));
     }

@@ -7,6 +7,7 @@ namespace hisa {
 
 void set_query_position(QueryAudit& a, const QueryBatch& b, int64_t query) {
   a.q_pos = b.q_pos[size_t(query)];
+  a.token_pos = b.token_position(query);
   a.k_start = b.k_start[size_t(query)];
   a.visible = a.q_pos - a.k_start + 1;
 }

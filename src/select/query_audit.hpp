@@ -12,7 +12,8 @@ namespace hisa {
 // Everything the audit needs about one query, computed from one set of scores so that the comparisons
 // between DSA, HISA and block-sparse are never disturbed by rounding.
 struct QueryAudit {
-  int64_t q_pos = 0, k_start = 0;
+  int64_t q_pos = 0, k_start = 0;   // q_pos: the last key row the query may see (QueryBatch::q_pos)
+  int64_t token_pos = 0;             // the query's token position (q_pos on an uncompressed layer)
   int64_t visible = 0;               // q_pos - k_start + 1
   std::vector<int64_t> flat;         // DSA's selection, ascending
   std::vector<float> flat_scores;    // I[t,s] for each position in `flat`
@@ -36,7 +37,7 @@ inline double softmax_term(float score, float max) {
   return score == max ? 1.0 : std::exp(double(score) - double(max));
 }
 
-// The query's position fields (q_pos, k_start, visible) from row `query` of the batch.
+// The query's position fields (q_pos, token_pos, k_start, visible) from row `query` of the batch.
 void set_query_position(QueryAudit& a, const QueryBatch& b, int64_t query);
 // DSA's k-th score from a.flat_scores: the lowest kept, or -inf when the query sees at most k keys.
 float kth_score(const QueryAudit& a, int64_t topk);

@@ -438,6 +438,11 @@ void validate_synth_options(const SynthOptions& o) {
   require(o.packed >= 1, "packed", "{packed} must be at least 1, got " + std::to_string(o.packed));
   require(o.seq_len % o.packed == 0, "packed", "{packed} " + std::to_string(o.packed) + " must divide {seq_len} " +
                                                   std::to_string(o.seq_len) + " (the packed sequences have equal length)");
+  require(o.compress_ratio >= 1 && o.compress_ratio <= 1024, "compress_ratio",
+          "{compress_ratio} must be 1 to 1024, got " + std::to_string(o.compress_ratio));
+  require(o.seq_len % (o.compress_ratio * o.packed) == 0, "compress_ratio",
+          "{compress_ratio} " + std::to_string(o.compress_ratio) + " times {packed} " + std::to_string(o.packed) +
+              " must divide {seq_len} " + std::to_string(o.seq_len) + " (whole rows in equal sequences)");
   require(!o.ue8m0 || o.dtype == ElementType::FP8_E4M3, "scale_fmt", "{scale_fmt} ue8m0 needs {dtype} fp8");
   require(!o.model.empty(), "model", "{model} must not be empty");
   require(std::isfinite(o.depth_percent) && o.depth_percent >= 0 && o.depth_percent <= 100, "depth",
@@ -466,6 +471,7 @@ FileAttributes synth_file_attributes(const SynthOptions& o) {
     << " scale_fmt=" << (o.ue8m0 ? "ue8m0" : "fp32") << " gzip=" << o.gzip_level
     << " depth=" << format_number(o.depth_percent) << " needle_len=" << o.needle_len << " samples=" << o.samples
     << " packed=" << o.packed << " model=" << o.model;
+  if (o.compress_ratio != 1) s << " compress_ratio=" << o.compress_ratio;
   a.source = s.str();
   return a;
 }
@@ -500,7 +506,34 @@ SynthLayout synth_layout(const SynthOptions& o, int sample) {
   return lay;
 }
 
+namespace {
+
+// The options of the uncompressed dump whose keys are a compressed dump's rows: seq_len / c keys, the needle
+// shortened alike (at least one row).
+SynthOptions row_options(const SynthOptions& o) {
+  SynthOptions r = o;
+  r.seq_len = o.seq_len / o.compress_ratio;
+  r.needle_len = std::max<int64_t>(1, o.needle_len / o.compress_ratio);
+  r.compress_ratio = 1;
+  return r;
+}
+
+// A query that sees rows up to r sits at a token t with ⌊(t+1)/c⌋ = r + 1: t = (r+1)·c − 1 + (r mod c), within
+// the sequence, so that queries sit at every offset within a row's span.
+int64_t token_of_row(int64_t r, int64_t c, int64_t seq_len) { return std::min((r + 1) * c - 1 + r % c, seq_len - 1); }
+
+}  // namespace
+
 SampleAttributes synth_sample_attributes(const SynthOptions& o, int sample) {
+  if (o.compress_ratio > 1) {
+    const int64_t c = o.compress_ratio;
+    SampleAttributes a = synth_sample_attributes(row_options(o), sample);
+    a.seq_len = o.seq_len;
+    if (a.context_length) *a.context_length *= c;
+    if (a.needle_begin) *a.needle_begin *= c;
+    if (a.needle_end) *a.needle_end *= c;
+    return a;
+  }
   SampleAttributes a;
   a.seq_len = o.seq_len;
   if (o.profile == SynthProfile::Niah) {
@@ -538,6 +571,12 @@ std::vector<int64_t> synth_query_positions(const SynthOptions& o, int sample) {
 
 LayerArrays synth_layer(const SynthOptions& o, int sample, int layer) {
   validate_synth_options(o);
+  if (o.compress_ratio > 1) {
+    LayerArrays a = synth_layer(row_options(o), sample, layer);
+    a.compress_ratio = o.compress_ratio;
+    for (int64_t& t : a.q_pos) t = token_of_row(t, o.compress_ratio, o.seq_len);
+    return a;
+  }
   const SynthLayout lay = synth_layout(o, sample);
   const LayerModel model = layer_model(o, layer);
   const KeyRoles roles = key_roles(lay);

@@ -54,6 +54,9 @@ struct SynthOptions {
   int64_t needle_len = 32;
   int samples = 1;
   int64_t packed = 1;  // equal-length packed sequences; > 1 writes k_start
+  // > 1: compressed layers (DeepSeek-V4): one key row per compress_ratio tokens, seq_len / compress_ratio rows. The
+  // rows carry the structure an uncompressed dump of that many keys would; each query sits at a token of its row.
+  int64_t compress_ratio = 1;
   uint64_t seed = 0;
   std::string model = "synthetic";
 };

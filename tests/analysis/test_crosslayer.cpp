@@ -33,6 +33,18 @@ TEST(Crosslayer, QueriesAreMatchedByPosition) {
   EXPECT_DOUBLE_EQ(s.iou_mean, (1.0 / 3.0 + 1.0) / 2.0);
 }
 
+// Selections of layers with different compress ratios count different things (rows of 4 tokens, or tokens):
+// no query is shared, whatever the positions.
+TEST(Crosslayer, LayersOfDifferentCompressRatiosShareNoQuery) {
+  LayerSelections source = layer_of(0, {{20, {1, 2}}, {10, {1}}});
+  LayerSelections layer = layer_of(1, {{20, {1, 2}}, {10, {1}}});
+  EXPECT_EQ(compare_layers(source, layer).iou.size(), 2u);
+  layer.compress_ratio = 4;
+  EXPECT_TRUE(compare_layers(source, layer).iou.empty());
+  source.compress_ratio = 4;
+  EXPECT_EQ(compare_layers(source, layer).recall, (std::vector<double>{1.0, 1.0}));
+}
+
 TEST(Crosslayer, EmptySelectionsAndNoSharedQueries) {
   const LayerSelections empty_source = layer_of(0, {{5, {}}});
   const LayerSelections empty_layer = layer_of(1, {{5, {}}});

@@ -228,6 +228,46 @@ TEST(Synth, Fp8QuantisesLikeTheReference) {
   }
 }
 
+// --compress-ratio: the rows are what an uncompressed dump of seq_len / c keys holds; each query sits at a token
+// whose last visible row is that dump's query position, and the needle covers the same rows.
+TEST(Synth, CompressedLayersHoldRowsAndQueriesAtTokens) {
+  SynthOptions o = small_options();
+  o.profile = SynthProfile::Niah;
+  o.seq_len = 4 * 2048;
+  o.compress_ratio = 4;
+  o.needle_len = 64;
+  o.queries = parse_query_selection("sample:40");
+  SynthOptions rows = o;
+  rows.seq_len = 2048;
+  rows.compress_ratio = 1;
+  rows.needle_len = 16;
+  const LayerArrays a = synth_layer(o, 0, 1), b = synth_layer(rows, 0, 1);
+  EXPECT_EQ(a.compress_ratio, 4);
+  EXPECT_EQ(b.compress_ratio, 1);
+  EXPECT_EQ(a.keys, 2048);
+  EXPECT_EQ(a.k, b.k);
+  EXPECT_EQ(a.q, b.q);
+  ASSERT_EQ(a.q_pos.size(), b.q_pos.size());
+  std::set<int64_t> offsets;
+  for (size_t i = 0; i < a.q_pos.size(); ++i) {
+    EXPECT_EQ(last_visible_row(a.q_pos[i], 4), b.q_pos[i]) << i;
+    EXPECT_LT(a.q_pos[i], o.seq_len);
+    offsets.insert(a.q_pos[i] % 4);
+  }
+  EXPECT_GT(offsets.size(), 1u) << "queries sit at more than one offset within a row";
+  const SampleAttributes sa = synth_sample_attributes(o, 0), sb = synth_sample_attributes(rows, 0);
+  EXPECT_EQ(sa.seq_len, 4 * 2048);
+  EXPECT_EQ(*sa.needle_begin, 4 * *sb.needle_begin);
+  EXPECT_EQ(*sa.needle_end, 4 * *sb.needle_end);
+  EXPECT_NE(synth_file_attributes(o).source->find("compress_ratio=4"), std::string::npos);
+  EXPECT_EQ(synth_file_attributes(rows).source->find("compress_ratio"), std::string::npos);
+  o.seq_len = 4 * 2048 + 2;
+  EXPECT_THROW(validate_synth_options(o), OptionError);
+  o.seq_len = 4 * 2048;
+  o.compress_ratio = 0;
+  EXPECT_THROW(validate_synth_options(o), OptionError);
+}
+
 TEST(Synth, QueryModes) {
   SynthOptions o = small_options();
   o.queries = parse_query_selection("all");
