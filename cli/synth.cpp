@@ -32,7 +32,7 @@ SynthOptions resolve(const SynthArgs& a) {
   o.profile = *profile;
   o.queries = parse_query_selection(a.queries);
   auto dtype = parse_element_type(a.dtype);
-  if (!dtype) throw UsageError("--dtype: unknown element type \"" + a.dtype + "\" (bf16, f16, f32, fp8)");
+  if (!dtype) throw UsageError("--dtype: unknown element type \"" + a.dtype + "\" (bf16, f16, f32, fp8, fp4)");
   o.dtype = *dtype;
   if (a.scale_fmt != "fp32" && a.scale_fmt != "ue8m0") {
     throw UsageError("--scale-fmt: expected fp32 or ue8m0, got \"" + a.scale_fmt + "\"");
@@ -79,7 +79,7 @@ void setup_synth(CLI::App& app, int& status) {
   sub->add_option("--heads", o.heads, "Indexer heads (H)")->capture_default_str();
   sub->add_option("--head-dim", o.head_dim, "Head dimension (D >= 64; dims 0..63 carry RoPE)")->capture_default_str();
   sub->add_option("--topk", o.index_topk, "index_topk attribute")->capture_default_str();
-  sub->add_option("--dtype", a->dtype, "Element type of q and k: bf16, f16, f32 or fp8 (e4m3 with scales)")
+  sub->add_option("--dtype", a->dtype, "Element type of q and k: bf16, f16, f32, fp8 (e4m3 with scales) or fp4 (e2m1 with block scales)")
       ->capture_default_str();
   sub->add_option("--scale-fmt", a->scale_fmt, "fp8 scales: fp32 or ue8m0 (powers of two)")->capture_default_str();
   sub->add_option("--gzip", o.gzip_level, "gzip level 0-9 (0: uncompressed)")->capture_default_str();

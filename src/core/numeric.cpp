@@ -1,5 +1,6 @@
 #include "core/numeric.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <limits>
@@ -12,6 +13,7 @@ std::string_view element_type_name(ElementType t) {
     case ElementType::F16: return "f16";
     case ElementType::BF16: return "bf16";
     case ElementType::FP8_E4M3: return "fp8";
+    case ElementType::FP4_E2M1: return "fp4";
   }
   return "?";
 }
@@ -21,6 +23,7 @@ std::optional<ElementType> parse_element_type(std::string_view name) {
   if (name == "f16" || name == "float16") return ElementType::F16;
   if (name == "bf16" || name == "bfloat16") return ElementType::BF16;
   if (name == "fp8" || name == "float8_e4m3fn" || name == "e4m3") return ElementType::FP8_E4M3;
+  if (name == "fp4" || name == "float4_e2m1fn_x2" || name == "e2m1") return ElementType::FP4_E2M1;
   return std::nullopt;
 }
 
@@ -29,7 +32,8 @@ int element_size(ElementType t) {
     case ElementType::F32: return 4;
     case ElementType::F16:
     case ElementType::BF16: return 2;
-    case ElementType::FP8_E4M3: return 1;
+    case ElementType::FP8_E4M3:
+    case ElementType::FP4_E2M1: return 1;
   }
   return 0;
 }
@@ -60,6 +64,17 @@ float e4m3_to_float(uint8_t bits) {
     magnitude = std::ldexp(float(mantissa | 0x8u), int(exponent) - 10);
   }
   return sign ? -magnitude : magnitude;
+}
+
+float e2m1_to_float(uint8_t nibble) {
+  static constexpr float kMagnitude[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
+  const float m = kMagnitude[nibble & 0x7u];
+  return nibble & 0x8u ? -m : m;
+}
+
+float ue8m0_to_float(uint8_t bits) {
+  if (bits == 0xFFu) return std::numeric_limits<float>::quiet_NaN();
+  return std::ldexp(1.0f, int(bits) - 127);
 }
 
 uint16_t float_to_bf16(float x) {
@@ -116,12 +131,37 @@ uint8_t float_to_e4m3(float x) {
   return sign | uint8_t((exponent + 7) << 3) | uint8_t(mantissa);
 }
 
+uint8_t float_to_e2m1(float x) {
+  if (std::isnan(x)) return 0;
+  const uint8_t sign = std::signbit(x) ? 0x8u : 0u;
+  const float a = std::fabs(x);
+  if (a >= 6.0f) return sign | 0x7u;
+  // Grid 0, 0.5 (subnormal), then 2 mantissa states per binade from 1: round_magnitude with 1 mantissa bit,
+  // exponents from 0 (below 1 the grid step stays 0.5).
+  const float r = round_magnitude(a, 1, 0);
+  if (r >= 6.0f) return sign | 0x7u;
+  for (uint8_t code = 0; code < 8; ++code) {
+    if (e2m1_to_float(code) == r) return sign | code;
+  }
+  return sign | 0x7u;  // unreachable: every rounded magnitude below 6 is on the grid
+}
+
+uint8_t e2m1_block_scale(float amax) {
+  if (!(amax > 0.0f) || std::isinf(amax)) return 127;
+  int e = int(std::ceil(std::log2(double(amax) / 6.0)));
+  // log2 of a ratio may land a hair off an integer: settle on the smallest e with amax / 2^e <= 6.
+  while (e > -127 && double(amax) / std::ldexp(1.0, e - 1) <= 6.0) --e;
+  while (double(amax) / std::ldexp(1.0, e) > 6.0) ++e;
+  return uint8_t(std::clamp(e + 127, 0, 254));
+}
+
 float round_to(ElementType t, float x) {
   switch (t) {
     case ElementType::F32: return x;
     case ElementType::F16: return f16_to_float(float_to_f16(x));
     case ElementType::BF16: return bf16_to_float(float_to_bf16(x));
     case ElementType::FP8_E4M3: return e4m3_to_float(float_to_e4m3(x));
+    case ElementType::FP4_E2M1: return e2m1_to_float(float_to_e2m1(x));
   }
   return x;
 }

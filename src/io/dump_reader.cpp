@@ -20,7 +20,9 @@ namespace hisa {
 namespace {
 
 // How a tensor's element bits are stored and must be read before decoding.
-enum class Storage { NativeFloat, CustomFloat16, UInt16Bits, UInt8Bits };
+// PackedFp4: two e2m1 codes per uint8 (the first in the low nibble), with a uint8 ue8m0 scale per 32 values in
+// the tensor's *_scale_blocks dataset.
+enum class Storage { NativeFloat, CustomFloat16, UInt16Bits, UInt8Bits, PackedFp4 };
 
 struct TensorType {
   ElementType element;
@@ -72,6 +74,7 @@ struct LayerReader::Impl {
   std::shared_ptr<h5::Handle> file;
   std::shared_ptr<const ProbedAttributes> probed;
   h5::Handle group, k, q, w, q_pos, k_start, k_scale, topk_ref;
+  h5::Handle k_scale_blocks, q_scale_blocks;  // fp4 tensors' block scales
   TensorType k_type{}, q_type{};
   LayerShape shape;
   mutable double decoding = 0;  // seconds in decode_parallel and check_finite (decoding_seconds())
@@ -156,7 +159,12 @@ struct LayerReader::Impl {
         if (cls != H5T_INTEGER || size != 1) fail(name, "encoding \"float8_e4m3fn\" needs uint8 storage, found " + found);
         return {ElementType::FP8_E4M3, Storage::UInt8Bits, is_signed};
       }
-      fail(name, "unsupported encoding \"" + *encoding + "\" (v1 knows \"bfloat16\" and \"float8_e4m3fn\")");
+      if (*encoding == "float4_e2m1fn_x2") {
+        if (cls != H5T_INTEGER || size != 1) fail(name, "encoding \"float4_e2m1fn_x2\" needs uint8 storage, found " + found);
+        return {ElementType::FP4_E2M1, Storage::PackedFp4, is_signed};
+      }
+      fail(name, "unsupported encoding \"" + *encoding +
+                     "\" (v1 knows \"bfloat16\", \"float8_e4m3fn\" and \"float4_e2m1fn_x2\")");
     }
     if (found == "float32") return {ElementType::F32, Storage::NativeFloat};
     if (found == "float16") return {ElementType::F16, Storage::CustomFloat16};
@@ -189,19 +197,29 @@ struct LayerReader::Impl {
     auto qd = dims_of(q, "q", 3);
     auto wd = dims_of(w, "w", 2);
     auto pd = dims_of(q_pos, "q_pos", 1);
+    k_type = tensor_type(k, "k");
+    q_type = tensor_type(q, "q");
+    shape.k_type = k_type.element;
+    shape.q_type = q_type.element;
+    // fp4 packs two values per byte: the stored last dimension is D/2.
+    const int64_t k_per_byte = k_type.element == ElementType::FP4_E2M1 ? 2 : 1;
+    const int64_t q_per_byte = q_type.element == ElementType::FP4_E2M1 ? 2 : 1;
     shape.keys = kd[0];
-    shape.dim = kd[1];
+    shape.dim = kd[1] * k_per_byte;
     shape.queries = qd[0];
     shape.heads = qd[1];
     if (shape.dim != attrs.head_dim) {
-      fail("k", "second dimension is " + std::to_string(shape.dim) + " but the file's head_dim is " +
-                    std::to_string(attrs.head_dim));
+      fail("k", "second dimension is " + std::to_string(kd[1]) + (k_per_byte == 2 ? " bytes of two fp4 values" : "") +
+                    " but the file's head_dim is " + std::to_string(attrs.head_dim) +
+                    (k_per_byte == 2 ? " (fp4 stores head_dim / 2 bytes)" : ""));
     }
     if (shape.keys < 1) fail("k", "holds no keys (shape " + join_dims(kd) + ")");
-    if (qd[1] != attrs.n_heads || qd[2] != attrs.head_dim) {
+    if (qd[1] != attrs.n_heads || qd[2] * q_per_byte != attrs.head_dim) {
       fail("q", "shape " + join_dims(qd) + " does not match [Nq, n_heads=" + std::to_string(attrs.n_heads) +
-                    ", head_dim=" + std::to_string(attrs.head_dim) + "]");
+                    ", head_dim=" + std::to_string(attrs.head_dim) + (q_per_byte == 2 ? " / 2 bytes of fp4" : "") + "]");
     }
+    k_scale_blocks = open_block_scales(k_type, "k", {shape.keys});
+    q_scale_blocks = open_block_scales(q_type, "q", {shape.queries, shape.heads});
     if (wd[0] != shape.queries || wd[1] != shape.heads) {
       fail("w", "shape " + join_dims(wd) + " does not match q's [Nq, H] = [" + std::to_string(shape.queries) + ", " +
                     std::to_string(shape.heads) + "]");
@@ -209,10 +227,6 @@ struct LayerReader::Impl {
     if (pd[0] != shape.queries) {
       fail("q_pos", "length " + std::to_string(pd[0]) + " does not match q's Nq = " + std::to_string(shape.queries));
     }
-    k_type = tensor_type(k, "k");
-    q_type = tensor_type(q, "q");
-    shape.k_type = k_type.element;
-    shape.q_type = q_type.element;
     require_class(w, "w", H5T_FLOAT, "float32");
     require_class(q_pos, "q_pos", H5T_INTEGER, "int64");
     if (k_start) {
@@ -249,10 +263,32 @@ struct LayerReader::Impl {
     read_compression();
     // Before anything is allocated for them: data never written, or declared far beyond the file, is refused.
     for (const auto& [d, name] : {std::pair{&k, "k"}, {&q, "q"}, {&w, "w"}, {&q_pos, "q_pos"}, {&k_start, "k_start"},
-                                  {&k_scale, "k_scale"}, {&topk_ref, "topk_ref"}}) {
+                                  {&k_scale, "k_scale"}, {&topk_ref, "topk_ref"}, {&k_scale_blocks, "k_scale_blocks"},
+                                  {&q_scale_blocks, "q_scale_blocks"}}) {
       if (!*d) continue;
       if (std::string problem = h5::storage_problem(d->get()); !problem.empty()) fail(name, problem);
     }
+  }
+
+  // An fp4 tensor's block scales, `<tensor>_scale_blocks`: uint8 ue8m0, one per 32 values, shaped as the tensor with
+  // D / 32 in place of D. Empty for other element types (the dataset is then ignored, as other extra datasets are).
+  h5::Handle open_block_scales(const TensorType& t, const std::string& tensor, std::vector<int64_t> leading) {
+    if (t.element != ElementType::FP4_E2M1) return {};
+    const std::string name = tensor + "_scale_blocks";
+    if (shape.dim % kFp4BlockSize != 0) {
+      fail(tensor, "fp4 values need head_dim a multiple of " + std::to_string(kFp4BlockSize) +
+                       " (one scale per 32 values), found " + std::to_string(shape.dim));
+    }
+    if (!h5::child_exists(group.get(), name)) fail(name, "missing: fp4 " + tensor + " needs its block scales");
+    h5::Handle d = open_dataset(name, true);
+    leading.push_back(shape.dim / kFp4BlockSize);
+    const std::vector<int64_t> dims = dims_of(d, name, leading.size());
+    if (dims != leading) fail(name, "shape " + join_dims(dims) + " does not match " + join_dims(leading));
+    h5::Handle type = h5::datatype(H5Dget_type(d.get()));
+    if (H5Tget_class(type.get()) != H5T_INTEGER || H5Tget_size(type.get()) != 1) {
+      fail(name, "expected uint8 ue8m0 scales, found " + h5::describe_type(type.get()));
+    }
+    return d;
   }
 
   // The layer's compress_ratio and window (datasets/FORMAT.md, "Compressed keys").
@@ -337,8 +373,9 @@ struct LayerReader::Impl {
   };
   mutable Scratch scratch_;
 
+  // scales: the fp4 tensor's block scales (unused for other types).
   void read_decoded(const h5::Handle& d, const TensorType& t, const std::string& name, int64_t row_begin,
-                    int64_t row_count, int64_t row_elems, float* out) const {
+                    int64_t row_count, int64_t row_elems, float* out, const h5::Handle& scales = {}) const {
     const size_t n = size_t(row_count * row_elems);
     try {
       switch (t.storage) {
@@ -381,6 +418,32 @@ struct LayerReader::Impl {
           }
           Stopwatch decoding_time(decoding);
           decode_parallel(raw, n, out, [](uint8_t v) { return e4m3_to_float(v); });
+          break;
+        }
+        case Storage::PackedFp4: {
+          const size_t blocks = n / size_t(kFp4BlockSize);
+          uint8_t* raw = scratch<uint8_t>(n / 2 + blocks);
+          uint8_t* exponents = raw + n / 2;
+          {
+            std::lock_guard lock(h5::library_mutex());
+            const hid_t mem = t.signed_bits ? H5T_NATIVE_INT8 : H5T_NATIVE_UINT8;
+            h5::read_rows(d.get(), mem, row_begin, row_count, raw);
+            h5::Handle st = h5::datatype(H5Dget_type(scales.get()));
+            h5::read_rows(scales.get(), H5Tget_sign(st.get()) == H5T_SGN_2 ? H5T_NATIVE_INT8 : H5T_NATIVE_UINT8,
+                          row_begin, row_count, exponents);
+          }
+          Stopwatch decoding_time(decoding);
+          // A scale of 0xFF is NaN: check_finite then names the row and element.
+#pragma omp parallel for schedule(static) if (n >= (size_t(1) << 16))
+          for (int64_t b = 0; b < int64_t(blocks); ++b) {
+            const float scale = ue8m0_to_float(exponents[b]);
+            for (int64_t j = 0; j < kFp4BlockSize; j += 2) {
+              const int64_t i = b * kFp4BlockSize + j;
+              const uint8_t pair = raw[i / 2];
+              out[i] = e2m1_to_float(pair & 0xFu) * scale;
+              out[i + 1] = e2m1_to_float(uint8_t(pair >> 4)) * scale;
+            }
+          }
           break;
         }
       }
@@ -460,7 +523,7 @@ void LayerReader::read_keys_into(LayerKeys& keys) const {
   for (int64_t r = 0; r < keys.count; r += chunk_rows) {
     int64_t n = std::min(chunk_rows, keys.count - r);
     float* out = keys.k.data() + r * keys.dim;
-    m.read_decoded(m.k, m.k_type, "k", r, n, keys.dim, out);
+    m.read_decoded(m.k, m.k_type, "k", r, n, keys.dim, out, m.k_scale_blocks);
     m.check_finite("k", out, n, keys.dim, r);
   }
   keys.k_scale.assign(size_t(keys.count), 1.0f);
@@ -499,7 +562,7 @@ QueryBatch LayerReader::read_queries(int64_t first, int64_t count) const {
     b.k_start.assign(size_t(count), 0);
   });
   if (count == 0) return b;
-  m.read_decoded(m.q, m.q_type, "q", first, count, sh.heads * sh.dim, b.q.data());
+  m.read_decoded(m.q, m.q_type, "q", first, count, sh.heads * sh.dim, b.q.data(), m.q_scale_blocks);
   m.check_finite("q", b.q.data(), count, sh.heads * sh.dim, first);
   m.read_plain(m.w, H5T_NATIVE_FLOAT, "w", first, count, b.w.data());
   m.check_finite("w", b.w.data(), count, sh.heads, first);
@@ -584,6 +647,8 @@ std::vector<DatasetDescription> LayerReader::describe() const {
   add(m.k_start, "k_start", "");
   add(m.k_scale, "k_scale", "");
   add(m.topk_ref, "topk_ref", "");
+  add(m.k_scale_blocks, "k_scale_blocks", "ue8m0");
+  add(m.q_scale_blocks, "q_scale_blocks", "ue8m0");
   return out;
 }
 
@@ -674,7 +739,7 @@ struct DumpReader::Impl {
   // when one lies behind a link out that is not followed: the layer cannot be opened then.
   bool scan_layer_datasets(hid_t layer_group, const std::string& where) {
     bool usable = true;
-    for (const char* name : {"k", "q", "w", "q_pos", "k_start", "k_scale", "topk_ref"}) {
+    for (const char* name : {"k", "q", "w", "q_pos", "k_start", "k_scale", "topk_ref", "k_scale_blocks", "q_scale_blocks"}) {
       const std::string at = where + "/" + name;
       if (!h5::child_exists(layer_group, name)) continue;
       const Link l = link(layer_group, name, at);

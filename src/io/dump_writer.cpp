@@ -1,6 +1,7 @@
 #include "io/dump_writer.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 
 #include "io/h5.hpp"
@@ -68,6 +69,34 @@ struct DumpWriter::Impl {
         auto d = create_dataset(group, name, H5T_STD_U8LE, dims, chunk_rows, options);
         write_all(d, H5T_NATIVE_UINT8, bits.data(), name);
         h5::write_string_attribute(d.get(), "encoding", "float8_e4m3fn");
+        break;
+      }
+      case ElementType::FP4_E2M1: {
+        // Blocks of 32 consecutive values along D (D % 32 == 0, so no block crosses a row), each with the
+        // smallest power-of-two scale that fits its largest magnitude; two codes per byte, the first low.
+        const hsize_t D = dims.back();
+        if (D % hsize_t(kFp4BlockSize) != 0) fail(name, "fp4 needs head_dim a multiple of 32");
+        std::vector<uint8_t> packed(values.size() / 2), scales(values.size() / size_t(kFp4BlockSize));
+        for (size_t b = 0; b < scales.size(); ++b) {
+          const float* v = values.data() + b * size_t(kFp4BlockSize);
+          float amax = 0.0f;
+          for (int64_t j = 0; j < kFp4BlockSize; ++j) amax = std::max(amax, std::fabs(v[j]));
+          scales[b] = e2m1_block_scale(amax);
+          const float scale = ue8m0_to_float(scales[b]);
+          for (int64_t j = 0; j < kFp4BlockSize; j += 2) {
+            packed[b * size_t(kFp4BlockSize / 2) + size_t(j / 2)] =
+                uint8_t(float_to_e2m1(v[j] / scale) | (float_to_e2m1(v[j + 1] / scale) << 4));
+          }
+        }
+        std::vector<hsize_t> code_dims = dims, scale_dims = dims;
+        code_dims.back() = D / 2;
+        scale_dims.back() = D / hsize_t(kFp4BlockSize);
+        auto d = create_dataset(group, name, H5T_STD_U8LE, code_dims, chunk_rows, options);
+        write_all(d, H5T_NATIVE_UINT8, packed.data(), name);
+        h5::write_string_attribute(d.get(), "encoding", "float4_e2m1fn_x2");
+        const std::string scale_name = name + "_scale_blocks";
+        auto sd = create_dataset(group, scale_name, H5T_STD_U8LE, scale_dims, chunk_rows, options);
+        write_all(sd, H5T_NATIVE_UINT8, scales.data(), scale_name);
         break;
       }
     }

@@ -323,8 +323,25 @@ float quantize_fp8_row(float* x, int64_t n, bool ue8m0) {
   return scale;
 }
 
+// fp4 quantisation as DeepSeek-V4 does it: each block of 32 values scaled by a power of two (ue8m0) so that its
+// largest magnitude fits e2m1's 6, then rounded to e2m1. The values become code · scale, which the writer stores
+// exactly.
+void quantize_fp4(std::vector<float>& x) {
+  for (size_t b = 0; b + size_t(kFp4BlockSize) <= x.size(); b += size_t(kFp4BlockSize)) {
+    float amax = 0.0f;
+    for (int64_t j = 0; j < kFp4BlockSize; ++j) amax = std::max(amax, std::fabs(x[b + size_t(j)]));
+    const float scale = ue8m0_to_float(e2m1_block_scale(amax));
+    for (int64_t j = 0; j < kFp4BlockSize; ++j) x[b + size_t(j)] = e2m1_to_float(float_to_e2m1(x[b + size_t(j)] / scale)) * scale;
+  }
+}
+
 // Rounds q and k to the dump's element type; for fp8 also fills k_scale and folds q's scales into w.
 void encode(LayerArrays& a, ElementType type, bool ue8m0) {
+  if (type == ElementType::FP4_E2M1) {
+    quantize_fp4(a.k);
+    quantize_fp4(a.q);
+    return;
+  }
   if (type != ElementType::FP8_E4M3) {
     for (auto& v : a.k) v = round_to(type, v);
     for (auto& v : a.q) v = round_to(type, v);
@@ -444,6 +461,8 @@ void validate_synth_options(const SynthOptions& o) {
           "{compress_ratio} " + std::to_string(o.compress_ratio) + " times {packed} " + std::to_string(o.packed) +
               " must divide {seq_len} " + std::to_string(o.seq_len) + " (whole rows in equal sequences)");
   require(!o.ue8m0 || o.dtype == ElementType::FP8_E4M3, "scale_fmt", "{scale_fmt} ue8m0 needs {dtype} fp8");
+  require(o.dtype != ElementType::FP4_E2M1 || o.head_dim % kFp4BlockSize == 0, "head_dim",
+          "{head_dim} must be a multiple of 32 for {dtype} fp4 (one scale per 32 values), got " + std::to_string(o.head_dim));
   require(!o.model.empty(), "model", "{model} must not be empty");
   require(std::isfinite(o.depth_percent) && o.depth_percent >= 0 && o.depth_percent <= 100, "depth",
           "{depth} must be a percentage in [0, 100], got " + format_number(o.depth_percent));

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <vector>
 
 #include "core/numeric.hpp"
 
@@ -309,6 +310,66 @@ TEST(ElementTypes, NamesSizesAndRoundTo) {
   EXPECT_EQ(1.0f, round_to(ElementType::BF16, 1.0f + 0x1p-8f));
   EXPECT_EQ(kInf, round_to(ElementType::F16, 70000.0f));
   EXPECT_EQ(0.1f, round_to(ElementType::F32, 0.1f));
+}
+
+}  // namespace
+}  // namespace hisa
+
+namespace hisa {
+namespace {
+
+// e2m1 (DeepSeek-V4's FP4): every code, then encoding with ties to even and saturation.
+TEST(NumericFp4, EveryE2m1CodeDecodes) {
+  const float magnitudes[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
+  for (uint8_t code = 0; code < 16; ++code) {
+    const float want = code & 0x8u ? -magnitudes[code & 0x7u] : magnitudes[code & 0x7u];
+    EXPECT_EQ(e2m1_to_float(code), want) << int(code);
+    EXPECT_EQ(std::signbit(e2m1_to_float(code)), bool(code & 0x8u)) << int(code);
+    // Only the low nibble counts.
+    EXPECT_EQ(e2m1_to_float(uint8_t(code | 0xF0u)), want);
+    if (code != 0x8u) {  // -0 encodes as 0x8 too
+      EXPECT_EQ(float_to_e2m1(want), code) << want;
+    }
+  }
+  EXPECT_EQ(float_to_e2m1(-0.0f), 0x8u);
+}
+
+TEST(NumericFp4, EncodingRoundsToNearestEvenAndSaturates) {
+  EXPECT_EQ(e2m1_to_float(float_to_e2m1(0.25f)), 0.0f);   // tie between 0 and 0.5: the even 0
+  EXPECT_EQ(e2m1_to_float(float_to_e2m1(0.26f)), 0.5f);
+  EXPECT_EQ(e2m1_to_float(float_to_e2m1(0.75f)), 1.0f);   // tie between 0.5 and 1: 1 (mantissa 0)
+  EXPECT_EQ(e2m1_to_float(float_to_e2m1(1.25f)), 1.0f);   // tie between 1 and 1.5
+  EXPECT_EQ(e2m1_to_float(float_to_e2m1(1.75f)), 2.0f);
+  EXPECT_EQ(e2m1_to_float(float_to_e2m1(2.5f)), 2.0f);
+  EXPECT_EQ(e2m1_to_float(float_to_e2m1(3.5f)), 4.0f);
+  EXPECT_EQ(e2m1_to_float(float_to_e2m1(5.0f)), 4.0f);    // tie between 4 and 6: 4
+  EXPECT_EQ(e2m1_to_float(float_to_e2m1(5.01f)), 6.0f);
+  EXPECT_EQ(e2m1_to_float(float_to_e2m1(1e9f)), 6.0f);
+  EXPECT_EQ(e2m1_to_float(float_to_e2m1(-7.0f)), -6.0f);
+  EXPECT_EQ(float_to_e2m1(std::numeric_limits<float>::quiet_NaN()), 0u);
+  EXPECT_EQ(round_to(ElementType::FP4_E2M1, -2.9f), -3.0f);
+  EXPECT_EQ(element_type_name(ElementType::FP4_E2M1), "fp4");
+  EXPECT_EQ(parse_element_type("float4_e2m1fn_x2"), ElementType::FP4_E2M1);
+}
+
+TEST(NumericFp4, Ue8m0ScalesAndTheBlockScaleKeepRepresentableBlocks) {
+  EXPECT_EQ(ue8m0_to_float(127), 1.0f);
+  EXPECT_EQ(ue8m0_to_float(0), std::ldexp(1.0f, -127));
+  EXPECT_EQ(ue8m0_to_float(254), std::ldexp(1.0f, 127));
+  EXPECT_TRUE(std::isnan(ue8m0_to_float(255)));
+  EXPECT_EQ(e2m1_block_scale(0.0f), 127);
+  EXPECT_EQ(e2m1_block_scale(6.0f), 127);
+  EXPECT_EQ(e2m1_block_scale(6.5f), 128);
+  EXPECT_EQ(e2m1_block_scale(3.0f), 126);
+  // Any block of values code · 2^k keeps every value exactly under the scale chosen for it.
+  for (int k = -20; k <= 20; k += 5) {
+    for (uint8_t top = 1; top < 8; ++top) {
+      std::vector<float> block;
+      for (uint8_t c = 0; c <= top; ++c) block.push_back(std::ldexp(e2m1_to_float(c), k));
+      const float scale = ue8m0_to_float(e2m1_block_scale(block.back()));
+      for (float v : block) EXPECT_EQ(e2m1_to_float(float_to_e2m1(v / scale)) * scale, v) << "k " << k << " top " << int(top);
+    }
+  }
 }
 
 }  // namespace

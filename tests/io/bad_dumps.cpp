@@ -217,6 +217,12 @@ std::vector<BadCase> build_cases() {
   c.push_back(make_case("LayerAttributeDisagreesWithName",
                         [=](const std::string& p) { base(f32)(p); set_int_attribute(p, kLayer, "layer", 7); }, kLayer,
                         {"attribute 'layer' is 7", "layer_0"}));
+  c.push_back(make_case("CompressRatioZero",
+                        [=](const std::string& p) { base(f32)(p); set_int_attribute(p, kLayer, "compress_ratio", 0); },
+                        kLayer, {"attribute 'compress_ratio' is 0, expected 1 to 1048576"}));
+  c.push_back(make_case("WindowIsAString",
+                        [=](const std::string& p) { base(f32)(p); set_string_attribute(p, kLayer, "window", "128"); },
+                        kLayer, {"'window' should be an integer, found string"}));
   c.push_back(make_case("TwoGroupsForOneLayer",
                         [=](const std::string& p) {
                           base(f32)(p);
@@ -348,6 +354,20 @@ std::vector<BadCase> build_cases() {
                           replace_dataset(p, "q", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {3, 2, 8}, q.data(), "bfloat16");
                         },
                         layer_path("q"), {"needs uint16 storage, found float32"}));
+  c.push_back(make_case("Fp4KeysWithHeadDimNotAMultipleOf32",
+                        [=](const std::string& p) {
+                          base(f32)(p);
+                          std::vector<uint8_t> k(40 * 4, 0x21);
+                          replace_dataset(p, "k", H5T_STD_U8LE, H5T_NATIVE_UINT8, {40, 4}, k.data(), "float4_e2m1fn_x2");
+                        },
+                        layer_path("k"), {"fp4 values need head_dim a multiple of 32", "found 8"}));
+  c.push_back(make_case("Fp4OnUint16Storage",
+                        [=](const std::string& p) {
+                          base(f32)(p);
+                          std::vector<uint16_t> k(40 * 4, 0x21);
+                          replace_dataset(p, "k", H5T_STD_U16LE, H5T_NATIVE_UINT16, {40, 4}, k.data(), "float4_e2m1fn_x2");
+                        },
+                        layer_path("k"), {"encoding \"float4_e2m1fn_x2\" needs uint8 storage, found uint16"}));
   c.push_back(make_case("QPosFloat",
                         [=](const std::string& p) {
                           base(f32)(p);

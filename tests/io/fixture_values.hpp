@@ -45,11 +45,14 @@ inline const std::vector<float>& table(ElementType t) {
                                        0x1p-133f, -0x1.fcp-127f, 0x1p-126f, 0x1.54p-2f,  -0x1.8p+3f};
   static const std::vector<float> fp8{0x0p+0f,  -0x0p+0f,    0x1p+0f,  -0x1.4p+1f, 0x1.cp+8f, -0x1.cp+8f,
                                       0x1p-9f,  -0x1.cp-7f,  0x1p-6f,  0x1.ep-1f,  -0x1.8p+3f};
+  // e2m1 with unit scale: zeros, the ends and the subnormal 0.5 (no fixture file holds fp4 yet).
+  static const std::vector<float> fp4{0.0f, -0.0f, 1.0f, -3.0f, 6.0f, -6.0f, 0.5f, -0.5f, 1.5f, 4.0f, -2.0f};
   switch (t) {
     case ElementType::F32: return f32;
     case ElementType::F16: return f16;
     case ElementType::BF16: return bf16;
     case ElementType::FP8_E4M3: return fp8;
+    case ElementType::FP4_E2M1: return fp4;
   }
   return f32;
 }

@@ -150,7 +150,7 @@ TEST(CompressedKeys, UncompressedLayersReadAsBefore) {
 
 TEST(CompressedKeys, SelectEqualsTheRuleAppliedDirectlyForEveryMethodAndEncoding) {
   TempDir dir;
-  for (ElementType type : {ElementType::F32, ElementType::BF16, ElementType::FP8_E4M3}) {
+  for (ElementType type : {ElementType::F32, ElementType::BF16, ElementType::FP8_E4M3, ElementType::FP4_E2M1}) {
     const std::string path = write_compressed(dir, type);
     DumpReader reader(path);
     LayerReader lr = reader.open_layer("s0", 0);
