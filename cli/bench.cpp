@@ -24,6 +24,7 @@ struct BenchFlags {
   std::string device = "cpu";
   std::vector<int64_t> keys;  // empty: the device's default (cpu: one L, cuda: the sampled matrix)
   bool no_prefill = false;
+  bool no_compressed = false;
   std::string json_out;
   CpuBenchOptions cpu;
   CudaBenchOptions gpu;
@@ -107,6 +108,10 @@ void setup_bench(CLI::App& app, int& status) {
   auto* prefill = sub->add_option("--prefill", f->gpu.prefill, "Full causal prefills at these L (cuda)")
                       ->delimiter(',')->check(CLI::PositiveNumber)->capture_default_str();
   sub->add_flag("--no-prefill", f->no_prefill, "No prefill cases (cuda)")->excludes(prefill);
+  auto* compressed = sub->add_option("--compressed-topk", f->gpu.compressed_topk,
+                                     "DeepSeek-V4 compressed cases (cuda): 1M tokens in rows of 4, one case per k")
+                         ->delimiter(',')->check(int_range(1, kMaxSelectionSize))->capture_default_str();
+  sub->add_flag("--no-compressed", f->no_compressed, "No compressed cases (cuda)")->excludes(compressed);
   sub->add_option("--heads", f->cpu.heads, "Heads H")->capture_default_str()->check(CLI::PositiveNumber);
   sub->add_option("--dim", f->cpu.dim, "Head dim D")->capture_default_str()->check(CLI::PositiveNumber);
   sub->add_option("--queries", f->cpu.queries, "Queries scored against every key (cuda default: 256)")->capture_default_str()->check(CLI::PositiveNumber);
@@ -130,6 +135,7 @@ void setup_bench(CLI::App& app, int& status) {
     // The shape flags are shared; the GPU's defaults differ only where the option was not given.
     if (!f->keys.empty()) f->gpu.keys = f->keys;
     if (f->no_prefill) f->gpu.prefill.clear();
+    if (f->no_compressed) f->gpu.compressed_topk.clear();
     f->gpu.heads = f->cpu.heads;
     f->gpu.dim = f->cpu.dim;
     f->gpu.topk = f->cpu.topk;

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Capture the DSA lightning indexer's tensors from a transformers model into a hisa v1 dump.
 
-Runs a `deepseek_v32` (DeepSeek-V3.2, half-split RoPE) or `glm_moe_dsa` (GLM-5, interleaved RoPE) model —
+Runs a `deepseek_v32` (DeepSeek-V3.2, half-split RoPE), `glm_moe_dsa` (GLM-5, interleaved RoPE) or `deepseek_v4`
+(DeepSeek-V4: the indexer scores compressed keys, one row per 4 tokens; interleaved RoPE on the trailing slice) model —
 a local checkpoint directory, or a tiny randomly initialised config for tests (nothing is downloaded) — on
 NIAH and/or LongBench-style prompts, hooks every indexer module that runs, and writes per layer exactly the
 q and k the indexer scores (after RoPE), w with every factor folded in (H^-1/2 and the softmax scale D^-1/2),
@@ -31,8 +32,9 @@ import h5py  # noqa: E402
 import prompts  # noqa: E402
 from hisa_h5 import write_array, write_bfloat16_bits, write_topk_ref  # noqa: E402
 
-ROPE = {"deepseek_v32": "half-split", "glm_moe_dsa": "interleaved"}
+ROPE = {"deepseek_v32": "half-split", "glm_moe_dsa": "interleaved", "deepseek_v4": "interleaved"}
 ROPE_FUNCTION = {"deepseek_v32": "apply_rotary_pos_emb", "glm_moe_dsa": "apply_rotary_pos_emb_interleave"}
+COMPRESSED = {"deepseek_v4"}  # the indexer scores compressed key rows (DeepseekV4Indexer)
 
 
 class CaptureError(RuntimeError):
@@ -45,6 +47,15 @@ def tiny_config(model_type, index_topk, layers):
     """A tiny config of the real architecture. index_head_dim 64 and 4 heads make the folded factors
     D^-1/2 = 1/8 and H^-1/2 = 1/2 powers of two, so folding them into w is exact."""
     from transformers import AutoConfig
+    if model_type == "deepseek_v4":
+        # Every layer compressed sparse attention (so every layer has an indexer), plain MoE (hash routing needs
+        # a token table), one KV head as V4 has.
+        return AutoConfig.for_model(
+            model_type, vocab_size=512, hidden_size=64, moe_intermediate_size=32, num_hidden_layers=layers,
+            num_attention_heads=4, num_key_value_heads=1, head_dim=32, q_lora_rank=32, o_groups=2, o_lora_rank=16,
+            n_routed_experts=4, num_experts_per_tok=2, n_shared_experts=1, index_topk=index_topk, index_head_dim=64,
+            index_n_heads=4, layer_types=["compressed_sparse_attention"] * layers, mlp_layer_types=["moe"] * layers,
+            max_position_embeddings=16384)
     return AutoConfig.for_model(
         model_type, vocab_size=512, hidden_size=64, intermediate_size=128, moe_intermediate_size=32,
         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=4, n_shared_experts=1,
@@ -110,9 +121,14 @@ class IndexerCapture:
         self.captured = {}
         self.checks = {}
         self.handles = []
+        self.compressed = self.model_type in COMPRESSED
         for module in model.modules():
             if type(module).__name__.endswith("Indexer"):
-                self.handles.append(module.register_forward_hook(self.hook, with_kwargs=True))
+                hook = self.hook_compressed if self.compressed else self.hook
+                self.handles.append(module.register_forward_hook(hook, with_kwargs=True))
+            if self.compressed and type(module).__name__.endswith("IndexerScorer"):
+                # What the scorer is handed: q after RoPE, the compressed keys after RoPE, the hidden states.
+                self.handles.append(module.register_forward_pre_hook(self.keep_scorer_inputs))
         if not self.handles:
             raise CaptureError("no indexer modules found in the model")
 
@@ -154,6 +170,53 @@ class IndexerCapture:
                 "topk_ref": output[0, sel].to(torch.int64).cpu(),
             }
 
+    @staticmethod
+    def keep_scorer_inputs(module, args):
+        module.hisa_inputs = args
+
+    def hook_compressed(self, module, args, kwargs, output):
+        """DeepSeek-V4 (transformers 5.x DeepseekV4Indexer): q and the compressed keys exactly as its scorer
+        receives them; w = weights_proj(x) · H^-1/2 · D^-1/2 (the scorer's softmax scale folded in)."""
+        import torch
+        bound = inspect.signature(module.forward).bind(*args, **kwargs)
+        layer = int(bound.arguments["layer_idx"])
+        if self.layers is not None and layer not in self.layers:
+            return
+        if bound.arguments.get("past_key_values") is not None:
+            raise CaptureError("capture runs without a cache (use_cache=False): keys must be this prompt's")
+        scorer = module.scorer
+        q, compressed, hidden = scorer.hisa_inputs
+        if q.shape[0] != 1:
+            raise CaptureError("capture one prompt at a time (batch size 1)")
+        positions = bound.arguments["position_ids"][0]
+        if not torch.equal(positions, torch.arange(positions.shape[0], device=positions.device)):
+            raise CaptureError("position_ids must be 0 .. S-1 (one unpadded prompt)")
+        with torch.no_grad():
+            q, k = q[0], compressed[0]  # [S, H, D], [T, D]
+            weights = scorer.weights_proj(hidden).float()[0] * scorer.weights_scaling
+            w = weights * scorer.softmax_scale
+            sel = torch.as_tensor(self.positions, device=q.device)
+            c = int(module.compress_rate)
+            self.check_compressed(layer, scorer, q, k, weights, w, output, sel, c)
+            self.captured[layer] = {
+                "q": q[sel].cpu(), "k": k.cpu(), "w": w[sel].cpu(),
+                "topk_ref": output[0, sel].to(torch.int64).cpu(), "compress_ratio": c,
+            }
+
+    def check_compressed(self, layer, scorer, q, k, weights, w, output, sel, c):
+        """As check(), over the rows each query may see: j < floor((t+1)/c)."""
+        import torch
+        dots = torch.einsum("shd,td->sht", q[sel].float(), k.float())
+        scores = torch.einsum("sh,sht->st", weights[sel], torch.relu(dots * scorer.softmax_scale))
+        folded = torch.einsum("sh,sht->st", w[sel], torch.relu(dots))
+        seen = (sel + 1) // c
+        visible = torch.arange(k.shape[0], device=k.device)[None, :] < seen[:, None]
+        if visible.any():
+            scale = scores[visible].abs().max().clamp_min(1e-30)
+            if (folded - scores)[visible].abs().max() > 1e-5 * scale:
+                raise CaptureError(f"layer {layer}: w with folded factors does not reproduce the module's scores")
+        self.checks[layer] = compare_topk(scores.masked_fill(~visible, float("-inf")), output[0, sel], seen)
+
     def check(self, layer, module, q, k, weights, w, mask, output, sel):
         """The derived tensors must give the module's own top-k, and the folded w its scores."""
         import torch
@@ -171,18 +234,19 @@ class IndexerCapture:
         scale = scores[visible].abs().max().clamp_min(1e-30)
         if (folded - scores)[visible].abs().max() > 1e-5 * scale:
             raise CaptureError(f"layer {layer}: w with folded factors does not reproduce the module's scores")
-        self.checks[layer] = compare_topk(scores.masked_fill(~visible, float("-inf")), output[0, sel], sel)
+        self.checks[layer] = compare_topk(scores.masked_fill(~visible, float("-inf")), output[0, sel], sel + 1)
 
 
-def compare_topk(scores, ref, positions):
-    """Tie-aware comparison of a recomputed score matrix with reference indices. Returns counts: queries,
-    exact (same set), tie_swaps (tokens swapped between exactly equal scores), unexplained (other tokens)."""
+def compare_topk(scores, ref, seen):
+    """Tie-aware comparison of a recomputed score matrix with reference indices; query i sees keys
+    0 .. seen[i]-1. Returns counts: queries, exact (same set), tie_swaps (tokens swapped between exactly equal
+    scores), unexplained (other tokens)."""
     import torch
     counts = {"queries": int(scores.shape[0]), "exact": 0, "tie_swaps": 0, "unexplained": 0}
     for i in range(scores.shape[0]):
-        visible = int(positions[i]) + 1
+        visible = int(seen[i])
         k = min(ref.shape[1], visible)
-        want = set(int(x) for x in ref[i].tolist() if 0 <= int(x) <= int(positions[i]))
+        want = set(int(x) for x in ref[i].tolist() if 0 <= int(x) < visible)
         top = torch.topk(scores[i, :visible], k).indices.tolist()
         got = set(top)
         if got == want:
@@ -232,7 +296,7 @@ def reference_selection(c, positions, index_topk, dtype, rule):
     return sel.cpu().numpy()
 
 
-def write_sample(f, name, attrs, positions, captured, index_topk, dtype, rule=None):
+def write_sample(f, name, attrs, positions, captured, index_topk, dtype, rule=None, window=None):
     g = f.create_group(name)
     for key, value in attrs.items():
         g.attrs[key] = value
@@ -240,6 +304,10 @@ def write_sample(f, name, attrs, positions, captured, index_topk, dtype, rule=No
         c = captured[layer]
         lg = g.create_group(f"layer_{layer}")
         lg.attrs["layer"] = layer
+        ratio = c.get("compress_ratio", 1)
+        if ratio != 1:
+            lg.attrs["compress_ratio"] = ratio
+            lg.attrs["window"] = window
         write_tensor(lg, "k", c["k"], dtype)
         write_tensor(lg, "q", c["q"], dtype)
         write_array(lg, "w", c["w"].numpy().astype(np.float32))
@@ -251,9 +319,13 @@ def write_sample(f, name, attrs, positions, captured, index_topk, dtype, rule=No
                            method=rule["method"], **declared)
             continue
         ref = c["topk_ref"].numpy()
-        # Entries the model chose among masked (-inf) keys are not selections: -1, and pad to index_topk.
-        ref = np.where(ref <= positions[:, None], ref, -1).astype(np.int32)
-        write_topk_ref(lg, ref[:, :index_topk], index_topk, method=None)
+        # Entries the model chose among masked (-inf) keys are not selections: -1 (V4 returns its own -1 for
+        # them), and pad to index_topk (V4 picks min(index_topk, rows) entries).
+        seen = (positions + 1) // ratio
+        ref = np.where((ref >= 0) & (ref < seen[:, None]), ref, -1).astype(np.int32)[:, :index_topk]
+        if ref.shape[1] < index_topk:
+            ref = np.pad(ref, ((0, 0), (0, index_topk - ref.shape[1])), constant_values=-1)
+        write_topk_ref(lg, ref, index_topk, method=None)
 
 
 def capture(args):
@@ -276,6 +348,9 @@ def capture(args):
         raise CaptureError("nothing to capture: give --niah LEN:DEPTH and/or --longbench FILE.jsonl")
     layers = set(int(x) for x in args.layers.split(",")) if args.layers else None
     rule = reference_rule(args, cfg.index_topk)
+    if rule is not None and cfg.model_type in COMPRESSED:
+        raise CaptureError("--ref-rule is not available for compressed indexers (deepseek_v4) yet; capture the "
+                           "model's own top-k")
     hook = IndexerCapture(model, layers)
     source = (f"hisa_capture.py model={name} seed={args.seed} queries={args.queries} dtype={args.dtype} "
               f"model_dtype={args.model_dtype} device={args.device} torch={torch.__version__} "
@@ -300,7 +375,8 @@ def capture(args):
                 model(input_ids=torch.tensor([ids], device=args.device), use_cache=False)
             if not hook.captured:
                 raise CaptureError(f"{sample_name}: no indexer ran for the requested layers")
-            write_sample(f, sample_name, attrs, hook.positions, hook.captured, cfg.index_topk, args.dtype, rule)
+            write_sample(f, sample_name, attrs, hook.positions, hook.captured, cfg.index_topk, args.dtype, rule,
+                         window=getattr(cfg, "sliding_window", None))
             for layer, c in sorted(hook.checks.items()):
                 report.append((sample_name, layer, c))
     hook.close()
@@ -346,7 +422,7 @@ def reference_rule(args, index_topk):
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", help="local model directory (deepseek_v32 or glm_moe_dsa)")
+    src.add_argument("--checkpoint", help="local model directory (deepseek_v32, glm_moe_dsa or deepseek_v4)")
     src.add_argument("--tiny", choices=sorted(ROPE), help="a tiny randomly initialised model of this type")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--niah", action="append", metavar="LEN:DEPTH", help="a NIAH prompt (repeatable)")

@@ -83,7 +83,7 @@ std::vector<BenchTarget> bench_targets(const CudaBenchOptions& o, const CudaBenc
   };
   auto one = [&](BenchTarget t, bool prefill, int64_t L, auto value, bool fp8 = false) {
     for (const auto& c : r.cases) {
-      if (c.prefill == prefill && c.keys == L && (!fp8 || c.has_fp8())) t.value = value(c);
+      if (c.prefill == prefill && c.keys == L && c.compress_ratio == 1 && (!fp8 || c.has_fp8())) t.value = value(c);
     }
     if (!t.value) {
       t.note = std::string("not measured: no ") + (prefill ? "prefill" : "sampled") + " case at L = " + std::to_string(L) +
@@ -133,13 +133,20 @@ void print_cuda_bench_header(std::ostream& out, const CudaBenchOptions& o, const
          "  speedup = flat kernels / HISA kernels\n";
 }
 
-void print_cuda_bench_case(std::ostream& out, const CudaBenchOptions& o, const CudaBenchResult& r, const CudaBenchCase& c) {
+void print_cuda_bench_case(std::ostream& out, const CudaBenchOptions& /*options*/, const CudaBenchResult& r,
+                           const CudaBenchCase& c) {
   char line[512];
   if (c.prefill) {
     std::snprintf(line, sizeof line,
                   "prefill L = %lld: %lld queries, query i at position i sees keys [0, i] (%.4g visible in all); "
                   "median of %d (prefill cases repeat fewer times)\n",
                   (long long)c.keys, (long long)c.queries, c.visible, c.repeat);
+  } else if (c.compress_ratio > 1) {
+    std::snprintf(line, sizeof line,
+                  "DeepSeek-V4 compressed, top-%lld: L = %lld rows of %lld tokens (%lld tokens); %lld queries at the "
+                  "last token, each sees all L rows; median of %d\n",
+                  (long long)c.topk, (long long)c.keys, (long long)c.compress_ratio, (long long)(c.keys * c.compress_ratio),
+                  (long long)c.queries, c.repeat);
   } else {
     std::snprintf(line, sizeof line, "sampled L = %lld: %lld queries at position L-1, each sees all L keys; median of %d\n",
                   (long long)c.keys, (long long)c.queries, c.repeat);
@@ -150,7 +157,7 @@ void print_cuda_bench_case(std::ostream& out, const CudaBenchOptions& o, const C
                 c.score_tflops(), percent(c.score_tflops(), r.peaks.bf16_tflops).c_str(), f32.c_str());
   out << line;
   std::snprintf(line, sizeof line, "        top-%lld %.3f ms = %.1f GB/s (%s of HBM); kernels %.3f ms; select() %.3f ms\n",
-                (long long)o.topk, c.flat_topk_ms, c.topk_gbs(), percent(c.topk_gbs(), r.peaks.hbm_gbs).c_str(),
+                (long long)c.topk, c.flat_topk_ms, c.topk_gbs(), percent(c.topk_gbs(), r.peaks.hbm_gbs).c_str(),
                 c.flat_ms(), c.flat_call_ms);
   out << line;
   std::snprintf(line, sizeof line,
@@ -213,6 +220,8 @@ nlohmann::json cuda_bench_json(const CudaBenchOptions& o, const CudaBenchResult&
   for (const auto& c : r.cases) {
     cases.push_back({{"shape", c.shape()},
                      {"keys", c.keys},
+                     {"topk", c.topk},
+                     {"compress_ratio", c.compress_ratio},
                      {"queries", c.queries},
                      {"repeat", c.repeat},
                      {"visible_keys", c.visible},
@@ -274,7 +283,10 @@ nlohmann::json cuda_bench_json(const CudaBenchOptions& o, const CudaBenchResult&
             {"blocks", o.blocks},
             {"repeat", o.repeat},
             {"prefill_repeat", o.prefill_repeat()},
-            {"seed", o.seed}}},
+            {"seed", o.seed},
+            {"compressed_topk", o.compressed_topk},
+            {"compressed_tokens", o.compressed_tokens},
+            {"compress_ratio", o.compress_ratio}}},
           {"cases", cases},
           {"targets", targets}};
 }

@@ -21,6 +21,10 @@ namespace hisa {
 struct CudaBenchOptions {
   std::vector<int64_t> keys{8192, 32768, 65536, 131072};  // sampled cases: `queries` queries that see all L keys
   std::vector<int64_t> prefill{32768, 65536};             // full causal prefills: L queries, query i sees [0, i]
+  // DeepSeek-V4's compressed indexer at its 1M-token context: compressed_tokens / compress_ratio key rows, the
+  // sampled queries at the last token (they see every row), one case per k here (V4-Flash 512, V4-Pro 1024).
+  std::vector<int64_t> compressed_topk{512, 1024};
+  int64_t compressed_tokens = int64_t(1) << 20, compress_ratio = 4;
   int64_t heads = 64, dim = 128, queries = 256, topk = 2048;
   int64_t block_size = 128, blocks = 64;
   int repeat = 20;  // timed repetitions of a sampled case; medians are reported
@@ -45,6 +49,8 @@ GpuPeaks datasheet_peaks(const std::string& gpu_name);
 struct CudaBenchCase {
   bool prefill = false;
   int64_t keys = 0, queries = 0;
+  int64_t topk = 0;            // k of this case (the options' topk, or a compressed case's)
+  int64_t compress_ratio = 1;  // > 1: a compressed case (keys are rows of this many tokens)
   int repeat = 0;
   double visible = 0;     // Σ over the queries of the keys each sees: N·L sampled, L(L+1)/2 prefill
   double flops = 0;       // flat scoring work, 2·H·D·visible
@@ -56,7 +62,7 @@ struct CudaBenchCase {
   // and top-k, and HISA's kernels. 0: not measured (the GPU or shape has no fp8 kernel).
   double fp8_score_ms = 0, fp8_topk_ms = 0, fp8_hisa_ms = 0;
 
-  std::string shape() const { return prefill ? "prefill" : "sampled"; }
+  std::string shape() const { return prefill ? "prefill" : compress_ratio > 1 ? "v4-" + std::to_string(topk) : "sampled"; }
   double flat_ms() const { return flat_score_ms + flat_topk_ms; }
   double hisa_ms() const { return hisa_blocks_ms + hisa_choice_ms + hisa_score_ms + hisa_topk_ms; }
   double speedup() const { return flat_ms() / hisa_ms(); }

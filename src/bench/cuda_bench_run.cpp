@@ -18,6 +18,7 @@
 #include "cuda/kernels.hpp"
 #include "bench/cuda_bench.hpp"
 #include "bench/gpu_bench_util.hpp"
+#include "select/config.hpp"
 
 namespace hisa {
 
@@ -81,11 +82,14 @@ SelectionConfig bench_config(int64_t topk, int64_t block_size, int64_t blocks) {
 
 // One case: flat and HISA through the engine, for sampled queries the fp32 CUDA-core path's scoring, and with
 // fp8_engine (null where the GPU or shape has no fp8 kernel) flat and HISA on the fp8 tensor cores.
+// compressed_topk > 0: a compressed case (DeepSeek-V4) of L rows and that k.
 CudaBenchCase run_case(SelectionEngine& engine, SelectionEngine* fp8_engine, const CudaBenchOptions& o, int64_t L,
-                       bool prefill) {
+                       bool prefill, int64_t compressed_topk = 0) {
   CudaBenchCase c;
   c.prefill = prefill;
   c.keys = L;
+  c.topk = compressed_topk > 0 ? compressed_topk : o.topk;
+  c.compress_ratio = compressed_topk > 0 ? o.compress_ratio : 1;
   c.queries = prefill ? L : o.queries;
   c.repeat = prefill ? o.prefill_repeat() : o.repeat;
   c.visible = prefill ? 0.5 * double(L) * double(L + 1) : double(c.queries) * double(L);
@@ -94,7 +98,7 @@ CudaBenchCase run_case(SelectionEngine& engine, SelectionEngine* fp8_engine, con
   LayerKeys keys;
   QueryBatch batch;
   random_layer(L, c.queries, o.heads, o.dim, prefill, o.seed, keys, batch);
-  engine.set_layer(keys, bench_config(o.topk, o.block_size, o.blocks));
+  engine.set_layer(keys, bench_config(c.topk, o.block_size, o.blocks));
   const StageTimes flat = median_stages(engine, batch, Method::Flat, c.repeat);
   c.flat_score_ms = flat.token_scores;
   c.flat_topk_ms = flat.topk;
@@ -115,7 +119,7 @@ CudaBenchCase run_case(SelectionEngine& engine, SelectionEngine* fp8_engine, con
   if (fp8_engine != nullptr) {
     round_to_e4m3(keys.k);
     round_to_e4m3(batch.q);
-    fp8_engine->set_layer(keys, bench_config(o.topk, o.block_size, o.blocks));
+    fp8_engine->set_layer(keys, bench_config(c.topk, o.block_size, o.blocks));
     const StageTimes f8 = median_stages(*fp8_engine, batch, Method::Flat, c.repeat);
     // The engine says whether it scored on the fp8 tensor cores (heads or dims its kernel does not take fall
     // back to the exact paths): only then are these fp8 figures.
@@ -137,6 +141,9 @@ CudaBenchResult run_cuda_bench(const CudaBenchOptions& o, const std::function<vo
       if (L < 2 || L >= (int64_t(1) << 31)) throw OptionError("keys", "{keys}: every L must be in [2, 2^31)");
     }
   }
+  for (int64_t k : o.compressed_topk) {
+    if (k < 1 || k > kMaxSelectionSize) throw OptionError("compressed_topk", "{compressed_topk}: every k must be in [1, 2^24]");
+  }
   // The figures are tensor-core rates; wider heads would silently take the fp32 path.
   if (cuda::round_up(o.dim, 16) > cuda::kMaxTensorCoreDim) {
     throw OptionError("dim", "{dim} must be at most " + std::to_string(cuda::kMaxTensorCoreDim) + " for the tensor-core path");
@@ -156,6 +163,10 @@ CudaBenchResult run_cuda_bench(const CudaBenchOptions& o, const std::function<vo
       r.cases.push_back(run_case(*engine, fp8_engine.get(), o, L, prefill));
       if (on_case) on_case(r);
     }
+  }
+  for (int64_t k : o.compressed_topk) {
+    r.cases.push_back(run_case(*engine, fp8_engine.get(), o, o.compressed_tokens / o.compress_ratio, false, k));
+    if (on_case) on_case(r);
   }
   return r;
 }

@@ -14,6 +14,7 @@ CudaBenchCase made_up_case(bool prefill, int64_t L, double flat_ms, double hisa_
   CudaBenchCase c;
   c.prefill = prefill;
   c.keys = L;
+  c.topk = 2048;
   c.queries = prefill ? L : 256;
   c.repeat = prefill ? 4 : 20;
   c.visible = prefill ? 0.5 * double(L) * double(L + 1) : 256.0 * double(L);
@@ -128,6 +129,38 @@ TEST(CudaBenchReport, TextHasTheGpuFirstARowPerCaseAndALinePerTarget) {
   EXPECT_NE(table.find("prefill    65536   65536    40.000    25.000    1.60x"), std::string::npos) << table;
   EXPECT_NE(table.find("   24.000    20.000"), std::string::npos) << table;  // the 64K prefill's fp8 flat and HISA
   EXPECT_NE(table.find("        -         -        -       -\n"), std::string::npos) << table;  // 128K: no fp8
+}
+
+// A DeepSeek-V4 compressed case (1M tokens in rows of 4, top-512): named as such in the text, the table and the
+// JSON, and never taken for the sampled case of the same L by the targets at one L.
+TEST(CudaBenchReport, CompressedCasesAreNamedAndKeptApart) {
+  CudaBenchOptions o;
+  CudaBenchResult r = made_up_result();
+  CudaBenchCase v4 = made_up_case(false, 262144, 5.0, 1.0);
+  v4.topk = 512;
+  v4.compress_ratio = 4;
+  r.cases.push_back(v4);
+  CudaBenchCase sampled = made_up_case(false, 262144, 9.0, 3.0);
+  sampled.topk = 2048;
+  r.cases.push_back(sampled);
+  EXPECT_EQ("v4-512", v4.shape());
+  EXPECT_EQ("sampled", sampled.shape());
+  std::ostringstream s;
+  print_cuda_bench_case(s, o, r, v4);
+  print_cuda_bench_summary(s, o, r);
+  const std::string text = s.str();
+  EXPECT_NE(text.find("DeepSeek-V4 compressed, top-512: L = 262144 rows of 4 tokens (1048576 tokens); 256 queries at the "
+                      "last token"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("top-512 1.000 ms"), std::string::npos) << text;
+  EXPECT_NE(text.find("v4-512    262144     256     5.000     1.000    5.00x"), std::string::npos) << text;
+  const nlohmann::json j = cuda_bench_json(o, r);
+  EXPECT_EQ(j["cases"][3]["shape"], "v4-512");
+  EXPECT_EQ(j["cases"][3]["topk"], 512);
+  EXPECT_EQ(j["cases"][3]["compress_ratio"], 4);
+  EXPECT_EQ(j["options"]["compressed_topk"], (std::vector<int64_t>{512, 1024}));
+  EXPECT_EQ(j["options"]["compressed_tokens"], 1 << 20);
 }
 
 TEST(CudaBenchReport, JsonHoldsEveryFigure) {

@@ -47,6 +47,8 @@ TEST(CliBench, BadFlagsExitWithStatus2) {
       {{"--device", "cpu", "--keys", "1000,x"}, "--keys"},
       {{"--device", "cpu", "--keys", "1000,-5"}, "--keys"},
       {{"--device", "cuda", "--prefill", "4096", "--no-prefill"}, "--no-prefill"},
+      {{"--device", "cuda", "--compressed-topk", "512", "--no-compressed"}, "--no-compressed"},
+      {{"--device", "cuda", "--compressed-topk", "0"}, "--compressed-topk"},
   };
   for (const auto& [args, named] : cases) {
     const test::ProcessResult r = run_bench(tiny(args), dir);

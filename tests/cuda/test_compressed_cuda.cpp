@@ -49,7 +49,8 @@ TEST(CudaCompressed, RowsOf262144KeysExact) {
   }
 }
 
-// The pipelines on a compressed dump: audit per query and select for every method, CUDA against the CPU.
+// The pipelines on a compressed fp4 dump (V4's encoding): audit per query and select for every method, CUDA
+// against the CPU.
 TEST(CudaCompressed, MillionTokenCompressedDumpAuditsAndSelectsAsOnTheCpu) {
   REQUIRE_GPU();
   test::TempDir dir;
@@ -61,6 +62,7 @@ TEST(CudaCompressed, MillionTokenCompressedDumpAuditsAndSelectsAsOnTheCpu) {
   so.layers = 1;
   so.heads = 8;
   so.head_dim = 64;
+  so.dtype = ElementType::FP4_E2M1;
   so.index_topk = 512;
   so.queries = parse_query_selection("sample:6");
   write_synth_dump(so);

@@ -11,10 +11,18 @@
 namespace hisa {
 namespace {
 
-const char* const kFixtures[][2] = {{"deepseek_v32_tiny_niah.h5", "half-split"}, {"glm_moe_dsa_tiny_niah.h5", "interleaved"}};
+struct Fixture {
+  const char* name;
+  const char* rope;
+  int64_t compress_ratio;  // DeepSeek-V4: one key row per 4 tokens
+  int64_t queries;         // audited per sample and layer: every token, less those that see no row yet
+};
+const Fixture kFixtures[] = {{"deepseek_v32_tiny_niah.h5", "half-split", 1, 512},
+                             {"glm_moe_dsa_tiny_niah.h5", "interleaved", 1, 512},
+                             {"deepseek_v4_tiny_niah.h5", "interleaved", 4, 512 - 3}};
 
 TEST(Golden, FlatDsaMatchesEachModelsOwnTopk) {
-  for (const auto& [name, rope] : kFixtures) {
+  for (const auto& [name, rope, ratio, per_layer] : kFixtures) {
     SCOPED_TRACE(name);
     const std::string path = std::string(HISA_SOURCE_DIR) + "/datasets/golden/" + name;
     ASSERT_TRUE(std::filesystem::exists(path));
@@ -25,7 +33,8 @@ TEST(Golden, FlatDsaMatchesEachModelsOwnTopk) {
     ASSERT_EQ(reader.samples().size(), 2u);
     for (const auto& s : reader.samples()) {
       EXPECT_TRUE(s.attributes.has_needle());
-      EXPECT_LT(reader.attributes().index_topk, s.attributes.seq_len);  // selection is real
+      EXPECT_LT(reader.attributes().index_topk, s.attributes.seq_len / ratio);  // selection is real
+      for (int layer : s.layers) EXPECT_EQ(reader.open_layer(s.name, layer).shape().compress_ratio, ratio);
     }
     AuditOptions o;
     o.files = {path};
@@ -39,7 +48,7 @@ TEST(Golden, FlatDsaMatchesEachModelsOwnTopk) {
       ASSERT_TRUE(q.metrics->ref_unexplained.has_value());
       EXPECT_EQ(*q.metrics->ref_unexplained, 0) << q.sample << " layer " << q.layer << " query " << q.metrics->query;
     });
-    EXPECT_EQ(queries, 2 * 3 * 512);
+    EXPECT_EQ(queries, 2 * 3 * per_layer);
     ASSERT_EQ(r.layers.size(), 3u);
     for (const auto& l : r.layers) {
       EXPECT_EQ(*l.ref_unexplained, 0);
