@@ -7,8 +7,6 @@
 #include "io/dump_reader.hpp"
 #include "io/query_subset.hpp"
 #include "pipelines/audit.hpp"
-#include "pipelines/select.hpp"
-#include "../io/edge_dumps.hpp"
 #include "../test_util.hpp"
 
 namespace hisa::gpu_test {
@@ -49,9 +47,19 @@ TEST(CudaCompressed, RowsOf262144KeysExact) {
   }
 }
 
-// The pipelines on a compressed fp4 dump (V4's encoding): audit per query and select for every method, CUDA
-// against the CPU.
-TEST(CudaCompressed, MillionTokenCompressedDumpAuditsAndSelectsAsOnTheCpu) {
+// A compressed dump's layer as the pipelines hand it to an engine: rows, last visible rows, queries that see a row.
+Layer read_layer(const std::string& path, int layer) {
+  LayerReader lr = DumpReader(path).open_layer("sample_0", layer);
+  Layer l;
+  l.keys = lr.read_keys();
+  const QueryBatch all = lr.read_queries(0, lr.shape().queries);
+  l.batch = batch_rows(all, rows_seeing_keys(all));
+  return l;
+}
+
+// The 1M-token context in V4's own encoding (fp4 with block scales): the CUDA engine against the reference rule
+// (up to near ties of fp32 summation order), and `hisa audit --device cuda` over the dump.
+TEST(CudaCompressed, MillionTokenFp4DumpSelectsByTheRule) {
   REQUIRE_GPU();
   test::TempDir dir;
   SynthOptions so;
@@ -66,41 +74,59 @@ TEST(CudaCompressed, MillionTokenCompressedDumpAuditsAndSelectsAsOnTheCpu) {
   so.index_topk = 512;
   so.queries = parse_query_selection("sample:6");
   write_synth_dump(so);
-  {
-    LayerReader lr = DumpReader(so.output).open_layer("sample_0", 0);
-    ASSERT_EQ(lr.shape().keys, kRows);
-    ASSERT_EQ(lr.shape().compress_ratio, 4);
-  }
-  auto audit_on = [&](const std::string& device) {
-    AuditOptions o;
-    o.files = {so.output};
-    o.run.device = device;
-    o.progress = false;
-    std::vector<std::vector<int64_t>> sets;
-    run_audit(o, [&](const QueryRecord& q) {
-      sets.push_back(q.audit->flat);
-      sets.push_back(q.audit->hisa);
-      sets.push_back(q.audit->block);
-      sets.push_back({q.audit->token_pos, q.audit->q_pos});
-    });
-    return sets;
-  };
-  const auto gpu_sets = audit_on("cuda");
-  EXPECT_EQ(gpu_sets.size(), 6u * 4u);
-  EXPECT_EQ(gpu_sets, audit_on("cpu"));
-  for (Method m : {Method::Flat, Method::Hisa, Method::Block}) {
-    std::vector<std::vector<int64_t>> got[2];
-    for (int d = 0; d < 2; ++d) {
-      SelectOptions o;
-      o.input.files = {so.output};
-      o.input.run.device = d == 0 ? "cuda" : "cpu";
-      o.input.progress = false;
-      o.method = m;
-      o.output = dir.file("sel.h5");
-      run_select(o);
-      got[d] = test::read_selections(o.output, "/sample_0/layer_0");
+  const Layer l = read_layer(so.output, 0);
+  ASSERT_EQ(l.keys.count, kRows);
+  ASSERT_EQ(l.batch.count, 6);
+  SelectionConfig c;
+  c.topk = 512;
+  c.block_size = 128;
+  c.blocks = 16;
+  const FloatReport r = compare_float(l, c);
+  EXPECT_EQ(r.unexplained, 0);
+  std::cout << "[ info ] 1M tokens, fp4, 262144 rows: " << r << "\n";
+  AuditOptions o;
+  o.files = {so.output};
+  o.run.device = "cuda";
+  o.progress = false;
+  int64_t queries = 0;
+  run_audit(o, [&](const QueryRecord& q) {
+    ++queries;
+    EXPECT_EQ(q.audit->q_pos, last_visible_row(q.audit->token_pos, 4));
+    EXPECT_EQ(q.audit->flat.size(), 512u);
+  });
+  EXPECT_EQ(queries, 6);
+}
+
+// Every encoding of a compressed dump (f32, bf16, fp8 with its scales, fp4 with its block scales), with packed
+// sequences: the CUDA engine against the reference rule, up to near ties.
+TEST(CudaCompressed, EveryEncodingSelectsByTheRule) {
+  REQUIRE_GPU();
+  test::TempDir dir;
+  for (ElementType type : {ElementType::F32, ElementType::BF16, ElementType::FP8_E4M3, ElementType::FP4_E2M1}) {
+    SynthOptions so;
+    so.output = dir.file(std::string(element_type_name(type)) + ".h5");
+    so.profile = SynthProfile::Mixed;
+    so.seq_len = 4 * 8192;
+    so.compress_ratio = 4;
+    so.packed = 2;
+    so.layers = 2;
+    so.heads = 16;
+    so.head_dim = 64;
+    so.dtype = type;
+    so.index_topk = 256;
+    so.queries = parse_query_selection("sample:24");
+    write_synth_dump(so);
+    for (int layer : {0, 1}) {
+      SCOPED_TRACE(std::string(element_type_name(type)) + " layer " + std::to_string(layer));
+      SelectionConfig c;
+      c.topk = 256;
+      c.block_size = 32;
+      c.blocks = 16;
+      const FloatReport r = compare_float(read_layer(so.output, layer), c);
+      EXPECT_EQ(r.queries, 24);
+      EXPECT_EQ(r.unexplained, 0);
+      std::cout << "[ info ] compressed " << element_type_name(type) << " layer " << layer << ": " << r << "\n";
     }
-    EXPECT_EQ(got[0], got[1]) << method_name(m);
   }
 }
 
