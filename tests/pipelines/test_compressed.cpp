@@ -3,6 +3,7 @@
 // audit, explain) against that rule applied directly, query by query, with the reference selection.
 #include <gtest/gtest.h>
 
+#include <map>
 #include <sstream>
 
 #include "core/error.hpp"
@@ -12,6 +13,7 @@
 #include "pipelines/audit.hpp"
 #include "pipelines/explain.hpp"
 #include "pipelines/select.hpp"
+#include "pipelines/sweep.hpp"
 #include "render/audit_output.hpp"
 #include "render/explain_output.hpp"
 #include "select/reference.hpp"
@@ -213,6 +215,33 @@ TEST(CompressedKeys, AuditLeavesOutQueriesThatSeeNoRowAndReportsTokens) {
   write_audit_table(table, r);
   EXPECT_NE(table.str().find("layer 0: compressed keys, one row per 4 tokens"), std::string::npos) << table.str();
   EXPECT_NE(table.str().find("a window of 128 tokens is attended besides"), std::string::npos) << table.str();
+}
+
+// The sweep over a compressed dump: the same queries as the audit (those that see a row), token positions, and at
+// the audit's (B, m) the audit's recall and IoU, query by query.
+TEST(CompressedKeys, SweepAgreesWithTheAudit) {
+  TempDir dir;
+  const std::string path = write_compressed(dir, ElementType::BF16);
+  SweepOptions so;
+  so.files = {path};
+  so.block_sizes = {8};
+  so.blocks = {1, 4, 16};
+  so.topk = 24;
+  so.run.device = "cpu";
+  so.progress = false;
+  std::map<int64_t, std::pair<int64_t, SweepPoint>> swept;  // query -> (q_pos, point at m = 4)
+  run_sweep(so, [&](const SweepQueryRecord& q) { swept[q.query] = {q.q_pos, q.points[1]}; });
+  std::map<int64_t, std::pair<int64_t, QueryMetrics>> audited;
+  run_audit(audit_options(path), [&](const QueryRecord& q) { audited[q.metrics->query] = {q.metrics->q_pos, *q.metrics}; });
+  ASSERT_EQ(swept.size(), audited.size());
+  EXPECT_EQ(swept.size(), token_positions().size() - 4);
+  for (const auto& [query, rec] : swept) {
+    SCOPED_TRACE("query " + std::to_string(query));
+    ASSERT_TRUE(audited.contains(query));
+    EXPECT_EQ(rec.first, audited[query].first);  // token positions in both
+    EXPECT_EQ(rec.second.recall, audited[query].second.hisa.recall);
+    EXPECT_EQ(rec.second.iou, audited[query].second.hisa.iou);
+  }
 }
 
 // A layer's samples must describe their keys alike: a layer compressed in one sample and not in another is refused.
