@@ -1,45 +1,29 @@
 #include "pipelines/audit.hpp"
 
-#include <omp.h>
 
 #include <algorithm>
 #include <chrono>
 #include <mutex>
-#include <numeric>
 
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/progress.hpp"
-#include "core/stopwatch.hpp"
 #include "io/dump_reader.hpp"
 #include "io/h5.hpp"
-#include "io/query_subset.hpp"
 #include "io/sample_selection.hpp"
-#include "metrics/parity.hpp"
-#include "metrics/ref_judge.hpp"
 #include "pipelines/common.hpp"
+#include "pipelines/layer_audit.hpp"
 #include "render/audit_output.hpp"
 #include "run/cluster.hpp"
 #include "run/unit_runner.hpp"
-#include "select/blocks.hpp"
-#include "select/bounds.hpp"
-#include "select/certified.hpp"
 #include "select/engine.hpp"
-#include "select/score_cpu.hpp"
 
 namespace hisa {
 
 namespace {
 
-// The first n queries of a batch, as a batch.
-QueryBatch first_queries(const QueryBatch& b, int64_t n) {
-  std::vector<int64_t> rows(static_cast<size_t>(n));
-  std::iota(rows.begin(), rows.end(), int64_t(0));
-  return batch_rows(b, rows);
-}
-
-// One (sample, layer) of the audit on one worker: the engine's audit, each query's metrics, the layer's
-// accumulator for this sample (merged with the other samples' in unit order by run_audit).
+// One (sample, layer) of the audit on one worker: a LayerAudit on the worker's device, whose accumulator for this
+// sample is merged with the other samples' in unit order by run_audit.
 class AuditWorker final : public UnitWorker {
  public:
   // The worker's engine stage times and per-query metrics time are added to `timings` (under `times_mutex`) when
@@ -47,141 +31,45 @@ class AuditWorker final : public UnitWorker {
   AuditWorker(const AuditOptions& o, const AuditResult& r, const std::vector<SampleSource>& sources, size_t files,
               int device, const std::function<void(const QueryRecord&)>& on_query, AuditTimings& timings,
               std::mutex& times_mutex)
-      : o_(o), r_(r), sources_(sources), files_(files), on_query_(on_query), timings_(timings), times_mutex_(times_mutex),
-        threads_(o.threads > 0 ? o.threads : omp_get_max_threads()), device_(device),
-        engine_(make_engine_on(device, o.threads, o.run.fp8_mma)) {
-    if (o.parity > 0) cpu_ = make_cpu_engine(o.threads);
-  }
+      : r_(r), sources_(sources), files_(files), on_query_(on_query), timings_(timings), times_mutex_(times_mutex),
+        audit_(o, r.config, device) {}
 
   void begin(const WorkUnit& u, const LayerKeys& keys) override {
     src_ = &sources_[u.source];
     layer_ = u.layer;
-    keys_ = &keys;
-    label_ = sample_label(*src_, files_);
-    log_verbose(engine_->name() + ": layer " + std::to_string(u.layer) + " of " + label_);
-    engine_->set_layer(keys, r_.config);
-    bounds_ = BlockBounds(keys, r_.config.block_size);  // the certificates' score bounds
-    acc_.emplace(u.layer, r_.config.block_size, o_.worst, o_.worst_by);
-    acc_->add_sample(label_);
-    ref_layer_.reset();
-    ref_engine_rule_.reset();
-    needle_.reset();
+    const std::string label = sample_label(*src_, files_);
+    log_verbose(audit_.engine().name() + ": layer " + std::to_string(u.layer) + " of " + label);
+    std::optional<NeedleRange> needle;
     const auto& attrs = src_->sample->attributes;
-    if (attrs.has_needle()) needle_ = needle_rows({*attrs.needle_begin, *attrs.needle_end}, keys.compress_ratio);
-    if (cpu_) {
-      cpu_->set_layer(keys, r_.config);
-      pooled_ = pool_keys(keys, r_.config.block_size, r_.config.pool);
-      parity_left_ = o_.parity;
-    }
+    if (attrs.has_needle()) needle = needle_rows({*attrs.needle_begin, *attrs.needle_end}, keys.compress_ratio);
+    audit_.begin(u.layer, keys, needle, label);
   }
 
   void add(const QueryBatch& batch, std::span<const int64_t> part) override {
-    engine_->audit(batch, audits_);
-    if (batch.ref_width > 0) prepare_ref(batch);
-    cpu_audits_.clear();
-    if (cpu_ && parity_left_ > 0) {
-      const QueryBatch head = first_queries(batch, std::min(parity_left_, batch.count));
-      cpu_->audit(head, cpu_audits_);
-      parity_left_ -= head.count;
-    }
-    CertifiedResult certified;
-    if (o_.certified) certified = certified_select(*keys_, bounds_, batch, r_.config.topk, o_.threads);
-    Stopwatch t(metrics_seconds_);
-    // Each query's metrics depend on that query alone: computed in parallel, then added in query order, so the
-    // results never depend on the thread count.
-    metrics_.assign(part.size(), QueryMetrics{});
-#pragma omp parallel for schedule(dynamic, 4) num_threads(threads_)
-    for (size_t i = 0; i < part.size(); ++i) metrics_[i] = query_metrics(batch, int64_t(i), part[i], certified);
-    for (size_t i = 0; i < part.size(); ++i) {
-      const QueryMetrics& m = metrics_[i];
-      acc_->add(audits_[i], m, label_);
-      if (m.ref_iou) acc_->add_ref_rule(describe_ref_rule(ref_layer_->rule), ref_method_name(ref_layer_->rule.method));
-      if (i < cpu_audits_.size()) {
-        const QueryParity p = compare_query(audits_[i], cpu_audits_[i], batch, int64_t(i), *keys_, pooled_, r_.config,
-                                              parity_tolerance(engine_->inexact_scores()));
-        acc_->add_parity(p.flat_differ, p.hisa_differ, p.unexplained);
-      }
-      if (on_query_) on_query_({src_->reader->path(), src_->sample->name, layer_, &audits_[i], &m, &r_.config});
-    }
+    if (!on_query_) return audit_.add(batch, part);
+    audit_.add(batch, part, [&](const QueryAudit& a, const QueryMetrics& m) {
+      on_query_({src_->reader->path(), src_->sample->name, layer_, &a, &m, &r_.config});
+    });
   }
 
-  std::string finish() override {
-    std::string bytes = acc_->encode();
-    acc_.reset();
-    return bytes;
-  }
+  std::string finish() override { return audit_.take().encode(); }
 
   ~AuditWorker() override {
-    StageTimes t = engine_->times();
-    if (ref_engine_) t = t + ref_engine_->times();
     std::lock_guard lock(times_mutex_);
-    timings_.engine = timings_.engine + t;
-    timings_.metrics += metrics_seconds_;
+    timings_.engine = timings_.engine + audit_.engine_times();
+    timings_.metrics += audit_.metrics_seconds();
   }
 
  private:
-  // The rule this batch's topk_ref is judged by, and its exact selections: the run's audit when it holds them,
-  // else an audit of the batch under the rule's config by a second engine of the same kind.
-  void prepare_ref(const QueryBatch& batch) {
-    const RefRule rule = resolve_ref_rule(batch.ref_declaration, o_.ref, r_.config);
-    if (!ref_layer_ || !(ref_layer_->rule == rule)) ref_layer_ = make_ref_layer(*keys_, rule, o_.ref.tolerance);
-    ref_covered_ = audit_covers(rule, r_.config);
-    if (ref_covered_) return;
-    if (!ref_engine_) ref_engine_ = make_engine_on(device_, o_.threads, o_.run.fp8_mma);
-    if (!ref_engine_rule_ || !(*ref_engine_rule_ == rule)) {
-      ref_engine_->set_layer(*keys_, rule.config);
-      ref_engine_rule_ = rule;
-    }
-    ref_engine_->audit(batch, ref_audits_);
-  }
-
-  // Row i of the batch (the layer's query `query`): its metrics, the judgement of the dump's topk_ref, and
-  // what the certified search found.
-  QueryMetrics query_metrics(const QueryBatch& batch, int64_t i, int64_t query, const CertifiedResult& certified) const {
-    const QueryAudit& a = audits_[size_t(i)];
-    QueryMetrics m = compute_query_metrics(a, query, needle_, &r_.config,
-                                           [&](int64_t block) { return bounds_.score_bound(batch, i, block); });
-    if (batch.ref_width > 0) {
-      const std::span<const int32_t> ref(batch.topk_ref.data() + i * batch.ref_width, size_t(batch.ref_width));
-      set_ref_metrics(judge_ref_row(*ref_layer_, batch, i, ref_covered_ ? a : ref_audits_[size_t(i)], ref), m);
-    }
-    if (o_.certified) {
-      m.certified_keys_scored = certified.keys_scored[size_t(i)];
-      m.certified_equals_flat = certified.selections[size_t(i)] == a.flat;
-    }
-    return m;
-  }
-
-  const AuditOptions& o_;
   const AuditResult& r_;
   const std::vector<SampleSource>& sources_;
   size_t files_;
   const std::function<void(const QueryRecord&)>& on_query_;
   AuditTimings& timings_;
   std::mutex& times_mutex_;
-  int threads_;
-  int device_;
-  std::unique_ptr<SelectionEngine> engine_;
-  // topk_ref's rule for the unit (prepare_ref); the engine that audits under it when the run's audit does not.
-  std::optional<RefLayer> ref_layer_;
-  bool ref_covered_ = true;
-  std::unique_ptr<SelectionEngine> ref_engine_;
-  std::optional<RefRule> ref_engine_rule_;
-  std::vector<QueryAudit> ref_audits_;
+  LayerAudit audit_;
   const SampleSource* src_ = nullptr;
-  const LayerKeys* keys_ = nullptr;
   int layer_ = 0;
-  std::string label_;
-  std::optional<NeedleRange> needle_;
-  BlockBounds bounds_;
-  std::optional<LayerAccumulator> acc_;
-  std::vector<QueryAudit> audits_;
-  std::unique_ptr<SelectionEngine> cpu_;  // --parity
-  PooledKeys pooled_;
-  int64_t parity_left_ = 0;
-  std::vector<QueryAudit> cpu_audits_;
-  std::vector<QueryMetrics> metrics_;
-  double metrics_seconds_ = 0;
 };
 
 // Everything besides the unit that decides a unit's result, for checkpoints.
