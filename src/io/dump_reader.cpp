@@ -13,6 +13,7 @@
 #include "core/stopwatch.hpp"
 #include "io/attribute_probe.hpp"
 #include "io/h5.hpp"
+#include "io/tensor_check.hpp"
 #include "select/config.hpp"
 
 namespace hisa {
@@ -475,23 +476,8 @@ struct LayerReader::Impl {
   void check_finite(const std::string& name, const float* values, int64_t rows, int64_t row_elems,
                     int64_t first_row) const {
     Stopwatch decoding_time(decoding);
-    // All finite is the common case: checked on every core; only a failure looks for the first bad value.
-    const int64_t n = rows * row_elems;
-    bool finite = true;
-#pragma omp parallel for schedule(static) reduction(&& : finite) if (n >= (int64_t(1) << 16))
-    for (int64_t i = 0; i < n; ++i) finite = finite && std::isfinite(values[i]);
-    if (finite) return;
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* row = values + r * row_elems;
-      for (int64_t i = 0; i < row_elems; ++i) {
-        if (!std::isfinite(row[i])) {
-          std::ostringstream s;
-          s << "row " << (first_row + r) << " holds " << row[i] << " at element " << i
-            << " (NaN and Inf are not valid indexer inputs)";
-          fail(name, s.str());
-        }
-      }
-    }
+    hisa::check_finite(name, values, rows, row_elems, first_row,
+                       [&](const std::string& dataset, const std::string& message) { fail(dataset, message); });
   }
 };
 
@@ -529,14 +515,7 @@ void LayerReader::read_keys_into(LayerKeys& keys) const {
   keys.k_scale.assign(size_t(keys.count), 1.0f);
   if (m.k_scale) {
     m.read_plain(m.k_scale, H5T_NATIVE_FLOAT, "k_scale", 0, keys.count, keys.k_scale.data());
-    for (int64_t s = 0; s < keys.count; ++s) {
-      float v = keys.k_scale[size_t(s)];
-      if (!std::isfinite(v) || v <= 0.0f) {
-        std::ostringstream msg;
-        msg << "row " << s << " holds " << v << " (scales must be finite and positive)";
-        m.fail("k_scale", msg.str());
-      }
-    }
+    check_key_scales(keys.k_scale, [&](const std::string& dataset, const std::string& message) { m.fail(dataset, message); });
   }
 }
 
@@ -568,41 +547,9 @@ QueryBatch LayerReader::read_queries(int64_t first, int64_t count) const {
   m.check_finite("w", b.w.data(), count, sh.heads, first);
   m.read_plain(m.q_pos, H5T_NATIVE_INT64, "q_pos", first, count, b.q_pos.data());
   if (m.k_start) m.read_plain(m.k_start, H5T_NATIVE_INT64, "k_start", first, count, b.k_start.data());
-  const int64_t c = sh.compress_ratio;
-  for (int64_t i = 0; i < count; ++i) {
-    int64_t pos = b.q_pos[size_t(i)], start = b.k_start[size_t(i)];
-    if (c == 1) {
-      if (pos < 0 || pos >= sh.keys) {
-        m.fail("q_pos", "row " + std::to_string(first + i) + ": position " + std::to_string(pos) +
-                            " is outside [0, L=" + std::to_string(sh.keys) + ") (k holds " + std::to_string(sh.keys) +
-                            " keys)");
-      }
-      if (start < 0 || start > pos) {
-        m.fail("k_start", "row " + std::to_string(first + i) + ": k_start " + std::to_string(start) +
-                              " must lie in [0, q_pos=" + std::to_string(pos) + "]");
-      }
-      continue;
-    }
-    // Compressed: the query sees rows j < ⌊(t+1)/c⌋, which k must hold; k_start counts rows and may lie past the
-    // last visible row (the query then sees none).
-    const int64_t max_pos = (sh.keys + 1) * c - 2;  // the last t with ⌊(t+1)/c⌋ <= L
-    if (pos < 0 || pos > max_pos) {
-      m.fail("q_pos", "row " + std::to_string(first + i) + ": position " + std::to_string(pos) + " is outside [0, " +
-                          std::to_string(max_pos) + "] (k holds " + std::to_string(sh.keys) +
-                          " rows of compress_ratio " + std::to_string(c) + " tokens)");
-    }
-    const int64_t seen = (pos + 1) / c;
-    if (start < 0 || start > seen) {
-      m.fail("k_start", "row " + std::to_string(first + i) + ": k_start " + std::to_string(start) +
-                            " must lie in [0, " + std::to_string(seen) + "] (rows visible to q_pos=" +
-                            std::to_string(pos) + " with compress_ratio " + std::to_string(c) + ")");
-    }
-  }
-  if (c > 1) {
-    b.compress_ratio = c;
-    b.token_pos = b.q_pos;
-    for (auto& p : b.q_pos) p = last_visible_row(p, c);
-  }
+  check_positions(b.q_pos, b.k_start, sh.keys, sh.compress_ratio, first,
+                  [&](const std::string& dataset, const std::string& message) { m.fail(dataset, message); });
+  set_compression(b, sh.compress_ratio);
   if (m.topk_ref) {
     b.ref_width = sh.ref_width;
     b.ref_declaration = sh.ref_declaration;

@@ -37,6 +37,40 @@ void write_dataset(hid_t group, const char* name, hid_t file_type, hid_t mem_typ
 
 }  // namespace
 
+namespace {
+
+// run(sub, out) on the queries of the batch that see a key row, as one batch; the others get an empty selection.
+template <typename Run>
+void for_seeing_rows(const QueryBatch& batch, std::vector<std::vector<int64_t>>& out, Run run) {
+  const std::vector<int64_t> seeing = rows_seeing_keys(batch);
+  if (int64_t(seeing.size()) == batch.count) return run(batch, out);
+  std::vector<std::vector<int64_t>> some;
+  if (!seeing.empty()) run(batch_rows(batch, seeing), some);
+  out.assign(size_t(batch.count), {});
+  for (size_t j = 0; j < seeing.size(); ++j) out[size_t(seeing[j])] = std::move(some[j]);
+}
+
+}  // namespace
+
+void select_batch(SelectionEngine& engine, const QueryBatch& batch, Method method,
+                  std::vector<std::vector<int64_t>>& out) {
+  for_seeing_rows(batch, out, [&](const QueryBatch& run, std::vector<std::vector<int64_t>>& sel) {
+    engine.select(run, method, sel);
+  });
+}
+
+std::vector<int32_t> selection_matrix(const std::vector<std::vector<int64_t>>& selections, Method method, int64_t topk,
+                                      int64_t keys, int64_t& width) {
+  // No selection holds more than the layer's L keys: a k beyond L pads to L, not to k (docs/commands/select.md).
+  width = method == Method::Block ? 0 : std::min(topk, keys);
+  for (const auto& sel : selections) width = std::max(width, int64_t(sel.size()));
+  std::vector<int32_t> indices(selections.size() * size_t(width), -1);
+  for (size_t i = 0; i < selections.size(); ++i) {
+    std::copy(selections[i].begin(), selections[i].end(), indices.begin() + ptrdiff_t(i * size_t(width)));
+  }
+  return indices;
+}
+
 int64_t run_select(const SelectOptions& o) {
   if (o.input.files.size() != 1) throw UsageError("select takes exactly one input file");
   if (o.certified && o.method != Method::Flat) throw std::invalid_argument("run_select: certified is a way to find flat DSA");
@@ -95,34 +129,21 @@ int64_t run_select(const SelectOptions& o) {
       for (size_t at = 0; at < picked.size(); at += size_t(kQueryBatch)) {
         std::vector<int64_t> part(picked.begin() + at, picked.begin() + std::min(picked.size(), at + size_t(kQueryBatch)));
         const QueryBatch batch = read_query_subset(lr, part);
-        // Queries that see no key row (compressed layers) select nothing and stay out of the engine.
-        const std::vector<int64_t> seeing = rows_seeing_keys(batch);
-        const bool all_see = int64_t(seeing.size()) == batch.count;
-        const QueryBatch subset = all_see ? QueryBatch{} : batch_rows(batch, seeing);
-        const QueryBatch& run = all_see ? batch : subset;
         if (o.certified) {
           // Exact by construction, on the CPU whatever the device: it is a search, not a bulk scan.
-          selections = certified_select(keys, BlockBounds(keys, config.block_size), run, config.topk,
-                                        o.input.threads).selections;
-        } else if (run.count > 0) {
-          engine->select(run, o.method, selections);
+          for_seeing_rows(batch, selections, [&](const QueryBatch& run, std::vector<std::vector<int64_t>>& out) {
+            out = certified_select(keys, BlockBounds(keys, config.block_size), run, config.topk, o.input.threads).selections;
+          });
         } else {
-          selections.clear();
+          select_batch(*engine, batch, o.method, selections);
         }
-        size_t next = 0;
         for (int64_t i = 0; i < batch.count; ++i) {
-          const bool sees = all_see || (next < seeing.size() && seeing[next] == i);
-          all.push_back(sees ? std::move(selections[next++]) : std::vector<int64_t>{});
+          all.push_back(std::move(selections[size_t(i)]));
           q_pos.push_back(batch.token_position(i));
         }
       }
-      // No selection holds more than the layer's L keys: a k beyond L pads to L, not to k (docs/commands/select.md).
-      int64_t width = o.method == Method::Block ? 0 : std::min(config.topk, lr.shape().keys);
-      for (const auto& sel : all) width = std::max(width, int64_t(sel.size()));
-      std::vector<int32_t> indices(all.size() * size_t(width), -1);
-      for (size_t i = 0; i < all.size(); ++i) {
-        std::copy(all[i].begin(), all[i].end(), indices.begin() + i * size_t(width));
-      }
+      int64_t width = 0;
+      const std::vector<int32_t> indices = selection_matrix(all, o.method, config.topk, lr.shape().keys, width);
       const std::string where = "/" + s->name + "/layer_" + std::to_string(layer);
       h5::Handle lg = h5::group(H5Gcreate2(sg.get(), ("layer_" + std::to_string(layer)).c_str(), H5P_DEFAULT,
                                            H5P_DEFAULT, H5P_DEFAULT));

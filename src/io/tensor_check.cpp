@@ -1,0 +1,80 @@
+#include "io/tensor_check.hpp"
+
+#include <cmath>
+#include <sstream>
+
+namespace hisa {
+
+void check_finite(const std::string& dataset, const float* values, int64_t rows, int64_t row_elems, int64_t first_row,
+                  const CheckFailure& fail) {
+  // All finite is the common case: checked on every core; only a failure looks for the first bad value.
+  const int64_t n = rows * row_elems;
+  bool finite = true;
+#pragma omp parallel for schedule(static) reduction(&& : finite) if (n >= (int64_t(1) << 16))
+  for (int64_t i = 0; i < n; ++i) finite = finite && std::isfinite(values[i]);
+  if (finite) return;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = values + r * row_elems;
+    for (int64_t i = 0; i < row_elems; ++i) {
+      if (!std::isfinite(row[i])) {
+        std::ostringstream s;
+        s << "row " << (first_row + r) << " holds " << row[i] << " at element " << i
+          << " (NaN and Inf are not valid indexer inputs)";
+        fail(dataset, s.str());
+      }
+    }
+  }
+}
+
+void check_key_scales(std::span<const float> k_scale, const CheckFailure& fail) {
+  for (size_t s = 0; s < k_scale.size(); ++s) {
+    const float v = k_scale[s];
+    if (!std::isfinite(v) || v <= 0.0f) {
+      std::ostringstream msg;
+      msg << "row " << s << " holds " << v << " (scales must be finite and positive)";
+      fail("k_scale", msg.str());
+    }
+  }
+}
+
+void check_positions(std::span<const int64_t> q_pos, std::span<const int64_t> k_start, int64_t keys,
+                     int64_t compress_ratio, int64_t first_row, const CheckFailure& fail) {
+  const int64_t c = compress_ratio;
+  for (size_t i = 0; i < q_pos.size(); ++i) {
+    const int64_t pos = q_pos[i], start = k_start[i], row = first_row + int64_t(i);
+    if (c == 1) {
+      if (pos < 0 || pos >= keys) {
+        fail("q_pos", "row " + std::to_string(row) + ": position " + std::to_string(pos) + " is outside [0, L=" +
+                          std::to_string(keys) + ") (k holds " + std::to_string(keys) + " keys)");
+      }
+      if (start < 0 || start > pos) {
+        fail("k_start", "row " + std::to_string(row) + ": k_start " + std::to_string(start) + " must lie in [0, q_pos=" +
+                            std::to_string(pos) + "]");
+      }
+      continue;
+    }
+    // Compressed: the query sees rows j < ⌊(t+1)/c⌋, which k must hold; k_start counts rows and may lie past the
+    // last visible row (the query then sees none).
+    const int64_t max_pos = (keys + 1) * c - 2;  // the last t with ⌊(t+1)/c⌋ <= L
+    if (pos < 0 || pos > max_pos) {
+      fail("q_pos", "row " + std::to_string(row) + ": position " + std::to_string(pos) + " is outside [0, " +
+                        std::to_string(max_pos) + "] (k holds " + std::to_string(keys) + " rows of compress_ratio " +
+                        std::to_string(c) + " tokens)");
+    }
+    const int64_t seen = (pos + 1) / c;
+    if (start < 0 || start > seen) {
+      fail("k_start", "row " + std::to_string(row) + ": k_start " + std::to_string(start) + " must lie in [0, " +
+                          std::to_string(seen) + "] (rows visible to q_pos=" + std::to_string(pos) +
+                          " with compress_ratio " + std::to_string(c) + ")");
+    }
+  }
+}
+
+void set_compression(QueryBatch& batch, int64_t compress_ratio) {
+  if (compress_ratio == 1) return;
+  batch.compress_ratio = compress_ratio;
+  batch.token_pos = batch.q_pos;
+  for (auto& p : batch.q_pos) p = last_visible_row(p, compress_ratio);
+}
+
+}  // namespace hisa

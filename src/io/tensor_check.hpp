@@ -1,0 +1,29 @@
+#pragma once
+// The value checks of datasets/FORMAT.md ("What the loader checks") on decoded tensors, shared by the dump reader
+// and the Python module (import hisa), so a bad value gets the same message from a file and from an array. Each
+// failure calls fail(dataset, message), which must throw.
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+
+#include "io/dump_model.hpp"
+
+namespace hisa {
+
+using CheckFailure = std::function<void(const std::string& dataset, const std::string& message)>;
+
+// NaN or ±inf among rows × row_elems values: "row R holds V at element E ..." (R counted from first_row).
+void check_finite(const std::string& dataset, const float* values, int64_t rows, int64_t row_elems, int64_t first_row,
+                  const CheckFailure& fail);
+// k_scale: finite and > 0.
+void check_key_scales(std::span<const float> k_scale, const CheckFailure& fail);
+// Each query's q_pos and k_start against L keys (rows of compress_ratio tokens: q_pos a token position, k_start
+// a row). Rows counted from first_row.
+void check_positions(std::span<const int64_t> q_pos, std::span<const int64_t> k_start, int64_t keys,
+                     int64_t compress_ratio, int64_t first_row, const CheckFailure& fail);
+// Puts a checked batch of a compressed layer (compress_ratio > 1) into the form engines take: token positions
+// to token_pos, q_pos the last visible row (QueryBatch).
+void set_compression(QueryBatch& batch, int64_t compress_ratio);
+
+}  // namespace hisa
