@@ -1,0 +1,127 @@
+"""hisa on live tensors: DSA, HISA and block-sparse selection and the audit's per-layer statistics, computed by
+the same engines as the `hisa` command line tool, from NumPy arrays or PyTorch tensors instead of a dump file.
+
+    import hisa
+    sel = hisa.select(q, k, w, q_pos, method="hisa", block_size=128, blocks=64, topk=2048)
+    stats, per_query = hisa.audit_layer(q, k, w, q_pos, topk=2048)
+
+Shapes and meanings are the dump format's (datasets/FORMAT.md): q [Nq, H, D], k [L, D], w [Nq, H] with every
+factor folded in, q_pos [Nq] (token positions), k_start [Nq] (optional), k_scale [L] (fp8 keys), and
+compress_ratio for DeepSeek-V4's compressed keys. q and k may be float32, float16, bfloat16 or float8_e4m3fn
+(torch), or float32/float16 NumPy arrays; NumPy holds bfloat16 and fp8 as their bit patterns (uint16, uint8),
+named with q_dtype / k_dtype ("bf16", "fp8"). docs/python.md has the details.
+"""
+import json
+
+import numpy as np
+
+from . import _hisa
+
+__all__ = ["select", "audit_layer", "cuda_available"]
+
+_NUMPY_TYPES = {np.dtype(np.float32): "f32", np.dtype(np.float16): "f16"}
+_CODE_TYPES = {"bf16": np.uint16, "bfloat16": np.uint16, "f16": np.uint16, "fp8": np.uint8,
+               "float8_e4m3fn": np.uint8}
+_CANONICAL = {"bfloat16": "bf16", "float8_e4m3fn": "fp8"}
+
+
+def cuda_available():
+    """Whether this build has the CUDA engine and a GPU it runs on."""
+    return _hisa.cuda_available()
+
+
+def _is_torch(x):
+    return type(x).__module__.split(".")[0] == "torch"
+
+
+def _operand(x, name, dtype=None):
+    """(C-contiguous NumPy array of element codes or float32 values, element type name)."""
+    if _is_torch(x):
+        import torch
+        x = x.detach()
+        if x.is_cuda:
+            x = x.cpu()  # the engines read host memory (docs/python.md)
+        x = x.contiguous()
+        torch_types = {torch.float32: ("f32", None), torch.float16: ("f16", torch.int16),
+                       torch.bfloat16: ("bf16", torch.int16)}
+        fp8 = getattr(torch, "float8_e4m3fn", None)
+        if fp8 is not None:
+            torch_types[fp8] = ("fp8", torch.uint8)
+        if x.dtype not in torch_types:
+            raise ValueError(f"{name}: unsupported element type {x.dtype} (float32, float16, bfloat16 or "
+                             f"float8_e4m3fn)")
+        kind, view = torch_types[x.dtype]
+        arr = (x.view(view) if view is not None else x).numpy()
+        if kind in ("f16", "bf16"):
+            arr = arr.view(np.uint16)
+        return np.ascontiguousarray(arr), kind
+    arr = np.ascontiguousarray(np.asarray(x))
+    if dtype is not None:
+        kind = _CANONICAL.get(dtype, dtype)
+        if dtype not in _CODE_TYPES and dtype != "f32":
+            raise ValueError(f"{name}: unknown dtype {dtype!r} (f32, f16, bf16 or fp8)")
+        if dtype == "f32":
+            return arr, "f32"
+        want = _CODE_TYPES[dtype]
+        if arr.dtype == np.float16 and kind == "f16":
+            return arr.view(np.uint16), "f16"
+        if arr.dtype.itemsize != np.dtype(want).itemsize or arr.dtype.kind == "f":
+            raise ValueError(f"{name}: dtype {dtype!r} needs {np.dtype(want).name} bit patterns, found {arr.dtype}")
+        return arr.view(want), kind
+    if arr.dtype not in _NUMPY_TYPES:
+        raise ValueError(f"{name}: unsupported element type {arr.dtype} (float32 or float16; bfloat16 and fp8 as "
+                         f"uint16/uint8 bit patterns with {name}_dtype='bf16' or 'fp8')")
+    kind = _NUMPY_TYPES[arr.dtype]
+    return (arr.view(np.uint16) if kind == "f16" else arr), kind
+
+
+def _plain(x, name, dtype):
+    """w, q_pos, k_start, k_scale, topk_ref: host NumPy arrays of one dtype (a copy only when the type differs)."""
+    if x is None:
+        return None
+    if _is_torch(x):
+        x = x.detach().cpu().numpy()
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "fiu" or (np.dtype(dtype).kind in "iu" and arr.dtype.kind == "f"):
+        raise ValueError(f"{name}: expected {np.dtype(dtype).name} values, found {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def _layer_args(q, k, w, q_pos, k_start, k_scale, q_dtype, k_dtype):
+    qa, qt = _operand(q, "q", q_dtype)
+    ka, kt = _operand(k, "k", k_dtype)
+    return (qa, qt, ka, kt, _plain(w, "w", np.float32), _plain(q_pos, "q_pos", np.int64),
+            _plain(k_start, "k_start", np.int64), _plain(k_scale, "k_scale", np.float32))
+
+
+def select(q, k, w, q_pos, k_start=None, k_scale=None, method="flat", block_size=128, blocks=64,
+           forced="in-budget", pool_precision="fp32", topk=2048, device="auto", compress_ratio=1, threads=0,
+           q_dtype=None, k_dtype=None):
+    """One method's selection for every query: int32 [Nq, width], ascending, -1 padded (width min(topk, L), or
+    the largest block-sparse selection), exactly what `hisa select` writes. method: "flat", "hisa" or
+    "block-sparse". Returns a torch tensor on q's device when q is a torch tensor, else a NumPy array."""
+    out = _hisa.select(*_layer_args(q, k, w, q_pos, k_start, k_scale, q_dtype, k_dtype), method, int(block_size),
+                       int(blocks), forced, pool_precision, int(topk), device, int(compress_ratio), int(threads))
+    if _is_torch(q):
+        import torch
+        return torch.from_numpy(out).to(q.device)
+    return out
+
+
+def audit_layer(q, k, w, q_pos, k_start=None, k_scale=None, block_size=128, blocks=64, forced="in-budget",
+                pool_precision="fp32", topk=2048, device="auto", compress_ratio=1, threads=0, layer=0,
+                needle=None, topk_ref=None, ref_method=None, ref_block_size=None, ref_blocks=None, ref_forced=None,
+                ref_pool_precision=None, worst=0, q_dtype=None, k_dtype=None):
+    """One layer's audit, as `hisa audit` computes it: (stats, per_query). stats is the audit JSON's per-layer
+    object as a dict (with "engine" added); per_query maps every per-query CSV column (query, q_pos, iou,
+    recall, ...) to a NumPy array, NaN where the CSV leaves the field empty. needle: (begin, end) token range.
+    topk_ref [Nq, K] (-1 padded) is judged against its rule (ref_method etc., as topk_ref's attributes)."""
+    begin, end = (None, None) if needle is None else (int(needle[0]), int(needle[1]))
+    text, columns, engine = _hisa.audit_layer(
+        *_layer_args(q, k, w, q_pos, k_start, k_scale, q_dtype, k_dtype), int(block_size), int(blocks), forced,
+        pool_precision, int(topk), device, int(compress_ratio), int(threads), int(layer), begin, end,
+        _plain(topk_ref, "topk_ref", np.int32), ref_method, ref_block_size, ref_blocks, ref_forced,
+        ref_pool_precision, int(worst))
+    stats = json.loads(text)
+    stats["engine"] = engine
+    return stats, dict(columns)

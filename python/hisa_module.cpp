@@ -1,0 +1,323 @@
+// `import hisa`'s compiled half (_hisa): the engines on arrays in memory. The Python half (python/hisa/__init__.py)
+// turns NumPy arrays and PyTorch tensors into C-contiguous NumPy arrays of element codes and names their element
+// type; here they are decoded and checked with the file loader's rules and messages (io/tensor_check.hpp), run
+// through the same engines and per-layer audit as the CLI (pipelines/select.hpp, pipelines/layer_audit.hpp), and
+// handed back. Bad input raises ValueError; the GIL is released while an engine runs.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <nlohmann/json.hpp>
+
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "core/error.hpp"
+#include "core/numeric.hpp"
+#include "io/query_subset.hpp"
+#include "io/tensor_check.hpp"
+#include "metrics/diagnosis.hpp"
+#include "metrics/query_metrics.hpp"
+#include "pipelines/audit.hpp"
+#include "pipelines/layer_audit.hpp"
+#include "pipelines/select.hpp"
+#include "render/audit_output.hpp"
+#include "select/engine.hpp"
+
+namespace py = pybind11;
+
+namespace hisa::python {
+
+namespace {
+
+// A bad argument: raised as ValueError.
+struct BadInput : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+[[noreturn]] void fail(const std::string& what, const std::string& message) { throw BadInput(what + ": " + message); }
+
+std::string shape_text(const py::array& a) {
+  std::string s = "[";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+  return s + "]";
+}
+
+void require_shape(const py::array& a, const std::string& name, std::vector<int64_t> want, const std::string& spelled) {
+  bool ok = a.ndim() == py::ssize_t(want.size());
+  for (size_t i = 0; ok && i < want.size(); ++i) ok = want[i] < 0 || a.shape(py::ssize_t(i)) == want[i];
+  if (!ok) fail(name, "shape " + shape_text(a) + " does not match " + spelled);
+}
+
+// Values of a q- or k-like operand from its element codes (`type`: f32, f16, bf16, fp8), exactly as the loader
+// decodes them.
+std::vector<float> decode(const py::array& a, const std::string& name, const std::string& type) {
+  const size_t n = size_t(a.size());
+  std::vector<float> out(n);
+  auto codes = [&](auto tag, const char* storage) {
+    using T = decltype(tag);
+    if (a.itemsize() != py::ssize_t(sizeof(T)) || a.dtype().kind() == 'f') {
+      fail(name, std::string("element type ") + type + " needs " + storage + " codes");
+    }
+    return static_cast<const T*>(a.data());
+  };
+  if (type == "f32") {
+    if (!a.dtype().is(py::dtype::of<float>())) fail(name, "element type f32 needs float32 values");
+    const float* v = static_cast<const float*>(a.data());
+    out.assign(v, v + n);
+  } else if (type == "f16" || type == "bf16") {
+    const uint16_t* v = codes(uint16_t{}, "16-bit");
+    const bool bf = type == "bf16";
+    for (size_t i = 0; i < n; ++i) out[i] = bf ? bf16_to_float(v[i]) : f16_to_float(v[i]);
+  } else if (type == "fp8") {
+    const uint8_t* v = codes(uint8_t{}, "8-bit");
+    for (size_t i = 0; i < n; ++i) out[i] = e4m3_to_float(v[i]);
+  } else {
+    fail(name, "unsupported element type \"" + type + "\" (f32, f16, bf16 or fp8)");
+  }
+  return out;
+}
+
+template <typename T>
+std::vector<T> values_of(const py::array& a, const std::string& name, const char* what) {
+  if (!a.dtype().is(py::dtype::of<T>())) fail(name, std::string("expected ") + what + ", found dtype " + std::string(py::str(a.dtype())));
+  const T* v = static_cast<const T*>(a.data());
+  return std::vector<T>(v, v + a.size());
+}
+
+struct Layer {
+  LayerKeys keys;
+  QueryBatch batch;
+};
+
+// The operands of one layer, checked as the loader checks a file's (shapes, finite values, scales, positions),
+// in the form engines take (compressed layers: rows).
+Layer make_layer(const py::array& q, const std::string& q_type, const py::array& k, const std::string& k_type,
+                 const py::array& w, const py::array& q_pos, const std::optional<py::array>& k_start,
+                 const std::optional<py::array>& k_scale, int64_t compress_ratio) {
+  const CheckFailure failure = [](const std::string& dataset, const std::string& message) { fail(dataset, message); };
+  if (k.ndim() != 2) fail("k", "expected 2 dimensions [L, D], found " + shape_text(k));
+  if (q.ndim() != 3) fail("q", "expected 3 dimensions [Nq, H, D], found " + shape_text(q));
+  const int64_t L = k.shape(0), D = k.shape(1), Nq = q.shape(0), H = q.shape(1);
+  if (L < 1) fail("k", "holds no keys (shape " + shape_text(k) + ")");
+  require_shape(q, "q", {Nq, H, D}, "[Nq, H, D = " + std::to_string(D) + "] (D from k)");
+  require_shape(w, "w", {Nq, H}, "q's [Nq, H] = [" + std::to_string(Nq) + ", " + std::to_string(H) + "]");
+  require_shape(q_pos, "q_pos", {Nq}, "q's [Nq] = [" + std::to_string(Nq) + "]");
+  if (k_start) require_shape(*k_start, "k_start", {Nq}, "q's [Nq] = [" + std::to_string(Nq) + "]");
+  if (k_scale) require_shape(*k_scale, "k_scale", {L}, "k's [L] = [" + std::to_string(L) + "]");
+  if (k_type == "fp8" && !k_scale) fail("k_scale", "missing: fp8 keys need their per-token scales");
+  if (compress_ratio < 1) fail("compress_ratio", "is " + std::to_string(compress_ratio) + ", expected at least 1");
+  Layer l;
+  l.keys.count = L;
+  l.keys.dim = D;
+  l.keys.compress_ratio = compress_ratio;
+  l.keys.k = decode(k, "k", k_type);
+  check_finite("k", l.keys.k.data(), L, D, 0, failure);
+  l.keys.k_scale = k_scale ? values_of<float>(*k_scale, "k_scale", "float32") : std::vector<float>(size_t(L), 1.0f);
+  check_key_scales(l.keys.k_scale, failure);
+  QueryBatch& b = l.batch;
+  b.count = Nq;
+  b.heads = H;
+  b.dim = D;
+  b.q = decode(q, "q", q_type);
+  check_finite("q", b.q.data(), Nq, H * D, 0, failure);
+  b.w = values_of<float>(w, "w", "float32");
+  check_finite("w", b.w.data(), Nq, H, 0, failure);
+  b.q_pos = values_of<int64_t>(q_pos, "q_pos", "int64");
+  b.k_start = k_start ? values_of<int64_t>(*k_start, "k_start", "int64") : std::vector<int64_t>(size_t(Nq), 0);
+  check_positions(b.q_pos, b.k_start, L, compress_ratio, 0, failure);
+  set_compression(b, compress_ratio);
+  return l;
+}
+
+SelectionConfig make_config(int64_t topk, int64_t block_size, int64_t blocks, const std::string& forced,
+                            const std::string& pool_precision) {
+  SelectionConfig c;
+  c.topk = topk;
+  c.block_size = block_size;
+  c.blocks = blocks;
+  const auto f = parse_forced_mode(forced);
+  if (!f) fail("forced", "\"" + forced + "\", expected \"in-budget\" or \"extra\"");
+  c.forced = *f;
+  const auto p = parse_pool_precision(pool_precision);
+  if (!p) fail("pool_precision", "\"" + pool_precision + "\", expected \"fp32\" or \"fp8\"");
+  c.pool = *p;
+  c.validate();
+  return c;
+}
+
+Method method_of(const std::string& name) {
+  if (name == "flat") return Method::Flat;
+  if (name == "hisa") return Method::Hisa;
+  if (name == "block" || name == "block-sparse") return Method::Block;
+  fail("method", "\"" + name + "\", expected \"flat\", \"hisa\" or \"block-sparse\"");
+}
+
+// The device's engine index (resolve_devices): "cpu", "cuda" or "auto".
+int device_of(const std::string& device) { return resolve_devices(device, "").front(); }
+
+py::array_t<int32_t> select_layer(const py::array& q, const std::string& q_type, const py::array& k, const std::string& k_type,
+                            const py::array& w, const py::array& q_pos, const std::optional<py::array>& k_start,
+                            const std::optional<py::array>& k_scale, const std::string& method, int64_t block_size,
+                            int64_t blocks, const std::string& forced, const std::string& pool_precision, int64_t topk,
+                            const std::string& device, int64_t compress_ratio, int threads) {
+  const Layer l = make_layer(q, q_type, k, k_type, w, q_pos, k_start, k_scale, compress_ratio);
+  const SelectionConfig config = make_config(topk, block_size, blocks, forced, pool_precision);
+  const Method m = method_of(method);
+  const int dev = device_of(device);
+  std::vector<std::vector<int64_t>> selections;
+  int64_t width = 0;
+  std::vector<int32_t> matrix;
+  {
+    py::gil_scoped_release released;
+    auto engine = make_engine_on(dev, threads);
+    engine->set_layer(l.keys, config);
+    select_batch(*engine, l.batch, m, selections);
+    matrix = selection_matrix(selections, m, config.topk, l.keys.count, width);
+  }
+  py::array_t<int32_t> out({l.batch.count, width});
+  std::copy(matrix.begin(), matrix.end(), out.mutable_data());
+  return out;
+}
+
+// The per-query CSV's columns (render/audit_output.cpp) as arrays: NaN where the CSV leaves a field empty.
+py::dict query_columns(const std::vector<QueryMetrics>& ms) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  auto column = [&](auto get) {
+    py::array_t<double> a(py::ssize_t(ms.size()));
+    double* p = a.mutable_data();
+    for (size_t i = 0; i < ms.size(); ++i) p[i] = get(ms[i]);
+    return a;
+  };
+  auto ints = [&](auto get) {
+    py::array_t<int64_t> a(py::ssize_t(ms.size()));
+    int64_t* p = a.mutable_data();
+    for (size_t i = 0; i < ms.size(); ++i) p[i] = get(ms[i]);
+    return a;
+  };
+  auto opt = [&](const auto& v) { return v ? double(*v) : nan; };
+  py::dict d;
+  d["query"] = ints([](const QueryMetrics& m) { return m.query; });
+  d["q_pos"] = ints([](const QueryMetrics& m) { return m.q_pos; });
+  d["iou"] = column([](const QueryMetrics& m) { return m.hisa.iou; });
+  d["recall"] = column([](const QueryMetrics& m) { return m.hisa.recall; });
+  d["coverage_ratio"] = column([](const QueryMetrics& m) { return m.hisa.coverage_ratio; });
+  d["first_miss_rank"] = column([&](const QueryMetrics& m) { return opt(m.hisa.first_miss_rank); });
+  d["block_iou"] = column([](const QueryMetrics& m) { return m.block.iou; });
+  d["block_recall"] = column([](const QueryMetrics& m) { return m.block.recall; });
+  d["block_coverage_ratio"] = column([](const QueryMetrics& m) { return m.block.coverage_ratio; });
+  d["block_first_miss_rank"] = column([&](const QueryMetrics& m) { return opt(m.block.first_miss_rank); });
+  d["visible"] = ints([](const QueryMetrics& m) { return m.visible; });
+  d["flat_coverage"] = column([](const QueryMetrics& m) { return m.coverage_flat; });
+  d["hisa_coverage"] = column([](const QueryMetrics& m) { return m.hisa.coverage; });
+  d["block_coverage"] = column([](const QueryMetrics& m) { return m.block.coverage; });
+  d["needle_recall_flat"] = column([&](const QueryMetrics& m) { return opt(m.needle_recall_flat); });
+  d["needle_recall_hisa"] = column([&](const QueryMetrics& m) { return opt(m.hisa.needle_recall); });
+  d["needle_recall_block"] = column([&](const QueryMetrics& m) { return opt(m.block.needle_recall); });
+  d["ref_iou"] = column([&](const QueryMetrics& m) { return opt(m.ref_iou); });
+  const char* causes[] = {"miss_dilution", "miss_near_cutoff", "miss_forced", "miss_near_tie"};
+  const MissCause order[] = {MissCause::MeanDilution, MissCause::NearCutoff, MissCause::DisplacedByForced, MissCause::NearTie};
+  for (int c = 0; c < 4; ++c) {
+    d[causes[c]] = ints([&](const QueryMetrics& m) { return m.miss_causes[size_t(order[c])]; });
+  }
+  d["certified"] = ints([](const QueryMetrics& m) { return int64_t(m.certified); });
+  d["ref_tie_swaps"] = column([&](const QueryMetrics& m) { return opt(m.ref_tie_swaps); });
+  d["ref_unexplained"] = column([&](const QueryMetrics& m) { return opt(m.ref_unexplained); });
+  d["ref_near_ties"] = column([&](const QueryMetrics& m) { return opt(m.ref_near_ties); });
+  d["ref_block_flips"] = column([&](const QueryMetrics& m) { return opt(m.ref_block_flips); });
+  return d;
+}
+
+// The layer's audit: (the audit JSON's per-layer object as JSON text, the per-query columns).
+py::tuple audit_layer(const py::array& q, const std::string& q_type, const py::array& k, const std::string& k_type,
+                      const py::array& w, const py::array& q_pos, const std::optional<py::array>& k_start,
+                      const std::optional<py::array>& k_scale, int64_t block_size, int64_t blocks,
+                      const std::string& forced, const std::string& pool_precision, int64_t topk,
+                      const std::string& device, int64_t compress_ratio, int threads, int layer,
+                      std::optional<int64_t> needle_begin, std::optional<int64_t> needle_end,
+                      const std::optional<py::array>& topk_ref, const std::optional<std::string>& ref_method,
+                      std::optional<int64_t> ref_block_size, std::optional<int64_t> ref_blocks,
+                      const std::optional<std::string>& ref_forced, const std::optional<std::string>& ref_pool_precision,
+                      int64_t worst) {
+  Layer l = make_layer(q, q_type, k, k_type, w, q_pos, k_start, k_scale, compress_ratio);
+  AuditOptions o;
+  o.threads = threads;
+  o.worst = worst;
+  o.config = make_config(topk, block_size, blocks, forced, pool_precision);
+  if (topk_ref) {
+    if (topk_ref->ndim() != 2 || topk_ref->shape(0) != l.batch.count) {
+      fail("topk_ref", "shape " + shape_text(*topk_ref) + " does not match [Nq = " + std::to_string(l.batch.count) + ", K]");
+    }
+    l.batch.ref_width = topk_ref->shape(1);
+    l.batch.topk_ref = values_of<int32_t>(*topk_ref, "topk_ref", "int32");
+    for (size_t i = 0; i < l.batch.topk_ref.size(); ++i) {
+      const int32_t v = l.batch.topk_ref[i];
+      if (v < -1 || v >= l.keys.count) {
+        fail("topk_ref", "row " + std::to_string(int64_t(i) / l.batch.ref_width) + ": index " + std::to_string(v) +
+                             " is outside [-1, L=" + std::to_string(l.keys.count) + ")");
+      }
+    }
+    RefDeclaration& d = l.batch.ref_declaration;
+    d.method = ref_method, d.block_size = ref_block_size, d.blocks = ref_blocks, d.forced = ref_forced;
+    d.pool_precision = ref_pool_precision;
+  }
+  std::optional<NeedleRange> needle;
+  if (needle_begin.has_value() != needle_end.has_value()) fail("needle", "give both needle_begin and needle_end");
+  if (needle_begin && *needle_end > *needle_begin) needle = needle_rows({*needle_begin, *needle_end}, compress_ratio);
+  const int dev = device_of(device);
+  std::vector<QueryMetrics> metrics;
+  AuditResult r;
+  r.config = o.config;
+  r.engine = engine_name_on(dev);
+  {
+    py::gil_scoped_release released;
+    LayerAudit audit(o, o.config, dev);
+    audit.begin(layer, l.keys, needle, "python");
+    // Queries that see no key row (compressed layers) are left out, as the CLI's audit leaves them out.
+    const std::vector<int64_t> rows = rows_seeing_keys(l.batch);
+    if (!rows.empty()) {
+      audit.add(batch_rows(l.batch, rows), rows, [&](const QueryAudit&, const QueryMetrics& m) { metrics.push_back(m); });
+    }
+    LayerStats stats = audit.take().finish();
+    stats.compress_ratio = compress_ratio;
+    r.layers.push_back(std::move(stats));
+  }
+  const std::string layer_json = audit_json(r)["layers"][0].dump();
+  return py::make_tuple(layer_json, query_columns(metrics), r.engine);
+}
+
+}  // namespace
+
+}  // namespace hisa::python
+
+PYBIND11_MODULE(_hisa, m) {
+  using namespace hisa;
+  using namespace hisa::python;
+  m.doc() = "hisa's engines on arrays in memory (use the hisa package, not this module)";
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const BadInput& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    } catch (const InputError& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    } catch (const OptionError& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    } catch (const UsageError& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    }
+  });
+  m.def("select", &select_layer, py::arg("q"), py::arg("q_type"), py::arg("k"), py::arg("k_type"), py::arg("w"),
+        py::arg("q_pos"), py::arg("k_start"), py::arg("k_scale"), py::arg("method"), py::arg("block_size"),
+        py::arg("blocks"), py::arg("forced"), py::arg("pool_precision"), py::arg("topk"), py::arg("device"),
+        py::arg("compress_ratio"), py::arg("threads"));
+  m.def("audit_layer", &audit_layer, py::arg("q"), py::arg("q_type"), py::arg("k"), py::arg("k_type"), py::arg("w"),
+        py::arg("q_pos"), py::arg("k_start"), py::arg("k_scale"), py::arg("block_size"), py::arg("blocks"),
+        py::arg("forced"), py::arg("pool_precision"), py::arg("topk"), py::arg("device"), py::arg("compress_ratio"),
+        py::arg("threads"), py::arg("layer"), py::arg("needle_begin"), py::arg("needle_end"), py::arg("topk_ref"),
+        py::arg("ref_method"), py::arg("ref_block_size"), py::arg("ref_blocks"), py::arg("ref_forced"),
+        py::arg("ref_pool_precision"), py::arg("worst"));
+  m.def("cuda_available", [] { return resolve_devices("auto", "").front() >= 0; });
+}

@@ -1,0 +1,203 @@
+"""`import hisa` (python/) against the `hisa` command line tool: the same selections and the same audit numbers
+from arrays as from the dump file, for every element type, compressed layers included; bad input raises
+ValueError with the file loader's words. Run by ctest (python_module) with PYTHONPATH at the build's python/ and
+HISA_BINARY at the built tool."""
+import csv
+import json
+import math
+import os
+import subprocess
+
+import h5py
+import numpy as np
+import pytest
+
+import hisa
+
+HISA = os.environ.get("HISA_BINARY", "hisa")
+GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "datasets", "golden")
+GOLDEN_DUMPS = ["deepseek_v32_tiny_niah.h5", "glm_moe_dsa_tiny_niah.h5", "deepseek_v4_tiny_niah.h5"]
+
+
+def run(*args):
+    r = subprocess.run([HISA, *args], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+def layer_arrays(group):
+    """The operands of a dump's layer group as a user holds them: values (h5py reads bfloat16 as float32), or
+    the fp8 codes with their element type named."""
+    arrays = {}
+    for name in ("q", "k"):
+        d = group[name]
+        if d.attrs.get("encoding") == "float8_e4m3fn":
+            arrays[name] = d[...].view(np.uint8)
+            arrays[name + "_dtype"] = "fp8"
+        elif d.dtype == np.float16:
+            arrays[name] = d[...]
+        else:
+            arrays[name] = np.asarray(d[...], dtype=np.float32)
+    arrays["w"] = group["w"][...]
+    arrays["q_pos"] = group["q_pos"][...]
+    for name in ("k_start", "k_scale"):
+        if name in group:
+            arrays[name] = group[name][...]
+    arrays["compress_ratio"] = int(group.attrs.get("compress_ratio", 1))
+    return arrays
+
+
+def cli_selections(tmp_path, dump, method, extra):
+    out = str(tmp_path / f"{method}.h5")
+    run("select", dump, "--method", method, "-o", out, "--device", "cpu", *extra)
+    return h5py.File(out, "r")
+
+
+@pytest.mark.parametrize("dump", GOLDEN_DUMPS)
+@pytest.mark.parametrize("method", ["flat", "hisa", "block"])
+def test_select_equals_the_cli_on_the_golden_dumps(tmp_path, dump, method):
+    path = os.path.join(GOLDEN, dump)
+    cli = cli_selections(tmp_path, path, method, ["--block-size", "16", "--blocks", "4"])
+    with h5py.File(path, "r") as f:
+        for sample in f:
+            for layer in f[sample]:
+                a = layer_arrays(f[sample][layer])
+                got = hisa.select(**a, method="block-sparse" if method == "block" else method, block_size=16,
+                                  blocks=4, topk=int(f.attrs["index_topk"]), device="cpu")
+                want = cli[f"{sample}/{layer}/indices"][...]
+                assert got.dtype == np.int32
+                np.testing.assert_array_equal(got, want, err_msg=f"{dump} {sample}/{layer} {method}")
+
+
+def synth(tmp_path, dtype, extra=()):
+    path = str(tmp_path / f"synth-{dtype}.h5")
+    run("synth", "-o", path, "--seq-len", "2048", "--layers", "2", "--heads", "4", "--head-dim", "64", "--topk", "64",
+        "--queries", "sample:24", "--dtype", dtype, *extra)
+    return path
+
+
+def cli_audit(tmp_path, path, extra=()):
+    js, pq = str(tmp_path / "a.json"), str(tmp_path / "q.csv")
+    run("audit", path, "--device", "cpu", "--block-size", "16", "--blocks", "8", "--json", js, "--per-query", pq,
+        *extra)
+    with open(js) as fh:
+        layers = {layer["layer"]: layer for layer in json.load(fh)["layers"]}
+    with open(pq) as fh:
+        rows = list(csv.DictReader(fh))
+    return layers, rows
+
+
+def same_number(a, b):
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    return a == b
+
+
+@pytest.mark.parametrize("dtype", ["f32", "f16", "bf16", "fp8"])
+def test_audit_layer_equals_the_cli_for_every_element_type(tmp_path, dtype):
+    path = synth(tmp_path, dtype, ["--profile", "niah", "--packed", "2"])
+    layers, rows = cli_audit(tmp_path, path)
+    with h5py.File(path, "r") as f:
+        s = f["sample_0"]
+        needle = (int(s.attrs["needle_begin"]), int(s.attrs["needle_end"]))
+        for layer in (0, 1):
+            a = layer_arrays(s[f"layer_{layer}"])
+            stats, per_query = hisa.audit_layer(**a, block_size=16, blocks=8, topk=64, device="cpu", layer=layer,
+                                                needle=needle)
+            want = dict(layers[layer])
+            assert stats.pop("engine") == "cpu"
+            for key in ("samples", "missing_samples"):
+                stats.pop(key), want.pop(key)
+            assert stats == want, f"{dtype} layer {layer}"
+            mine = [r for r in rows if int(r["layer"]) == layer]
+            assert len(mine) == len(per_query["query"]) == 24
+            for column, values in per_query.items():
+                for row, v in zip(mine, values):
+                    text = row[column]
+                    expected = float("nan") if text == "" else float(text)
+                    # The CSV prints 6 significant digits.
+                    assert same_number(float(v), expected) or math.isclose(float(v), expected, rel_tol=1e-5), \
+                        f"{dtype} layer {layer} {column}: {v} vs {text}"
+
+
+def test_bfloat16_and_fp8_bit_patterns_select_as_their_values():
+    rng = np.random.default_rng(0)
+    k = rng.standard_normal((300, 64)).astype(np.float32)
+    q = rng.standard_normal((5, 4, 64)).astype(np.float32)
+    w = rng.standard_normal((5, 4)).astype(np.float32)
+    q_pos = np.array([10, 50, 120, 250, 299], dtype=np.int64)
+    # bf16: the upper half of each float32; the values themselves, rounded the same way, as float32.
+    def bf16_bits(x):
+        u = x.view(np.uint32).astype(np.uint64)
+        return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+    kb, qb = bf16_bits(k), bf16_bits(q)
+    kv = (kb.astype(np.uint32) << 16).view(np.float32)
+    qv = (qb.astype(np.uint32) << 16).view(np.float32)
+    for method in ("flat", "hisa", "block-sparse"):
+        want = hisa.select(qv, kv, w, q_pos, method=method, block_size=16, blocks=4, topk=32, device="cpu")
+        got = hisa.select(qb, kb, w, q_pos, method=method, block_size=16, blocks=4, topk=32, device="cpu",
+                          q_dtype="bf16", k_dtype="bf16")
+        np.testing.assert_array_equal(got, want)
+    # Rows see keys [k_start, q_pos]: the last query's selection lies in [100, 299].
+    sel = hisa.select(qv, kv, w, q_pos, k_start=np.array([0, 0, 0, 0, 100]), topk=32, device="cpu")
+    assert sel[4].min() >= 100 and (sel[0] >= 0).sum() == 11  # query 0 sees 11 keys
+
+
+def test_compressed_layers_count_rows_and_empty_queries_get_minus_one():
+    rng = np.random.default_rng(1)
+    k = rng.standard_normal((64, 64)).astype(np.float32)
+    q = rng.standard_normal((4, 2, 64)).astype(np.float32)
+    w = np.ones((4, 2), dtype=np.float32)
+    q_pos = np.array([0, 2, 3, 255], dtype=np.int64)  # tokens: 0 and 2 complete no row of 4
+    sel = hisa.select(q, k, w, q_pos, topk=8, compress_ratio=4, device="cpu")
+    assert (sel[0] == -1).all() and (sel[1] == -1).all()
+    assert list(sel[2]) == [0] + [-1] * 7  # token 3 sees row 0
+    assert sel[3].max() <= 63 and (sel[3] >= 0).all()
+    stats, per_query = hisa.audit_layer(q, k, w, q_pos, topk=8, block_size=8, blocks=2, compress_ratio=4,
+                                        device="cpu")
+    assert stats["queries"] == 2 and stats["compress_ratio"] == 4
+    assert list(per_query["q_pos"]) == [3, 255]
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(q=np.zeros((2, 3, 8), np.float32)), "q: shape [2, 3, 8] does not match [Nq, H, D = 16]"),
+    (dict(k=np.zeros((40, 16), np.float64)), "k: unsupported element type float64"),
+    (dict(w=np.zeros((2, 2), np.float32)), "w: shape [2, 2] does not match q's [Nq, H] = [2, 3]"),
+    (dict(q_pos=np.array([0, 40])), "q_pos: row 1: position 40 is outside [0, L=40)"),
+    (dict(k_start=np.array([0, 6])), "k_start: row 1: k_start 6 must lie in [0, q_pos=5]"),
+    (dict(k=np.full((40, 16), np.nan, np.float32)), "k: row 0 holds nan at element 0"),
+    (dict(k=np.zeros((40, 16), np.uint8), k_dtype="fp8"), "k_scale: missing: fp8 keys need their per-token scales"),
+    (dict(k_scale=-np.ones(40, np.float32)), "k_scale: row 0 holds -1 (scales must be finite and positive)"),
+    (dict(method="dense"), "method: \"dense\""),
+    (dict(forced="sometimes"), "forced: \"sometimes\""),
+    (dict(q_dtype="int4"), "q: unknown dtype 'int4'"),
+])
+def test_bad_input_raises_value_error_with_the_loaders_words(bad, message):
+    args = dict(q=np.ones((2, 3, 16), np.float32), k=np.ones((40, 16), np.float32), w=np.ones((2, 3), np.float32),
+                q_pos=np.array([3, 5]), topk=4, device="cpu")
+    args.update(bad)
+    with pytest.raises(ValueError) as e:
+        hisa.select(**args)
+    assert message in str(e.value)
+
+
+def test_torch_tensors_come_back_as_torch_tensors():
+    torch = pytest.importorskip("torch")
+    g = torch.Generator().manual_seed(0)
+    k = torch.randn(500, 64, generator=g)
+    q = torch.randn(6, 4, 64, generator=g)
+    w = torch.randn(6, 4, generator=g)
+    q_pos = torch.tensor([10, 100, 200, 300, 400, 499])
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        sel = hisa.select(q.to(dtype), k.to(dtype), w, q_pos, method="hisa", block_size=32, blocks=4, topk=16,
+                          device="cpu")
+        assert isinstance(sel, torch.Tensor) and sel.dtype == torch.int32
+        want = hisa.select(q.to(dtype).float().numpy(), k.to(dtype).float().numpy(), w.numpy(), q_pos.numpy(),
+                           method="hisa", block_size=32, blocks=4, topk=16, device="cpu")
+        np.testing.assert_array_equal(sel.numpy(), want)
+    if torch.cuda.is_available():
+        # GPU tensors: the selection comes back on the caller's device, equal to the host's.
+        sel = hisa.select(q.cuda(), k.cuda(), w.cuda(), q_pos.cuda(), method="hisa", block_size=32, blocks=4, topk=16,
+                          device="auto")
+        assert sel.is_cuda
+        np.testing.assert_array_equal(sel.cpu().numpy(), want)
