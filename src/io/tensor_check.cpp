@@ -1,9 +1,22 @@
 #include "io/tensor_check.hpp"
 
 #include <cmath>
-#include <sstream>
+#include <cstdio>
 
 namespace hisa {
+
+namespace {
+
+// A float as iostream's default prints it (%g), without iostreams: a Python process may have loaded another
+// libstdc++ than the module was built with, and its stream formatting then crashed the module (seen with a
+// PyTorch virtualenv's interpreter).
+std::string float_text(float v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", double(v));
+  return buf;
+}
+
+}  // namespace
 
 void check_finite(const std::string& dataset, const float* values, int64_t rows, int64_t row_elems, int64_t first_row,
                   const CheckFailure& fail) {
@@ -17,10 +30,8 @@ void check_finite(const std::string& dataset, const float* values, int64_t rows,
     const float* row = values + r * row_elems;
     for (int64_t i = 0; i < row_elems; ++i) {
       if (!std::isfinite(row[i])) {
-        std::ostringstream s;
-        s << "row " << (first_row + r) << " holds " << row[i] << " at element " << i
-          << " (NaN and Inf are not valid indexer inputs)";
-        fail(dataset, s.str());
+        fail(dataset, "row " + std::to_string(first_row + r) + " holds " + float_text(row[i]) + " at element " +
+                          std::to_string(i) + " (NaN and Inf are not valid indexer inputs)");
       }
     }
   }
@@ -30,9 +41,7 @@ void check_key_scales(std::span<const float> k_scale, const CheckFailure& fail) 
   for (size_t s = 0; s < k_scale.size(); ++s) {
     const float v = k_scale[s];
     if (!std::isfinite(v) || v <= 0.0f) {
-      std::ostringstream msg;
-      msg << "row " << s << " holds " << v << " (scales must be finite and positive)";
-      fail("k_scale", msg.str());
+      fail("k_scale", "row " + std::to_string(s) + " holds " + float_text(v) + " (scales must be finite and positive)");
     }
   }
 }

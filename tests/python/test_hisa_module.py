@@ -196,8 +196,10 @@ def test_torch_tensors_come_back_as_torch_tensors():
                            method="hisa", block_size=32, blocks=4, topk=16, device="cpu")
         np.testing.assert_array_equal(sel.numpy(), want)
     if torch.cuda.is_available():
-        # GPU tensors: the selection comes back on the caller's device, equal to the host's.
+        # GPU tensors: the selection comes back on the caller's device, equal to the same engine's on host arrays.
         sel = hisa.select(q.cuda(), k.cuda(), w.cuda(), q_pos.cuda(), method="hisa", block_size=32, blocks=4, topk=16,
-                          device="auto")
+                          device="cuda")
         assert sel.is_cuda
+        want = hisa.select(q.numpy(), k.numpy(), w.numpy(), q_pos.numpy(), method="hisa", block_size=32, blocks=4,
+                           topk=16, device="cuda")
         np.testing.assert_array_equal(sel.cpu().numpy(), want)
