@@ -122,7 +122,8 @@ CrosslayerResult run_crosslayer(const CrosslayerOptions& o) {
 
   RunPlan plan = make_run_plan(o.run, o.max_queries, kQueryBatch);
   r.engine = engine_name_on(plan.devices.front(), o.run.fp8_mma);
-  plan.fingerprint = "crosslayer v1 topk=" + std::to_string(r.topk) + " engine=" +
+  // v2: a unit carries its layer's compress_ratio, so v1 checkpoints are not taken.
+  plan.fingerprint = "crosslayer v2 topk=" + std::to_string(r.topk) + " engine=" +
                      engine_kind_on(plan.devices.front(), o.run.fp8_mma) + " files=" + std::to_string(o.files.size());
   const std::vector<WorkUnit> units = make_work_units(sources, r.layers);
   Progress progress(int64_t(units.size()), o.progress);
