@@ -108,7 +108,9 @@ Layer make_layer(const py::array& q, const std::string& q_type, const py::array&
   if (k_start) require_shape(*k_start, "k_start", {Nq}, "q's [Nq] = [" + std::to_string(Nq) + "]");
   if (k_scale) require_shape(*k_scale, "k_scale", {L}, "k's [L] = [" + std::to_string(L) + "]");
   if (k_type == "fp8" && !k_scale) fail("k_scale", "missing: fp8 keys need their per-token scales");
-  if (compress_ratio < 1) fail("compress_ratio", "is " + std::to_string(compress_ratio) + ", expected at least 1");
+  check_compression(compress_ratio, std::nullopt, [](const std::string&, const std::string& message) {
+    fail("compress_ratio", message);
+  });
   Layer l;
   l.keys.count = L;
   l.keys.dim = D;
@@ -262,9 +264,10 @@ py::tuple audit_layer(const py::array& q, const std::string& q_type, const py::a
     RefDeclaration& d = l.batch.ref_declaration;
     d.method = ref_method, d.block_size = ref_block_size, d.blocks = ref_blocks, d.forced = ref_forced;
     d.pool_precision = ref_pool_precision;
+    check_ref_declaration(d, [](const std::string&, const std::string& message) { fail("topk_ref", message); });
   }
+  check_needle(needle_begin, needle_end, [](const std::string&, const std::string& message) { fail("needle", message); });
   std::optional<NeedleRange> needle;
-  if (needle_begin.has_value() != needle_end.has_value()) fail("needle", "give both needle_begin and needle_end");
   if (needle_begin && *needle_end > *needle_begin) needle = needle_rows({*needle_begin, *needle_end}, compress_ratio);
   const int dev = device_of(device);
   std::vector<QueryMetrics> metrics;

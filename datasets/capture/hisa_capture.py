@@ -307,7 +307,8 @@ def write_sample(f, name, attrs, positions, captured, index_topk, dtype, rule=No
         ratio = c.get("compress_ratio", 1)
         if ratio != 1:
             lg.attrs["compress_ratio"] = ratio
-            lg.attrs["window"] = window
+            if window is not None:
+                lg.attrs["window"] = window
         write_tensor(lg, "k", c["k"], dtype)
         write_tensor(lg, "q", c["q"], dtype)
         write_array(lg, "w", c["w"].numpy().astype(np.float32))

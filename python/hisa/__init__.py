@@ -82,9 +82,15 @@ def _plain(x, name, dtype):
     if _is_torch(x):
         x = x.detach().cpu().numpy()
     arr = np.asarray(x)
-    if arr.dtype.kind not in "fiu" or (np.dtype(dtype).kind in "iu" and arr.dtype.kind == "f"):
-        raise ValueError(f"{name}: expected {np.dtype(dtype).name} values, found {arr.dtype}")
-    return np.ascontiguousarray(arr, dtype=dtype)
+    want = np.dtype(dtype)
+    if arr.dtype.kind not in "fiu" or (want.kind in "iu" and arr.dtype.kind == "f"):
+        raise ValueError(f"{name}: expected {want.name} values, found {arr.dtype}")
+    if want.kind in "iu" and arr.size and arr.dtype != want:
+        info = np.iinfo(want)
+        low, high = int(arr.min()), int(arr.max())
+        if low < info.min or high > info.max:
+            raise ValueError(f"{name}: holds {low if low < info.min else high}, outside {want.name}")
+    return np.ascontiguousarray(arr, dtype=want)
 
 
 def _layer_args(q, k, w, q_pos, k_start, k_scale, q_dtype, k_dtype):

@@ -301,20 +301,11 @@ struct LayerReader::Impl {
         fail("", e.what());
       }
     };
-    // Bounds that keep c·L and the token positions far from int64 overflow.
-    constexpr int64_t kMaxRatio = int64_t(1) << 20, kMaxWindow = int64_t(1) << 40;
-    if (auto c = read("compress_ratio")) {
-      if (*c < 1 || *c > kMaxRatio) {
-        fail("", "attribute 'compress_ratio' is " + std::to_string(*c) + ", expected 1 to " + std::to_string(kMaxRatio));
-      }
-      shape.compress_ratio = *c;
-    }
-    if (auto wnd = read("window")) {
-      if (*wnd < 0 || *wnd > kMaxWindow) {
-        fail("", "attribute 'window' is " + std::to_string(*wnd) + ", expected 0 to " + std::to_string(kMaxWindow));
-      }
-      shape.window = *wnd;
-    }
+    const auto c = read("compress_ratio");
+    const auto wnd = read("window");
+    check_compression(c, wnd, [&](const std::string& dataset, const std::string& message) { fail(dataset, message); });
+    if (c) shape.compress_ratio = *c;
+    shape.window = wnd;
   }
 
   // topk_ref's attributes: which rule the serving stack says it follows (datasets/FORMAT.md, "Declaring what
@@ -330,30 +321,17 @@ struct LayerReader::Impl {
         fail("topk_ref", std::string("attribute '") + name + "': " + e.what());
       }
     };
-    auto text = [&](const char* name, std::initializer_list<const char*> allowed) {
-      auto v = read(name, [&] { return h5::read_string_attribute(topk_ref.get(), name, probed_value(*probed, at, name)); });
-      if (!v) return v;
-      std::string expected;
-      for (const char* a : allowed) {
-        if (*v == a) return v;
-        expected += std::string(expected.empty() ? "" : " or ") + "\"" + a + "\"";
-      }
-      fail("topk_ref", std::string("attribute '") + name + "' is \"" + *v + "\", expected " + expected);
+    auto text = [&](const char* name) {
+      return read(name, [&] { return h5::read_string_attribute(topk_ref.get(), name, probed_value(*probed, at, name)); });
     };
-    auto size = [&](const char* name) {
-      auto v = read(name, [&] { return h5::read_int_attribute(topk_ref.get(), name); });
-      if (v && (*v < 1 || *v > kMaxSelectionSize)) {
-        fail("topk_ref", std::string("attribute '") + name + "' is " + std::to_string(*v) + ", expected 1 to " +
-                             std::to_string(kMaxSelectionSize));
-      }
-      return v;
-    };
+    auto size = [&](const char* name) { return read(name, [&] { return h5::read_int_attribute(topk_ref.get(), name); }); };
     RefDeclaration r;
-    r.method = text("method", {"flat", "hisa", "block-sparse"});
+    r.method = text("method");
     r.block_size = size("block_size");
     r.blocks = size("blocks");
-    r.forced = text("forced", {"in-budget", "extra"});
-    r.pool_precision = text("pool_precision", {"fp32", "fp8"});
+    r.forced = text("forced");
+    r.pool_precision = text("pool_precision");
+    check_ref_declaration(r, [&](const std::string& dataset, const std::string& message) { fail(dataset, message); });
     return r;
   }
 
@@ -784,14 +762,8 @@ struct DumpReader::Impl {
       s.attributes.needle_begin = attr(where, [&] { return h5::read_int_attribute(gid, "needle_begin"); });
       s.attributes.needle_end = attr(where, [&] { return h5::read_int_attribute(gid, "needle_end"); });
       s.attributes.length_bucket = attr(where, [&] { return h5::read_string_attribute(gid, "length_bucket", probed_value(*probed, where, "length_bucket")); });
-      if (s.attributes.needle_begin.has_value() != s.attributes.needle_end.has_value()) {
-        fail(where, "has only one of 'needle_begin' and 'needle_end'; the needle range needs both");
-      }
-      if (s.attributes.needle_begin &&
-          (*s.attributes.needle_begin < 0 || *s.attributes.needle_end < *s.attributes.needle_begin)) {
-        fail(where, "needle range [" + std::to_string(*s.attributes.needle_begin) + ", " +
-                        std::to_string(*s.attributes.needle_end) + ") is not a valid half-open range");
-      }
+      check_needle(s.attributes.needle_begin, s.attributes.needle_end,
+                   [&](const std::string&, const std::string& message) { fail(where, message); });
       std::vector<std::string> members;
       try {
         members = h5::child_names(gid);

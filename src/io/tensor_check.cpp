@@ -3,6 +3,8 @@
 #include <cmath>
 #include <cstdio>
 
+#include "select/config.hpp"
+
 namespace hisa {
 
 namespace {
@@ -76,6 +78,47 @@ void check_positions(std::span<const int64_t> q_pos, std::span<const int64_t> k_
                           std::to_string(seen) + "] (rows visible to q_pos=" + std::to_string(pos) +
                           " with compress_ratio " + std::to_string(c) + ")");
     }
+  }
+}
+
+void check_compression(std::optional<int64_t> c, std::optional<int64_t> window, const CheckFailure& fail) {
+  if (c && (*c < 1 || *c > kMaxCompressRatio)) {
+    fail("", "attribute 'compress_ratio' is " + std::to_string(*c) + ", expected 1 to " + std::to_string(kMaxCompressRatio));
+  }
+  if (window && (*window < 0 || *window > kMaxWindow)) {
+    fail("", "attribute 'window' is " + std::to_string(*window) + ", expected 0 to " + std::to_string(kMaxWindow));
+  }
+}
+
+void check_ref_declaration(const RefDeclaration& r, const CheckFailure& fail) {
+  auto text = [&](const char* name, const std::optional<std::string>& v, std::initializer_list<const char*> allowed) {
+    if (!v) return;
+    std::string expected;
+    for (const char* a : allowed) {
+      if (*v == a) return;
+      expected += std::string(expected.empty() ? "" : " or ") + "\"" + a + "\"";
+    }
+    fail("topk_ref", std::string("attribute '") + name + "' is \"" + *v + "\", expected " + expected);
+  };
+  auto size = [&](const char* name, std::optional<int64_t> v) {
+    if (v && (*v < 1 || *v > kMaxSelectionSize)) {
+      fail("topk_ref", std::string("attribute '") + name + "' is " + std::to_string(*v) + ", expected 1 to " +
+                           std::to_string(kMaxSelectionSize));
+    }
+  };
+  text("method", r.method, {"flat", "hisa", "block-sparse"});
+  size("block_size", r.block_size);
+  size("blocks", r.blocks);
+  text("forced", r.forced, {"in-budget", "extra"});
+  text("pool_precision", r.pool_precision, {"fp32", "fp8"});
+}
+
+void check_needle(std::optional<int64_t> begin, std::optional<int64_t> end, const CheckFailure& fail) {
+  if (begin.has_value() != end.has_value()) {
+    fail("", "has only one of 'needle_begin' and 'needle_end'; the needle range needs both");
+  }
+  if (begin && (*begin < 0 || *end < *begin)) {
+    fail("", "needle range [" + std::to_string(*begin) + ", " + std::to_string(*end) + ") is not a valid half-open range");
   }
 }
 

@@ -4,6 +4,7 @@
 // failure calls fail(dataset, message), which must throw.
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -22,6 +23,15 @@ void check_key_scales(std::span<const float> k_scale, const CheckFailure& fail);
 // a row). Rows counted from first_row.
 void check_positions(std::span<const int64_t> q_pos, std::span<const int64_t> k_start, int64_t keys,
                      int64_t compress_ratio, int64_t first_row, const CheckFailure& fail);
+// A layer's compress_ratio (1 … 2^20) and window (0 … 2^40): bounds that keep c·L and token positions far from
+// int64 overflow. Failures name dataset "" (the layer group).
+inline constexpr int64_t kMaxCompressRatio = int64_t(1) << 20, kMaxWindow = int64_t(1) << 40;
+void check_compression(std::optional<int64_t> compress_ratio, std::optional<int64_t> window, const CheckFailure& fail);
+// topk_ref's declared rule (datasets/FORMAT.md, "Declaring what topk_ref is"): method, forced and pool_precision
+// among the format's words, block_size and blocks 1 … 2^24. Failures name dataset "topk_ref".
+void check_ref_declaration(const RefDeclaration& r, const CheckFailure& fail);
+// A needle's half-open token range: both ends or none, 0 <= begin <= end. Failures name dataset "".
+void check_needle(std::optional<int64_t> begin, std::optional<int64_t> end, const CheckFailure& fail);
 // Puts a checked batch of a compressed layer (compress_ratio > 1) into the form engines take: token positions
 // to token_pos, q_pos the last visible row (QueryBatch).
 void set_compression(QueryBatch& batch, int64_t compress_ratio);

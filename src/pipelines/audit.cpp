@@ -91,36 +91,39 @@ std::string audit_fingerprint(const AuditOptions& o, const AuditResult& r, const
          " parity=" + std::to_string(o.parity) + " engine=" + engine_kind + " files=" + std::to_string(o.files.size()) + ref_text;
 }
 
-// The layer's compress_ratio and window, from its groups' attributes: every sample must agree, or the numbers would
-// mix rows of different sizes.
+// The layer's compress_ratio and window, from its groups' attributes. Every sample must agree on the ratio, or the
+// numbers would mix rows of different sizes; the window is context only, reported when the samples agree on it.
 void set_layer_compression(LayerStats& stats, const std::vector<SampleSource>& sources) {
-  std::optional<std::pair<int64_t, std::optional<int64_t>>> first;
+  std::optional<int64_t> ratio;
+  std::optional<int64_t> window;
+  bool windows_agree = true;
   std::string first_at;
   for (const SampleSource& src : sources) {
     const auto& layers = src.sample->layers;
     if (!std::binary_search(layers.begin(), layers.end(), stats.layer)) continue;
-    std::pair<int64_t, std::optional<int64_t>> here;
+    LayerShape shape;
     std::string group;
     {
       // Layers finish while readers still run: HDF5 is used under its lock (io/h5.hpp).
       std::lock_guard lock(h5::library_mutex());
       const LayerReader lr = src.reader->open_layer(src.sample->name, stats.layer);
-      here = {lr.shape().compress_ratio, lr.shape().window};
+      shape = lr.shape();
       group = lr.group_path();
     }
-    if (!first) {
-      first = here;
+    if (!ratio) {
+      ratio = shape.compress_ratio;
+      window = shape.window;
       first_at = src.reader->path() + ": " + group;
-    } else if (here != *first) {
+    } else if (shape.compress_ratio != *ratio) {
       throw InputError(src.reader->path(), group,
-                       "compress_ratio " + std::to_string(here.first) + " and window " +
-                           (here.second ? std::to_string(*here.second) : "(none)") + " differ from " + first_at +
-                           "'s (" + std::to_string(first->first) + ", " +
-                           (first->second ? std::to_string(*first->second) : "(none)") +
-                           "): a layer's samples must describe their keys alike");
+                       "compress_ratio " + std::to_string(shape.compress_ratio) + " differs from " + first_at + "'s " +
+                           std::to_string(*ratio) + ": a layer's samples must describe their keys alike");
+    } else if (shape.window != window) {
+      windows_agree = false;
     }
   }
-  if (first) stats.compress_ratio = first->first, stats.window = first->second;
+  if (ratio) stats.compress_ratio = *ratio;
+  if (windows_agree) stats.window = window;
 }
 
 // The layer's statistics from its units' accumulators, merged in sample order; samples without the layer

@@ -176,7 +176,8 @@ std::vector<SelectionTimeGrid> measure_kernel_times([[maybe_unused]] const Sweep
   const SampleSource& first = sources.front();
   const LayerShape shape = first.reader->open_layer(first.sample->name, first.sample->layers.front()).shape();
   std::vector<int64_t> lengths;
-  for (const auto& s : r.samples) lengths.push_back(s.context_length);
+  // The engine works on key rows: a compressed layer holds context_length / compress_ratio of them.
+  for (const auto& s : r.samples) lengths.push_back(s.context_length / shape.compress_ratio);
   for (int64_t L : sorted_unique(lengths)) {
     if (L < 2 || shape.dim > 128) continue;  // the tensor-core bench path needs D <= 128
     SelectionTimeShape b;

@@ -537,9 +537,13 @@ SynthOptions row_options(const SynthOptions& o) {
   return r;
 }
 
-// A query that sees rows up to r sits at a token t with ⌊(t+1)/c⌋ = r + 1: t = (r+1)·c − 1 + (r mod c), within
-// the sequence, so that queries sit at every offset within a row's span.
-int64_t token_of_row(int64_t r, int64_t c, int64_t seq_len) { return std::min((r + 1) * c - 1 + r % c, seq_len - 1); }
+// A query that sees rows up to r sits at a token t with ⌊(t+1)/c⌋ = r + 1: t = (r+1)·c − 1 + (r mod c), so that
+// queries sit at every offset within a row's span, but never past the last token of r's own packed sequence
+// (sequence_rows rows long), whose k_start it keeps.
+int64_t token_of_row(int64_t r, int64_t c, int64_t sequence_rows) {
+  const int64_t sequence_end = (r / sequence_rows + 1) * sequence_rows * c;  // one past its last token
+  return std::min((r + 1) * c - 1 + r % c, sequence_end - 1);
+}
 
 }  // namespace
 
@@ -593,7 +597,8 @@ LayerArrays synth_layer(const SynthOptions& o, int sample, int layer) {
   if (o.compress_ratio > 1) {
     LayerArrays a = synth_layer(row_options(o), sample, layer);
     a.compress_ratio = o.compress_ratio;
-    for (int64_t& t : a.q_pos) t = token_of_row(t, o.compress_ratio, o.seq_len);
+    const int64_t sequence_rows = o.seq_len / o.compress_ratio / o.packed;
+    for (int64_t& t : a.q_pos) t = token_of_row(t, o.compress_ratio, sequence_rows);
     return a;
   }
   const SynthLayout lay = synth_layout(o, sample);

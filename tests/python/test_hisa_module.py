@@ -1,5 +1,6 @@
 """`import hisa` (python/) against the `hisa` command line tool: the same selections and the same audit numbers
-from arrays as from the dump file, for every element type, compressed layers included; bad input raises
+from arrays as from the dump file, for every element type the module takes (f32, f16, bf16, fp8; not fp4),
+compressed layers included; bad input raises
 ValueError with the file loader's words. Run by ctest (python_module) with PYTHONPATH at the build's python/ and
 HISA_BINARY at the built tool."""
 import csv
@@ -178,6 +179,26 @@ def test_bad_input_raises_value_error_with_the_loaders_words(bad, message):
     args.update(bad)
     with pytest.raises(ValueError) as e:
         hisa.select(**args)
+    assert message in str(e.value)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(topk_ref=np.zeros((2, 4), np.int32), ref_method="hisa", ref_block_size=0),
+     "topk_ref: attribute 'block_size' is 0, expected 1 to 16777216"),
+    (dict(topk_ref=np.zeros((2, 4), np.int32), ref_forced="bogus"),
+     "topk_ref: attribute 'forced' is \"bogus\", expected \"in-budget\" or \"extra\""),
+    (dict(topk_ref=np.array([[2 ** 40, 0, 0, 0], [0, 0, 0, 0]])), "topk_ref: holds 1099511627776, outside int32"),
+    (dict(topk_ref=np.array([[40, 0, 0, 0], [0, 0, 0, 0]], np.int32)), "topk_ref: row 0: index 40 is outside [-1, L=40)"),
+    (dict(compress_ratio=2 ** 62), "compress_ratio: attribute 'compress_ratio' is 4611686018427387904, expected 1 to"),
+    (dict(needle=(-5, 3)), "needle: needle range [-5, 3) is not a valid half-open range"),
+    (dict(needle=(9, 3)), "needle: needle range [9, 3) is not a valid half-open range"),
+])
+def test_audit_layer_refuses_what_the_loader_refuses(bad, message):
+    args = dict(q=np.ones((2, 3, 16), np.float32), k=np.ones((40, 16), np.float32), w=np.ones((2, 3), np.float32),
+                q_pos=np.array([3, 5]), topk=4, block_size=8, blocks=2, device="cpu")
+    args.update(bad)
+    with pytest.raises(ValueError) as e:
+        hisa.audit_layer(**args)
     assert message in str(e.value)
 
 

@@ -261,6 +261,17 @@ TEST(Synth, CompressedLayersHoldRowsAndQueriesAtTokens) {
   EXPECT_EQ(*sa.needle_end, 4 * *sb.needle_end);
   EXPECT_NE(synth_file_attributes(o).source->find("compress_ratio=4"), std::string::npos);
   EXPECT_EQ(synth_file_attributes(rows).source->find("compress_ratio"), std::string::npos);
+  // Packed: a query stays in its row's own sequence, whose first row is its k_start.
+  o.packed = 2;
+  o.queries = parse_query_selection("all");
+  const LayerArrays p = synth_layer(o, 0, 1);
+  ASSERT_EQ(p.k_start.size(), p.q_pos.size());
+  for (size_t i = 0; i < p.q_pos.size(); ++i) {
+    const int64_t row = last_visible_row(p.q_pos[i], 4);
+    EXPECT_EQ(p.q_pos[i] / (4 * 1024), p.k_start[i] / 1024) << "query " << i << " at token " << p.q_pos[i];
+    EXPECT_GE(row, p.k_start[i]);
+  }
+  o.packed = 1;
   o.seq_len = 4 * 2048 + 2;
   EXPECT_THROW(validate_synth_options(o), OptionError);
   o.seq_len = 4 * 2048;
