@@ -254,13 +254,8 @@ py::tuple audit_layer(const py::array& q, const std::string& q_type, const py::a
     }
     l.batch.ref_width = topk_ref->shape(1);
     l.batch.topk_ref = values_of<int32_t>(*topk_ref, "topk_ref", "int32");
-    for (size_t i = 0; i < l.batch.topk_ref.size(); ++i) {
-      const int32_t v = l.batch.topk_ref[i];
-      if (v < -1 || v >= l.keys.count) {
-        fail("topk_ref", "row " + std::to_string(int64_t(i) / l.batch.ref_width) + ": index " + std::to_string(v) +
-                             " is outside [-1, L=" + std::to_string(l.keys.count) + ")");
-      }
-    }
+    check_topk_ref(l.batch.topk_ref, l.batch.ref_width, l.keys.count, 0,
+                   [](const std::string& dataset, const std::string& message) { fail(dataset, message); });
     RefDeclaration& d = l.batch.ref_declaration;
     d.method = ref_method, d.block_size = ref_block_size, d.blocks = ref_blocks, d.forced = ref_forced;
     d.pool_precision = ref_pool_precision;

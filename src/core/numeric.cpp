@@ -155,6 +155,12 @@ uint8_t e2m1_block_scale(float amax) {
   return uint8_t(std::clamp(e + 127, 0, 254));
 }
 
+uint8_t e2m1_block_scale(const float* block) {
+  float amax = 0.0f;
+  for (int64_t j = 0; j < kFp4BlockSize; ++j) amax = std::max(amax, std::fabs(block[j]));
+  return e2m1_block_scale(amax);
+}
+
 float round_to(ElementType t, float x) {
   switch (t) {
     case ElementType::F32: return x;

@@ -33,6 +33,8 @@ uint8_t float_to_e2m1(float x);  // saturates to ±6, NaN to 0
 // The ue8m0 scale of a block whose largest magnitude is amax: the smallest power of two s with amax / s <= 6, so
 // values already of the form e2m1 · 2^k keep their values exactly (1 for an all-zero block).
 uint8_t e2m1_block_scale(float amax);
+// The same for the kFp4BlockSize values at `block`.
+uint8_t e2m1_block_scale(const float* block);
 
 // Round-trip a float through a type: the value the dump would hold (fp4: on the e2m1 grid with scale 1, which any
 // block scale the writer picks keeps).

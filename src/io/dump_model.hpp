@@ -44,6 +44,13 @@ struct RefDeclaration {
   bool operator==(const RefDeclaration&) const = default;
 };
 
+// How a layer's keys relate to tokens: its compress_ratio and window attributes (datasets/FORMAT.md).
+struct KeyCompression {
+  int64_t compress_ratio = 1;
+  std::optional<int64_t> window;
+  bool operator==(const KeyCompression&) const = default;
+};
+
 // Shapes and storage of one layer group, known without reading any data.
 struct LayerShape {
   int layer = 0;

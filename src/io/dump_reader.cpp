@@ -68,6 +68,24 @@ std::function<std::string()> probed_value(const ProbedAttributes& probed, const 
 
 }  // namespace
 
+// A layer group's compress_ratio and window (datasets/FORMAT.md, "Compressed keys"), checked; fail(message) throws.
+template <typename Fail>
+KeyCompression read_compression(hid_t group, Fail fail) {
+  auto read = [&](const char* name) {
+    std::optional<int64_t> v;
+    try {
+      v = h5::read_int_attribute(group, name);
+    } catch (const std::exception& e) {
+      fail(std::string(e.what()));
+    }
+    return v;
+  };
+  const auto c = read("compress_ratio");
+  const auto window = read("window");
+  check_compression(c, window, [&](const std::string&, const std::string& message) { fail(message); });
+  return {c.value_or(1), window};
+}
+
 // ---------------------------------------------------------------------------------------------------
 struct LayerReader::Impl {
   std::string file_path;
@@ -261,7 +279,9 @@ struct LayerReader::Impl {
       shape.ref_width = rd[1];
       shape.ref_declaration = read_ref_declaration();
     }
-    read_compression();
+    const KeyCompression kc = read_compression(group.get(), [&](const std::string& message) { fail("", message); });
+    shape.compress_ratio = kc.compress_ratio;
+    shape.window = kc.window;
     // Before anything is allocated for them: data never written, or declared far beyond the file, is refused.
     for (const auto& [d, name] : {std::pair{&k, "k"}, {&q, "q"}, {&w, "w"}, {&q_pos, "q_pos"}, {&k_start, "k_start"},
                                   {&k_scale, "k_scale"}, {&topk_ref, "topk_ref"}, {&k_scale_blocks, "k_scale_blocks"},
@@ -290,22 +310,6 @@ struct LayerReader::Impl {
       fail(name, "expected uint8 ue8m0 scales, found " + h5::describe_type(type.get()));
     }
     return d;
-  }
-
-  // The layer's compress_ratio and window (datasets/FORMAT.md, "Compressed keys").
-  void read_compression() {
-    auto read = [&](const char* name) {
-      try {
-        return h5::read_int_attribute(group.get(), name);
-      } catch (const std::exception& e) {
-        fail("", e.what());
-      }
-    };
-    const auto c = read("compress_ratio");
-    const auto wnd = read("window");
-    check_compression(c, wnd, [&](const std::string& dataset, const std::string& message) { fail(dataset, message); });
-    if (c) shape.compress_ratio = *c;
-    shape.window = wnd;
   }
 
   // topk_ref's attributes: which rule the serving stack says it follows (datasets/FORMAT.md, "Declaring what
@@ -533,15 +537,8 @@ QueryBatch LayerReader::read_queries(int64_t first, int64_t count) const {
     b.ref_declaration = sh.ref_declaration;
     m.allocate("topk_ref", [&] { b.topk_ref.resize(size_t(count * sh.ref_width)); });
     m.read_plain(m.topk_ref, H5T_NATIVE_INT32, "topk_ref", first, count, b.topk_ref.data());
-    for (int64_t i = 0; i < count; ++i) {
-      for (int64_t j = 0; j < sh.ref_width; ++j) {
-        int32_t v = b.topk_ref[size_t(i * sh.ref_width + j)];
-        if (v < -1 || v >= sh.keys) {
-          m.fail("topk_ref", "row " + std::to_string(first + i) + ": index " + std::to_string(v) +
-                                 " is outside [-1, L=" + std::to_string(sh.keys) + ")");
-        }
-      }
-    }
+    check_topk_ref(b.topk_ref, sh.ref_width, sh.keys, first,
+                   [&](const std::string& dataset, const std::string& message) { m.fail(dataset, message); });
   }
   return b;
 }
@@ -840,13 +837,24 @@ const SampleEntry& DumpReader::sample(const std::string& name) const {
   impl_->fail("/" + name, "no such sample");
 }
 
-LayerReader DumpReader::open_layer(const std::string& sample_name, int layer) const {
+std::string DumpReader::layer_group_path(const std::string& sample_name, int layer) const {
   const SampleEntry& s = sample(sample_name);
   auto group_name = impl_->layer_groups.find(std::make_pair(sample_name, layer));
   if (group_name == impl_->layer_groups.end() || !std::binary_search(s.layers.begin(), s.layers.end(), layer)) {
     impl_->fail("/" + sample_name + "/layer_" + std::to_string(layer), "no such layer in this sample");
   }
-  const std::string where = "/" + sample_name + "/" + group_name->second;
+  return "/" + sample_name + "/" + group_name->second;
+}
+
+KeyCompression DumpReader::layer_compression(const std::string& sample_name, int layer) const {
+  const std::string where = layer_group_path(sample_name, layer);
+  h5::Handle group = h5::group(H5Gopen2(impl_->file->get(), where.c_str(), H5P_DEFAULT));
+  if (!group) impl_->fail(where, "cannot open group (damaged file?)");
+  return read_compression(group.get(), [&](const std::string& message) { impl_->fail(where, message); });
+}
+
+LayerReader DumpReader::open_layer(const std::string& sample_name, int layer) const {
+  const std::string where = layer_group_path(sample_name, layer);
   auto m = std::make_unique<LayerReader::Impl>();
   m->file_path = impl_->path;
   m->group_path = where;

@@ -68,6 +68,10 @@ class DumpReader {
 
   // Opens /<sample>/layer_<N>, checks every dataset's presence, shape, type and filters.
   LayerReader open_layer(const std::string& sample, int layer) const;
+  // The HDF5 path of a sample's layer group, as stored ("/s0/layer_007"); InputError when the sample lacks it.
+  std::string layer_group_path(const std::string& sample, int layer) const;
+  // The layer group's compress_ratio and window, checked, from its attributes alone (no dataset is opened).
+  KeyCompression layer_compression(const std::string& sample, int layer) const;
 
  private:
   struct Impl;

@@ -79,9 +79,7 @@ struct DumpWriter::Impl {
         std::vector<uint8_t> packed(values.size() / 2), scales(values.size() / size_t(kFp4BlockSize));
         for (size_t b = 0; b < scales.size(); ++b) {
           const float* v = values.data() + b * size_t(kFp4BlockSize);
-          float amax = 0.0f;
-          for (int64_t j = 0; j < kFp4BlockSize; ++j) amax = std::max(amax, std::fabs(v[j]));
-          scales[b] = e2m1_block_scale(amax);
+          scales[b] = e2m1_block_scale(v);
           const float scale = ue8m0_to_float(scales[b]);
           for (int64_t j = 0; j < kFp4BlockSize; j += 2) {
             packed[b * size_t(kFp4BlockSize / 2) + size_t(j / 2)] =

@@ -81,6 +81,17 @@ void check_positions(std::span<const int64_t> q_pos, std::span<const int64_t> k_
   }
 }
 
+void check_topk_ref(std::span<const int32_t> topk_ref, int64_t width, int64_t keys, int64_t first_row,
+                    const CheckFailure& fail) {
+  for (size_t i = 0; i < topk_ref.size(); ++i) {
+    const int32_t v = topk_ref[i];
+    if (v < -1 || v >= keys) {
+      fail("topk_ref", "row " + std::to_string(first_row + int64_t(i) / width) + ": index " + std::to_string(v) +
+                           " is outside [-1, L=" + std::to_string(keys) + ")");
+    }
+  }
+}
+
 void check_compression(std::optional<int64_t> c, std::optional<int64_t> window, const CheckFailure& fail) {
   if (c && (*c < 1 || *c > kMaxCompressRatio)) {
     fail("", "attribute 'compress_ratio' is " + std::to_string(*c) + ", expected 1 to " + std::to_string(kMaxCompressRatio));

@@ -23,6 +23,9 @@ void check_key_scales(std::span<const float> k_scale, const CheckFailure& fail);
 // a row). Rows counted from first_row.
 void check_positions(std::span<const int64_t> q_pos, std::span<const int64_t> k_start, int64_t keys,
                      int64_t compress_ratio, int64_t first_row, const CheckFailure& fail);
+// topk_ref entries (rows × width, -1 padded) against L keys: each in [-1, L). Rows counted from first_row.
+void check_topk_ref(std::span<const int32_t> topk_ref, int64_t width, int64_t keys, int64_t first_row,
+                    const CheckFailure& fail);
 // A layer's compress_ratio (1 … 2^20) and window (0 … 2^40): bounds that keep c·L and token positions far from
 // int64 overflow. Failures name dataset "" (the layer group).
 inline constexpr int64_t kMaxCompressRatio = int64_t(1) << 20, kMaxWindow = int64_t(1) << 40;

@@ -91,7 +91,7 @@ std::string audit_fingerprint(const AuditOptions& o, const AuditResult& r, const
          " parity=" + std::to_string(o.parity) + " engine=" + engine_kind + " files=" + std::to_string(o.files.size()) + ref_text;
 }
 
-// The layer's compress_ratio and window, from its groups' attributes. Every sample must agree on the ratio, or the
+// The layer's compress_ratio and window, from its groups' attributes alone. Every sample must agree on the ratio, or the
 // numbers would mix rows of different sizes; the window is context only, reported when the samples agree on it.
 void set_layer_compression(LayerStats& stats, const std::vector<SampleSource>& sources) {
   std::optional<int64_t> ratio;
@@ -101,24 +101,22 @@ void set_layer_compression(LayerStats& stats, const std::vector<SampleSource>& s
   for (const SampleSource& src : sources) {
     const auto& layers = src.sample->layers;
     if (!std::binary_search(layers.begin(), layers.end(), stats.layer)) continue;
-    LayerShape shape;
-    std::string group;
+    KeyCompression here;
     {
       // Layers finish while readers still run: HDF5 is used under its lock (io/h5.hpp).
       std::lock_guard lock(h5::library_mutex());
-      const LayerReader lr = src.reader->open_layer(src.sample->name, stats.layer);
-      shape = lr.shape();
-      group = lr.group_path();
+      here = src.reader->layer_compression(src.sample->name, stats.layer);
     }
+    const std::string group = src.reader->layer_group_path(src.sample->name, stats.layer);
     if (!ratio) {
-      ratio = shape.compress_ratio;
-      window = shape.window;
+      ratio = here.compress_ratio;
+      window = here.window;
       first_at = src.reader->path() + ": " + group;
-    } else if (shape.compress_ratio != *ratio) {
+    } else if (here.compress_ratio != *ratio) {
       throw InputError(src.reader->path(), group,
-                       "compress_ratio " + std::to_string(shape.compress_ratio) + " differs from " + first_at + "'s " +
+                       "compress_ratio " + std::to_string(here.compress_ratio) + " differs from " + first_at + "'s " +
                            std::to_string(*ratio) + ": a layer's samples must describe their keys alike");
-    } else if (shape.window != window) {
+    } else if (here.window != window) {
       windows_agree = false;
     }
   }

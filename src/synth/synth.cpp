@@ -328,9 +328,7 @@ float quantize_fp8_row(float* x, int64_t n, bool ue8m0) {
 // exactly.
 void quantize_fp4(std::vector<float>& x) {
   for (size_t b = 0; b + size_t(kFp4BlockSize) <= x.size(); b += size_t(kFp4BlockSize)) {
-    float amax = 0.0f;
-    for (int64_t j = 0; j < kFp4BlockSize; ++j) amax = std::max(amax, std::fabs(x[b + size_t(j)]));
-    const float scale = ue8m0_to_float(e2m1_block_scale(amax));
+    const float scale = ue8m0_to_float(e2m1_block_scale(x.data() + b));
     for (int64_t j = 0; j < kFp4BlockSize; ++j) x[b + size_t(j)] = e2m1_to_float(float_to_e2m1(x[b + size_t(j)] / scale)) * scale;
   }
 }
