@@ -19,7 +19,6 @@ cannot pass silently.
         --niah 32768:25 --niah 32768:75 --queries needle:64 --layers 0,10,20 -o dsv32_niah.h5
 """
 import argparse
-import inspect
 import os
 import sys
 
@@ -28,16 +27,16 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
+# The indexer derivations live with `import hisa` (python/hisa/indexer_tensors.py, torch only); imported as a
+# plain file, so that this tool needs no build.
+sys.path.insert(0, os.path.join(HERE, "..", "..", "python", "hisa"))
 import h5py  # noqa: E402
 import prompts  # noqa: E402
 from hisa_h5 import write_array, write_bfloat16_bits, write_topk_ref  # noqa: E402
-
-ROPE = {"deepseek_v32": "half-split", "glm_moe_dsa": "interleaved", "deepseek_v4": "interleaved"}
-ROPE_FUNCTION = {"deepseek_v32": "apply_rotary_pos_emb", "glm_moe_dsa": "apply_rotary_pos_emb_interleave"}
-COMPRESSED = {"deepseek_v4"}  # the indexer scores compressed key rows (DeepseekV4Indexer)
+from indexer_tensors import COMPRESSED, ROPE, IndexerError, IndexerHooks, model_topk_ref  # noqa: E402
 
 
-class CaptureError(RuntimeError):
+class CaptureError(IndexerError):
     pass
 
 
@@ -111,103 +110,37 @@ def pick_positions(mode, seq_len, attrs):
 # ----- the hook --------------------------------------------------------------------------------------------
 
 class IndexerCapture:
-    """Hooks every indexer module; on each call derives q, k, w for the chosen query rows, checks them
-    against the module's own top-k, and keeps them (on the CPU) until the sample is written."""
+    """Hooks every indexer module (indexer_tensors.IndexerHooks); on each call checks the derived q, k, w of the
+    chosen query rows against the module's own top-k, and keeps them (on the CPU) until the sample is written."""
 
     def __init__(self, model, layers):
-        self.model_type = model.config.model_type
-        self.layers = layers
         self.positions = None
         self.captured = {}
         self.checks = {}
-        self.handles = []
-        self.compressed = self.model_type in COMPRESSED
-        for module in model.modules():
-            if type(module).__name__.endswith("Indexer"):
-                hook = self.hook_compressed if self.compressed else self.hook
-                self.handles.append(module.register_forward_hook(hook, with_kwargs=True))
-            if self.compressed and type(module).__name__.endswith("IndexerScorer"):
-                # What the scorer is handed: q after RoPE, the compressed keys after RoPE, the hidden states.
-                self.handles.append(module.register_forward_pre_hook(self.keep_scorer_inputs))
-        if not self.handles:
-            raise CaptureError("no indexer modules found in the model")
+        self.hooks = IndexerHooks(model, self.keep, layers)
 
     def close(self):
-        for h in self.handles:
-            h.remove()
+        self.hooks.close()
 
-    def hook(self, module, args, kwargs, output):
+    def keep(self, t):
         import torch
-        layer = int(module.layer_idx)
-        if self.layers is not None and layer not in self.layers:
-            return
-        bound = inspect.signature(module.forward).bind(*args, **kwargs)
-        hidden, q_resid = bound.arguments["hidden_states"], bound.arguments["q_resid"]
-        cos, sin = bound.arguments["position_embeddings"]
-        mask = bound.arguments["attention_mask"]
-        if bound.arguments.get("past_key_values") is not None:
-            raise CaptureError("capture runs without a cache (use_cache=False): keys must be this prompt's")
-        batch, seq_len, _ = hidden.shape
-        if batch != 1:
-            raise CaptureError("capture one prompt at a time (batch size 1)")
-        rope = getattr(sys.modules[type(module).__module__], ROPE_FUNCTION[self.model_type])
         with torch.no_grad():
-            # The module's own forward, step by step (transformers 5.x DeepseekV32Indexer / GlmMoeDsaIndexer).
-            q = module.wq_b(q_resid).view(batch, seq_len, module.n_heads, module.head_dim)
-            rot = module.qk_rope_head_dim
-            q_rot, q_pass = torch.split(q, [rot, module.head_dim - rot], dim=-1)
-            k = module.k_norm(module.wk(hidden)).unsqueeze(2)
-            k_rot, k_pass = torch.split(k, [rot, module.head_dim - rot], dim=-1)
-            q_rot, k_rot = rope(q_rot, k_rot, cos, sin, unsqueeze_dim=2)
-            q = torch.cat([q_rot, q_pass], dim=-1)[0]             # [S, H, D]
-            k = torch.cat([k_rot, k_pass], dim=-1).squeeze(2)[0]  # [S, D]
-            weights = module.weights_proj(hidden.to(module.weights_proj.weight.dtype)).float()[0] * module.n_heads ** -0.5
-            w = weights * module.softmax_scale                    # every factor folded in
-            sel = torch.as_tensor(self.positions, device=q.device)
-            self.check(layer, module, q, k, weights, w, mask, output, sel)
-            self.captured[layer] = {
-                "q": q[sel].cpu(), "k": k.cpu(), "w": w[sel].cpu(),
-                "topk_ref": output[0, sel].to(torch.int64).cpu(),
+            sel = torch.as_tensor(self.positions, device=t.q.device)
+            if t.compress_ratio > 1 or self.hooks.model_type in COMPRESSED:
+                self.check_compressed(t.layer, t.q, t.k, t.weights, t.w, t.softmax_scale, t.output, sel,
+                                      t.compress_ratio)
+            else:
+                self.check(t.layer, t.q, t.k, t.weights, t.w, t.softmax_scale, t.mask, t.output, sel)
+            self.captured[t.layer] = {
+                "q": t.q[sel].cpu(), "k": t.k.cpu(), "w": t.w[sel].cpu(),
+                "topk_ref": t.output[sel].to(torch.int64).cpu(), "compress_ratio": t.compress_ratio,
             }
 
-    @staticmethod
-    def keep_scorer_inputs(module, args):
-        module.hisa_inputs = args
-
-    def hook_compressed(self, module, args, kwargs, output):
-        """DeepSeek-V4 (transformers 5.x DeepseekV4Indexer): q and the compressed keys exactly as its scorer
-        receives them; w = weights_proj(x) · H^-1/2 · D^-1/2 (the scorer's softmax scale folded in)."""
-        import torch
-        bound = inspect.signature(module.forward).bind(*args, **kwargs)
-        layer = int(bound.arguments["layer_idx"])
-        if self.layers is not None and layer not in self.layers:
-            return
-        if bound.arguments.get("past_key_values") is not None:
-            raise CaptureError("capture runs without a cache (use_cache=False): keys must be this prompt's")
-        scorer = module.scorer
-        q, compressed, hidden = scorer.hisa_inputs
-        if q.shape[0] != 1:
-            raise CaptureError("capture one prompt at a time (batch size 1)")
-        positions = bound.arguments["position_ids"][0]
-        if not torch.equal(positions, torch.arange(positions.shape[0], device=positions.device)):
-            raise CaptureError("position_ids must be 0 .. S-1 (one unpadded prompt)")
-        with torch.no_grad():
-            q, k = q[0], compressed[0]  # [S, H, D], [T, D]
-            weights = scorer.weights_proj(hidden).float()[0] * scorer.weights_scaling
-            w = weights * scorer.softmax_scale
-            sel = torch.as_tensor(self.positions, device=q.device)
-            c = int(module.compress_rate)
-            self.check_compressed(layer, scorer, q, k, weights, w, output, sel, c)
-            self.captured[layer] = {
-                "q": q[sel].cpu(), "k": k.cpu(), "w": w[sel].cpu(),
-                "topk_ref": output[0, sel].to(torch.int64).cpu(), "compress_ratio": c,
-            }
-
-    def check_compressed(self, layer, scorer, q, k, weights, w, output, sel, c):
+    def check_compressed(self, layer, q, k, weights, w, softmax_scale, output, sel, c):
         """As check(), over the rows each query may see: j < floor((t+1)/c)."""
         import torch
         dots = torch.einsum("shd,td->sht", q[sel].float(), k.float())
-        scores = torch.einsum("sh,sht->st", weights[sel], torch.relu(dots * scorer.softmax_scale))
+        scores = torch.einsum("sh,sht->st", weights[sel], torch.relu(dots * softmax_scale))
         folded = torch.einsum("sh,sht->st", w[sel], torch.relu(dots))
         seen = (sel + 1) // c
         visible = torch.arange(k.shape[0], device=k.device)[None, :] < seen[:, None]
@@ -215,14 +148,14 @@ class IndexerCapture:
             scale = scores[visible].abs().max().clamp_min(1e-30)
             if (folded - scores)[visible].abs().max() > 1e-5 * scale:
                 raise CaptureError(f"layer {layer}: w with folded factors does not reproduce the module's scores")
-        self.checks[layer] = compare_topk(scores.masked_fill(~visible, float("-inf")), output[0, sel], seen)
+        self.checks[layer] = compare_topk(scores.masked_fill(~visible, float("-inf")), output[sel], seen)
 
-    def check(self, layer, module, q, k, weights, w, mask, output, sel):
+    def check(self, layer, q, k, weights, w, softmax_scale, mask, output, sel):
         """The derived tensors must give the module's own top-k, and the folded w its scores."""
         import torch
         seq_len = k.shape[0]
         dots = torch.einsum("shd,td->sht", q[sel].float(), k.float())
-        scores = torch.einsum("sh,sht->st", weights[sel], torch.relu(dots * module.softmax_scale))
+        scores = torch.einsum("sh,sht->st", weights[sel], torch.relu(dots * softmax_scale))
         folded = torch.einsum("sh,sht->st", w[sel], torch.relu(dots))
         visible = torch.arange(seq_len, device=k.device)[None, :] <= sel[:, None]
         # The model's mask must be plain causal: the dump states each query sees keys 0..q_pos.
@@ -234,7 +167,7 @@ class IndexerCapture:
         scale = scores[visible].abs().max().clamp_min(1e-30)
         if (folded - scores)[visible].abs().max() > 1e-5 * scale:
             raise CaptureError(f"layer {layer}: w with folded factors does not reproduce the module's scores")
-        self.checks[layer] = compare_topk(scores.masked_fill(~visible, float("-inf")), output[0, sel], sel + 1)
+        self.checks[layer] = compare_topk(scores.masked_fill(~visible, float("-inf")), output[sel], sel + 1)
 
 
 def compare_topk(scores, ref, seen):
@@ -319,13 +252,7 @@ def write_sample(f, name, attrs, positions, captured, index_topk, dtype, rule=No
             write_topk_ref(lg, reference_selection(c, positions, index_topk, dtype, rule), index_topk,
                            method=rule["method"], **declared)
             continue
-        ref = c["topk_ref"].numpy()
-        # Entries the model chose among masked (-inf) keys are not selections: -1 (V4 returns its own -1 for
-        # them), and pad to index_topk (V4 picks min(index_topk, rows) entries).
-        seen = (positions + 1) // ratio
-        ref = np.where((ref >= 0) & (ref < seen[:, None]), ref, -1).astype(np.int32)[:, :index_topk]
-        if ref.shape[1] < index_topk:
-            ref = np.pad(ref, ((0, 0), (0, index_topk - ref.shape[1])), constant_values=-1)
+        ref = model_topk_ref(c["topk_ref"].numpy(), positions, ratio, index_topk)
         write_topk_ref(lg, ref, index_topk, method=None)
 
 
@@ -455,7 +382,7 @@ def parse_args(argv):
 def main(argv=None):
     try:
         capture(parse_args(argv))
-    except (CaptureError, ValueError, OSError) as e:
+    except (IndexerError, ValueError, OSError) as e:
         print(f"hisa_capture: error: {e}", file=sys.stderr)
         return 2
     return 0
