@@ -1,7 +1,7 @@
 // `import hisa`'s compiled half (_hisa): the engines on arrays in memory. The Python half (python/hisa/__init__.py)
 // turns NumPy arrays and PyTorch tensors into C-contiguous NumPy arrays of element codes and names their element
 // type; here they are decoded and checked with the file loader's rules and messages (io/tensor_check.hpp), run
-// through the same engines and per-layer audit as the CLI (pipelines/select.hpp, pipelines/layer_audit.hpp), and
+// through the same engines and audit as the CLI (pipelines/select.hpp, pipelines/live_audit.hpp), and
 // handed back. Bad input raises ValueError; the GIL is released while an engine runs.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -9,21 +9,25 @@
 
 #include <nlohmann/json.hpp>
 
+#include <functional>
+#include <memory>
 #include <optional>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "core/error.hpp"
 #include "core/numeric.hpp"
-#include "io/query_subset.hpp"
 #include "io/tensor_check.hpp"
 #include "metrics/diagnosis.hpp"
 #include "metrics/query_metrics.hpp"
 #include "pipelines/audit.hpp"
-#include "pipelines/layer_audit.hpp"
+#include "core/atomic_file.hpp"
+#include "pipelines/live_audit.hpp"
 #include "pipelines/select.hpp"
 #include "render/audit_output.hpp"
+#include "render/html_report.hpp"
 #include "select/engine.hpp"
 
 namespace py = pybind11;
@@ -51,10 +55,12 @@ void require_shape(const py::array& a, const std::string& name, std::vector<int6
   if (!ok) fail(name, "shape " + shape_text(a) + " does not match " + spelled);
 }
 
-// Values of a q- or k-like operand from its element codes (`type`: f32, f16, bf16, fp8), exactly as the loader
-// decodes them.
-std::vector<float> decode(const py::array& a, const std::string& name, const std::string& type) {
-  const size_t n = size_t(a.size());
+// Values of a q- or k-like operand from its element codes (`type`: f32, f16, bf16, fp8, fp4), exactly as the
+// loader decodes them. fp4: two codes per uint8 along the last dimension, with `blocks` its ue8m0 scales (one per
+// 32 values; shape checked by make_layer).
+std::vector<float> decode(const py::array& a, const std::string& name, const std::string& type,
+                          const std::optional<py::array>& blocks = std::nullopt) {
+  const size_t n = size_t(a.size()) * (type == "fp4" ? 2 : 1);
   std::vector<float> out(n);
   auto codes = [&](auto tag, const char* storage) {
     using T = decltype(tag);
@@ -74,8 +80,17 @@ std::vector<float> decode(const py::array& a, const std::string& name, const std
   } else if (type == "fp8") {
     const uint8_t* v = codes(uint8_t{}, "8-bit");
     for (size_t i = 0; i < n; ++i) out[i] = e4m3_to_float(v[i]);
+  } else if (type == "fp4") {
+    const uint8_t* v = codes(uint8_t{}, "8-bit (two fp4 values per byte)");
+    const std::string scales = name + "_scale_blocks";
+    if (!blocks) fail(scales, "missing: fp4 " + name + " needs its block scales");
+    if (blocks->itemsize() != 1 || blocks->dtype().kind() == 'f') fail(scales, "expected uint8 ue8m0 scales");
+    const uint8_t* e = static_cast<const uint8_t*>(blocks->data());
+    for (size_t b = 0; b < n / size_t(kFp4BlockSize); ++b) {
+      decode_fp4_block(v + b * (kFp4BlockSize / 2), e[b], out.data() + b * kFp4BlockSize);
+    }
   } else {
-    fail(name, "unsupported element type \"" + type + "\" (f32, f16, bf16 or fp8)");
+    fail(name, "unsupported element type \"" + type + "\" (f32, f16, bf16, fp8 or fp4)");
   }
   return out;
 }
@@ -94,15 +109,35 @@ struct Layer {
 
 // The operands of one layer, checked as the loader checks a file's (shapes, finite values, scales, positions),
 // in the form engines take (compressed layers: rows).
+// fp4 operands: [.., D/2] bytes of codes with their block scales [.., D/32] (q_blocks, k_blocks).
+struct Fp4Scales {
+  std::optional<py::array> q, k;
+};
+
 Layer make_layer(const py::array& q, const std::string& q_type, const py::array& k, const std::string& k_type,
                  const py::array& w, const py::array& q_pos, const std::optional<py::array>& k_start,
-                 const std::optional<py::array>& k_scale, int64_t compress_ratio) {
+                 const std::optional<py::array>& k_scale, int64_t compress_ratio, const Fp4Scales& blocks = {}) {
   const CheckFailure failure = [](const std::string& dataset, const std::string& message) { fail(dataset, message); };
   if (k.ndim() != 2) fail("k", "expected 2 dimensions [L, D], found " + shape_text(k));
   if (q.ndim() != 3) fail("q", "expected 3 dimensions [Nq, H, D], found " + shape_text(q));
-  const int64_t L = k.shape(0), D = k.shape(1), Nq = q.shape(0), H = q.shape(1);
+  const bool q_fp4 = q_type == "fp4", k_fp4 = k_type == "fp4";
+  const int64_t L = k.shape(0), D = k.shape(1) * (k_fp4 ? 2 : 1), Nq = q.shape(0), H = q.shape(1);
   if (L < 1) fail("k", "holds no keys (shape " + shape_text(k) + ")");
-  require_shape(q, "q", {Nq, H, D}, "[Nq, H, D = " + std::to_string(D) + "] (D from k)");
+  require_shape(q, "q", {Nq, H, q_fp4 ? D / 2 : D},
+                q_fp4 ? "[Nq, H, D / 2 = " + std::to_string(D / 2) + "] (fp4: two values per byte; D from k)"
+                      : "[Nq, H, D = " + std::to_string(D) + "] (D from k)");
+  if ((q_fp4 || k_fp4) && D % kFp4BlockSize != 0) {
+    fail(k_fp4 ? "k" : "q", "fp4 values need head_dim a multiple of " + std::to_string(kFp4BlockSize) +
+                                " (one scale per 32 values), found " + std::to_string(D));
+  }
+  if (q_fp4 && blocks.q) {
+    require_shape(*blocks.q, "q_scale_blocks", {Nq, H, D / kFp4BlockSize}, "[Nq, H, D / 32] = [" + std::to_string(Nq) +
+                  ", " + std::to_string(H) + ", " + std::to_string(D / kFp4BlockSize) + "]");
+  }
+  if (k_fp4 && blocks.k) {
+    require_shape(*blocks.k, "k_scale_blocks", {L, D / kFp4BlockSize},
+                  "[L, D / 32] = [" + std::to_string(L) + ", " + std::to_string(D / kFp4BlockSize) + "]");
+  }
   require_shape(w, "w", {Nq, H}, "q's [Nq, H] = [" + std::to_string(Nq) + ", " + std::to_string(H) + "]");
   require_shape(q_pos, "q_pos", {Nq}, "q's [Nq] = [" + std::to_string(Nq) + "]");
   if (k_start) require_shape(*k_start, "k_start", {Nq}, "q's [Nq] = [" + std::to_string(Nq) + "]");
@@ -115,7 +150,7 @@ Layer make_layer(const py::array& q, const std::string& q_type, const py::array&
   l.keys.count = L;
   l.keys.dim = D;
   l.keys.compress_ratio = compress_ratio;
-  l.keys.k = decode(k, "k", k_type);
+  l.keys.k = decode(k, "k", k_type, blocks.k);
   check_finite("k", l.keys.k.data(), L, D, 0, failure);
   l.keys.k_scale = k_scale ? values_of<float>(*k_scale, "k_scale", "float32") : std::vector<float>(size_t(L), 1.0f);
   check_key_scales(l.keys.k_scale, failure);
@@ -123,7 +158,7 @@ Layer make_layer(const py::array& q, const std::string& q_type, const py::array&
   b.count = Nq;
   b.heads = H;
   b.dim = D;
-  b.q = decode(q, "q", q_type);
+  b.q = decode(q, "q", q_type, blocks.q);
   check_finite("q", b.q.data(), Nq, H * D, 0, failure);
   b.w = values_of<float>(w, "w", "float32");
   check_finite("w", b.w.data(), Nq, H, 0, failure);
@@ -162,10 +197,11 @@ int device_of(const std::string& device) { return resolve_devices(device, "").fr
 
 py::array_t<int32_t> select_layer(const py::array& q, const std::string& q_type, const py::array& k, const std::string& k_type,
                             const py::array& w, const py::array& q_pos, const std::optional<py::array>& k_start,
-                            const std::optional<py::array>& k_scale, const std::string& method, int64_t block_size,
+                            const std::optional<py::array>& k_scale, const std::optional<py::array>& q_scale_blocks,
+                            const std::optional<py::array>& k_scale_blocks, const std::string& method, int64_t block_size,
                             int64_t blocks, const std::string& forced, const std::string& pool_precision, int64_t topk,
                             const std::string& device, int64_t compress_ratio, int threads) {
-  const Layer l = make_layer(q, q_type, k, k_type, w, q_pos, k_start, k_scale, compress_ratio);
+  const Layer l = make_layer(q, q_type, k, k_type, w, q_pos, k_start, k_scale, compress_ratio, {q_scale_blocks, k_scale_blocks});
   const SelectionConfig config = make_config(topk, block_size, blocks, forced, pool_precision);
   const Method m = method_of(method);
   const int dev = device_of(device);
@@ -232,59 +268,99 @@ py::dict query_columns(const std::vector<QueryMetrics>& ms) {
   return d;
 }
 
-// The layer's audit: (the audit JSON's per-layer object as JSON text, the per-query columns).
-py::tuple audit_layer(const py::array& q, const std::string& q_type, const py::array& k, const std::string& k_type,
-                      const py::array& w, const py::array& q_pos, const std::optional<py::array>& k_start,
-                      const std::optional<py::array>& k_scale, int64_t block_size, int64_t blocks,
-                      const std::string& forced, const std::string& pool_precision, int64_t topk,
-                      const std::string& device, int64_t compress_ratio, int threads, int layer,
-                      std::optional<int64_t> needle_begin, std::optional<int64_t> needle_end,
-                      const std::optional<py::array>& topk_ref, const std::optional<std::string>& ref_method,
-                      std::optional<int64_t> ref_block_size, std::optional<int64_t> ref_blocks,
-                      const std::optional<std::string>& ref_forced, const std::optional<std::string>& ref_pool_precision,
-                      int64_t worst) {
-  Layer l = make_layer(q, q_type, k, k_type, w, q_pos, k_start, k_scale, compress_ratio);
-  AuditOptions o;
-  o.threads = threads;
-  o.worst = worst;
-  o.config = make_config(topk, block_size, blocks, forced, pool_precision);
-  if (topk_ref) {
-    if (topk_ref->ndim() != 2 || topk_ref->shape(0) != l.batch.count) {
-      fail("topk_ref", "shape " + shape_text(*topk_ref) + " does not match [Nq = " + std::to_string(l.batch.count) + ", K]");
-    }
-    l.batch.ref_width = topk_ref->shape(1);
-    l.batch.topk_ref = values_of<int32_t>(*topk_ref, "topk_ref", "int32");
-    check_topk_ref(l.batch.topk_ref, l.batch.ref_width, l.keys.count, 0,
-                   [](const std::string& dataset, const std::string& message) { fail(dataset, message); });
-    RefDeclaration& d = l.batch.ref_declaration;
-    d.method = ref_method, d.block_size = ref_block_size, d.blocks = ref_blocks, d.forced = ref_forced;
-    d.pool_precision = ref_pool_precision;
-    check_ref_declaration(d, [](const std::string&, const std::string& message) { fail("topk_ref", message); });
+// `import hisa`'s Audit (pipelines/live_audit.hpp): layers added one at a time, written as the CLI writes.
+class Audit {
+ public:
+  Audit(int64_t topk, int64_t block_size, int64_t blocks, const std::string& forced, const std::string& pool_precision,
+        const std::string& device, int threads, int64_t worst, int64_t pictures, bool query_rows) {
+    if (worst < 0) fail("worst", "must be at least 0 (got " + std::to_string(worst) + ")");
+    if (pictures < 0) fail("pictures", "must be at least 0 (got " + std::to_string(pictures) + ")");
+    LiveAuditOptions o;
+    o.audit.config = make_config(topk, block_size, blocks, forced, pool_precision);
+    o.audit.threads = threads;
+    o.audit.worst = worst;
+    o.device = device_of(device);
+    o.pictures = pictures;
+    o.query_rows = query_rows;
+    live_ = std::make_unique<LiveAudit>(std::move(o));
   }
-  check_needle(needle_begin, needle_end, [](const std::string&, const std::string& message) { fail("needle", message); });
-  std::optional<NeedleRange> needle;
-  if (needle_begin && *needle_end > *needle_begin) needle = needle_rows({*needle_begin, *needle_end}, compress_ratio);
-  const int dev = device_of(device);
-  std::vector<QueryMetrics> metrics;
-  AuditResult r;
-  r.config = o.config;
-  r.engine = engine_name_on(dev);
-  {
+
+  // One sample's layer: (its per-layer object of the audit JSON as JSON text, its per-query columns).
+  py::tuple add(const py::array& q, const std::string& q_type, const py::array& k, const std::string& k_type,
+                const py::array& w, const py::array& q_pos, const std::optional<py::array>& k_start,
+                const std::optional<py::array>& k_scale, const std::optional<py::array>& q_scale_blocks,
+                const std::optional<py::array>& k_scale_blocks, int64_t compress_ratio, std::optional<int64_t> window,
+                int layer, const std::string& sample,
+                std::optional<int64_t> needle_begin, std::optional<int64_t> needle_end,
+                const std::optional<py::array>& topk_ref, const std::optional<std::string>& ref_method,
+                std::optional<int64_t> ref_block_size, std::optional<int64_t> ref_blocks,
+                const std::optional<std::string>& ref_forced, const std::optional<std::string>& ref_pool_precision) {
+    if (layer < 0) fail("layer", "must be at least 0 (got " + std::to_string(layer) + ")");
+    if (sample.empty()) fail("sample", "must be a non-empty name");
+    if (window && *window < 0) fail("window", "must be at least 0 (got " + std::to_string(*window) + ")");
+    Layer l = make_layer(q, q_type, k, k_type, w, q_pos, k_start, k_scale, compress_ratio, {q_scale_blocks, k_scale_blocks});
+    if (topk_ref) {
+      if (topk_ref->ndim() != 2 || topk_ref->shape(0) != l.batch.count) {
+        fail("topk_ref", "shape " + shape_text(*topk_ref) + " does not match [Nq = " + std::to_string(l.batch.count) + ", K]");
+      }
+      l.batch.ref_width = topk_ref->shape(1);
+      l.batch.topk_ref = values_of<int32_t>(*topk_ref, "topk_ref", "int32");
+      check_topk_ref(l.batch.topk_ref, l.batch.ref_width, l.keys.count, 0,
+                     [](const std::string& dataset, const std::string& message) { fail(dataset, message); });
+      RefDeclaration& d = l.batch.ref_declaration;
+      d.method = ref_method, d.block_size = ref_block_size, d.blocks = ref_blocks, d.forced = ref_forced;
+      d.pool_precision = ref_pool_precision;
+      check_ref_declaration(d, [](const std::string&, const std::string& message) { fail("topk_ref", message); });
+    }
+    check_needle(needle_begin, needle_end, [](const std::string&, const std::string& message) { fail("needle", message); });
+    std::optional<NeedleRange> needle;
+    if (needle_begin && *needle_end > *needle_begin) needle = needle_rows({*needle_begin, *needle_end}, compress_ratio);
+    std::vector<QueryMetrics> metrics;
+    AuditResult r;
+    r.config = live_->options().audit.config;
+    {
+      py::gil_scoped_release released;
+      r.layers.push_back(live_->add(sample, layer, l.keys, l.batch, needle, window,
+                                    [&](const QueryAudit&, const QueryMetrics& m) { metrics.push_back(m); }));
+    }
+    return py::make_tuple(audit_json(r)["layers"][0].dump(), query_columns(metrics));
+  }
+
+  std::string engine() const { return live_->engine_name(); }
+  std::string json() const { return audit_json(live_->result()).dump(2) + "\n"; }
+  std::string table() const {
+    std::ostringstream out;
+    write_audit_table(out, live_->result());
+    return out.str();
+  }
+  void write_json(const std::string& path) const {
+    write_output(path, "json", [&](std::ostream& out) { out << json(); });
+  }
+  void write_csv(const std::string& path) const {
+    write_output(path, "csv", [&](std::ostream& out) { write_layer_csv(out, live_->result()); });
+  }
+  void write_query_csv(const std::string& path) const {
+    if (!live_->options().query_rows) fail("per_query", "this Audit keeps no per-query rows: make it with per_query=True");
+    write_output(path, "per_query", [&](std::ostream& out) {
+      write_query_csv_header(out);
+      out << live_->query_rows();
+    });
+  }
+  void write_report(const std::string& path, const std::string& command_line) const {
+    const ReportData d = live_->report(command_line);
+    write_output(path, "report", [&](std::ostream& out) { write_html_report(out, d); });
+  }
+
+ private:
+  // Written as the CLI writes its outputs: checked first, then whole or not at all (core/atomic_file.hpp).
+  static void write_output(const std::string& path, const std::string& what, const std::function<void(std::ostream&)>& write) {
+    check_outputs({{path, what}}, {});
     py::gil_scoped_release released;
-    LayerAudit audit(o, o.config, dev);
-    audit.begin(layer, l.keys, needle, "python");
-    // Queries that see no key row (compressed layers) are left out, as the CLI's audit leaves them out.
-    const std::vector<int64_t> rows = rows_seeing_keys(l.batch);
-    if (!rows.empty()) {
-      audit.add(batch_rows(l.batch, rows), rows, [&](const QueryAudit&, const QueryMetrics& m) { metrics.push_back(m); });
-    }
-    LayerStats stats = audit.take().finish();
-    stats.compress_ratio = compress_ratio;
-    r.layers.push_back(std::move(stats));
+    write_file_atomically(path, write);
   }
-  const std::string layer_json = audit_json(r)["layers"][0].dump();
-  return py::make_tuple(layer_json, query_columns(metrics), r.engine);
-}
+
+  std::unique_ptr<LiveAudit> live_;
+};
 
 }  // namespace
 
@@ -308,14 +384,26 @@ PYBIND11_MODULE(_hisa, m) {
     }
   });
   m.def("select", &select_layer, py::arg("q"), py::arg("q_type"), py::arg("k"), py::arg("k_type"), py::arg("w"),
-        py::arg("q_pos"), py::arg("k_start"), py::arg("k_scale"), py::arg("method"), py::arg("block_size"),
+        py::arg("q_pos"), py::arg("k_start"), py::arg("k_scale"), py::arg("q_scale_blocks"), py::arg("k_scale_blocks"),
+        py::arg("method"), py::arg("block_size"),
         py::arg("blocks"), py::arg("forced"), py::arg("pool_precision"), py::arg("topk"), py::arg("device"),
         py::arg("compress_ratio"), py::arg("threads"));
-  m.def("audit_layer", &audit_layer, py::arg("q"), py::arg("q_type"), py::arg("k"), py::arg("k_type"), py::arg("w"),
-        py::arg("q_pos"), py::arg("k_start"), py::arg("k_scale"), py::arg("block_size"), py::arg("blocks"),
-        py::arg("forced"), py::arg("pool_precision"), py::arg("topk"), py::arg("device"), py::arg("compress_ratio"),
-        py::arg("threads"), py::arg("layer"), py::arg("needle_begin"), py::arg("needle_end"), py::arg("topk_ref"),
-        py::arg("ref_method"), py::arg("ref_block_size"), py::arg("ref_blocks"), py::arg("ref_forced"),
-        py::arg("ref_pool_precision"), py::arg("worst"));
+  py::class_<Audit>(m, "Audit")
+      .def(py::init<int64_t, int64_t, int64_t, const std::string&, const std::string&, const std::string&, int, int64_t,
+                    int64_t, bool>(),
+           py::arg("topk"), py::arg("block_size"), py::arg("blocks"), py::arg("forced"), py::arg("pool_precision"),
+           py::arg("device"), py::arg("threads"), py::arg("worst"), py::arg("pictures"), py::arg("query_rows"))
+      .def("add", &Audit::add, py::arg("q"), py::arg("q_type"), py::arg("k"), py::arg("k_type"), py::arg("w"),
+           py::arg("q_pos"), py::arg("k_start"), py::arg("k_scale"), py::arg("q_scale_blocks"), py::arg("k_scale_blocks"), py::arg("compress_ratio"),
+           py::arg("window"), py::arg("layer"),
+           py::arg("sample"), py::arg("needle_begin"), py::arg("needle_end"), py::arg("topk_ref"), py::arg("ref_method"),
+           py::arg("ref_block_size"), py::arg("ref_blocks"), py::arg("ref_forced"), py::arg("ref_pool_precision"))
+      .def("engine", &Audit::engine)
+      .def("json", &Audit::json)
+      .def("table", &Audit::table)
+      .def("write_json", &Audit::write_json, py::arg("path"))
+      .def("write_csv", &Audit::write_csv, py::arg("path"))
+      .def("write_query_csv", &Audit::write_query_csv, py::arg("path"))
+      .def("write_report", &Audit::write_report, py::arg("path"), py::arg("command_line"));
   m.def("cuda_available", [] { return resolve_devices("auto", "").front() >= 0; });
 }

@@ -7,22 +7,25 @@ the same engines as the `hisa` command line tool, from NumPy arrays or PyTorch t
 
 Shapes and meanings are the dump format's (datasets/FORMAT.md): q [Nq, H, D], k [L, D], w [Nq, H] with every
 factor folded in, q_pos [Nq] (token positions), k_start [Nq] (optional), k_scale [L] (fp8 keys), and
-compress_ratio for DeepSeek-V4's compressed keys. q and k may be float32, float16, bfloat16 or float8_e4m3fn
-(torch), or float32/float16 NumPy arrays; NumPy holds bfloat16 and fp8 as their bit patterns (uint16, uint8),
-named with q_dtype / k_dtype ("bf16", "fp8"). docs/python.md has the details.
+compress_ratio for DeepSeek-V4's compressed keys. q and k may be float32, float16, bfloat16, float8_e4m3fn or
+float4_e2m1fn_x2 (torch), or float32/float16 NumPy arrays; NumPy holds bfloat16, fp8 and fp4 as their bit
+patterns (uint16, uint8, two fp4 codes per uint8), named with q_dtype / k_dtype ("bf16", "fp8", "fp4"); fp4
+comes with its ue8m0 block scales (q_scale_blocks [Nq, H, D/32], k_scale_blocks [L, D/32]). docs/python.md has
+the details.
 """
 import json
+import os
 
 import numpy as np
 
 from . import _hisa
 
-__all__ = ["select", "audit_layer", "cuda_available"]
+__all__ = ["select", "audit_layer", "Audit", "cuda_available"]
 
 _NUMPY_TYPES = {np.dtype(np.float32): "f32", np.dtype(np.float16): "f16"}
 _CODE_TYPES = {"bf16": np.uint16, "bfloat16": np.uint16, "f16": np.uint16, "fp8": np.uint8,
-               "float8_e4m3fn": np.uint8}
-_CANONICAL = {"bfloat16": "bf16", "float8_e4m3fn": "fp8"}
+               "float8_e4m3fn": np.uint8, "fp4": np.uint8, "float4_e2m1fn_x2": np.uint8}
+_CANONICAL = {"bfloat16": "bf16", "float8_e4m3fn": "fp8", "float4_e2m1fn_x2": "fp4"}
 
 
 def cuda_available():
@@ -44,12 +47,12 @@ def _operand(x, name, dtype=None):
         x = x.contiguous()
         torch_types = {torch.float32: ("f32", None), torch.float16: ("f16", torch.int16),
                        torch.bfloat16: ("bf16", torch.int16)}
-        fp8 = getattr(torch, "float8_e4m3fn", None)
-        if fp8 is not None:
-            torch_types[fp8] = ("fp8", torch.uint8)
+        for attr, kind in (("float8_e4m3fn", "fp8"), ("float4_e2m1fn_x2", "fp4")):
+            if getattr(torch, attr, None) is not None:
+                torch_types[getattr(torch, attr)] = (kind, torch.uint8)
         if x.dtype not in torch_types:
-            raise ValueError(f"{name}: unsupported element type {x.dtype} (float32, float16, bfloat16 or "
-                             f"float8_e4m3fn)")
+            raise ValueError(f"{name}: unsupported element type {x.dtype} (float32, float16, bfloat16, "
+                             f"float8_e4m3fn or float4_e2m1fn_x2)")
         kind, view = torch_types[x.dtype]
         arr = (x.view(view) if view is not None else x).numpy()
         if kind in ("f16", "bf16"):
@@ -59,7 +62,7 @@ def _operand(x, name, dtype=None):
     if dtype is not None:
         kind = _CANONICAL.get(dtype, dtype)
         if dtype not in _CODE_TYPES and dtype != "f32":
-            raise ValueError(f"{name}: unknown dtype {dtype!r} (f32, f16, bf16 or fp8)")
+            raise ValueError(f"{name}: unknown dtype {dtype!r} (f32, f16, bf16, fp8 or fp4)")
         if dtype == "f32":
             return arr, "f32"
         want = _CODE_TYPES[dtype]
@@ -93,20 +96,22 @@ def _plain(x, name, dtype):
     return np.ascontiguousarray(arr, dtype=want)
 
 
-def _layer_args(q, k, w, q_pos, k_start, k_scale, q_dtype, k_dtype):
+def _layer_args(q, k, w, q_pos, k_start, k_scale, q_dtype, k_dtype, q_scale_blocks=None, k_scale_blocks=None):
     qa, qt = _operand(q, "q", q_dtype)
     ka, kt = _operand(k, "k", k_dtype)
     return (qa, qt, ka, kt, _plain(w, "w", np.float32), _plain(q_pos, "q_pos", np.int64),
-            _plain(k_start, "k_start", np.int64), _plain(k_scale, "k_scale", np.float32))
+            _plain(k_start, "k_start", np.int64), _plain(k_scale, "k_scale", np.float32),
+            _plain(q_scale_blocks, "q_scale_blocks", np.uint8), _plain(k_scale_blocks, "k_scale_blocks", np.uint8))
 
 
 def select(q, k, w, q_pos, k_start=None, k_scale=None, method="flat", block_size=128, blocks=64,
            forced="in-budget", pool_precision="fp32", topk=2048, device="auto", compress_ratio=1, threads=0,
-           q_dtype=None, k_dtype=None):
+           q_dtype=None, k_dtype=None, q_scale_blocks=None, k_scale_blocks=None):
     """One method's selection for every query: int32 [Nq, width], ascending, -1 padded (width min(topk, L), or
     the largest block-sparse selection), exactly what `hisa select` writes. method: "flat", "hisa" or
     "block-sparse". Returns a torch tensor on q's device when q is a torch tensor, else a NumPy array."""
-    out = _hisa.select(*_layer_args(q, k, w, q_pos, k_start, k_scale, q_dtype, k_dtype), method, int(block_size),
+    out = _hisa.select(*_layer_args(q, k, w, q_pos, k_start, k_scale, q_dtype, k_dtype, q_scale_blocks, k_scale_blocks),
+                       method, int(block_size),
                        int(blocks), forced, pool_precision, int(topk), device, int(compress_ratio), int(threads))
     if _is_torch(q):
         import torch
@@ -114,20 +119,85 @@ def select(q, k, w, q_pos, k_start=None, k_scale=None, method="flat", block_size
     return out
 
 
+class Audit:
+    """An audit of layers added one at a time, from any number of samples, as `hisa audit` makes it from a dump:
+    each layer's samples merged in the order added, then written as the CLI writes (write_json, write_csv,
+    write_query_csv, write_report) or read as a dict (result()) or a table (table()).
+
+        audit = hisa.Audit(topk=2048, block_size=128, blocks=64)
+        for layer, (q, k, w, q_pos) in enumerate(layers):
+            audit.add(q, k, w, q_pos, layer=layer, sample="niah-32k")
+        print(audit.table())
+        audit.write_report("report.html")
+
+    worst: queries listed per layer (the report draws `pictures` of them, re-scored while their layer is in
+    memory); per_query=True keeps every query's per-query CSV row for write_query_csv."""
+
+    def __init__(self, topk=2048, block_size=128, blocks=64, forced="in-budget", pool_precision="fp32",
+                 device="auto", threads=0, worst=10, pictures=6, per_query=False):
+        self._audit = _hisa.Audit(int(topk), int(block_size), int(blocks), forced, pool_precision, device,
+                                  int(threads), int(worst), int(pictures), bool(per_query))
+
+    @property
+    def engine(self):
+        """The engine that audits: "cpu" or "cuda"."""
+        return self._audit.engine()
+
+    def add(self, q, k, w, q_pos, layer, sample="python", k_start=None, k_scale=None, compress_ratio=1,
+            window=None, needle=None, topk_ref=None, ref_method=None, ref_block_size=None, ref_blocks=None, ref_forced=None,
+            ref_pool_precision=None, q_dtype=None, k_dtype=None, q_scale_blocks=None, k_scale_blocks=None):
+        """Audits one sample's layer and adds it: (stats, per_query) of this sample's layer alone, as
+        audit_layer returns them. A sample's layer is added once; a layer's samples agree on compress_ratio.
+        window: the tokens attended besides the selection (DeepSeek-V4: 128), reported as context."""
+        begin, end = (None, None) if needle is None else (int(needle[0]), int(needle[1]))
+        text, columns = self._audit.add(
+            *_layer_args(q, k, w, q_pos, k_start, k_scale, q_dtype, k_dtype, q_scale_blocks, k_scale_blocks),
+            int(compress_ratio),
+            None if window is None else int(window), int(layer),
+            str(sample), begin, end, _plain(topk_ref, "topk_ref", np.int32), ref_method, ref_block_size, ref_blocks,
+            ref_forced, ref_pool_precision)
+        stats = json.loads(text)
+        stats["engine"] = self.engine
+        return stats, dict(columns)
+
+    def result(self):
+        """The audit JSON (`hisa audit --json`) of every layer added so far, as a dict."""
+        return json.loads(self._audit.json())
+
+    def table(self):
+        """The per-layer table `hisa audit` prints."""
+        return self._audit.table()
+
+    def write_json(self, path):
+        """Writes result() as `hisa audit --json` writes it (whole or not at all)."""
+        self._audit.write_json(os.fspath(path))
+
+    def write_csv(self, path):
+        """Writes the per-layer CSV of `hisa audit --csv`."""
+        self._audit.write_csv(os.fspath(path))
+
+    def write_query_csv(self, path):
+        """Writes the per-query CSV of `hisa audit --per-query` (needs per_query=True)."""
+        self._audit.write_query_csv(os.fspath(path))
+
+    def write_report(self, path, command_line=""):
+        """Writes the HTML page of `hisa report`: tables, histograms, budget curves, the worst queries drawn."""
+        self._audit.write_report(os.fspath(path), str(command_line))
+
+
 def audit_layer(q, k, w, q_pos, k_start=None, k_scale=None, block_size=128, blocks=64, forced="in-budget",
                 pool_precision="fp32", topk=2048, device="auto", compress_ratio=1, threads=0, layer=0,
                 needle=None, topk_ref=None, ref_method=None, ref_block_size=None, ref_blocks=None, ref_forced=None,
-                ref_pool_precision=None, worst=0, q_dtype=None, k_dtype=None):
+                ref_pool_precision=None, worst=0, q_dtype=None, k_dtype=None, q_scale_blocks=None,
+                k_scale_blocks=None):
     """One layer's audit, as `hisa audit` computes it: (stats, per_query). stats is the audit JSON's per-layer
     object as a dict (with "engine" added); per_query maps every per-query CSV column (query, q_pos, iou,
     recall, ...) to a NumPy array, NaN where the CSV leaves the field empty. needle: (begin, end) token range.
     topk_ref [Nq, K] (-1 padded) is judged against its rule (ref_method etc., as topk_ref's attributes)."""
-    begin, end = (None, None) if needle is None else (int(needle[0]), int(needle[1]))
-    text, columns, engine = _hisa.audit_layer(
-        *_layer_args(q, k, w, q_pos, k_start, k_scale, q_dtype, k_dtype), int(block_size), int(blocks), forced,
-        pool_precision, int(topk), device, int(compress_ratio), int(threads), int(layer), begin, end,
-        _plain(topk_ref, "topk_ref", np.int32), ref_method, ref_block_size, ref_blocks, ref_forced,
-        ref_pool_precision, int(worst))
-    stats = json.loads(text)
-    stats["engine"] = engine
-    return stats, dict(columns)
+    audit = Audit(topk=topk, block_size=block_size, blocks=blocks, forced=forced, pool_precision=pool_precision,
+                  device=device, threads=threads, worst=worst, pictures=0)
+    return audit.add(q, k, w, q_pos, layer=layer, k_start=k_start, k_scale=k_scale, compress_ratio=compress_ratio,
+                     needle=needle, topk_ref=topk_ref, ref_method=ref_method, ref_block_size=ref_block_size,
+                     ref_blocks=ref_blocks, ref_forced=ref_forced, ref_pool_precision=ref_pool_precision,
+                     q_dtype=q_dtype, k_dtype=k_dtype, q_scale_blocks=q_scale_blocks,
+                     k_scale_blocks=k_scale_blocks)

@@ -77,6 +77,15 @@ float ue8m0_to_float(uint8_t bits) {
   return std::ldexp(1.0f, int(bits) - 127);
 }
 
+void decode_fp4_block(const uint8_t* packed, uint8_t scale, float* out) {
+  const float s = ue8m0_to_float(scale);
+  for (int64_t j = 0; j < kFp4BlockSize; j += 2) {
+    const uint8_t pair = packed[j / 2];
+    out[j] = e2m1_to_float(pair & 0xFu) * s;
+    out[j + 1] = e2m1_to_float(uint8_t(pair >> 4)) * s;
+  }
+}
+
 uint16_t float_to_bf16(float x) {
   uint32_t u = std::bit_cast<uint32_t>(x);
   if (std::isnan(x)) return uint16_t((u >> 16) | 0x40u);  // keep it a quiet NaN

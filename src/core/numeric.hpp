@@ -22,6 +22,9 @@ float f16_to_float(uint16_t bits);
 float e4m3_to_float(uint8_t bits);  // e4m3fn: no infinities, 0x7F/0xFF are NaN, max ±448
 float e2m1_to_float(uint8_t nibble);  // the low 4 bits: ±{0, 0.5, 1, 1.5, 2, 3, 4, 6}
 float ue8m0_to_float(uint8_t bits);   // 2^(bits − 127); 0xFF is NaN
+// One block of an fp4 tensor: kFp4BlockSize values from kFp4BlockSize / 2 packed bytes (the first value in each
+// byte's low nibble) times the block's ue8m0 scale. The loader and `import hisa` both decode with it.
+void decode_fp4_block(const uint8_t* packed, uint8_t scale, float* out);
 
 // Encoders round to nearest, ties to even. e4m3 saturates out-of-range values to ±448 (torch's cast
 // would give NaN; quantisers scale by amax/448 first, so saturation only absorbs rounding) and maps

@@ -419,13 +419,7 @@ struct LayerReader::Impl {
           // A scale of 0xFF is NaN: check_finite then names the row and element.
 #pragma omp parallel for schedule(static) if (n >= (size_t(1) << 16))
           for (int64_t b = 0; b < int64_t(blocks); ++b) {
-            const float scale = ue8m0_to_float(exponents[b]);
-            for (int64_t j = 0; j < kFp4BlockSize; j += 2) {
-              const int64_t i = b * kFp4BlockSize + j;
-              const uint8_t pair = raw[i / 2];
-              out[i] = e2m1_to_float(pair & 0xFu) * scale;
-              out[i + 1] = e2m1_to_float(uint8_t(pair >> 4)) * scale;
-            }
+            decode_fp4_block(raw + b * (kFp4BlockSize / 2), exponents[b], out + b * kFp4BlockSize);
           }
           break;
         }

@@ -37,6 +37,27 @@ void judge_ref(Explanation& e, const QueryBatch& b, const LayerKeys& keys) {
 
 }  // namespace
 
+void explain_loaded(Explanation& e, const LayerKeys& keys, const QueryBatch& b, std::optional<NeedleRange> needle) {
+  auto engine = make_cpu_engine(1);
+  engine->set_layer(keys, e.config);
+  std::vector<QueryAudit> audits;
+  engine->audit(b, audits);
+  e.audit = audits.front();
+  e.compress_ratio = keys.compress_ratio;
+  const BlockBounds bounds(keys, e.config.block_size);
+  const int64_t first_block = e.audit.k_start / e.config.block_size;
+  for (size_t i = 0; i < e.audit.block_scores.size(); ++i) e.block_bounds.push_back(bounds.score_bound(b, 0, first_block + int64_t(i)));
+  e.metrics = compute_query_metrics(e.audit, e.options.query, needle, &e.config,
+                                    [&](int64_t block) { return e.block_bounds[size_t(block - first_block)]; });
+  e.misses = diagnose_misses(e.audit, e.config);
+  std::set_difference(e.audit.hisa.begin(), e.audit.hisa.end(), e.audit.flat.begin(), e.audit.flat.end(),
+                      std::back_inserter(e.extras));
+  // The same scoring call the engine makes for a lone query, so the picture shows the scores it used.
+  const int64_t from = e.audit.k_start, n = e.audit.visible;
+  e.row.resize(size_t(n));
+  score_keys({b.q.data(), b.w.data(), 1, b.heads, b.dim}, keys.row(from), keys.k_scale.data() + from, n, e.row.data(), n);
+}
+
 Explanation explain_query(const ExplainOptions& o) {
   DumpReader reader(o.file, o.reader);
   LayerReader lr = reader.open_layer(o.sample, o.layer);
@@ -58,28 +79,11 @@ Explanation explain_query(const ExplainOptions& o) {
                          " sees no key row yet (compress_ratio " + std::to_string(b.compress_ratio) +
                          "): its selection is empty, there is nothing to explain");
   }
-  auto engine = make_cpu_engine(1);
-  engine->set_layer(keys, e.config);
-  std::vector<QueryAudit> audits;
-  engine->audit(b, audits);
-  e.audit = audits.front();
-  e.compress_ratio = keys.compress_ratio;
   std::optional<NeedleRange> needle;
   const auto& attrs = reader.sample(o.sample).attributes;
   if (attrs.has_needle()) needle = needle_rows({*attrs.needle_begin, *attrs.needle_end}, keys.compress_ratio);
-  const BlockBounds bounds(keys, e.config.block_size);
-  const int64_t first_block = e.audit.k_start / e.config.block_size;
-  for (size_t i = 0; i < e.audit.block_scores.size(); ++i) e.block_bounds.push_back(bounds.score_bound(b, 0, first_block + int64_t(i)));
-  e.metrics = compute_query_metrics(e.audit, o.query, needle, &e.config,
-                                    [&](int64_t block) { return e.block_bounds[size_t(block - first_block)]; });
+  explain_loaded(e, keys, b, needle);
   if (o.ref) judge_ref(e, b, keys);
-  e.misses = diagnose_misses(e.audit, e.config);
-  std::set_difference(e.audit.hisa.begin(), e.audit.hisa.end(), e.audit.flat.begin(), e.audit.flat.end(),
-                      std::back_inserter(e.extras));
-  // The same scoring call the engine makes for a lone query, so the picture shows the scores it used.
-  const int64_t from = e.audit.k_start, n = e.audit.visible;
-  e.row.resize(size_t(n));
-  score_keys({b.q.data(), b.w.data(), 1, b.heads, b.dim}, keys.row(from), keys.k_scale.data() + from, n, e.row.data(), n);
   return e;
 }
 

@@ -43,6 +43,11 @@ struct Explanation {
   std::optional<RefJudgement> ref;
 };
 
+// The explanation of one query whose layer is already in memory (b holds that query alone; e.options.query
+// names its row, e.config its rule): everything explain_query computes but topk_ref's judgement. Used by
+// explain_query and by `import hisa`'s Audit, which has no file to read.
+void explain_loaded(Explanation& e, const LayerKeys& keys, const QueryBatch& b, std::optional<NeedleRange> needle);
+
 // OptionError for a query outside the layer, and for --ref on a layer without topk_ref.
 Explanation explain_query(const ExplainOptions& options);
 

@@ -33,28 +33,7 @@ QueryPicture picture_of(const std::string& file, const std::string& sample, int 
   o.query = w.query;
   o.topk = config.topk;
   o.config = config;
-  const Explanation e = explain_query(o);
-  const QueryAudit& a = e.audit;
-  QueryPicture p;
-  p.file = file;
-  p.sample = sample;
-  p.layer = layer;
-  p.query = w.query;
-  p.q_pos = a.token_pos;
-  p.last = a.q_pos;
-  p.k_start = a.k_start;
-  p.iou = e.metrics.hisa.iou;
-  p.recall = e.metrics.hisa.recall;
-  p.coverage_ratio = e.metrics.hisa.coverage_ratio;
-  p.miss_causes = e.metrics.miss_causes;
-  p.column_max = svg::max_pool(e.row, kPictureColumns);
-  for (const TokenRange& run : visible_runs(a.hisa_blocks, config.block_size, a.k_start, a.q_pos)) {
-    p.kept.push_back({run.first, run.last});
-  }
-  std::set_intersection(a.flat.begin(), a.flat.end(), a.hisa.begin(), a.hisa.end(), std::back_inserter(p.dsa_kept));
-  std::set_difference(a.flat.begin(), a.flat.end(), a.hisa.begin(), a.hisa.end(), std::back_inserter(p.missed));
-  p.hisa_only = e.extras;
-  return p;
+  return picture_of(explain_query(o), file, sample);
 }
 
 // A JSON input of the page (`option` names its flag), read whole and checked by `check` for what the page reads,
@@ -108,6 +87,31 @@ nlohmann::json read_crosslayer_json(const std::string& path) {
 }
 
 }  // namespace
+
+QueryPicture picture_of(const Explanation& e, const std::string& file, const std::string& sample) {
+  const QueryAudit& a = e.audit;
+  const SelectionConfig& config = e.config;
+  QueryPicture p;
+  p.file = file;
+  p.sample = sample;
+  p.layer = e.options.layer;
+  p.query = e.options.query;
+  p.q_pos = a.token_pos;
+  p.last = a.q_pos;
+  p.k_start = a.k_start;
+  p.iou = e.metrics.hisa.iou;
+  p.recall = e.metrics.hisa.recall;
+  p.coverage_ratio = e.metrics.hisa.coverage_ratio;
+  p.miss_causes = e.metrics.miss_causes;
+  p.column_max = svg::max_pool(e.row, kPictureColumns);
+  for (const TokenRange& run : visible_runs(a.hisa_blocks, config.block_size, a.k_start, a.q_pos)) {
+    p.kept.push_back({run.first, run.last});
+  }
+  std::set_intersection(a.flat.begin(), a.flat.end(), a.hisa.begin(), a.hisa.end(), std::back_inserter(p.dsa_kept));
+  std::set_difference(a.flat.begin(), a.flat.end(), a.hisa.begin(), a.hisa.end(), std::back_inserter(p.missed));
+  p.hisa_only = e.extras;
+  return p;
+}
 
 ReportData collect_report(const ReportOptions& o) {
   ReportData d;

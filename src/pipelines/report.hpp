@@ -11,6 +11,7 @@
 
 #include "analysis/budget_curve.hpp"
 #include "pipelines/audit.hpp"
+#include "pipelines/explain.hpp"
 
 namespace hisa {
 
@@ -51,6 +52,9 @@ struct ReportData {
   nlohmann::json sweep;  // the sweep's JSON, null when none was given
   nlohmann::json crosslayer;  // the crosslayer's JSON, null when none was given
 };
+
+// A worst query's picture from its explanation (pipelines/explain.hpp); file and sample name its source.
+QueryPicture picture_of(const Explanation& e, const std::string& file, const std::string& sample);
 
 // OptionError for sweep_json (crosslayer_json) when that file is not a sweep's (crosslayer's) JSON.
 ReportData collect_report(const ReportOptions& options);

@@ -506,8 +506,12 @@ void write_picture(std::ostream& out, const QueryPicture& p, const SelectionConf
   strip.shaded = p.kept;
   strip.shaded_label = "blocks HISA kept";
   strip.ticks = {{"DSA, kept", "#2f7d3b", p.dsa_kept}, {"DSA, missed", "#c9483c", p.missed}, {"HISA only", kHisaColor, p.hisa_only}};
-  out << svg::score_strip(strip) << "\n<div class=\"cmd\"><code>"
-      << escape(explain_command(p.file, p.sample, p.layer, p.query, c)) << "</code></div></figure>\n";
+  out << svg::score_strip(strip) << "\n";
+  // A query audited from memory (import hisa) has no file for `hisa explain` to read.
+  if (!p.file.empty()) {
+    out << "<div class=\"cmd\"><code>" << escape(explain_command(p.file, p.sample, p.layer, p.query, c)) << "</code></div>";
+  }
+  out << "</figure>\n";
 }
 
 void write_worst(std::ostream& out, const ReportData& d) {

@@ -129,7 +129,9 @@ TEST(CliRef, EachDefectInItsClass) {
     const auto l = audit_json(dir, dump, c.flags);
     EXPECT_GT(l[c.nonzero].get<int64_t>(), 0);
     for (const char* z : c.zero) EXPECT_EQ(l[z], 0) << z;
-    if (c.most_queries_unexplained) EXPECT_GT(l["ref_queries_unexplained"].get<int64_t>(), kQ / 2);
+    if (c.most_queries_unexplained) {
+      EXPECT_GT(l["ref_queries_unexplained"].get<int64_t>(), kQ / 2);
+    }
   }
 }
 

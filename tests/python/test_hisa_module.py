@@ -1,12 +1,13 @@
 """`import hisa` (python/) against the `hisa` command line tool: the same selections and the same audit numbers
-from arrays as from the dump file, for every element type the module takes (f32, f16, bf16, fp8; not fp4),
-compressed layers included; bad input raises
+from arrays as from the dump file, for every element type (f32, f16, bf16, fp8, fp4), compressed layers
+included; bad input raises
 ValueError with the file loader's words. Run by ctest (python_module) with PYTHONPATH at the build's python/ and
 HISA_BINARY at the built tool."""
 import csv
 import json
 import math
 import os
+import re
 import subprocess
 
 import h5py
@@ -35,6 +36,10 @@ def layer_arrays(group):
         if d.attrs.get("encoding") == "float8_e4m3fn":
             arrays[name] = d[...].view(np.uint8)
             arrays[name + "_dtype"] = "fp8"
+        elif d.attrs.get("encoding") == "float4_e2m1fn_x2":
+            arrays[name] = d[...].view(np.uint8)
+            arrays[name + "_dtype"] = "fp4"
+            arrays[name + "_scale_blocks"] = group[name + "_scale_blocks"][...]
         elif d.dtype == np.float16:
             arrays[name] = d[...]
         else:
@@ -94,7 +99,7 @@ def same_number(a, b):
     return a == b
 
 
-@pytest.mark.parametrize("dtype", ["f32", "f16", "bf16", "fp8"])
+@pytest.mark.parametrize("dtype", ["f32", "f16", "bf16", "fp8", "fp4"])
 def test_audit_layer_equals_the_cli_for_every_element_type(tmp_path, dtype):
     path = synth(tmp_path, dtype, ["--profile", "niah", "--packed", "2"])
     layers, rows = cli_audit(tmp_path, path)
@@ -119,6 +124,103 @@ def test_audit_layer_equals_the_cli_for_every_element_type(tmp_path, dtype):
                     # The CSV prints 6 significant digits.
                     assert same_number(float(v), expected) or math.isclose(float(v), expected, rel_tol=1e-5), \
                         f"{dtype} layer {layer} {column}: {v} vs {text}"
+
+
+def test_audit_writes_what_the_cli_writes(tmp_path):
+    """Two samples of two layers added to a hisa.Audit give `hisa audit`'s JSON, layer CSV and per-query CSV and
+    `hisa report`'s page, but for the name of the source."""
+    path = synth(tmp_path, "bf16", ["--profile", "niah", "--samples", "2"])
+    flags = ["--device", "cpu", "--block-size", "16", "--blocks", "8", "--worst", "4"]
+    cli = {name: str(tmp_path / f"cli.{name}") for name in ("json", "csv", "pq", "html")}
+    run("audit", path, *flags, "--json", cli["json"], "--csv", cli["csv"], "--per-query", cli["pq"])
+    run("report", path, *flags, "--pictures", "3", "-o", cli["html"])
+    audit = hisa.Audit(topk=64, block_size=16, blocks=8, device="cpu", worst=4, pictures=3, per_query=True)
+    with h5py.File(path, "r") as f:
+        for layer in (0, 1):  # the CLI's order: layer by layer, each layer's samples in file order
+            for sample in ("sample_0", "sample_1"):
+                s = f[sample]
+                audit.add(**layer_arrays(s[f"layer_{layer}"]), layer=layer, sample=sample,
+                          needle=(int(s.attrs["needle_begin"]), int(s.attrs["needle_end"])))
+    mine = {name: str(tmp_path / f"py.{name}") for name in cli}
+    audit.write_json(mine["json"])
+    audit.write_csv(mine["csv"])
+    audit.write_query_csv(mine["pq"])
+    audit.write_report(mine["html"])
+
+    def text(p, source=None):
+        with open(p) as fh:
+            t = fh.read()
+        return t if source is None else t.replace(source, "SOURCE")
+    with open(cli["json"]) as fh:
+        want = json.load(fh)
+    got = audit.result()
+    assert got["files"] == ["<import hisa>"] and want["files"] == [path]
+    got.pop("files"), want.pop("files")
+    assert got == want
+    assert got["layers"][0]["samples"] == ["sample_0", "sample_1"]
+    assert json.loads(text(mine["json"])) == audit.result()
+    for name in ("csv", "pq"):
+        assert text(mine[name], "<import hisa>") == text(cli[name], path), name
+    # The page: the same but for the source's name, the command line, and the `hisa explain` command under each
+    # picture, which a query audited from memory has no file for.
+    explain = re.compile(r'<div class="cmd"><code>hisa explain [^<]*</code></div>')
+    page = re.sub(r'<tr><th class="l">command</th><td class="l">[^<]*</td></tr>\n', "", text(cli["html"], path))
+    assert len(explain.findall(page)) == 3
+    assert text(mine["html"], "&lt;import hisa&gt;") == explain.sub("", page)
+    assert audit.table().startswith(run("audit", path, *flags).stdout.splitlines()[0])
+    assert text(mine["html"]).count("<svg") >= 3  # the worst queries were drawn
+
+
+def test_audit_refuses_a_sample_layer_twice_and_keeps_what_it_had():
+    rng = np.random.default_rng(2)
+    k = rng.standard_normal((256, 64)).astype(np.float32)
+    q = rng.standard_normal((8, 2, 64)).astype(np.float32)
+    w = np.ones((8, 2), np.float32)
+    q_pos = np.arange(200, 256, 7, dtype=np.int64)
+    audit = hisa.Audit(topk=16, block_size=16, blocks=4, device="cpu")
+    first, per_query = audit.add(q, k, w, q_pos, layer=3, sample="a")
+    assert first["queries"] == 8 and len(per_query["iou"]) == 8
+    with pytest.raises(ValueError, match='sample "a" already holds layer 3'):
+        audit.add(q, k, w, q_pos, layer=3, sample="a")
+    with pytest.raises(ValueError, match="compress_ratio 1, now 4"):
+        audit.add(q, k[:64], w, q_pos, layer=3, sample="b", compress_ratio=4)
+    with pytest.raises(ValueError, match="q_pos"):
+        audit.add(q, k[:100], w, q_pos, layer=4, sample="a")
+    audit.add(q, k, w, q_pos, layer=3, sample="b")
+    layers = audit.result()["layers"]
+    assert [l["layer"] for l in layers] == [3] and layers[0]["queries"] == 16
+    assert layers[0]["samples"] == ["a", "b"]
+    with pytest.raises(ValueError, match="per_query=True"):
+        audit.write_query_csv("/tmp/never-written.csv")
+    with pytest.raises(ValueError, match="is a directory"):
+        audit.write_json("/tmp")
+
+
+def test_fp4_codes_with_block_scales_select_as_their_values():
+    rng = np.random.default_rng(3)
+    grid = np.array([0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -0.5, -1, -1.5, -2, -3, -4, -6], np.float32)
+    codes = rng.integers(0, 16, size=(300, 64)).astype(np.uint8)
+    exps = rng.integers(120, 134, size=(300, 2)).astype(np.uint8)  # scales 2^-7 .. 2^6
+    values = grid[codes] * np.repeat(np.ldexp(1.0, exps.astype(np.int32) - 127), 32, axis=1).astype(np.float32)
+    packed = (codes[:, 0::2] | (codes[:, 1::2] << 4)).astype(np.uint8)  # the first value in the low nibble
+    q = rng.standard_normal((5, 4, 64)).astype(np.float32)
+    w = rng.standard_normal((5, 4)).astype(np.float32)
+    q_pos = np.array([10, 50, 120, 250, 299], dtype=np.int64)
+    for method in ("flat", "hisa", "block-sparse"):
+        want = hisa.select(q, values, w, q_pos, method=method, block_size=16, blocks=4, topk=32, device="cpu")
+        got = hisa.select(q, packed, w, q_pos, method=method, block_size=16, blocks=4, topk=32, device="cpu",
+                          k_dtype="fp4", k_scale_blocks=exps)
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="k_scale_blocks: missing: fp4 k needs its block scales"):
+        hisa.select(q, packed, w, q_pos, topk=32, device="cpu", k_dtype="fp4")
+    with pytest.raises(ValueError, match=r"k_scale_blocks: shape \[300, 3\] does not match \[L, D / 32\]"):
+        hisa.select(q, packed, w, q_pos, topk=32, device="cpu", k_dtype="fp4", k_scale_blocks=np.ones((300, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"q: shape \[5, 4, 64\] does not match \[Nq, H, D / 2 = 32\]"):
+        hisa.select(q.view(np.uint8)[:, :, :64], values, w, q_pos, topk=32, device="cpu", q_dtype="fp4")
+    nan_scale = exps.copy()
+    nan_scale[7, 1] = 0xFF
+    with pytest.raises(ValueError, match="k: row 7 holds nan"):
+        hisa.select(q, packed, w, q_pos, topk=32, device="cpu", k_dtype="fp4", k_scale_blocks=nan_scale)
 
 
 def test_bfloat16_and_fp8_bit_patterns_select_as_their_values():

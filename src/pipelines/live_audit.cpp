@@ -1,0 +1,118 @@
+#include "pipelines/live_audit.hpp"
+
+#include <algorithm>
+#include <sstream>
+
+#include "analysis/report_pictures.hpp"
+#include "core/error.hpp"
+#include "io/query_subset.hpp"
+#include "render/audit_output.hpp"
+
+namespace hisa {
+
+LiveAudit::LiveAudit(LiveAuditOptions o) : o_(std::move(o)) {
+  o_.audit.config.validate();
+  audit_ = std::make_unique<LayerAudit>(o_.audit, o_.audit.config, o_.device);
+}
+
+LiveAudit::~LiveAudit() = default;
+
+std::string LiveAudit::engine_name() const { return engine_name_on(o_.device); }
+
+LayerStats LiveAudit::add(const std::string& sample, int layer, const LayerKeys& keys, const QueryBatch& batch,
+                          std::optional<NeedleRange> needle, std::optional<int64_t> window,
+                          const LayerAudit::QueryCallback& on_query) {
+  // Nothing of a layer changes until its add has finished: a failed add leaves the audit as it was.
+  const auto known = layers_.find(layer);
+  if (known != layers_.end() && known->second.samples.count(sample)) {
+    throw OptionError("sample", "{sample} \"" + sample + "\" already holds layer " + std::to_string(layer) +
+                                    " in this audit (each sample's layer is added once)");
+  }
+  if (known != layers_.end() && known->second.compress_ratio != keys.compress_ratio) {
+    throw OptionError("compress_ratio", "layer " + std::to_string(layer) + " was added with {compress_ratio} " +
+                                            std::to_string(known->second.compress_ratio) + ", now " +
+                                            std::to_string(keys.compress_ratio) + ": a layer's samples must agree");
+  }
+  const SelectionConfig& config = o_.audit.config;
+  const std::vector<int64_t> rows = rows_seeing_keys(batch);
+  const QueryBatch seeing = batch_rows(batch, rows);
+  audit_->begin(layer, keys, needle, sample);
+  std::vector<double> hisa_iou, block_iou;
+  std::vector<std::vector<BudgetPoint>> curves;
+  std::ostringstream csv_rows;
+  if (!rows.empty()) {
+    audit_->add(seeing, rows, [&](const QueryAudit& a, const QueryMetrics& m) {
+      hisa_iou.push_back(m.hisa.iou);
+      block_iou.push_back(m.block.iou);
+      curves.push_back(budget_curve(a, config));
+      if (o_.query_rows) write_query_csv_row(csv_rows, {kSource, sample, layer, &a, &m, &config});
+      if (on_query) on_query(a, m);
+    });
+  }
+  LayerAccumulator acc = audit_->take();
+  LayerStats stats = acc.finish();
+  stats.compress_ratio = keys.compress_ratio;
+  stats.window = window;
+  // A query among the layer's final worst is among its own sample's worst: draw those while the keys are here.
+  if (o_.pictures > 0) {
+    for (const WorstQuery& w : stats.worst) {
+      if (w.iou >= 1.0) continue;  // nothing missed, nothing to draw (choose_pictures skips it too)
+      const auto at = std::lower_bound(rows.begin(), rows.end(), w.query);
+      if (at == rows.end() || *at != w.query) continue;
+      Explanation e;
+      e.options.layer = layer;
+      e.options.sample = sample;
+      e.options.query = w.query;
+      e.config = config;
+      explain_loaded(e, keys, batch_rows(seeing, std::vector<int64_t>{int64_t(at - rows.begin())}), needle);
+      pictures_[{sample, layer, w.query}] = picture_of(e, "", sample);  // no file: the page offers no explain command
+    }
+  }
+  LayerState& state = layers_[layer];
+  if (state.acc) {
+    state.acc->merge(acc);
+    state.windows_agree = state.windows_agree && state.window == window;
+  } else {
+    state.acc.emplace(std::move(acc));
+    state.window = window;
+  }
+  state.compress_ratio = keys.compress_ratio;
+  state.samples.insert(sample);
+  state.hisa_iou.insert(state.hisa_iou.end(), hisa_iou.begin(), hisa_iou.end());
+  state.block_iou.insert(state.block_iou.end(), block_iou.begin(), block_iou.end());
+  for (const auto& curve : curves) state.budget.add(curve);
+  query_rows_ += csv_rows.str();
+  return stats;
+}
+
+AuditResult LiveAudit::result() const {
+  AuditResult r;
+  r.config = o_.audit.config;
+  r.engine = engine_name();
+  r.files = {kSource};
+  r.worst_by = o_.audit.worst_by;
+  for (const auto& [layer, state] : layers_) {
+    LayerStats stats = state.acc->finish();
+    stats.compress_ratio = state.compress_ratio;
+    if (state.windows_agree) stats.window = state.window;
+    r.layers.push_back(std::move(stats));
+  }
+  return r;
+}
+
+ReportData LiveAudit::report(const std::string& command_line) const {
+  ReportData d;
+  d.options.audit = o_.audit;
+  d.options.audit.files = {kSource};
+  d.options.pictures = o_.pictures;
+  d.options.command_line = command_line;
+  d.audit = result();
+  for (const auto& [layer, state] : layers_) d.layers.push_back({state.hisa_iou, state.block_iou, state.budget.mean()});
+  for (const PictureChoice& c : choose_pictures(d.audit.layers, o_.pictures)) {
+    const auto p = pictures_.find({c.query->sample, c.layer, c.query->query});
+    if (p != pictures_.end()) d.pictures.push_back(p->second);
+  }
+  return d;
+}
+
+}  // namespace hisa

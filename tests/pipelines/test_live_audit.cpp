@@ -1,0 +1,159 @@
+// LiveAudit (import hisa's Audit): layers handed over in memory give what `hisa audit` and `hisa report` make of
+// the same layers read from a dump; a refused add changes nothing.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <memory>
+#include <tuple>
+
+#include "core/error.hpp"
+#include "io/dump_reader.hpp"
+#include "pipelines/live_audit.hpp"
+#include "pipelines/report.hpp"
+#include "render/audit_output.hpp"
+#include "synth/synth.hpp"
+#include "test_util.hpp"
+
+namespace hisa {
+namespace {
+
+std::string two_sample_dump(const test::TempDir& dir) {
+  SynthOptions s;
+  s.output = dir.file("live.h5");
+  s.seq_len = 2048;
+  s.layers = 2;
+  s.samples = 2;
+  s.heads = 4;
+  s.head_dim = 64;
+  s.index_topk = 64;
+  s.queries = parse_query_selection("sample:24");
+  s.needle_len = 16;
+  write_synth_dump(s);
+  return s.output;
+}
+
+ReportOptions report_options(const std::string& path) {
+  ReportOptions o;
+  o.audit.files = {path};
+  o.audit.run.device = "cpu";
+  o.audit.progress = false;
+  o.audit.config.block_size = 32;
+  o.audit.config.blocks = 4;
+  o.audit.config.topk = 64;
+  o.audit.worst = 4;
+  o.pictures = 3;
+  return o;
+}
+
+// Every (layer, sample) of the dump added in the CLI's order: layer by layer, samples in file order.
+std::unique_ptr<LiveAudit> live_audit_of(const std::string& path, const ReportOptions& r) {
+  LiveAuditOptions o;
+  o.audit = r.audit;
+  o.device = -1;
+  o.pictures = r.pictures;
+  o.query_rows = true;
+  auto live = std::make_unique<LiveAudit>(o);
+  DumpReader reader(path);
+  for (int layer : reader.all_layers()) {
+    for (const SampleEntry& s : reader.samples()) {
+      LayerReader lr = reader.open_layer(s.name, layer);
+      const LayerKeys keys = lr.read_keys();
+      const QueryBatch batch = lr.read_queries(0, lr.shape().queries);
+      live->add(s.name, layer, keys, batch, needle_rows({*s.attributes.needle_begin, *s.attributes.needle_end}, 1));
+    }
+  }
+  return live;
+}
+
+nlohmann::json without_files(nlohmann::json j) {
+  j.erase("files");
+  return j;
+}
+
+TEST(LiveAudit, LayersInMemoryGiveTheAuditOfTheDump) {
+  test::TempDir dir;
+  const std::string path = two_sample_dump(dir);
+  const ReportOptions r = report_options(path);
+  const AuditResult want = run_audit(r.audit);
+  const auto live = live_audit_of(path, r);
+  const AuditResult got = live->result();
+  EXPECT_EQ(got.files, std::vector<std::string>{LiveAudit::kSource});
+  EXPECT_EQ(without_files(audit_json(got)), without_files(audit_json(want)));
+  ASSERT_EQ(got.layers.size(), 2u);
+  EXPECT_EQ(got.layers[0].samples, (std::vector<std::string>{"sample_0", "sample_1"}));
+  EXPECT_EQ(got.layers[1].queries, 48);
+  // Per-query rows: the CLI's, with the source's name for the file's.
+  const std::string& rows = live->query_rows();
+  EXPECT_EQ(std::count(rows.begin(), rows.end(), '\n'), 96);
+  EXPECT_NE(rows.find(LiveAudit::kSource), std::string::npos);
+}
+
+TEST(LiveAudit, TheReportDrawsTheWorstQueriesAsTheCliDoes) {
+  test::TempDir dir;
+  const std::string path = two_sample_dump(dir);
+  const ReportOptions r = report_options(path);
+  const ReportData want = collect_report(r);
+  const ReportData got = live_audit_of(path, r)->report("");
+  ASSERT_EQ(got.layers.size(), want.layers.size());
+  for (size_t i = 0; i < got.layers.size(); ++i) {
+    EXPECT_EQ(got.layers[i].hisa_iou, want.layers[i].hisa_iou);
+    EXPECT_EQ(got.layers[i].block_iou, want.layers[i].block_iou);
+    ASSERT_EQ(got.layers[i].budget.size(), want.layers[i].budget.size());
+    for (size_t m = 0; m < got.layers[i].budget.size(); ++m) {
+      EXPECT_EQ(got.layers[i].budget[m].recall, want.layers[i].budget[m].recall);
+    }
+  }
+  ASSERT_EQ(got.pictures.size(), want.pictures.size());
+  ASSERT_GT(got.pictures.size(), 0u);
+  for (size_t i = 0; i < got.pictures.size(); ++i) {
+    const QueryPicture &g = got.pictures[i], &w = want.pictures[i];
+    EXPECT_EQ(g.file, "");  // from memory: nothing for `hisa explain` to open
+    EXPECT_EQ(w.file, path);
+    EXPECT_EQ(std::tie(g.sample, g.layer, g.query, g.q_pos, g.last), std::tie(w.sample, w.layer, w.query, w.q_pos, w.last));
+    EXPECT_EQ(g.column_max, w.column_max);
+    EXPECT_EQ(g.kept, w.kept);
+    EXPECT_EQ(g.missed, w.missed);
+    EXPECT_EQ(g.hisa_only, w.hisa_only);
+    EXPECT_EQ(g.miss_causes, w.miss_causes);
+  }
+}
+
+TEST(LiveAudit, ARefusedAddChangesNothing) {
+  test::TempDir dir;
+  const std::string path = two_sample_dump(dir);
+  LiveAuditOptions o;
+  o.audit.config.block_size = 32;
+  o.audit.config.blocks = 4;
+  o.audit.config.topk = 64;
+  LiveAudit live(o);
+  DumpReader reader(path);
+  LayerReader lr = reader.open_layer("sample_0", 0);
+  const LayerKeys keys = lr.read_keys();
+  const QueryBatch batch = lr.read_queries(0, lr.shape().queries);
+  live.add("a", 0, keys, batch, std::nullopt);
+  const std::string before = audit_json(live.result()).dump();
+  EXPECT_THROW(live.add("a", 0, keys, batch, std::nullopt), OptionError);  // the same sample's layer again
+  LayerKeys rows = keys;
+  rows.compress_ratio = 4;
+  EXPECT_THROW(live.add("b", 0, rows, batch, std::nullopt), OptionError);  // another compress_ratio
+  EXPECT_EQ(audit_json(live.result()).dump(), before);
+  // Another layer, and the same layer from another sample, are taken.
+  live.add("a", 7, keys, batch, std::nullopt);
+  live.add("b", 0, keys, batch, std::nullopt);
+  const AuditResult r = live.result();
+  ASSERT_EQ(r.layers.size(), 2u);
+  EXPECT_EQ(r.layers[0].queries, 2 * batch.count);
+  EXPECT_EQ(r.layers[1].layer, 7);
+}
+
+TEST(LiveAudit, AnEmptyAuditHasNoLayers) {
+  LiveAuditOptions o;
+  o.audit.config.topk = 16;
+  const LiveAudit live(o);
+  EXPECT_TRUE(live.result().layers.empty());
+  EXPECT_TRUE(live.report("").pictures.empty());
+  EXPECT_TRUE(live.query_rows().empty());
+}
+
+}  // namespace
+}  // namespace hisa
