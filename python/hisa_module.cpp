@@ -11,6 +11,8 @@
 
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <type_traits>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
@@ -318,23 +320,24 @@ class Audit {
     std::vector<QueryMetrics> metrics;
     AuditResult r;
     r.config = live_->options().audit.config;
-    {
-      py::gil_scoped_release released;
+    locked([&] {
       r.layers.push_back(live_->add(sample, layer, l.keys, l.batch, needle, window,
                                     [&](const QueryAudit&, const QueryMetrics& m) { metrics.push_back(m); }));
-    }
+    });
     return py::make_tuple(audit_json(r)["layers"][0].dump(), query_columns(metrics));
   }
 
   std::string engine() const { return live_->engine_name(); }
-  std::string json() const { return audit_json(live_->result()).dump(2) + "\n"; }
+  std::string json() const { return locked([&] { return json_text(); }); }
   std::string table() const {
-    std::ostringstream out;
-    write_audit_table(out, live_->result());
-    return out.str();
+    return locked([&] {
+      std::ostringstream out;
+      write_audit_table(out, live_->result());
+      return out.str();
+    });
   }
   void write_json(const std::string& path) const {
-    write_output(path, "json", [&](std::ostream& out) { out << json(); });
+    write_output(path, "json", [&](std::ostream& out) { out << json_text(); });
   }
   void write_csv(const std::string& path) const {
     write_output(path, "csv", [&](std::ostream& out) { write_layer_csv(out, live_->result()); });
@@ -347,18 +350,26 @@ class Audit {
     });
   }
   void write_report(const std::string& path, const std::string& command_line) const {
-    const ReportData d = live_->report(command_line);
-    write_output(path, "report", [&](std::ostream& out) { write_html_report(out, d); });
+    write_output(path, "report", [&](std::ostream& out) { write_html_report(out, live_->report(command_line)); });
   }
 
  private:
-  // Written as the CLI writes its outputs: checked first, then whole or not at all (core/atomic_file.hpp).
-  static void write_output(const std::string& path, const std::string& what, const std::function<void(std::ostream&)>& write) {
-    check_outputs({{path, what}}, {});
+  // f with the GIL released and this audit to itself: Python threads may share an Audit. (The mutex is taken
+  // after the GIL is let go, and let go before the GIL is taken back, so neither waits on the other.)
+  template <typename F>
+  std::invoke_result_t<F> locked(F f) const {
     py::gil_scoped_release released;
-    write_file_atomically(path, write);
+    std::lock_guard<std::mutex> lock(mutex_);
+    return f();
+  }
+  std::string json_text() const { return audit_json(live_->result()).dump(2) + "\n"; }
+  // Written as the CLI writes its outputs: checked first, then whole or not at all (core/atomic_file.hpp).
+  void write_output(const std::string& path, const std::string& what, const std::function<void(std::ostream&)>& write) const {
+    check_outputs({{path, what}}, {});
+    locked([&] { write_file_atomically(path, write); });
   }
 
+  mutable std::mutex mutex_;
   std::unique_ptr<LiveAudit> live_;
 };
 

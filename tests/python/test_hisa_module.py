@@ -9,6 +9,7 @@ import math
 import os
 import re
 import subprocess
+import threading
 
 import h5py
 import numpy as np
@@ -194,6 +195,24 @@ def test_audit_refuses_a_sample_layer_twice_and_keeps_what_it_had():
         audit.write_query_csv("/tmp/never-written.csv")
     with pytest.raises(ValueError, match="is a directory"):
         audit.write_json("/tmp")
+
+
+def test_threads_may_share_an_audit():
+    rng = np.random.default_rng(4)
+    k = rng.standard_normal((512, 64)).astype(np.float32)
+    q = rng.standard_normal((16, 2, 64)).astype(np.float32)
+    w = np.ones((16, 2), np.float32)
+    q_pos = np.arange(300, 512, 13, dtype=np.int64)[:16]
+    one = hisa.Audit(topk=16, block_size=16, blocks=4, device="cpu")
+    shared = hisa.Audit(topk=16, block_size=16, blocks=4, device="cpu")
+    for layer in range(8):
+        one.add(q, k, w, q_pos, layer=layer)
+    threads = [threading.Thread(target=lambda l=layer: shared.add(q, k, w, q_pos, layer=l)) for layer in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert shared.result() == one.result()
 
 
 def test_fp4_codes_with_block_scales_select_as_their_values():
