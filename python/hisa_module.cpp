@@ -57,11 +57,18 @@ void require_shape(const py::array& a, const std::string& name, std::vector<int6
   if (!ok) fail(name, "shape " + shape_text(a) + " does not match " + spelled);
 }
 
+// Every array is read as one run of memory: the Python half hands over C-contiguous arrays.
+void require_contiguous(const py::array& a, const std::string& name) {
+  if (!(a.flags() & py::array::c_style)) fail(name, "is not C-contiguous (np.ascontiguousarray makes it so)");
+}
+
 // Values of a q- or k-like operand from its element codes (`type`: f32, f16, bf16, fp8, fp4), exactly as the
 // loader decodes them. fp4: two codes per uint8 along the last dimension, with `blocks` its ue8m0 scales (one per
 // 32 values; shape checked by make_layer).
 std::vector<float> decode(const py::array& a, const std::string& name, const std::string& type,
                           const std::optional<py::array>& blocks = std::nullopt) {
+  require_contiguous(a, name);
+  if (blocks) require_contiguous(*blocks, name + "_scale_blocks");
   const size_t n = size_t(a.size()) * (type == "fp4" ? 2 : 1);
   std::vector<float> out(n);
   auto codes = [&](auto tag, const char* storage) {
@@ -99,6 +106,7 @@ std::vector<float> decode(const py::array& a, const std::string& name, const std
 
 template <typename T>
 std::vector<T> values_of(const py::array& a, const std::string& name, const char* what) {
+  require_contiguous(a, name);
   if (!a.dtype().is(py::dtype::of<T>())) fail(name, std::string("expected ") + what + ", found dtype " + std::string(py::str(a.dtype())));
   const T* v = static_cast<const T*>(a.data());
   return std::vector<T>(v, v + a.size());

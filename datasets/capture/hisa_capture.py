@@ -130,7 +130,7 @@ class IndexerCapture:
                 self.check_compressed(t.layer, t.q, t.k, t.weights, t.w, t.softmax_scale, t.output, sel,
                                       t.compress_ratio)
             else:
-                self.check(t.layer, t.q, t.k, t.weights, t.w, t.softmax_scale, t.mask, t.output, sel)
+                self.check(t.layer, t.q, t.k, t.weights, t.w, t.softmax_scale, t.output, sel)
             self.captured[t.layer] = {
                 "q": t.q[sel].cpu(), "k": t.k.cpu(), "w": t.w[sel].cpu(),
                 "topk_ref": t.output[sel].to(torch.int64).cpu(), "compress_ratio": t.compress_ratio,
@@ -150,20 +150,15 @@ class IndexerCapture:
                 raise CaptureError(f"layer {layer}: w with folded factors does not reproduce the module's scores")
         self.checks[layer] = compare_topk(scores.masked_fill(~visible, float("-inf")), output[sel], seen)
 
-    def check(self, layer, q, k, weights, w, softmax_scale, mask, output, sel):
+    def check(self, layer, q, k, weights, w, softmax_scale, output, sel):
         """The derived tensors must give the module's own top-k, and the folded w its scores."""
         import torch
         seq_len = k.shape[0]
         dots = torch.einsum("shd,td->sht", q[sel].float(), k.float())
         scores = torch.einsum("sh,sht->st", weights[sel], torch.relu(dots * softmax_scale))
         folded = torch.einsum("sh,sht->st", w[sel], torch.relu(dots))
+        # (IndexerHooks has checked that the model's mask is plain causal: each query sees keys 0..q_pos.)
         visible = torch.arange(seq_len, device=k.device)[None, :] <= sel[:, None]
-        # The model's mask must be plain causal: the dump states each query sees keys 0..q_pos.
-        if mask is not None:
-            m = (mask[0] if mask.dim() == 3 else mask[0, 0])[sel][:, :seq_len]
-            allowed = m if m.dtype == torch.bool else (m == 0)
-            if not torch.equal(allowed, visible):
-                raise CaptureError(f"layer {layer}: the attention mask is not plain causal (padding?)")
         scale = scores[visible].abs().max().clamp_min(1e-30)
         if (folded - scores)[visible].abs().max() > 1e-5 * scale:
             raise CaptureError(f"layer {layer}: w with folded factors does not reproduce the module's scores")

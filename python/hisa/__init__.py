@@ -83,7 +83,11 @@ def _plain(x, name, dtype):
     if x is None:
         return None
     if _is_torch(x):
-        x = x.detach().cpu().numpy()
+        import torch
+        x = x.detach().cpu()
+        if x.dtype == getattr(torch, "float8_e8m0fnu", None):  # ue8m0 block scales: their bytes are the codes
+            x = x.view(torch.uint8)
+        x = x.numpy()
     arr = np.asarray(x)
     want = np.dtype(dtype)
     if arr.dtype.kind not in "fiu" or (want.kind in "iu" and arr.dtype.kind == "f"):
@@ -137,6 +141,7 @@ class Audit:
                  device="auto", threads=0, worst=10, pictures=6, per_query=False):
         self._audit = _hisa.Audit(int(topk), int(block_size), int(blocks), forced, pool_precision, device,
                                   int(threads), int(worst), int(pictures), bool(per_query))
+        self.topk = int(topk)
 
     @property
     def engine(self):

@@ -91,6 +91,9 @@ def audit_model(model, audit=None, layers=None, queries="all", judge_model_topk=
         audit = Audit(**audit_options)
     elif audit_options:
         raise ValueError(f"audit_options {sorted(audit_options)} given with an Audit: set them on the Audit")
+    if judge_model_topk and audit.topk != int(model.config.index_topk):
+        raise ValueError(f"the Audit's topk {audit.topk} is not the model's index_topk {model.config.index_topk}: "
+                         f"its own top-k cannot be judged against it (judge_model_topk=False leaves it out)")
     live = ModelAudit(model, audit, layers=layers, queries=queries, judge_model_topk=judge_model_topk)
     try:
         yield live

@@ -1,7 +1,7 @@
 """What a transformers DSA indexer scores, derived from its forward call: q and k after RoPE, w with every factor
 folded in, and the module's own top-k. One home for these derivations, shared by the capture tool
 (datasets/capture/hisa_capture.py, which imports this file by path: it must run without a build) and by
-`import hisa`'s forward hook (hisa.hooks). Needs torch only.
+`import hisa`'s forward hook (hisa.hooks). Needs torch and NumPy.
 
 Models: `deepseek_v32` (DeepSeek-V3.2, half-split RoPE), `glm_moe_dsa` (GLM-5, interleaved RoPE) and `deepseek_v4`
 (DeepSeek-V4: the indexer scores compressed key rows, one per `compress_rate` tokens).
@@ -92,6 +92,8 @@ class IndexerHooks:
         if batch != 1:
             raise IndexerError("one prompt at a time (batch size 1)")
         rope = getattr(sys.modules[type(module).__module__], ROPE_FUNCTION[self.model_type])
+        mask = bound.arguments["attention_mask"]
+        check_causal(mask, seq_len, layer)
         with torch.no_grad():
             q = module.wq_b(q_resid).view(batch, seq_len, module.n_heads, module.head_dim)
             rot = module.qk_rope_head_dim
@@ -103,8 +105,7 @@ class IndexerHooks:
             k = torch.cat([k_rot, k_pass], dim=-1).squeeze(2)[0]  # [S, D]
             weights = module.weights_proj(hidden.to(module.weights_proj.weight.dtype)).float()[0] * module.n_heads ** -0.5
             w = weights * module.softmax_scale
-        self.on_layer(IndexerTensors(layer, q, k, weights, w, float(module.softmax_scale), output[0], 1,
-                                     bound.arguments["attention_mask"]))
+        self.on_layer(IndexerTensors(layer, q, k, weights, w, float(module.softmax_scale), output[0], 1, mask))
 
     def _compressed(self, module, args, kwargs, output):
         """DeepSeek-V4 (transformers 5.x DeepseekV4Indexer): q and the compressed keys exactly as its scorer
@@ -118,6 +119,7 @@ class IndexerHooks:
             raise IndexerError("run the model without a cache (use_cache=False): keys must be this prompt's")
         scorer = module.scorer
         q, compressed, hidden = scorer.hisa_inputs
+        del scorer.hisa_inputs  # not kept past this call (GPU memory)
         if q.shape[0] != 1:
             raise IndexerError("one prompt at a time (batch size 1)")
         positions = bound.arguments["position_ids"][0]
@@ -132,6 +134,22 @@ class IndexerHooks:
 
 def _keep_scorer_inputs(module, args):
     module.hisa_inputs = args
+
+
+def check_causal(mask, seq_len, layer):
+    """The model's mask must be plain causal (a dump and an audit state that each query sees keys 0..q_pos):
+    IndexerError for padding or any other mask."""
+    import torch
+    if mask is None:
+        return
+    m = (mask[0] if mask.dim() == 3 else mask[0, 0])[:seq_len, :seq_len]
+    keys = torch.arange(seq_len, device=m.device)
+    for start in range(0, seq_len, 1024):  # rows at a time: a whole [S, S] comparison is gigabytes at 128K
+        rows = m[start:start + 1024]
+        allowed = rows if rows.dtype == torch.bool else (rows == 0)
+        causal = keys[None, :] <= torch.arange(start, start + rows.shape[0], device=m.device)[:, None]
+        if not torch.equal(allowed, causal):
+            raise IndexerError(f"layer {layer}: the attention mask is not plain causal (padding?)")
 
 
 def model_topk_ref(output_rows, positions, compress_ratio, index_topk):

@@ -6,6 +6,7 @@
 #include "analysis/report_pictures.hpp"
 #include "core/error.hpp"
 #include "io/query_subset.hpp"
+#include "pipelines/common.hpp"
 #include "render/audit_output.hpp"
 
 namespace hisa {
@@ -17,7 +18,7 @@ LiveAudit::LiveAudit(LiveAuditOptions o) : o_(std::move(o)) {
 
 LiveAudit::~LiveAudit() = default;
 
-std::string LiveAudit::engine_name() const { return engine_name_on(o_.device); }
+std::string LiveAudit::engine_name() const { return engine_name_on(o_.device, o_.audit.run.fp8_mma); }
 
 LayerStats LiveAudit::add(const std::string& sample, int layer, const LayerKeys& keys, const QueryBatch& batch,
                           std::optional<NeedleRange> needle, std::optional<int64_t> window,
@@ -35,13 +36,15 @@ LayerStats LiveAudit::add(const std::string& sample, int layer, const LayerKeys&
   }
   const SelectionConfig& config = o_.audit.config;
   const std::vector<int64_t> rows = rows_seeing_keys(batch);
-  const QueryBatch seeing = batch_rows(batch, rows);
   audit_->begin(layer, keys, needle, sample);
   std::vector<double> hisa_iou, block_iou;
   std::vector<std::vector<BudgetPoint>> curves;
   std::ostringstream csv_rows;
-  if (!rows.empty()) {
-    audit_->add(seeing, rows, [&](const QueryAudit& a, const QueryMetrics& m) {
+  // In batches of kQueryBatch, as `hisa audit` reads a layer: the audits of a whole layer at once would hold
+  // every query's selections and block scores together.
+  for (size_t from = 0; from < rows.size(); from += size_t(kQueryBatch)) {
+    const std::span<const int64_t> part(rows.data() + from, std::min(rows.size() - from, size_t(kQueryBatch)));
+    audit_->add(batch_rows(batch, part), part, [&](const QueryAudit& a, const QueryMetrics& m) {
       hisa_iou.push_back(m.hisa.iou);
       block_iou.push_back(m.block.iou);
       curves.push_back(budget_curve(a, config));
@@ -53,20 +56,19 @@ LayerStats LiveAudit::add(const std::string& sample, int layer, const LayerKeys&
   LayerStats stats = acc.finish();
   stats.compress_ratio = keys.compress_ratio;
   stats.window = window;
-  // A query among the layer's final worst is among its own sample's worst: draw those while the keys are here.
-  if (o_.pictures > 0) {
-    for (const WorstQuery& w : stats.worst) {
-      if (w.iou >= 1.0) continue;  // nothing missed, nothing to draw (choose_pictures skips it too)
-      const auto at = std::lower_bound(rows.begin(), rows.end(), w.query);
-      if (at == rows.end() || *at != w.query) continue;
-      Explanation e;
-      e.options.layer = layer;
-      e.options.sample = sample;
-      e.options.query = w.query;
-      e.config = config;
-      explain_loaded(e, keys, batch_rows(seeing, std::vector<int64_t>{int64_t(at - rows.begin())}), needle);
-      pictures_[{sample, layer, w.query}] = picture_of(e, "", sample);  // no file: the page offers no explain command
-    }
+  // The report draws each layer's first `pictures` worst queries at most, and a query among the layer's final
+  // worst is among its own sample's worst: draw those while the keys are here.
+  const size_t drawn = size_t(std::min(o_.audit.worst, o_.pictures));
+  for (size_t i = 0; i < std::min(drawn, stats.worst.size()); ++i) {
+    const WorstQuery& w = stats.worst[i];
+    if (w.iou >= 1.0) continue;  // nothing missed, nothing to draw (choose_pictures skips it too)
+    Explanation e;
+    e.options.layer = layer;
+    e.options.sample = sample;
+    e.options.query = w.query;
+    e.config = config;
+    explain_loaded(e, keys, batch_rows(batch, std::vector<int64_t>{w.query}), needle);
+    pictures_[{sample, layer, w.query}] = picture_of(e, "", sample);  // no file: the page offers no explain command
   }
   LayerState& state = layers_[layer];
   if (state.acc) {
@@ -78,11 +80,24 @@ LayerStats LiveAudit::add(const std::string& sample, int layer, const LayerKeys&
   }
   state.compress_ratio = keys.compress_ratio;
   state.samples.insert(sample);
+  if (std::find(sample_order_.begin(), sample_order_.end(), sample) == sample_order_.end()) sample_order_.push_back(sample);
+  if (drawn > 0) forget_pictures_beyond_the_worst(layer, drawn);
   state.hisa_iou.insert(state.hisa_iou.end(), hisa_iou.begin(), hisa_iou.end());
   state.block_iou.insert(state.block_iou.end(), block_iou.begin(), block_iou.end());
   for (const auto& curve : curves) state.budget.add(curve);
   query_rows_ += csv_rows.str();
   return stats;
+}
+
+// A query that left the layer's first `drawn` worst never comes back (later samples only push it further down).
+void LiveAudit::forget_pictures_beyond_the_worst(int layer, size_t drawn) {
+  const LayerStats merged = layers_.at(layer).acc->finish();
+  std::set<std::pair<std::string, int64_t>> kept;
+  for (size_t i = 0; i < std::min(drawn, merged.worst.size()); ++i) kept.insert({merged.worst[i].sample, merged.worst[i].query});
+  for (auto it = pictures_.begin(); it != pictures_.end();) {
+    const auto& [sample, picture_layer, query] = it->first;
+    it = picture_layer == layer && !kept.count({sample, query}) ? pictures_.erase(it) : std::next(it);
+  }
 }
 
 AuditResult LiveAudit::result() const {
@@ -95,6 +110,9 @@ AuditResult LiveAudit::result() const {
     LayerStats stats = state.acc->finish();
     stats.compress_ratio = state.compress_ratio;
     if (state.windows_agree) stats.window = state.window;
+    for (const std::string& sample : sample_order_) {
+      if (!state.samples.count(sample)) stats.missing_samples.push_back(sample);  // as `hisa audit` lists them
+    }
     r.layers.push_back(std::move(stats));
   }
   return r;

@@ -64,8 +64,11 @@ class LiveAudit {
     BudgetCurveAccumulator budget;
     std::set<std::string> samples;
   };
+  void forget_pictures_beyond_the_worst(int layer, size_t drawn);
+
   LiveAuditOptions o_;
   std::unique_ptr<LayerAudit> audit_;
+  std::vector<std::string> sample_order_;  // every sample, in the order first added (for missing_samples)
   std::map<int, LayerState> layers_;
   std::map<std::tuple<std::string, int, int64_t>, QueryPicture> pictures_;  // (sample, layer, query)
   std::string query_rows_;

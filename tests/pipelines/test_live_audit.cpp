@@ -144,6 +144,9 @@ TEST(LiveAudit, ARefusedAddChangesNothing) {
   ASSERT_EQ(r.layers.size(), 2u);
   EXPECT_EQ(r.layers[0].queries, 2 * batch.count);
   EXPECT_EQ(r.layers[1].layer, 7);
+  // Layer 7 came from "a" only: "b" is listed as missing, as `hisa audit` lists a sample without the layer.
+  EXPECT_TRUE(r.layers[0].missing_samples.empty());
+  EXPECT_EQ(r.layers[1].missing_samples, std::vector<std::string>{"b"});
 }
 
 TEST(LiveAudit, AnEmptyAuditHasNoLayers) {

@@ -195,6 +195,10 @@ def test_audit_refuses_a_sample_layer_twice_and_keeps_what_it_had():
         audit.write_query_csv("/tmp/never-written.csv")
     with pytest.raises(ValueError, match="is a directory"):
         audit.write_json("/tmp")
+    # The private half refuses what it cannot read as one run of memory (the package hands it contiguous arrays).
+    with pytest.raises(ValueError, match="k: is not C-contiguous"):
+        hisa._hisa.select(q, "f32", k[::-1], "f32", w, q_pos, None, None, None, None, "flat", 16, 4, "in-budget",
+                          "fp32", 16, "cpu", 1, 0)
 
 
 def test_threads_may_share_an_audit():

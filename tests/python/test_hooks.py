@@ -49,6 +49,9 @@ def test_the_hook_audits_what_hisa_audit_finds_in_a_capture(tmp_path, model_type
             live.needle = (attrs["needle_begin"], attrs["needle_end"])
             with torch.no_grad():
                 model(input_ids=torch.tensor([ids], device=device), use_cache=False)
+        with pytest.raises(ValueError, match="not the model's index_topk"):
+            with hisa.hooks.audit_model(model, audit=hisa.Audit(topk=7, device="cpu")):
+                pass
         got = live.audit.result()
         assert live.calls == 1 and live.layers_audited == len(got["layers"]) >= 2
         got.pop("files"), want.pop("files")
