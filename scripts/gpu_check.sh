@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds hisa with CUDA, runs the GPU tests, the CUDA bench (BENCH=0 skips its matrix), each kernel family alone,
-# and a CPU-vs-CUDA audit of a synthetic dump, on a machine with a GPU. Logs go to $LOG (default /tmp/gpu_check); the main ones are copied to $OUT when that is
+# a CPU-vs-CUDA audit of a synthetic dump, and import hisa's Python tests (tests/python, the capture tool), on a machine with a GPU. Logs go to $LOG (default /tmp/gpu_check); the main ones are copied to $OUT when that is
 # set (the device tool brings back at most 8 files). A short summary is printed last.
 set -u -o pipefail
 RESULTS=${OUT:-}
@@ -19,6 +19,8 @@ else
   cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a >"$OUT/cmake.log" 2>&1 || { tail -30 "$OUT/cmake.log"; exit 1; }
   t0=$(date +%s)
   cmake --build build -j"$JOBS" --target hisa hisa_gpu_tests >"$OUT/build.log" 2>&1 || { grep -E "error" -A3 "$OUT/build.log" | head -80; exit 1; }
+  # import hisa, when this machine's Python has what it needs (the build says so): built here, tested below.
+  cmake --build build -j"$JOBS" --target hisa_python >>"$OUT/build.log" 2>&1 && HISA_PYTHON_BUILT=1
   echo "build: $(( $(date +%s) - t0 )) s"
   HISA=./build/cli/hisa; GPU_TESTS=./build/tests/hisa_gpu_tests
 fi
@@ -61,6 +63,15 @@ print(f"per-query rows: {len(rows['cpu'])} cpu, {len(rows['cuda'])} cuda; identi
 diff = max((abs(float(x["flat_coverage"]) - float(y["flat_coverage"])) for x, y in zip(rows["cpu"], rows["cuda"])), default=0)
 print(f"max |flat_coverage cpu - cuda| = {diff:.3g}")
 PY
+# import hisa on this machine's Python (torch and transformers here): the module's tests with CUDA tensors and the
+# live hook on tiny models, and the capture tool that shares the hook's derivations.
+if [ -n "${HISA_PYTHON_BUILT:-}" ]; then
+  PYTHONPATH=build/python HISA_BINARY=$HISA timeout 600 python3 -m pytest -q -p no:cacheprovider tests/python \
+    >"$OUT/python.log" 2>&1
+  echo "python tests: exit $? ($(tail -1 "$OUT/python.log"))"
+  HISA_BINARY=$HISA timeout 600 python3 datasets/capture/test_capture.py >"$OUT/capture.log" 2>&1
+  echo "capture tests: exit $? ($(tail -1 "$OUT/capture.log"))"
+fi
 if command -v compute-sanitizer >/dev/null; then
   timeout 240 compute-sanitizer --tool memcheck --error-exitcode 9 "$GPU_TESTS" \
     --gtest_filter='CudaTopK.*:CudaBlockChoice.*:CudaEngine.WgmmaShapesMatchCpuAndReference:CudaEngine.ShapesThatNeedPadding' \
@@ -68,7 +79,7 @@ if command -v compute-sanitizer >/dev/null; then
   echo "memcheck: exit $? ($(grep -E 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -1))"
 fi
 if [ -n "$RESULTS" ]; then
-  cp "$OUT"/gpu_tests.log "$OUT"/bench.log "$OUT"/bench.json "$OUT"/audit_compare.txt "$OUT"/audit_cpu.txt "$OUT"/audit_cuda.txt "$RESULTS"/ 2>/dev/null
+  cp "$OUT"/gpu_tests.log "$OUT"/python.log "$OUT"/bench.log "$OUT"/bench.json "$OUT"/audit_compare.txt "$OUT"/audit_cpu.txt "$OUT"/audit_cuda.txt "$RESULTS"/ 2>/dev/null
   [ -f "$OUT/memcheck.log" ] && tail -c 200000 "$OUT/memcheck.log" >"$RESULTS/memcheck.log"
 fi
 echo "==== summary ===="
