@@ -149,8 +149,9 @@ class Audit:
         return self._audit.engine()
 
     def add(self, q, k, w, q_pos, layer, sample="python", k_start=None, k_scale=None, compress_ratio=1,
-            window=None, needle=None, topk_ref=None, ref_method=None, ref_block_size=None, ref_blocks=None, ref_forced=None,
-            ref_pool_precision=None, q_dtype=None, k_dtype=None, q_scale_blocks=None, k_scale_blocks=None):
+            window=None, needle=None, topk_ref=None, ref_method=None, ref_block_size=None, ref_blocks=None,
+            ref_forced=None, ref_pool_precision=None, q_dtype=None, k_dtype=None, q_scale_blocks=None,
+            k_scale_blocks=None):
         """Audits one sample's layer and adds it: (stats, per_query) of this sample's layer alone, as
         audit_layer returns them. A sample's layer is added once; a layer's samples agree on compress_ratio.
         window: the tokens attended besides the selection (DeepSeek-V4: 128), reported as context."""

@@ -103,7 +103,8 @@ class IndexerHooks:
             q_rot, k_rot = rope(q_rot, k_rot, cos, sin, unsqueeze_dim=2)
             q = torch.cat([q_rot, q_pass], dim=-1)[0]             # [S, H, D]
             k = torch.cat([k_rot, k_pass], dim=-1).squeeze(2)[0]  # [S, D]
-            weights = module.weights_proj(hidden.to(module.weights_proj.weight.dtype)).float()[0] * module.n_heads ** -0.5
+            weights = module.weights_proj(hidden.to(module.weights_proj.weight.dtype)).float()[0]
+            weights = weights * module.n_heads ** -0.5
             w = weights * module.softmax_scale
         self.on_layer(IndexerTensors(layer, q, k, weights, w, float(module.softmax_scale), output[0], 1, mask))
 

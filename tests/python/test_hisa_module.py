@@ -237,7 +237,8 @@ def test_fp4_codes_with_block_scales_select_as_their_values():
     with pytest.raises(ValueError, match="k_scale_blocks: missing: fp4 k needs its block scales"):
         hisa.select(q, packed, w, q_pos, topk=32, device="cpu", k_dtype="fp4")
     with pytest.raises(ValueError, match=r"k_scale_blocks: shape \[300, 3\] does not match \[L, D / 32\]"):
-        hisa.select(q, packed, w, q_pos, topk=32, device="cpu", k_dtype="fp4", k_scale_blocks=np.ones((300, 3), np.uint8))
+        hisa.select(q, packed, w, q_pos, topk=32, device="cpu", k_dtype="fp4",
+                    k_scale_blocks=np.ones((300, 3), np.uint8))
     with pytest.raises(ValueError, match=r"q: shape \[5, 4, 64\] does not match \[Nq, H, D / 2 = 32\]"):
         hisa.select(q.view(np.uint8)[:, :, :64], values, w, q_pos, topk=32, device="cpu", q_dtype="fp4")
     nan_scale = exps.copy()
