@@ -274,6 +274,27 @@ void LayerAccumulator::merge(const LayerAccumulator& b) {
   parity_ += b.parity_;
 }
 
+std::vector<WorstQuery> LayerAccumulator::worst() const {
+  // Worst first: lowest IoU, then the largest coverage loss; ties by sample and query for a fixed order.
+  std::vector<WorstQuery> sorted = queries_seen_;
+  const size_t n = std::min(sorted.size(), size_t(worst_count_));
+  const bool by_ref = worst_by_ == WorstOrder::RefIou;
+  std::partial_sort(sorted.begin(), sorted.begin() + n, sorted.end(), [by_ref](const WorstQuery& x, const WorstQuery& y) {
+    if (by_ref) {
+      // Queries without topk_ref last; then the lowest ref IoU, the most unexplained tokens.
+      if (x.ref_iou.has_value() != y.ref_iou.has_value()) return x.ref_iou.has_value();
+      if (x.ref_iou != y.ref_iou) return *x.ref_iou < *y.ref_iou;
+      if (x.ref_unexplained != y.ref_unexplained) return x.ref_unexplained > y.ref_unexplained;
+    }
+    if (x.iou != y.iou) return x.iou < y.iou;
+    if (x.coverage_ratio != y.coverage_ratio) return x.coverage_ratio < y.coverage_ratio;
+    if (x.sample != y.sample) return x.sample < y.sample;
+    return x.query < y.query;
+  });
+  sorted.resize(n);
+  return sorted;
+}
+
 LayerStats LayerAccumulator::finish() const {
   LayerStats s;
   s.layer = layer_;
@@ -293,25 +314,7 @@ LayerStats LayerAccumulator::finish() const {
     s.certified_scored_share = summarize(certified_scored_share_).mean;
     s.certified_exact_share = summarize(certified_exact_).mean;
   }
-  if (worst_count_ > 0) {
-    // Worst first: lowest IoU, then the largest coverage loss; ties by sample and query for a fixed order.
-    std::vector<WorstQuery> sorted = queries_seen_;
-    const size_t n = std::min(sorted.size(), size_t(worst_count_));
-    const bool by_ref = worst_by_ == WorstOrder::RefIou;
-    std::partial_sort(sorted.begin(), sorted.begin() + n, sorted.end(), [by_ref](const WorstQuery& x, const WorstQuery& y) {
-      if (by_ref) {
-        // Queries without topk_ref last; then the lowest ref IoU, the most unexplained tokens.
-        if (x.ref_iou.has_value() != y.ref_iou.has_value()) return x.ref_iou.has_value();
-        if (x.ref_iou != y.ref_iou) return *x.ref_iou < *y.ref_iou;
-        if (x.ref_unexplained != y.ref_unexplained) return x.ref_unexplained > y.ref_unexplained;
-      }
-      if (x.iou != y.iou) return x.iou < y.iou;
-      if (x.coverage_ratio != y.coverage_ratio) return x.coverage_ratio < y.coverage_ratio;
-      if (x.sample != y.sample) return x.sample < y.sample;
-      return x.query < y.query;
-    });
-    s.worst.assign(sorted.begin(), sorted.begin() + n);
-  }
+  s.worst = worst();
   if (!ref_iou_.empty()) {
     auto d = summarize(ref_iou_);
     s.ref_iou_mean = d.mean;

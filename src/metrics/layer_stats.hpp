@@ -101,6 +101,8 @@ class LayerAccumulator {
   }
   void add_missing_sample(const std::string& name) { missing_.push_back(name); }
   LayerStats finish() const;
+  // finish()'s worst list alone (empty without worst): the queries so far, worst first.
+  std::vector<WorstQuery> worst() const;
   int layer() const { return layer_; }
 
   // For work spread over workers or MPI ranks (run/unit_runner.hpp): the state as bytes, back, and appending

@@ -91,9 +91,9 @@ LayerStats LiveAudit::add(const std::string& sample, int layer, const LayerKeys&
 
 // A query that left the layer's first `drawn` worst never comes back (later samples only push it further down).
 void LiveAudit::forget_pictures_beyond_the_worst(int layer, size_t drawn) {
-  const LayerStats merged = layers_.at(layer).acc->finish();
+  const std::vector<WorstQuery> worst = layers_.at(layer).acc->worst();
   std::set<std::pair<std::string, int64_t>> kept;
-  for (size_t i = 0; i < std::min(drawn, merged.worst.size()); ++i) kept.insert({merged.worst[i].sample, merged.worst[i].query});
+  for (size_t i = 0; i < std::min(drawn, worst.size()); ++i) kept.insert({worst[i].sample, worst[i].query});
   for (auto it = pictures_.begin(); it != pictures_.end();) {
     const auto& [sample, picture_layer, query] = it->first;
     it = picture_layer == layer && !kept.count({sample, query}) ? pictures_.erase(it) : std::next(it);
