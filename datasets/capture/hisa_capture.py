@@ -27,13 +27,14 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
-# The indexer derivations live with `import hisa` (python/hisa/indexer_tensors.py, torch only); imported as a
-# plain file, so that this tool needs no build.
+# The indexer derivations and the query positions live with `import hisa` (python/hisa/indexer_tensors.py,
+# torch and NumPy); imported as a plain file, so that this tool needs no build.
 sys.path.insert(0, os.path.join(HERE, "..", "..", "python", "hisa"))
 import h5py  # noqa: E402
 import prompts  # noqa: E402
 from hisa_h5 import write_array, write_bfloat16_bits, write_topk_ref  # noqa: E402
-from indexer_tensors import COMPRESSED, ROPE, IndexerError, IndexerHooks, model_topk_ref  # noqa: E402
+from indexer_tensors import (COMPRESSED, ROPE, IndexerError, IndexerHooks, model_topk_ref,  # noqa: E402
+                             query_positions)
 
 
 class CaptureError(IndexerError):
@@ -82,29 +83,6 @@ def load_model(args):
     if model_type not in ROPE:
         raise CaptureError(f"model_type {model_type!r} is not a DSA model this tool knows ({', '.join(ROPE)})")
     return model.to(args.device).eval(), tokenizer, name
-
-
-# ----- queries ---------------------------------------------------------------------------------------------
-
-def pick_positions(mode, seq_len, attrs):
-    """all | last:N | every:N (every N-th position and the last) | needle:W (the needle ± W and the last 32)."""
-    kind, _, arg = mode.partition(":")
-    last = seq_len - 1
-    if kind == "all":
-        chosen = range(seq_len)
-    elif kind == "last":
-        chosen = range(max(0, seq_len - int(arg)), seq_len)
-    elif kind == "every":
-        chosen = set(range(0, seq_len, int(arg))) | {last}
-    elif kind == "needle":
-        if "needle_begin" not in attrs:
-            raise CaptureError("--queries needle:W needs NIAH prompts")
-        w = int(arg)
-        chosen = set(range(max(0, attrs["needle_begin"] - w), min(seq_len, attrs["needle_end"] + w)))
-        chosen |= set(range(max(0, seq_len - 32), seq_len))
-    else:
-        raise CaptureError(f"--queries {mode!r}: expected all, last:N, every:N or needle:W")
-    return np.array(sorted(chosen), dtype=np.int64)
 
 
 # ----- the hook --------------------------------------------------------------------------------------------
@@ -292,7 +270,8 @@ def capture(args):
         f.attrs["rope"] = ROPE[cfg.model_type]
         f.attrs["source"] = source
         for sample_name, ids, attrs in samples:
-            hook.positions = pick_positions(args.queries, len(ids), attrs)
+            needle = (attrs["needle_begin"], attrs["needle_end"]) if "needle_begin" in attrs else None
+            hook.positions = query_positions(args.queries, len(ids), needle)
             hook.captured, hook.checks = {}, {}
             with torch.no_grad():
                 model(input_ids=torch.tensor([ids], device=args.device), use_cache=False)

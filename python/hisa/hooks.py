@@ -12,27 +12,8 @@ w with H^-1/2 and the softmax scale folded in, the module's output as topk_ref.
 """
 import contextlib
 
-import numpy as np
-
 from . import Audit
-from .indexer_tensors import IndexerHooks, model_topk_ref
-
-
-def _query_rows(queries, seq_len):
-    """Token positions audited in a prompt of seq_len tokens: "all", "last:N" or "every:N" (every N-th position
-    and the last)."""
-    kind, _, arg = queries.partition(":")
-    if kind == "all" and not arg:
-        return np.arange(seq_len, dtype=np.int64)
-    try:
-        n = int(arg)
-    except ValueError:
-        n = 0
-    if n < 1 or kind not in ("last", "every"):
-        raise ValueError(f"queries {queries!r}: expected \"all\", \"last:N\" or \"every:N\" with N >= 1")
-    if kind == "last":
-        return np.arange(max(0, seq_len - n), seq_len, dtype=np.int64)
-    return np.array(sorted(set(range(0, seq_len, n)) | {seq_len - 1}), dtype=np.int64)
+from .indexer_tensors import IndexerHooks, model_topk_ref, query_positions
 
 
 class ModelAudit:
@@ -53,7 +34,7 @@ class ModelAudit:
         self.layers_audited = 0
         self.index_topk = int(model.config.index_topk)
         self.window = getattr(model.config, "sliding_window", None)  # V4: reported beside compressed layers
-        _query_rows(queries, 1)  # a bad spelling fails before the model runs
+        query_positions(queries, 1, (0, 1))  # a bad spelling fails before the model runs
         self._hooks = IndexerHooks(model, self._add, None if layers is None else set(layers))
         self._start = model.register_forward_pre_hook(self._next_sample)
 
@@ -65,7 +46,7 @@ class ModelAudit:
 
     def _add(self, t):
         import torch
-        rows = _query_rows(self.queries, t.q.shape[0])
+        rows = query_positions(self.queries, t.q.shape[0], self._needle)
         sel = torch.as_tensor(rows, device=t.q.device)
         ref = None
         if self.judge_model_topk:
@@ -84,8 +65,8 @@ class ModelAudit:
 def audit_model(model, audit=None, layers=None, queries="all", judge_model_topk=True, **audit_options):
     """Audits every indexer call of `model` inside the block; yields the ModelAudit (its .audit holds the results).
     audit: a hisa.Audit to add to (default: a new one made with audit_options, topk = the model's index_topk).
-    layers: the layer numbers to audit (default: all). queries: "all", "last:N" or "every:N" positions of each
-    prompt. judge_model_topk: pass the module's own top-k as topk_ref, judged against the flat rule."""
+    layers: the layer numbers to audit (default: all). queries: "all", "last:N", "every:N" or "needle:W" (the
+    needle set with `.needle` ± W tokens and the last 32) positions of each prompt, as the capture tool's --queries. judge_model_topk: pass the module's own top-k as topk_ref, judged against the flat rule."""
     if audit is None:
         audit_options.setdefault("topk", int(model.config.index_topk))
         audit = Audit(**audit_options)

@@ -153,6 +153,33 @@ def check_causal(mask, seq_len, layer):
             raise IndexerError(f"layer {layer}: the attention mask is not plain causal (padding?)")
 
 
+def query_positions(mode, seq_len, needle=None):
+    """The token positions of a prompt of seq_len tokens whose queries are kept, ascending (int64): "all",
+    "last:N", "every:N" (every N-th position and the last), or "needle:W" (the needle's tokens ± W and the last
+    32; needle = (begin, end)). ValueError for any other spelling, and for needle:W without a needle."""
+    kind, _, arg = mode.partition(":")
+    try:
+        n = int(arg) if arg else None
+    except ValueError:
+        n = None
+    least = 0 if kind == "needle" else 1
+    if not (kind == "all" and not arg) and (kind not in ("last", "every", "needle") or n is None or n < least):
+        raise ValueError(f"queries {mode!r}: expected all, last:N, every:N (N >= 1) or needle:W (W >= 0)")
+    last = seq_len - 1
+    if kind == "all":
+        chosen = range(seq_len)
+    elif kind == "last":
+        chosen = range(max(0, seq_len - n), seq_len)
+    elif kind == "every":
+        chosen = set(range(0, seq_len, n)) | {last}
+    else:
+        if needle is None:
+            raise ValueError(f"queries {mode!r} needs the prompt's needle (NIAH prompts)")
+        chosen = set(range(max(0, needle[0] - n), min(seq_len, needle[1] + n)))
+        chosen |= set(range(max(0, seq_len - 32), seq_len))
+    return np.array(sorted(chosen), dtype=np.int64)
+
+
 def model_topk_ref(output_rows, positions, compress_ratio, index_topk):
     """The module's top-k rows for the queries at token `positions` as a dump's topk_ref: int32 [Nq,
     index_topk], entries the model chose among masked (-inf) keys replaced by -1 (V4 returns its own -1 for

@@ -15,13 +15,17 @@ HISA = os.environ.get("HISA_BINARY", "hisa")
 CAPTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "datasets", "capture")
 
 
-def test_query_rows_spellings():
-    assert list(hisa.hooks._query_rows("all", 4)) == [0, 1, 2, 3]
-    assert list(hisa.hooks._query_rows("last:2", 5)) == [3, 4]
-    assert list(hisa.hooks._query_rows("every:4", 10)) == [0, 4, 8, 9]
+def test_query_positions_spellings():
+    query_positions = hisa.hooks.query_positions  # the capture tool's --queries, shared
+    assert list(query_positions("all", 4)) == [0, 1, 2, 3]
+    assert list(query_positions("last:2", 5)) == [3, 4]
+    assert list(query_positions("every:4", 10)) == [0, 4, 8, 9]
+    assert list(query_positions("needle:1", 40, (3, 5))) == [2, 3, 4, 5] + list(range(8, 40))
     for bad in ("last", "every:0", "first:3", "all:2"):
         with pytest.raises(ValueError, match="expected"):
-            hisa.hooks._query_rows(bad, 10)
+            query_positions(bad, 10)
+    with pytest.raises(ValueError, match="needs the prompt's needle"):
+        query_positions("needle:4", 10)
 
 
 @pytest.mark.parametrize("model_type", ["deepseek_v32", "glm_moe_dsa", "deepseek_v4"])
