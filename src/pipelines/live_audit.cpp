@@ -35,15 +35,19 @@ LayerStats LiveAudit::add(const std::string& sample, int layer, const LayerKeys&
                                             std::to_string(keys.compress_ratio) + ": a layer's samples must agree");
   }
   const SelectionConfig& config = o_.audit.config;
-  const std::vector<int64_t> rows = rows_seeing_keys(batch);
+  const std::vector<int64_t> seeing = rows_seeing_keys(batch);
   audit_->begin(layer, keys, needle, sample);
   std::vector<double> hisa_iou, block_iou;
   std::vector<std::vector<BudgetPoint>> curves;
   std::ostringstream csv_rows;
-  // In batches of kQueryBatch, as `hisa audit` reads a layer: the audits of a whole layer at once would hold
-  // every query's selections and block scores together.
-  for (size_t from = 0; from < rows.size(); from += size_t(kQueryBatch)) {
-    const std::span<const int64_t> part(rows.data() + from, std::min(rows.size() - from, size_t(kQueryBatch)));
+  // In batches of kQueryBatch queries, as `hisa audit` reads a layer, then without the queries that see no key
+  // row, as it drops them from each batch read: the same batches give the same sums, bit for bit. (The audit of a
+  // whole layer at once would also hold every query's selections and block scores together.)
+  for (int64_t from = 0; from < batch.count; from += kQueryBatch) {
+    const auto first = std::lower_bound(seeing.begin(), seeing.end(), from);
+    const auto last = std::lower_bound(first, seeing.end(), from + kQueryBatch);
+    const std::span<const int64_t> part(first, last);
+    if (part.empty()) continue;
     audit_->add(batch_rows(batch, part), part, [&](const QueryAudit& a, const QueryMetrics& m) {
       hisa_iou.push_back(m.hisa.iou);
       block_iou.push_back(m.block.iou);

@@ -1,6 +1,7 @@
 // LiveAudit (import hisa's Audit): layers handed over in memory give what `hisa audit` and `hisa report` make of
 // the same layers read from a dump; a refused add changes nothing.
 #include <gtest/gtest.h>
+#include <hdf5.h>
 
 #include <algorithm>
 #include <memory>
@@ -8,6 +9,7 @@
 
 #include "core/error.hpp"
 #include "io/dump_reader.hpp"
+#include "pipelines/common.hpp"
 #include "pipelines/live_audit.hpp"
 #include "pipelines/report.hpp"
 #include "render/audit_output.hpp"
@@ -59,7 +61,8 @@ std::unique_ptr<LiveAudit> live_audit_of(const std::string& path, const ReportOp
       LayerReader lr = reader.open_layer(s.name, layer);
       const LayerKeys keys = lr.read_keys();
       const QueryBatch batch = lr.read_queries(0, lr.shape().queries);
-      live->add(s.name, layer, keys, batch, needle_rows({*s.attributes.needle_begin, *s.attributes.needle_end}, 1));
+      live->add(s.name, layer, keys, batch,
+                needle_rows({*s.attributes.needle_begin, *s.attributes.needle_end}, keys.compress_ratio));
     }
   }
   return live;
@@ -86,6 +89,49 @@ TEST(LiveAudit, LayersInMemoryGiveTheAuditOfTheDump) {
   const std::string& rows = live->query_rows();
   EXPECT_EQ(std::count(rows.begin(), rows.end(), '\n'), 96);
   EXPECT_NE(rows.find(LiveAudit::kSource), std::string::npos);
+}
+
+// Synth puts every query of a compressed layer at a token of its own row; the query at token 0 sees no row yet.
+void move_first_query_to_token_0(const std::string& path) {
+  const hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  ASSERT_GE(f, 0);
+  const hid_t d = H5Dopen2(f, "/sample_0/layer_0/q_pos", H5P_DEFAULT);
+  ASSERT_GE(d, 0);
+  const hid_t space = H5Dget_space(d);
+  std::vector<int64_t> q_pos(size_t(H5Sget_simple_extent_npoints(space)));
+  ASSERT_GE(H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, q_pos.data()), 0);
+  q_pos[0] = 0;
+  ASSERT_GE(H5Dwrite(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, q_pos.data()), 0);
+  H5Sclose(space);
+  H5Dclose(d);
+  ASSERT_GE(H5Fclose(f), 0);
+}
+
+// A compressed layer whose first query sees no key row, over more than one batch of queries: the CLI reads
+// batches of kQueryBatch queries and then drops those that see nothing, and the live add must batch the same way
+// for the layer's sums to come out bit for bit the same (they differed in the last digits when it did not).
+TEST(LiveAudit, ACompressedLayerAuditsAsTheCliBatchesIt) {
+  test::TempDir dir;
+  SynthOptions s;
+  s.output = dir.file("v4.h5");
+  s.seq_len = 2400;
+  s.layers = 1;
+  s.heads = 4;
+  s.head_dim = 64;
+  s.index_topk = 32;
+  s.compress_ratio = 4;
+  s.queries = parse_query_selection("all");
+  s.needle_len = 16;
+  write_synth_dump(s);
+  move_first_query_to_token_0(s.output);
+  ReportOptions r = report_options(s.output);
+  r.audit.config.block_size = 16;
+  r.audit.config.topk = 32;
+  const AuditResult want = run_audit(r.audit);
+  ASSERT_EQ(want.layers.size(), 1u);
+  ASSERT_EQ(want.layers[0].queries, 599);  // the query at token 0 saw no row and was left out
+  const AuditResult got = live_audit_of(s.output, r)->result();
+  EXPECT_EQ(without_files(audit_json(got)), without_files(audit_json(want)));
 }
 
 TEST(LiveAudit, TheReportDrawsTheWorstQueriesAsTheCliDoes) {
