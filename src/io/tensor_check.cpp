@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <stdexcept>
 
 #include "select/config.hpp"
 
@@ -20,6 +21,17 @@ std::string float_text(float v) {
 
 }  // namespace
 
+void fail_nonfinite(const std::string& dataset, int64_t row, int64_t element, float value, const CheckFailure& fail) {
+  fail(dataset, "row " + std::to_string(row) + " holds " + float_text(value) + " at element " + std::to_string(element) +
+                    " (NaN and Inf are not valid indexer inputs)");
+  throw std::logic_error("check_finite: the failure handler returned");
+}
+
+void fail_bad_key_scale(int64_t row, float value, const CheckFailure& fail) {
+  fail("k_scale", "row " + std::to_string(row) + " holds " + float_text(value) + " (scales must be finite and positive)");
+  throw std::logic_error("check_key_scales: the failure handler returned");
+}
+
 void check_finite(const std::string& dataset, const float* values, int64_t rows, int64_t row_elems, int64_t first_row,
                   const CheckFailure& fail) {
   // All finite is the common case: checked on every core; only a failure looks for the first bad value.
@@ -31,10 +43,7 @@ void check_finite(const std::string& dataset, const float* values, int64_t rows,
   for (int64_t r = 0; r < rows; ++r) {
     const float* row = values + r * row_elems;
     for (int64_t i = 0; i < row_elems; ++i) {
-      if (!std::isfinite(row[i])) {
-        fail(dataset, "row " + std::to_string(first_row + r) + " holds " + float_text(row[i]) + " at element " +
-                          std::to_string(i) + " (NaN and Inf are not valid indexer inputs)");
-      }
+      if (!std::isfinite(row[i])) fail_nonfinite(dataset, first_row + r, i, row[i], fail);
     }
   }
 }
@@ -42,9 +51,7 @@ void check_finite(const std::string& dataset, const float* values, int64_t rows,
 void check_key_scales(std::span<const float> k_scale, const CheckFailure& fail) {
   for (size_t s = 0; s < k_scale.size(); ++s) {
     const float v = k_scale[s];
-    if (!std::isfinite(v) || v <= 0.0f) {
-      fail("k_scale", "row " + std::to_string(s) + " holds " + float_text(v) + " (scales must be finite and positive)");
-    }
+    if (!std::isfinite(v) || v <= 0.0f) fail_bad_key_scale(int64_t(s), v, fail);
   }
 }
 

@@ -19,6 +19,10 @@ void check_finite(const std::string& dataset, const float* values, int64_t rows,
                   const CheckFailure& fail);
 // k_scale: finite and > 0.
 void check_key_scales(std::span<const float> k_scale, const CheckFailure& fail);
+// The two checks' failures, for values checked elsewhere (on a GPU: cuda/device_layer.hpp).
+[[noreturn]] void fail_nonfinite(const std::string& dataset, int64_t row, int64_t element, float value,
+                                 const CheckFailure& fail);
+[[noreturn]] void fail_bad_key_scale(int64_t row, float value, const CheckFailure& fail);
 // Each query's q_pos and k_start against L keys (rows of compress_ratio tokens: q_pos a token position, k_start
 // a row). Rows counted from first_row.
 void check_positions(std::span<const int64_t> q_pos, std::span<const int64_t> k_start, int64_t keys,

@@ -14,7 +14,6 @@ PooledKeys pool_keys(const LayerKeys& keys, int64_t block_size, PoolPrecision pr
   p.dim = keys.dim;
   p.count = (keys.count + block_size - 1) / block_size;
   p.k.assign(size_t(p.count * p.dim), 0.0f);
-  p.scale.assign(size_t(p.count), 1.0f);
   // Blocks are independent (each sums its own keys in position order), so the result is the same on any thread count.
 #pragma omp parallel for schedule(static)
   for (int64_t b = 0; b < p.count; ++b) {
@@ -23,19 +22,29 @@ PooledKeys pool_keys(const LayerKeys& keys, int64_t block_size, PoolPrecision pr
     for (int64_t s = begin; s < end; ++s) {
       const float* row = keys.row(s);
       const float sc = keys.k_scale[size_t(s)];
-      for (int64_t d = 0; d < p.dim; ++d) mean[d] += row[d] * sc;
+      // One rounding per key, written out (not left to the compiler's contraction), so that every build and the
+      // GPU's pooling of keys that live there (cuda/device_operands.cu) give the same means.
+      for (int64_t d = 0; d < p.dim; ++d) mean[d] = std::fma(row[d], sc, mean[d]);
     }
     const float n = float(end - begin);
     for (int64_t d = 0; d < p.dim; ++d) mean[d] /= n;
-    if (precision == PoolPrecision::Fp8) {
-      float absmax = 0.0f;
-      for (int64_t d = 0; d < p.dim; ++d) absmax = std::max(absmax, std::fabs(mean[d]));
-      const float scale = std::max(absmax / 448.0f, 1e-10f);
-      for (int64_t d = 0; d < p.dim; ++d) mean[d] = e4m3_to_float(float_to_e4m3(mean[d] / scale));
-      p.scale[size_t(b)] = scale;
-    }
   }
+  finish_pooling(p, precision);
   return p;
+}
+
+void finish_pooling(PooledKeys& p, PoolPrecision precision) {
+  p.scale.assign(size_t(p.count), 1.0f);
+  if (precision != PoolPrecision::Fp8) return;
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < p.count; ++b) {
+    float* mean = p.k.data() + b * p.dim;
+    float absmax = 0.0f;
+    for (int64_t d = 0; d < p.dim; ++d) absmax = std::max(absmax, std::fabs(mean[d]));
+    const float scale = std::max(absmax / 448.0f, 1e-10f);
+    for (int64_t d = 0; d < p.dim; ++d) mean[d] = e4m3_to_float(float_to_e4m3(mean[d] / scale));
+    p.scale[size_t(b)] = scale;
+  }
 }
 
 std::vector<TokenRange> visible_runs(const std::vector<int64_t>& kept, int64_t block_size, int64_t k_start, int64_t q_pos) {

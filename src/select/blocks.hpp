@@ -22,6 +22,9 @@ struct PooledKeys {
 };
 
 PooledKeys pool_keys(const LayerKeys& keys, int64_t block_size, PoolPrecision precision);
+// pool_keys' last step, on means already in p.k (the CUDA engine pools keys that live on the GPU there): the
+// scales, and with fp8 pooling each block's mean re-quantised.
+void finish_pooling(PooledKeys& p, PoolPrecision precision);
 
 // Blocks that overlap the visible range [k_start, q_pos]: first..last inclusive.
 struct BlockSpan {

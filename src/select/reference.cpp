@@ -55,7 +55,7 @@ std::vector<float> pooled_key(const LayerKeys& keys, int64_t block, int64_t bloc
   const int64_t begin = block * block_size, end = std::min(keys.count, begin + block_size);
   std::vector<float> mean(size_t(keys.dim), 0.0f);
   for (int64_t s = begin; s < end; ++s) {
-    for (int64_t d = 0; d < keys.dim; ++d) mean[size_t(d)] += keys.row(s)[d] * keys.k_scale[size_t(s)];
+    for (int64_t d = 0; d < keys.dim; ++d) mean[size_t(d)] = std::fma(keys.row(s)[d], keys.k_scale[size_t(s)], mean[size_t(d)]);
   }
   for (auto& v : mean) v /= float(end - begin);
   scale = 1.0f;
