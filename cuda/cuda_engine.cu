@@ -69,12 +69,21 @@ class CudaEngine final : public SelectionEngine {
   void set_layer(const LayerKeys& keys, const SelectionConfig& config) override {
     config.validate();
     check_int32(keys.count, config.topk);
+    if (keys.on_device() && keys.device != scoring_.device()) {
+      throw std::invalid_argument("keys on CUDA device " + std::to_string(keys.device) + " given to the engine on device " +
+                                  std::to_string(scoring_.device()));
+    }
     HostTimer t(ms_.pooling);
     scoring_.use_device();
     keys_ = &keys;
     config_ = config;
-    pooled_ = pool_keys(keys, config.block_size, config.pool);
-    tokens_.reset(keys.k.data(), keys.k_scale.data(), keys.count, keys.dim, "tokens", stream());
+    if (keys.on_device()) {
+      pooled_ = pool_on_device(keys, config.block_size, config.pool);
+      tokens_.reset_on_device(keys.device_k, keys.device_k_scale, keys.count, keys.dim, "tokens", stream());
+    } else {
+      pooled_ = pool_keys(keys, config.block_size, config.pool);
+      tokens_.reset(keys.k.data(), keys.k_scale.data(), keys.count, keys.dim, "tokens", stream());
+    }
     blocks_.reset(pooled_.k.data(), pooled_.scale.data(), pooled_.count, pooled_.dim, pooled_name(config.block_size),
                   stream());
     scoring_.synchronize();
@@ -83,6 +92,10 @@ class CudaEngine final : public SelectionEngine {
 
   void audit(const QueryBatch& b, std::vector<QueryAudit>& out) override {
     HostTimer t(ms_.calls);
+    // The audit's metrics (certification, miss causes) read queries and keys on the host.
+    if (b.on_device() || (keys_ != nullptr && keys_->on_device())) {
+      throw std::invalid_argument("CudaEngine: audit() needs operands in host memory");
+    }
     begin_batch(b);
     out.assign(size_t(b.count), QueryAudit{});
     for (const Chunk& c : plan_chunks(b, true, false)) audit_chunk(b, c, out);
@@ -100,6 +113,7 @@ class CudaEngine final : public SelectionEngine {
   }
 
   void set_sweep_layer(const LayerKeys& keys, int64_t topk, std::span<const PoolVariant> variants) override {
+    if (keys.on_device()) throw std::invalid_argument("CudaEngine: set_sweep_layer() needs keys in host memory");
     check_int32(keys.count, topk);
     HostTimer t(ms_.pooling);
     scoring_.use_device();
@@ -141,8 +155,29 @@ class CudaEngine final : public SelectionEngine {
   int k() const { return int(config_.topk); }
   static std::string pooled_name(int64_t B) { return "pooled keys (B = " + std::to_string(B) + ")"; }
 
+  // pool_keys of keys that live on this GPU: the fp32 means summed here (the same sums, device_operands.hpp), and
+  // only they (1/B of the keys) come to the host for pool_keys' last step.
+  PooledKeys pool_on_device(const LayerKeys& keys, int64_t B, PoolPrecision precision) {
+    PooledKeys p;
+    p.block_size = B;
+    p.dim = keys.dim;
+    p.count = (keys.count + B - 1) / B;
+    p.k.resize(size_t(p.count * p.dim));
+    DeviceArray<float> means;
+    means.resize(p.k.size());
+    pool_means_on_device(keys.device_k, keys.device_k_scale, keys.count, keys.dim, B, means.data(), stream());
+    means.download(p.k.data(), p.k.size(), stream());
+    scoring_.synchronize();
+    finish_pooling(p, precision);
+    return p;
+  }
+
   void begin_batch(const QueryBatch& b) {
     if (keys_ == nullptr || prepared_for_sweep_) throw std::logic_error("CudaEngine: set_layer before audit/select");
+    if (b.on_device() && b.device != scoring_.device()) {
+      throw std::invalid_argument("queries on CUDA device " + std::to_string(b.device) + " given to the engine on device " +
+                                  std::to_string(scoring_.device()));
+    }
     scoring_.set_batch(b, keys_->count);
     scoring_.upload_block_ranges(config_.block_size, blo_, bhi_);
   }

@@ -77,7 +77,7 @@ void CudaScoring::set_batch(const QueryBatch& b, int64_t key_count) {
   use_device();
   batch_ = &b;
   used_fp8_mma_ = false;
-  queries_.reset(b);
+  queries_.reset(b, stream());
   std::vector<int> lo(size_t(b.count)), hi(size_t(b.count));
   for (int64_t i = 0; i < b.count; ++i) {
     const int64_t ks = b.k_start[size_t(i)], qp = b.q_pos[size_t(i)];

@@ -70,6 +70,7 @@ class CudaScoring {
   // fp8_mma: score e4m3 operands on the fp8 tensor cores (not exact; kernels.hpp ValueType::E4M3).
   CudaScoring(int device, bool fp8_mma);
   const std::string& name() const { return name_; }
+  int device() const { return device_; }
   cudaStream_t stream() const { return stream_->get(); }
   void synchronize() const { stream_->synchronize(); }
   void use_device() const;

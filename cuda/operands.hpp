@@ -14,6 +14,7 @@
 
 #include "core/numeric.hpp"
 #include "cuda/device_buffer.hpp"
+#include "cuda/device_operands.hpp"
 #include "cuda/kernels.hpp"
 #include "io/dump_model.hpp"
 
@@ -77,6 +78,15 @@ class Exactness {
     f16_.reset();
     e4m3_.reset();
     splittable_.reset();
+  }
+  // The answers computed where the values live (device_operands.hpp), for values not in host memory.
+  void reset_known(const ExactnessFlags& f) {
+    values_ = nullptr;
+    n_ = 0;
+    bf16_ = f.bf16;
+    f16_ = f.f16;
+    e4m3_ = f.e4m3;
+    splittable_ = f.splittable;
   }
   bool bf16() const { return bf16_; }
   // Every value is an fp8 e4m3fn value (asked only for the fp8 tensor cores).
@@ -166,6 +176,22 @@ class KeyStore {
     scale_.upload(scales, size_t(count), s);
     have_f32_ = false;
     lowp_type_ = ValueType::F32;
+    on_device_ = false;
+  }
+  // Keys that live on this GPU (LayerKeys::device_k): checked and encoded here, read in place as fp32.
+  void reset_on_device(const float* values, const float* scales, int64_t count, int64_t dim, std::string what,
+                       cudaStream_t s) {
+    what_ = std::move(what);
+    ++generation_;
+    values_ = values;
+    count_ = count;
+    dim_ = dim;
+    exact_.reset_known(exactness_on_device(values, count * dim, s));
+    scale_.resize(size_t(count));
+    if (count > 0) HISA_CUDA_CHECK(cudaMemcpyAsync(scale_.data(), scales, size_t(count) * sizeof(float), cudaMemcpyDeviceToDevice, s));
+    have_f32_ = false;
+    lowp_type_ = ValueType::F32;
+    on_device_ = true;
   }
   const Exactness& exact() const { return exact_; }
   int64_t count() const { return count_; }
@@ -174,6 +200,7 @@ class KeyStore {
   uint64_t generation() const { return generation_; }
   const float* scales() const { return scale_.data(); }
   const float* f32(cudaStream_t s) {
+    if (on_device_) return values_;
     if (!have_f32_) {
       f32_.upload(values_, size_t(count_ * dim_), s);
       have_f32_ = true;
@@ -182,6 +209,11 @@ class KeyStore {
   }
   // [count, coded_dim(t, dim)] units, zero-padded.
   const uint16_t* lowp(ValueType t, cudaStream_t s) {
+    if (lowp_type_ != t && on_device_) {
+      lowp_.resize(size_t(count_ * coded_dim(t, dim_)));
+      encode_rows_on_device(t, values_, count_, dim_, 1, 1, lowp_.data(), s);
+      lowp_type_ = t;
+    }
     if (lowp_type_ != t) {
       const int64_t cd = coded_dim(t, dim_);
       uploader_.upload(lowp_, count_, cd, [&](int64_t r, uint16_t* out) {
@@ -204,24 +236,31 @@ class KeyStore {
   PieceUploader uploader_;
   bool have_f32_ = false;
   ValueType lowp_type_ = ValueType::F32;
+  bool on_device_ = false;  // values_ is device memory
 };
 
 // One batch's queries and weights, uploaded in the forms needed; each form is kept until the next batch (an
 // fp8 batch under the fp8 tensor cores takes bf16 codes for J and fp8 codes for the tokens).
 class QueryStore {
  public:
-  void reset(const QueryBatch& b) {
+  void reset(const QueryBatch& b, cudaStream_t s) {
     batch_ = &b;
-    exact_.reset(b.q.data(), b.q.size());
+    if (b.on_device()) {
+      exact_.reset_known(exactness_on_device(b.device_q, b.count * b.heads * b.dim, s));
+    } else {
+      exact_.reset(b.q.data(), b.q.size());
+    }
     have_f32_ = have_wpad_ = false;
     for (auto& f : forms_) f.loaded = false;
   }
   const Exactness& exact() const { return exact_; }
   const float* q_f32(cudaStream_t s) {
+    if (batch_->on_device()) return batch_->device_q;
     load_f32(s);
     return q32_.data();
   }
   const float* w_f32(cudaStream_t s) {
+    if (batch_->on_device()) return batch_->device_w;
     load_f32(s);
     return w32_.data();
   }
@@ -232,6 +271,12 @@ class QueryStore {
     if (!f.loaded) {
       const QueryBatch& b = *batch_;
       const int64_t hp = padded_heads(), cd = coded_dim(t, b.dim);
+      if (b.on_device()) {
+        f.codes.resize(size_t(b.count * hp * cd));
+        encode_rows_on_device(t, b.device_q, b.count * hp, b.dim, b.heads, hp, f.codes.data(), s);
+        f.loaded = true;
+        return f.codes.data();
+      }
       // Row r = i·H' + h; the padded heads' rows are zero.
       uploader_.upload(f.codes, b.count * hp, cd, [&](int64_t r, uint16_t* out) {
         std::fill_n(out, cd, uint16_t(0));
@@ -246,6 +291,12 @@ class QueryStore {
     if (!have_wpad_) {
       const QueryBatch& b = *batch_;
       const int64_t hp = padded_heads();
+      if (b.on_device()) {
+        wpad_.resize(size_t(b.count * hp));
+        pad_heads_on_device(b.device_w, b.count, b.heads, hp, wpad_.data(), s);
+        have_wpad_ = true;
+        return wpad_.data();
+      }
       staging_w_.assign(size_t(b.count * hp), 0.0f);
       for (int64_t i = 0; i < b.count; ++i) std::copy_n(b.w_row(i), b.heads, &staging_w_[size_t(i * hp)]);
       wpad_.upload(staging_w_.data(), staging_w_.size(), s);

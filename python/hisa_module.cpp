@@ -31,6 +31,9 @@
 #include "render/audit_output.hpp"
 #include "render/html_report.hpp"
 #include "select/engine.hpp"
+#ifdef HISA_HAVE_CUDA
+#include "cuda/device_layer.hpp"
+#endif
 
 namespace py = pybind11;
 
@@ -44,12 +47,16 @@ struct BadInput : std::runtime_error {
 };
 
 [[noreturn]] void fail(const std::string& what, const std::string& message) { throw BadInput(what + ": " + message); }
+// The loader's checks (io/tensor_check.hpp) report through this: ValueError naming the operand.
+const CheckFailure kFail = [](const std::string& dataset, const std::string& message) { fail(dataset, message); };
 
 std::string shape_text(const py::array& a) {
   std::string s = "[";
   for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
   return s + "]";
 }
+
+std::vector<int64_t> py_shape(const py::array& a) { return {a.shape(), a.shape() + a.ndim()}; }
 
 void require_shape(const py::array& a, const std::string& name, std::vector<int64_t> want, const std::string& spelled) {
   bool ok = a.ndim() == py::ssize_t(want.size());
@@ -127,7 +134,7 @@ struct Fp4Scales {
 Layer make_layer(const py::array& q, const std::string& q_type, const py::array& k, const std::string& k_type,
                  const py::array& w, const py::array& q_pos, const std::optional<py::array>& k_start,
                  const std::optional<py::array>& k_scale, int64_t compress_ratio, const Fp4Scales& blocks = {}) {
-  const CheckFailure failure = [](const std::string& dataset, const std::string& message) { fail(dataset, message); };
+  const CheckFailure& failure = kFail;
   if (k.ndim() != 2) fail("k", "expected 2 dimensions [L, D], found " + shape_text(k));
   if (q.ndim() != 3) fail("q", "expected 3 dimensions [Nq, H, D], found " + shape_text(q));
   const bool q_fp4 = q_type == "fp4", k_fp4 = k_type == "fp4";
@@ -230,6 +237,96 @@ py::array_t<int32_t> select_layer(const py::array& q, const std::string& q_type,
   return out;
 }
 
+#ifdef HISA_HAVE_CUDA
+// A CUDA tensor as the Python half hands it over, (data pointer, shape, element type, device index): read where
+// it is, never copied to the host.
+struct GpuTensor {
+  const void* data = nullptr;
+  std::vector<int64_t> shape;
+  std::string type;
+  int device = -1;
+};
+
+GpuTensor gpu_tensor(const py::tuple& t, const std::string& name) {
+  if (t.size() != 4) fail(name, "expected (pointer, shape, element type, device) of a CUDA tensor");
+  GpuTensor g;
+  g.data = reinterpret_cast<const void*>(t[0].cast<uintptr_t>());
+  g.shape = t[1].cast<std::vector<int64_t>>();
+  g.type = t[2].cast<std::string>();
+  g.device = t[3].cast<int>();
+  return g;
+}
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+void require_dims(const std::vector<int64_t>& shape, const std::string& name, const std::vector<int64_t>& want,
+                  const std::string& spelled) {
+  if (shape != want) fail(name, "shape " + shape_text(shape) + " does not match " + spelled);
+}
+
+cuda::DeviceCodes codes_of(const GpuTensor& t, const std::string& name) {
+  if (t.type == "f32") return cuda::DeviceCodes::F32;
+  if (t.type == "f16") return cuda::DeviceCodes::F16;
+  if (t.type == "bf16") return cuda::DeviceCodes::BF16;
+  if (t.type == "fp8") return cuda::DeviceCodes::E4M3;
+  fail(name, "element type " + t.type + " is not read on a GPU (f32, f16, bf16 or fp8)");
+}
+
+// select() on CUDA tensors: the CUDA engine on their GPU reads them there (cuda/device_layer.hpp); only the
+// positions, q_pos and k_start, are host arrays.
+py::array_t<int32_t> select_on_gpu(const py::tuple& q_t, const py::tuple& k_t, const py::tuple& w_t, const py::array& q_pos,
+                                   const std::optional<py::array>& k_start, const std::optional<py::tuple>& k_scale_t,
+                                   const std::string& method, int64_t block_size, int64_t blocks, const std::string& forced,
+                                   const std::string& pool_precision, int64_t topk, int64_t compress_ratio) {
+  const GpuTensor q = gpu_tensor(q_t, "q"), k = gpu_tensor(k_t, "k"), w = gpu_tensor(w_t, "w");
+  const std::optional<GpuTensor> k_scale = k_scale_t ? std::optional(gpu_tensor(*k_scale_t, "k_scale")) : std::nullopt;
+  if (k.shape.size() != 2) fail("k", "expected 2 dimensions [L, D], found " + shape_text(k.shape));
+  if (q.shape.size() != 3) fail("q", "expected 3 dimensions [Nq, H, D], found " + shape_text(q.shape));
+  const int64_t L = k.shape[0], D = k.shape[1], Nq = q.shape[0], H = q.shape[1];
+  if (L < 1) fail("k", "holds no keys (shape " + shape_text(k.shape) + ")");
+  require_dims(q.shape, "q", {Nq, H, D}, "[Nq, H, D = " + std::to_string(D) + "] (D from k)");
+  require_dims(w.shape, "w", {Nq, H}, "q's [Nq, H] = [" + std::to_string(Nq) + ", " + std::to_string(H) + "]");
+  require_dims(py_shape(q_pos), "q_pos", {Nq}, "q's [Nq] = [" + std::to_string(Nq) + "]");
+  if (k_start) require_dims(py_shape(*k_start), "k_start", {Nq}, "q's [Nq] = [" + std::to_string(Nq) + "]");
+  if (k_scale) require_dims(k_scale->shape, "k_scale", {L}, "k's [L] = [" + std::to_string(L) + "]");
+  if (k.type == "fp8" && !k_scale) fail("k_scale", "missing: fp8 keys need their per-token scales");
+  for (const GpuTensor* t : {&w, k_scale ? &*k_scale : nullptr}) {
+    if (t && t->type != "f32") fail(t == &w ? "w" : "k_scale", "expected float32 values, found " + t->type);
+  }
+  for (const GpuTensor* t : {&k, &w, k_scale ? &*k_scale : nullptr}) {
+    if (t && t->device != q.device) fail("q", "is on CUDA device " + std::to_string(q.device) + ", another operand on " + std::to_string(t->device));
+  }
+  check_compression(compress_ratio, std::nullopt, [](const std::string&, const std::string& message) { fail("compress_ratio", message); });
+  const cuda::DeviceCodes q_codes = codes_of(q, "q"), k_codes = codes_of(k, "k");
+  const SelectionConfig config = make_config(topk, block_size, blocks, forced, pool_precision);
+  const Method m = method_of(method);
+  const int dev = resolve_devices("cuda", std::to_string(q.device)).front();
+  std::vector<int64_t> positions = values_of<int64_t>(q_pos, "q_pos", "int64");
+  std::vector<int64_t> starts = k_start ? values_of<int64_t>(*k_start, "k_start", "int64") : std::vector<int64_t>{};
+  std::vector<std::vector<int64_t>> selections;
+  int64_t width = 0;
+  std::vector<int32_t> matrix;
+  {
+    py::gil_scoped_release released;
+    const cuda::DeviceLayer layer(dev, {Nq, H, D, L, compress_ratio}, {q.data, q_codes}, {k.data, k_codes},
+                                  static_cast<const float*>(w.data),
+                                  k_scale ? static_cast<const float*>(k_scale->data) : nullptr, std::move(positions),
+                                  std::move(starts), kFail);
+    auto engine = make_engine_on(dev, 0);
+    engine->set_layer(layer.keys(), config);
+    layer.select(*engine, m, selections);
+    matrix = selection_matrix(selections, m, config.topk, L, width);
+  }
+  py::array_t<int32_t> out({Nq, width});
+  std::copy(matrix.begin(), matrix.end(), out.mutable_data());
+  return out;
+}
+#endif
+
 // The per-query CSV's columns (render/audit_output.cpp) as arrays: NaN where the CSV leaves a field empty.
 py::dict query_columns(const std::vector<QueryMetrics>& ms) {
   const double nan = std::numeric_limits<double>::quiet_NaN();
@@ -315,8 +412,7 @@ class Audit {
       }
       l.batch.ref_width = topk_ref->shape(1);
       l.batch.topk_ref = values_of<int32_t>(*topk_ref, "topk_ref", "int32");
-      check_topk_ref(l.batch.topk_ref, l.batch.ref_width, l.keys.count, 0,
-                     [](const std::string& dataset, const std::string& message) { fail(dataset, message); });
+      check_topk_ref(l.batch.topk_ref, l.batch.ref_width, l.keys.count, 0, kFail);
       RefDeclaration& d = l.batch.ref_declaration;
       d.method = ref_method, d.block_size = ref_block_size, d.blocks = ref_blocks, d.forced = ref_forced;
       d.pool_precision = ref_pool_precision;
@@ -424,5 +520,18 @@ PYBIND11_MODULE(_hisa, m) {
       .def("write_csv", &Audit::write_csv, py::arg("path"))
       .def("write_query_csv", &Audit::write_query_csv, py::arg("path"))
       .def("write_report", &Audit::write_report, py::arg("path"), py::arg("command_line"));
+#ifdef HISA_HAVE_CUDA
+  m.def("select_on_gpu", &select_on_gpu, py::arg("q"), py::arg("k"), py::arg("w"), py::arg("q_pos"), py::arg("k_start"),
+        py::arg("k_scale"), py::arg("method"), py::arg("block_size"), py::arg("blocks"), py::arg("forced"),
+        py::arg("pool_precision"), py::arg("topk"), py::arg("compress_ratio"));
+#endif
+  // Whether this build's kernels run on CUDA device `index` (resolve_devices' check, without its error).
+  m.def("gpu_usable", [](int index) {
+    try {
+      return resolve_devices("cuda", std::to_string(index)).front() == index;
+    } catch (const std::exception&) {
+      return false;
+    }
+  });
   m.def("cuda_available", [] { return resolve_devices("auto", "").front() >= 0; });
 }

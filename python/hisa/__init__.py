@@ -108,15 +108,73 @@ def _layer_args(q, k, w, q_pos, k_start, k_scale, q_dtype, k_dtype, q_scale_bloc
             _plain(q_scale_blocks, "q_scale_blocks", np.uint8), _plain(k_scale_blocks, "k_scale_blocks", np.uint8))
 
 
+def _gpu_kinds():
+    import torch
+    kinds = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
+    if getattr(torch, "float8_e4m3fn", None) is not None:
+        kinds[torch.float8_e4m3fn] = "fp8"
+    return kinds
+
+
+def _reads_on_gpu(q, k, device):
+    """Whether select() reads q and k where they are: CUDA tensors on one GPU, of codes the GPU decodes, a build
+    whose kernels run on that GPU, and device "cuda" or "auto" (with "cpu", or with "auto" when the GPU cannot
+    be used, the tensors go through the host as they always could)."""
+    if device not in ("auto", "cuda", "cpu"):
+        raise ValueError(f"device: {device!r}, expected \"auto\", \"cuda\" or \"cpu\"")
+    if device == "cpu" or not (_is_torch(q) and _is_torch(k) and q.is_cuda and k.is_cuda and q.device == k.device):
+        return False
+    kinds = _gpu_kinds()
+    if q.dtype not in kinds or k.dtype not in kinds or not hasattr(_hisa, "select_on_gpu"):
+        return False
+    return device == "cuda" or _hisa.gpu_usable(q.device.index)
+
+
+def _select_on_gpu(q, k, w, q_pos, k_start, k_scale, method, block_size, blocks, forced, pool_precision, topk,
+                   compress_ratio):
+    """select() by the CUDA engine on q's GPU, reading q, k, w and k_scale there (w and k_scale are brought to
+    it as float32 first); only q_pos and k_start come to the host."""
+    import torch
+    kinds = _gpu_kinds()
+
+    def tensor(x, name, dtype=None):
+        if dtype is not None:  # w, k_scale: float values, as float32 on q's GPU
+            if not _is_torch(x):
+                x = torch.from_numpy(_plain(x, name, np.float32))
+            elif x.dtype == torch.bool or x.is_complex():  # what _plain refuses on the host path
+                raise ValueError(f"{name}: expected float32 values, found {x.dtype}")
+            x = x.to(device=q.device, dtype=dtype)
+        x = x.detach().contiguous()
+        return (x.data_ptr(), tuple(x.shape), kinds[x.dtype], x.device.index), x
+
+    operands = [tensor(q, "q"), tensor(k, "k"), tensor(w, "w", torch.float32)]
+    if k_scale is not None:
+        operands.append(tensor(k_scale, "k_scale", torch.float32))
+    torch.cuda.current_stream(q.device).synchronize()  # the engine runs on a stream of its own
+    described = [d for d, _ in operands]  # the tensors themselves stay referenced in `operands` meanwhile
+    with torch.cuda.device(q.device):  # the engine makes q's GPU current; the caller's current GPU comes back
+        return _hisa.select_on_gpu(described[0], described[1], described[2], _plain(q_pos, "q_pos", np.int64),
+                                   _plain(k_start, "k_start", np.int64),
+                                   described[3] if k_scale is not None else None, method, int(block_size),
+                                   int(blocks), forced, pool_precision, int(topk), int(compress_ratio))
+
+
 def select(q, k, w, q_pos, k_start=None, k_scale=None, method="flat", block_size=128, blocks=64,
            forced="in-budget", pool_precision="fp32", topk=2048, device="auto", compress_ratio=1, threads=0,
            q_dtype=None, k_dtype=None, q_scale_blocks=None, k_scale_blocks=None):
     """One method's selection for every query: int32 [Nq, width], ascending, -1 padded (width min(topk, L), or
     the largest block-sparse selection), exactly what `hisa select` writes. method: "flat", "hisa" or
-    "block-sparse". Returns a torch tensor on q's device when q is a torch tensor, else a NumPy array."""
-    out = _hisa.select(*_layer_args(q, k, w, q_pos, k_start, k_scale, q_dtype, k_dtype, q_scale_blocks, k_scale_blocks),
-                       method, int(block_size),
-                       int(blocks), forced, pool_precision, int(topk), device, int(compress_ratio), int(threads))
+    "block-sparse". Returns a torch tensor on q's device when q is a torch tensor, else a NumPy array.
+    CUDA tensors (float32, float16, bfloat16, float8_e4m3fn) are read where they are by the CUDA engine on their
+    GPU, unless device="cpu"; q_pos and k_start are then the only operands copied to the host."""
+    if _reads_on_gpu(q, k, device):
+        out = _select_on_gpu(q, k, w, q_pos, k_start, k_scale, method, block_size, blocks, forced, pool_precision,
+                             topk, compress_ratio)
+    else:
+        out = _hisa.select(*_layer_args(q, k, w, q_pos, k_start, k_scale, q_dtype, k_dtype, q_scale_blocks,
+                                        k_scale_blocks),
+                           method, int(block_size), int(blocks), forced, pool_precision, int(topk), device,
+                           int(compress_ratio), int(threads))
     if _is_torch(q):
         import torch
         return torch.from_numpy(out).to(q.device)

@@ -76,7 +76,7 @@ KernelBenchRow bench_score(const KernelBenchOptions& o, int64_t L, int device, c
   cuda::KeyStore key_store;
   cuda::QueryStore queries;
   key_store.reset(keys.data(), unit_scales.data(), L, D, "keys", s);
-  queries.reset(batch);
+  queries.reset(batch, s);
   const cuda::KernelChoice choice =
       cuda::choose_score_kernel(key_store.exact(), queries.exact(), H, D, o.dtype == "fp8", cuda::score_device(device));
   const bool want_fp8 = o.dtype == "fp8", got_fp8 = choice.type == cuda::ValueType::E4M3;

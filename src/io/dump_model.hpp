@@ -83,6 +83,12 @@ struct LayerKeys {
   int64_t compress_ratio = 1;  // tokens per row (LayerShape::compress_ratio)
   std::vector<float> k;
   std::vector<float> k_scale;
+  // device >= 0: the values live on that CUDA device instead (import hisa on CUDA tensors), float32 in k's and
+  // k_scale's layouts, read in place by a CUDA engine on that device only; k and k_scale are then empty.
+  int device = -1;
+  const float* device_k = nullptr;
+  const float* device_k_scale = nullptr;
+  bool on_device() const { return device >= 0; }
   const float* row(int64_t s) const { return k.data() + s * dim; }
 };
 
@@ -94,6 +100,11 @@ struct QueryBatch {
   int64_t dim = 0;
   std::vector<float> q;
   std::vector<float> w;
+  // device >= 0: q and w live on that CUDA device instead, as LayerKeys' device values (q and w empty).
+  int device = -1;
+  const float* device_q = nullptr;
+  const float* device_w = nullptr;
+  bool on_device() const { return device >= 0; }
   // The last key row each query may see (last_visible_row): what every engine and metric works with. On an
   // uncompressed layer it is the stored q_pos; on a compressed one the stored token positions are in token_pos.
   std::vector<int64_t> q_pos;

@@ -1,5 +1,7 @@
 #include "io/query_subset.hpp"
 
+#include <stdexcept>
+
 namespace hisa {
 
 std::vector<int64_t> pick_queries(int64_t count, int64_t max_queries) {
@@ -40,6 +42,8 @@ QueryBatch read_query_subset(const LayerReader& layer, const std::vector<int64_t
 }
 
 QueryBatch batch_rows(const QueryBatch& b, std::span<const int64_t> rows) {
+  // Rows of a batch on a GPU are gathered there (import hisa's module does it with the CUDA gather).
+  if (b.on_device()) throw std::logic_error("batch_rows: the batch's q and w live on a GPU");
   QueryBatch out;
   out.first = b.first;
   out.count = int64_t(rows.size());

@@ -35,8 +35,14 @@ class CpuEngine final : public SelectionEngine {
   std::string name() const override { return "cpu"; }
   StageTimes times() const override { return times_; }
 
+  // Operands that live on a GPU (LayerKeys::device) are for the CUDA engine there.
+  static void require_host(bool on_device) {
+    if (on_device) throw std::invalid_argument("the CPU engine reads operands in host memory, not on a GPU");
+  }
+
   void set_layer(const LayerKeys& keys, const SelectionConfig& config) override {
     config.validate();
+    require_host(keys.on_device());
     Stopwatch t(times_.pooling);
     keys_ = &keys;
     config_ = config;
@@ -46,6 +52,7 @@ class CpuEngine final : public SelectionEngine {
 
   void audit(const QueryBatch& b, std::vector<QueryAudit>& out) override {
     require(Prepared::Select);
+    require_host(b.on_device());
     Stopwatch t(times_.calls);
     out.assign(size_t(b.count), QueryAudit{});
     const auto chunks = make_query_chunks(b);
@@ -55,6 +62,7 @@ class CpuEngine final : public SelectionEngine {
 
   void select(const QueryBatch& b, Method method, std::vector<std::vector<int64_t>>& out) override {
     require(Prepared::Select);
+    require_host(b.on_device());
     Stopwatch t(times_.calls);
     out.assign(size_t(b.count), {});
     const auto chunks = make_query_chunks(b);
@@ -63,6 +71,7 @@ class CpuEngine final : public SelectionEngine {
   }
 
   void set_sweep_layer(const LayerKeys& keys, int64_t topk, std::span<const PoolVariant> variants) override {
+    require_host(keys.on_device());
     Stopwatch t(times_.pooling);
     keys_ = &keys;
     config_ = SelectionConfig{};

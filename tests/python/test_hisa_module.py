@@ -350,3 +350,87 @@ def test_torch_tensors_come_back_as_torch_tensors():
         want = hisa.select(q.numpy(), k.numpy(), w.numpy(), q_pos.numpy(), method="hisa", block_size=32, blocks=4,
                            topk=16, device="cuda")
         np.testing.assert_array_equal(sel.cpu().numpy(), want)
+
+
+def _copies(torch, run):
+    """Bytes copied host-to-device and device-to-host while run() runs, as the CUDA profiler (CUPTI, through
+    torch.profiler) records every copy of the process, the engine's own included."""
+    import tempfile
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        out = run()
+        torch.cuda.synchronize()
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "trace.json")
+        prof.export_chrome_trace(path)
+        with open(path) as fh:
+            events = json.load(fh)["traceEvents"]
+    moved = {"HtoD": 0, "DtoH": 0}
+    for e in events:
+        if e.get("cat") == "gpu_memcpy":
+            for way in moved:
+                if way in e.get("name", ""):
+                    moved[way] += int(e.get("args", {}).get("bytes", 0))
+    return out, moved
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16", "float8_e4m3fn"])
+def test_cuda_tensors_are_read_where_they_are(dtype):
+    """The issue's GPU test: CUDA tensors reach the CUDA engine without a copy to the host (the profiler sees
+    the host-array path upload them, and the GPU path move only positions, scalars and the selections), and
+    the selections equal the CPU engine's."""
+    torch = pytest.importorskip("torch")
+    if not (torch.cuda.is_available() and hisa.cuda_available()):
+        pytest.skip("no CUDA device for the CUDA engine")
+    g = torch.Generator().manual_seed(1)
+    L, Nq, H, D = 16384, 256, 64, 128
+    # Small integers: exact in every element type, so every engine's scores are exact and equal.
+    k = torch.randint(-3, 4, (L, D), generator=g).float()
+    q = torch.randint(-3, 4, (Nq, H, D), generator=g).float()
+    w = torch.randint(-2, 4, (Nq, H), generator=g).float()
+    k_scale = 2.0 ** torch.randint(-2, 3, (L,), generator=g).float()
+    q_pos = torch.sort(torch.randint(0, L, (Nq,), generator=g)).values
+    q_pos[-1] = L - 1
+    t = getattr(torch, dtype)
+    q_gpu, k_gpu = q.to(t).cuda(), k.to(t).cuda()
+    w_gpu, scale_gpu = w.cuda(), k_scale.cuda()
+    operand_bytes = q_gpu.numel() * q_gpu.element_size() + k_gpu.numel() * k_gpu.element_size()
+    assert min(q_gpu.numel() * q_gpu.element_size(), k_gpu.numel() * k_gpu.element_size()) >= 2 << 20
+    for method in ("flat", "hisa", "block-sparse"):
+        args = dict(method=method, block_size=128, blocks=16, topk=512)
+        got, moved = _copies(torch, lambda: hisa.select(q_gpu, k_gpu, w_gpu, q_pos, k_scale=scale_gpu, **args))
+        assert got.is_cuda and got.device == q_gpu.device
+        want = hisa.select(q.numpy(), k.numpy(), w.numpy(), q_pos.numpy(), k_scale=k_scale.numpy(), device="cpu",
+                           **args)
+        np.testing.assert_array_equal(got.cpu().numpy(), want)
+        # What may cross: down, the engine's top-k positions and counts (int32 [Nq, topk] and [Nq]) and the
+        # pooled block means ([L/128, D] float32); up, the pooled keys in their kernel form (at most three bf16
+        # parts per value), the positions and the selections as the caller's tensor; and small per-chunk lists
+        # (64 KiB at most here). q and k are 2 MiB or more each, in every dtype.
+        slack, pooled = 64 << 10, (L // 128) * D * 4
+        assert moved["DtoH"] <= Nq * (512 + 1) * 4 + pooled + slack, moved
+        assert moved["HtoD"] <= got.numel() * 4 + 1.5 * pooled + slack, moved
+    # The same arrays from host memory are uploaded, and the profiler sees it: the check above can fail.
+    _, moved = _copies(torch, lambda: hisa.select(q.to(t), k.to(t), w, q_pos, k_scale=k_scale, device="cuda",
+                                                  method="flat", topk=512))
+    assert moved["HtoD"] >= operand_bytes / 2, moved
+
+
+def test_cuda_tensors_get_the_loaders_words():
+    torch = pytest.importorskip("torch")
+    if not (torch.cuda.is_available() and hisa.cuda_available()):
+        pytest.skip("no CUDA device for the CUDA engine")
+    k = torch.randn(300, 64, device="cuda")
+    q = torch.randn(4, 2, 64, device="cuda")
+    w = torch.ones(4, 2, device="cuda")
+    q_pos = torch.tensor([10, 100, 200, 299])
+    bad = q.clone()
+    bad[2, 1, 7] = float("inf")
+    with pytest.raises(ValueError, match=re.escape("q: row 2 holds inf at element 71 (NaN and Inf")):
+        hisa.select(bad, k, w, q_pos, topk=8)
+    with pytest.raises(ValueError, match=re.escape("k_scale: row 3 holds -1")):
+        hisa.select(q, k, w, q_pos, k_scale=torch.ones(300, device="cuda").index_fill(0, torch.tensor([3], device="cuda"), -1.0), topk=8)
+    with pytest.raises(ValueError, match=re.escape("w: shape [4, 3] does not match q's [Nq, H] = [4, 2]")):
+        hisa.select(q, k, torch.ones(4, 3, device="cuda"), q_pos, topk=8)
+    with pytest.raises(ValueError, match=re.escape("q_pos: row 3: position 300 is outside [0, L=300)")):
+        hisa.select(q, k, w, torch.tensor([10, 100, 200, 300]), topk=8)
