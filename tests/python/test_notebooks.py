@@ -33,6 +33,9 @@ def test_notebook_runs(book):
     with open(book) as fh:
         cells = json.load(fh)["cells"]
     script = "\n\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    # The notebook runs from notebooks/: this interpreter's PYTHONPATH (often relative, build/python) made
+    # absolute, so that it imports the same hisa.
+    path = os.pathsep.join(os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)
     r = subprocess.run([sys.executable, "-c", script], cwd=NOTEBOOKS, capture_output=True, text=True, timeout=600,
-                       env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
+                       env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=path))
     assert r.returncode == 0, f"{book.name}:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
