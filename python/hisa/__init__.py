@@ -43,7 +43,7 @@ def _operand(x, name, dtype=None):
         import torch
         x = x.detach()
         if x.is_cuda:
-            x = x.cpu()  # host memory: the audit, and select() where it cannot read the tensor in place (docs/python.md)
+            x = x.cpu()  # the audit, and select() where it cannot read it in place (docs/python.md)
         x = x.contiguous()
         torch_types = {torch.float32: ("f32", None), torch.float16: ("f16", torch.int16),
                        torch.bfloat16: ("bf16", torch.int16)}
