@@ -428,8 +428,10 @@ def test_cuda_tensors_get_the_loaders_words():
     bad[2, 1, 7] = float("inf")
     with pytest.raises(ValueError, match=re.escape("q: row 2 holds inf at element 71 (NaN and Inf")):
         hisa.select(bad, k, w, q_pos, topk=8)
+    scale = torch.ones(300, device="cuda")
+    scale[3] = -1.0
     with pytest.raises(ValueError, match=re.escape("k_scale: row 3 holds -1")):
-        hisa.select(q, k, w, q_pos, k_scale=torch.ones(300, device="cuda").index_fill(0, torch.tensor([3], device="cuda"), -1.0), topk=8)
+        hisa.select(q, k, w, q_pos, k_scale=scale, topk=8)
     with pytest.raises(ValueError, match=re.escape("w: shape [4, 3] does not match q's [Nq, H] = [4, 2]")):
         hisa.select(q, k, torch.ones(4, 3, device="cuda"), q_pos, topk=8)
     with pytest.raises(ValueError, match=re.escape("q_pos: row 3: position 300 is outside [0, L=300)")):
