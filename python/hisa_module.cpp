@@ -50,18 +50,66 @@ struct BadInput : std::runtime_error {
 // The loader's checks (io/tensor_check.hpp) report through this: ValueError naming the operand.
 const CheckFailure kFail = [](const std::string& dataset, const std::string& message) { fail(dataset, message); };
 
-std::string shape_text(const py::array& a) {
+std::string shape_text(const std::vector<int64_t>& shape) {
   std::string s = "[";
-  for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
   return s + "]";
 }
 
 std::vector<int64_t> py_shape(const py::array& a) { return {a.shape(), a.shape() + a.ndim()}; }
+std::optional<std::vector<int64_t>> py_shape(const std::optional<py::array>& a) {
+  return a ? std::optional(py_shape(*a)) : std::nullopt;
+}
+std::string shape_text(const py::array& a) { return shape_text(py_shape(a)); }
 
-void require_shape(const py::array& a, const std::string& name, std::vector<int64_t> want, const std::string& spelled) {
-  bool ok = a.ndim() == py::ssize_t(want.size());
-  for (size_t i = 0; ok && i < want.size(); ++i) ok = want[i] < 0 || a.shape(py::ssize_t(i)) == want[i];
-  if (!ok) fail(name, "shape " + shape_text(a) + " does not match " + spelled);
+void require_shape(const std::vector<int64_t>& shape, const std::string& name, const std::vector<int64_t>& want,
+                   const std::string& spelled) {
+  if (shape != want) fail(name, "shape " + shape_text(shape) + " does not match " + spelled);
+}
+
+// The shapes of one layer's operands, from arrays or CUDA tensors (fp4 operands in bytes: two values each).
+struct OperandShapes {
+  std::vector<int64_t> q, k, w, q_pos;
+  std::optional<std::vector<int64_t>> k_start, k_scale, q_scale_blocks, k_scale_blocks;
+};
+
+struct LayerDims {
+  int64_t keys = 0, dim = 0, queries = 0, heads = 0;
+};
+
+// The shapes checked as the loader checks a file's, and what is missing for the element types; compress_ratio
+// too. Block scales are checked here when given (their absence is the decoder's to report).
+LayerDims check_shapes(const OperandShapes& s, const std::string& q_type, const std::string& k_type,
+                       int64_t compress_ratio) {
+  if (s.k.size() != 2) fail("k", "expected 2 dimensions [L, D], found " + shape_text(s.k));
+  if (s.q.size() != 3) fail("q", "expected 3 dimensions [Nq, H, D], found " + shape_text(s.q));
+  const bool q_fp4 = q_type == "fp4", k_fp4 = k_type == "fp4";
+  const int64_t L = s.k[0], D = s.k[1] * (k_fp4 ? 2 : 1), Nq = s.q[0], H = s.q[1];
+  if (L < 1) fail("k", "holds no keys (shape " + shape_text(s.k) + ")");
+  require_shape(s.q, "q", {Nq, H, q_fp4 ? D / 2 : D},
+                q_fp4 ? "[Nq, H, D / 2 = " + std::to_string(D / 2) + "] (fp4: two values per byte; D from k)"
+                      : "[Nq, H, D = " + std::to_string(D) + "] (D from k)");
+  if ((q_fp4 || k_fp4) && D % kFp4BlockSize != 0) {
+    fail(k_fp4 ? "k" : "q", "fp4 values need head_dim a multiple of " + std::to_string(kFp4BlockSize) +
+                                " (one scale per 32 values), found " + std::to_string(D));
+  }
+  if (q_fp4 && s.q_scale_blocks) {
+    require_shape(*s.q_scale_blocks, "q_scale_blocks", {Nq, H, D / kFp4BlockSize}, "[Nq, H, D / 32] = [" +
+                  std::to_string(Nq) + ", " + std::to_string(H) + ", " + std::to_string(D / kFp4BlockSize) + "]");
+  }
+  if (k_fp4 && s.k_scale_blocks) {
+    require_shape(*s.k_scale_blocks, "k_scale_blocks", {L, D / kFp4BlockSize},
+                  "[L, D / 32] = [" + std::to_string(L) + ", " + std::to_string(D / kFp4BlockSize) + "]");
+  }
+  require_shape(s.w, "w", {Nq, H}, "q's [Nq, H] = [" + std::to_string(Nq) + ", " + std::to_string(H) + "]");
+  require_shape(s.q_pos, "q_pos", {Nq}, "q's [Nq] = [" + std::to_string(Nq) + "]");
+  if (s.k_start) require_shape(*s.k_start, "k_start", {Nq}, "q's [Nq] = [" + std::to_string(Nq) + "]");
+  if (s.k_scale) require_shape(*s.k_scale, "k_scale", {L}, "k's [L] = [" + std::to_string(L) + "]");
+  if (k_type == "fp8" && !s.k_scale) fail("k_scale", "missing: fp8 keys need their per-token scales");
+  check_compression(compress_ratio, std::nullopt, [](const std::string&, const std::string& message) {
+    fail("compress_ratio", message);
+  });
+  return {L, D, Nq, H};
 }
 
 // Every array is read as one run of memory: the Python half hands over C-contiguous arrays.
@@ -134,54 +182,29 @@ struct Fp4Scales {
 Layer make_layer(const py::array& q, const std::string& q_type, const py::array& k, const std::string& k_type,
                  const py::array& w, const py::array& q_pos, const std::optional<py::array>& k_start,
                  const std::optional<py::array>& k_scale, int64_t compress_ratio, const Fp4Scales& blocks = {}) {
-  const CheckFailure& failure = kFail;
-  if (k.ndim() != 2) fail("k", "expected 2 dimensions [L, D], found " + shape_text(k));
-  if (q.ndim() != 3) fail("q", "expected 3 dimensions [Nq, H, D], found " + shape_text(q));
-  const bool q_fp4 = q_type == "fp4", k_fp4 = k_type == "fp4";
-  const int64_t L = k.shape(0), D = k.shape(1) * (k_fp4 ? 2 : 1), Nq = q.shape(0), H = q.shape(1);
-  if (L < 1) fail("k", "holds no keys (shape " + shape_text(k) + ")");
-  require_shape(q, "q", {Nq, H, q_fp4 ? D / 2 : D},
-                q_fp4 ? "[Nq, H, D / 2 = " + std::to_string(D / 2) + "] (fp4: two values per byte; D from k)"
-                      : "[Nq, H, D = " + std::to_string(D) + "] (D from k)");
-  if ((q_fp4 || k_fp4) && D % kFp4BlockSize != 0) {
-    fail(k_fp4 ? "k" : "q", "fp4 values need head_dim a multiple of " + std::to_string(kFp4BlockSize) +
-                                " (one scale per 32 values), found " + std::to_string(D));
-  }
-  if (q_fp4 && blocks.q) {
-    require_shape(*blocks.q, "q_scale_blocks", {Nq, H, D / kFp4BlockSize}, "[Nq, H, D / 32] = [" + std::to_string(Nq) +
-                  ", " + std::to_string(H) + ", " + std::to_string(D / kFp4BlockSize) + "]");
-  }
-  if (k_fp4 && blocks.k) {
-    require_shape(*blocks.k, "k_scale_blocks", {L, D / kFp4BlockSize},
-                  "[L, D / 32] = [" + std::to_string(L) + ", " + std::to_string(D / kFp4BlockSize) + "]");
-  }
-  require_shape(w, "w", {Nq, H}, "q's [Nq, H] = [" + std::to_string(Nq) + ", " + std::to_string(H) + "]");
-  require_shape(q_pos, "q_pos", {Nq}, "q's [Nq] = [" + std::to_string(Nq) + "]");
-  if (k_start) require_shape(*k_start, "k_start", {Nq}, "q's [Nq] = [" + std::to_string(Nq) + "]");
-  if (k_scale) require_shape(*k_scale, "k_scale", {L}, "k's [L] = [" + std::to_string(L) + "]");
-  if (k_type == "fp8" && !k_scale) fail("k_scale", "missing: fp8 keys need their per-token scales");
-  check_compression(compress_ratio, std::nullopt, [](const std::string&, const std::string& message) {
-    fail("compress_ratio", message);
-  });
+  const LayerDims d = check_shapes({py_shape(q), py_shape(k), py_shape(w), py_shape(q_pos), py_shape(k_start),
+                                    py_shape(k_scale), py_shape(blocks.q), py_shape(blocks.k)},
+                                   q_type, k_type, compress_ratio);
+  const int64_t L = d.keys, D = d.dim, Nq = d.queries, H = d.heads;
   Layer l;
   l.keys.count = L;
   l.keys.dim = D;
   l.keys.compress_ratio = compress_ratio;
   l.keys.k = decode(k, "k", k_type, blocks.k);
-  check_finite("k", l.keys.k.data(), L, D, 0, failure);
+  check_finite("k", l.keys.k.data(), L, D, 0, kFail);
   l.keys.k_scale = k_scale ? values_of<float>(*k_scale, "k_scale", "float32") : std::vector<float>(size_t(L), 1.0f);
-  check_key_scales(l.keys.k_scale, failure);
+  check_key_scales(l.keys.k_scale, kFail);
   QueryBatch& b = l.batch;
   b.count = Nq;
   b.heads = H;
   b.dim = D;
   b.q = decode(q, "q", q_type, blocks.q);
-  check_finite("q", b.q.data(), Nq, H * D, 0, failure);
+  check_finite("q", b.q.data(), Nq, H * D, 0, kFail);
   b.w = values_of<float>(w, "w", "float32");
-  check_finite("w", b.w.data(), Nq, H, 0, failure);
+  check_finite("w", b.w.data(), Nq, H, 0, kFail);
   b.q_pos = values_of<int64_t>(q_pos, "q_pos", "int64");
   b.k_start = k_start ? values_of<int64_t>(*k_start, "k_start", "int64") : std::vector<int64_t>(size_t(Nq), 0);
-  check_positions(b.q_pos, b.k_start, L, compress_ratio, 0, failure);
+  check_positions(b.q_pos, b.k_start, L, compress_ratio, 0, kFail);
   set_compression(b, compress_ratio);
   return l;
 }
@@ -257,17 +280,6 @@ GpuTensor gpu_tensor(const py::tuple& t, const std::string& name) {
   return g;
 }
 
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
-void require_dims(const std::vector<int64_t>& shape, const std::string& name, const std::vector<int64_t>& want,
-                  const std::string& spelled) {
-  if (shape != want) fail(name, "shape " + shape_text(shape) + " does not match " + spelled);
-}
-
 cuda::DeviceCodes codes_of(const GpuTensor& t, const std::string& name) {
   if (t.type == "f32") return cuda::DeviceCodes::F32;
   if (t.type == "f16") return cuda::DeviceCodes::F16;
@@ -284,23 +296,16 @@ py::array_t<int32_t> select_on_gpu(const py::tuple& q_t, const py::tuple& k_t, c
                                    const std::string& pool_precision, int64_t topk, int64_t compress_ratio) {
   const GpuTensor q = gpu_tensor(q_t, "q"), k = gpu_tensor(k_t, "k"), w = gpu_tensor(w_t, "w");
   const std::optional<GpuTensor> k_scale = k_scale_t ? std::optional(gpu_tensor(*k_scale_t, "k_scale")) : std::nullopt;
-  if (k.shape.size() != 2) fail("k", "expected 2 dimensions [L, D], found " + shape_text(k.shape));
-  if (q.shape.size() != 3) fail("q", "expected 3 dimensions [Nq, H, D], found " + shape_text(q.shape));
-  const int64_t L = k.shape[0], D = k.shape[1], Nq = q.shape[0], H = q.shape[1];
-  if (L < 1) fail("k", "holds no keys (shape " + shape_text(k.shape) + ")");
-  require_dims(q.shape, "q", {Nq, H, D}, "[Nq, H, D = " + std::to_string(D) + "] (D from k)");
-  require_dims(w.shape, "w", {Nq, H}, "q's [Nq, H] = [" + std::to_string(Nq) + ", " + std::to_string(H) + "]");
-  require_dims(py_shape(q_pos), "q_pos", {Nq}, "q's [Nq] = [" + std::to_string(Nq) + "]");
-  if (k_start) require_dims(py_shape(*k_start), "k_start", {Nq}, "q's [Nq] = [" + std::to_string(Nq) + "]");
-  if (k_scale) require_dims(k_scale->shape, "k_scale", {L}, "k's [L] = [" + std::to_string(L) + "]");
-  if (k.type == "fp8" && !k_scale) fail("k_scale", "missing: fp8 keys need their per-token scales");
+  const LayerDims d = check_shapes({q.shape, k.shape, w.shape, py_shape(q_pos), py_shape(k_start),
+                                    k_scale ? std::optional(k_scale->shape) : std::nullopt, std::nullopt, std::nullopt},
+                                   q.type, k.type, compress_ratio);
+  const int64_t L = d.keys, D = d.dim, Nq = d.queries, H = d.heads;
   for (const GpuTensor* t : {&w, k_scale ? &*k_scale : nullptr}) {
     if (t && t->type != "f32") fail(t == &w ? "w" : "k_scale", "expected float32 values, found " + t->type);
   }
   for (const GpuTensor* t : {&k, &w, k_scale ? &*k_scale : nullptr}) {
     if (t && t->device != q.device) fail("q", "is on CUDA device " + std::to_string(q.device) + ", another operand on " + std::to_string(t->device));
   }
-  check_compression(compress_ratio, std::nullopt, [](const std::string&, const std::string& message) { fail("compress_ratio", message); });
   const cuda::DeviceCodes q_codes = codes_of(q, "q"), k_codes = codes_of(k, "k");
   const SelectionConfig config = make_config(topk, block_size, blocks, forced, pool_precision);
   const Method m = method_of(method);
