@@ -37,19 +37,24 @@ def _is_torch(x):
     return type(x).__module__.split(".")[0] == "torch"
 
 
+def _torch_types():
+    """torch element types the module takes: {dtype: (element type name, integer dtype its bits are read as)}."""
+    import torch
+    types = {torch.float32: ("f32", None), torch.float16: ("f16", torch.int16), torch.bfloat16: ("bf16", torch.int16)}
+    for attr, kind in (("float8_e4m3fn", "fp8"), ("float4_e2m1fn_x2", "fp4")):
+        if getattr(torch, attr, None) is not None:
+            types[getattr(torch, attr)] = (kind, torch.uint8)
+    return types
+
+
 def _operand(x, name, dtype=None):
     """(C-contiguous NumPy array of element codes or float32 values, element type name)."""
     if _is_torch(x):
-        import torch
         x = x.detach()
         if x.is_cuda:
             x = x.cpu()  # the audit, and select() where it cannot read it in place (docs/python.md)
         x = x.contiguous()
-        torch_types = {torch.float32: ("f32", None), torch.float16: ("f16", torch.int16),
-                       torch.bfloat16: ("bf16", torch.int16)}
-        for attr, kind in (("float8_e4m3fn", "fp8"), ("float4_e2m1fn_x2", "fp4")):
-            if getattr(torch, attr, None) is not None:
-                torch_types[getattr(torch, attr)] = (kind, torch.uint8)
+        torch_types = _torch_types()
         if x.dtype not in torch_types:
             raise ValueError(f"{name}: unsupported element type {x.dtype} (float32, float16, bfloat16, "
                              f"float8_e4m3fn or float4_e2m1fn_x2)")
@@ -109,11 +114,8 @@ def _layer_args(q, k, w, q_pos, k_start, k_scale, q_dtype, k_dtype, q_scale_bloc
 
 
 def _gpu_kinds():
-    import torch
-    kinds = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
-    if getattr(torch, "float8_e4m3fn", None) is not None:
-        kinds[torch.float8_e4m3fn] = "fp8"
-    return kinds
+    """The torch element types the GPU decodes in place, {dtype: name}: all but fp4 (decoded on the host)."""
+    return {dtype: kind for dtype, (kind, _) in _torch_types().items() if kind != "fp4"}
 
 
 def _reads_on_gpu(q, k, device):
