@@ -167,31 +167,17 @@ class KeyStore {
  public:
   // what: how --verbose names these keys ("tokens", "pooled keys (B = 64)").
   void reset(const float* values, const float* scales, int64_t count, int64_t dim, std::string what, cudaStream_t s) {
-    what_ = std::move(what);
-    ++generation_;
-    values_ = values;
-    count_ = count;
-    dim_ = dim;
+    take(values, count, dim, std::move(what), false);
     exact_.reset(values, size_t(count * dim));
     scale_.upload(scales, size_t(count), s);
-    have_f32_ = false;
-    lowp_type_ = ValueType::F32;
-    on_device_ = false;
   }
   // Keys that live on this GPU (LayerKeys::device_k): checked and encoded here, read in place as fp32.
   void reset_on_device(const float* values, const float* scales, int64_t count, int64_t dim, std::string what,
                        cudaStream_t s) {
-    what_ = std::move(what);
-    ++generation_;
-    values_ = values;
-    count_ = count;
-    dim_ = dim;
+    take(values, count, dim, std::move(what), true);
     exact_.reset_known(exactness_on_device(values, count * dim, s));
     scale_.resize(size_t(count));
     if (count > 0) HISA_CUDA_CHECK(cudaMemcpyAsync(scale_.data(), scales, size_t(count) * sizeof(float), cudaMemcpyDeviceToDevice, s));
-    have_f32_ = false;
-    lowp_type_ = ValueType::F32;
-    on_device_ = true;
   }
   const Exactness& exact() const { return exact_; }
   int64_t count() const { return count_; }
@@ -237,6 +223,18 @@ class KeyStore {
   bool have_f32_ = false;
   ValueType lowp_type_ = ValueType::F32;
   bool on_device_ = false;  // values_ is device memory
+
+  // What both resets do: new keys (a new generation), none of their forms made yet.
+  void take(const float* values, int64_t count, int64_t dim, std::string what, bool on_device) {
+    what_ = std::move(what);
+    ++generation_;
+    values_ = values;
+    count_ = count;
+    dim_ = dim;
+    have_f32_ = false;
+    lowp_type_ = ValueType::F32;
+    on_device_ = on_device;
+  }
 };
 
 // One batch's queries and weights, uploaded in the forms needed; each form is kept until the next batch (an
