@@ -19,17 +19,23 @@
 namespace hisa {
 namespace {
 
-std::string two_sample_dump(const test::TempDir& dir) {
+// The small NIAH dumps of these tests: 4 heads of 64 dims, a needle of 16 tokens.
+SynthOptions small_dump(const test::TempDir& dir, const std::string& name, int64_t seq_len, const std::string& queries) {
   SynthOptions s;
-  s.output = dir.file("live.h5");
-  s.seq_len = 2048;
-  s.layers = 2;
-  s.samples = 2;
+  s.output = dir.file(name);
+  s.seq_len = seq_len;
   s.heads = 4;
   s.head_dim = 64;
-  s.index_topk = 64;
-  s.queries = parse_query_selection("sample:24");
+  s.queries = parse_query_selection(queries);
   s.needle_len = 16;
+  return s;
+}
+
+std::string two_sample_dump(const test::TempDir& dir) {
+  SynthOptions s = small_dump(dir, "live.h5", 2048, "sample:24");
+  s.layers = 2;
+  s.samples = 2;
+  s.index_topk = 64;
   write_synth_dump(s);
   return s.output;
 }
@@ -112,16 +118,10 @@ void move_first_query_to_token_0(const std::string& path) {
 // for the layer's sums to come out bit for bit the same (they differed in the last digits when it did not).
 TEST(LiveAudit, ACompressedLayerAuditsAsTheCliBatchesIt) {
   test::TempDir dir;
-  SynthOptions s;
-  s.output = dir.file("v4.h5");
-  s.seq_len = 2400;
+  SynthOptions s = small_dump(dir, "v4.h5", 2400, "all");
   s.layers = 1;
-  s.heads = 4;
-  s.head_dim = 64;
   s.index_topk = 32;
   s.compress_ratio = 4;
-  s.queries = parse_query_selection("all");
-  s.needle_len = 16;
   write_synth_dump(s);
   move_first_query_to_token_0(s.output);
   ReportOptions r = report_options(s.output);
