@@ -19,6 +19,7 @@
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -53,6 +54,64 @@ void check_int32(int64_t keys, int64_t topk) {
 struct TopkOut {
   DeviceArray<int> segs, offs, pos, count;
   DeviceArray<float> score;
+};
+
+// select()'s selections on their way to the caller: each chunk's top-k goes to one of two device slots; a stream
+// of its own copies the slot to pinned host memory once the top-k is done, and the host moves the rows into the
+// caller's vectors (on every core) while the GPU scores the next chunk. Chunk n uses slot n % 2, whose chunk
+// n - 2 the host has finished (so its copy is complete) before chunk n is launched.
+class SelectionDownloads {
+ public:
+  TopkOut& slot(size_t n) { return slots_[n % 2].out; }
+  // Chunk n's top-k (k per row) has been launched on `compute`: its positions and counts start down.
+  void download(size_t n, const Chunk& c, int k, cudaStream_t compute) {
+    if (!copies_) copies_.emplace();  // made on first use, with the engine's GPU current
+    Slot& s = slots_[n % 2];
+    if (!s.computed) s.computed.emplace(), s.copied.emplace();
+    const size_t rows = size_t(c.count), width = size_t(k);
+    HISA_CUDA_CHECK(cudaEventRecord(s.computed->get(), compute));
+    HISA_CUDA_CHECK(cudaStreamWaitEvent(copies_->get(), s.computed->get(), 0));
+    s.out.pos.download(s.pos.reserve(rows * width), rows * width, copies_->get());
+    s.out.count.download(s.count.reserve(rows), rows, copies_->get());
+    HISA_CUDA_CHECK(cudaEventRecord(s.copied->get(), copies_->get()));
+    s.chunk = c;
+    s.width = width;
+    s.pending = true;
+  }
+  // Waits for chunk n's copy, then fills its queries' vectors in `out`; host_ms gets the filling's time.
+  void finish(size_t n, std::vector<std::vector<int64_t>>& out, double& host_ms) {
+    Slot& s = slots_[n % 2];
+    if (!s.pending) return;
+    HISA_CUDA_CHECK(cudaEventSynchronize(s.copied->get()));
+    s.pending = false;
+    HostTimer t(host_ms);
+    const int* pos = s.pos.data();
+    const int* count = s.count.data();
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < s.chunk.count; ++i) {
+      const int* row = pos + size_t(i) * s.width;
+      out[size_t(s.chunk.first + i)].assign(row, row + count[i]);
+    }
+  }
+  // Forgets the chunks in flight, once their copies are done (a batch started again).
+  void drop() {
+    for (Slot& s : slots_) {
+      if (s.pending) HISA_CUDA_CHECK(cudaEventSynchronize(s.copied->get()));
+      s.pending = false;
+    }
+  }
+
+ private:
+  struct Slot {
+    TopkOut out;
+    PinnedArray<int> pos, count;
+    std::optional<PlainEvent> computed, copied;
+    Chunk chunk;
+    size_t width = 0;
+    bool pending = false;
+  };
+  Slot slots_[2];
+  std::optional<Stream> copies_;
 };
 
 class CudaEngine final : public SelectionEngine {
@@ -101,14 +160,16 @@ class CudaEngine final : public SelectionEngine {
     for (const Chunk& c : plan_chunks(b, true, false)) audit_chunk(b, c, out);
   }
 
+  // Host queries are taken as exact in bf16 and checked as they are encoded (QueryStore::reset): checking them
+  // first would read the whole batch once more before the first chunk could start. Off the grid, the batch starts
+  // again with the check first, so the selections are the same either way.
   void select(const QueryBatch& b, Method method, std::vector<std::vector<int64_t>>& out) override {
     HostTimer t(ms_.calls);
-    begin_batch(b);
     out.assign(size_t(b.count), {});
-    for (const Chunk& c : plan_chunks(b, method != Method::Block, method != Method::Flat)) {
-      if (method == Method::Flat) select_flat(b, c, out);
-      if (method == Method::Hisa) select_hisa(b, c, out);
-      if (method == Method::Block) select_block(b, c, out);
+    try {
+      select_chunks(b, method, out, true);
+    } catch (const QueriesOffBf16Grid&) {
+      select_chunks(b, method, out, false);
     }
   }
 
@@ -172,13 +233,13 @@ class CudaEngine final : public SelectionEngine {
     return p;
   }
 
-  void begin_batch(const QueryBatch& b) {
+  void begin_batch(const QueryBatch& b, bool assume_bf16 = false) {
     if (keys_ == nullptr || prepared_for_sweep_) throw std::logic_error("CudaEngine: set_layer before audit/select");
     if (b.on_device() && b.device != scoring_.device()) {
       throw std::invalid_argument("queries on CUDA device " + std::to_string(b.device) + " given to the engine on device " +
                                   std::to_string(scoring_.device()));
     }
-    scoring_.set_batch(b, keys_->count);
+    scoring_.set_batch(b, keys_->count, assume_bf16);
     scoring_.upload_block_ranges(config_.block_size, blo_, bhi_);
   }
   // gpu_block_choice: select()'s block stage runs on the GPU (BlockChoice's buffers count); audit() chooses
@@ -195,18 +256,6 @@ class CudaEngine final : public SelectionEngine {
   void run_topk(const Chunk& c, TopkOut& t) {
     scoring_.run_topk(c, k(), t.segs, t.offs, t.pos, t.score, t.count, &ms_.topk);
   }
-  // Each row's top-k positions (and counts) on the host, synchronised.
-  void download_positions(const Chunk& c, const TopkOut& t, std::vector<int>& pos, std::vector<int>& count) {
-    pos.resize(size_t(c.count) * size_t(k()));
-    count.resize(size_t(c.count));
-    scoring_.synchronize();  // the copies alone are timed
-    HostTimer copies(ms_.transfers);
-    t.pos.download(pos.data(), pos.size(), stream());
-    t.count.download(count.data(), count.size(), stream());
-    scoring_.synchronize();
-    scoring_.timer().collect();
-  }
-
   // ---- audit ----------------------------------------------------------------------------------------
 
   void audit_chunk(const QueryBatch& b, const Chunk& c, std::vector<QueryAudit>& out) {
@@ -338,19 +387,43 @@ class CudaEngine final : public SelectionEngine {
 
   // ---- select ---------------------------------------------------------------------------------------
 
-  void select_flat(const QueryBatch& b, const Chunk& c, std::vector<std::vector<int64_t>>& out) {
+  // The chunks with the most score cells first, so that each per-chunk device buffer is allocated once, at its
+  // largest (a later cudaFree would wait for the whole device and stall the pipeline). Each chunk's selections
+  // come down and into `out` while the GPU runs the next chunk (SelectionDownloads).
+  void select_chunks(const QueryBatch& b, Method method, std::vector<std::vector<int64_t>>& out, bool assume_bf16) {
+    results_.drop();  // chunks of a call that was abandoned (the batch started again, or an error)
+    begin_batch(b, assume_bf16);
+    std::vector<Chunk> chunks = plan_chunks(b, method != Method::Block, method != Method::Flat);
+    std::stable_sort(chunks.begin(), chunks.end(),
+                     [](const Chunk& x, const Chunk& y) { return x.count * x.stride() > y.count * y.stride(); });
+    if (method == Method::Block) {
+      for (const Chunk& c : chunks) select_block(b, c, out);
+      return;
+    }
+    for (size_t n = 0; n < chunks.size(); ++n) {
+      TopkOut& dst = results_.slot(n);
+      if (method == Method::Flat) select_flat(b, chunks[n], dst);
+      if (method == Method::Hisa) select_hisa(chunks[n], dst);
+      results_.download(n, chunks[n], k(), stream());
+      if (n > 0) results_.finish(n - 1, out, ms_.transfers);
+    }
+    if (!chunks.empty()) results_.finish(chunks.size() - 1, out, ms_.transfers);
+    scoring_.synchronize();
+    scoring_.timer().collect();
+  }
+
+  void select_flat(const QueryBatch& b, const Chunk& c, TopkOut& dst) {
     std::vector<int> segs, offs{0};
     append_visible_segments(b, c, segs, offs);
-    scoring_.upload_segments(segs, offs, flat_.segs, flat_.offs);
+    scoring_.upload_segments(segs, offs, dst.segs, dst.offs);
     scoring_.score_tokens(tokens_, c, &ms_.token_scores);
-    run_topk(c, flat_);
-    copy_selections(c, out);
+    run_topk(c, dst);
   }
 
   // The block stage stays on the GPU: J, the kept blocks (at most the chunk's widest block range: a budget of
   // at least that keeps every block, as the whole range does, and the per-row buffers do not follow a huge m),
   // then the token stage's work lists, the kept blocks' token scores and their top-k.
-  void select_hisa(const QueryBatch&, const Chunk& c, std::vector<std::vector<int64_t>>& out) {
+  void select_hisa(const Chunk& c, TopkOut& dst) {
     const int tile = scoring_.tile_keys(tokens_);
     keep_blocks_on_gpu(c, config_.blocks, config_.forced == ForcedMode::Extra);
     scoring_.timer().begin(stream(), &ms_.block_choice);
@@ -358,8 +431,7 @@ class CudaEngine final : public SelectionEngine {
                        tile, stream());
     scoring_.timer().end(stream());
     scoring_.score_tokens(tokens_, c, &ms_.token_scores, &choice_);
-    scoring_.run_topk(c, k(), choice_.segments(), choice_.segment_offsets(), flat_.pos, flat_.score, flat_.count, &ms_.topk);
-    copy_selections(c, out);
+    scoring_.run_topk(c, k(), choice_.segments(), choice_.segment_offsets(), dst.pos, dst.score, dst.count, &ms_.topk);
   }
 
   // Every token of the kept blocks: no token scores needed.
@@ -390,19 +462,6 @@ class CudaEngine final : public SelectionEngine {
     choice_.keep(rows, kept, forced_extra, stream());
     scoring_.timer().end(stream());
     return kept;
-  }
-
-  // The chunk's top-k positions (flat_.pos, flat_.count) into each query's vector: the download buffers are
-  // reused, the rows filled on every core.
-  void copy_selections(const Chunk& c, std::vector<std::vector<int64_t>>& out) {
-    download_positions(c, flat_, sel_pos_, sel_count_);
-    HostTimer copies(ms_.transfers);
-    const int64_t kk = k();
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < c.count; ++i) {
-      const int* row = sel_pos_.data() + i * kk;
-      out[size_t(c.first + i)].assign(row, row + sel_count_[size_t(i)]);
-    }
   }
 
   // ---- sweep ----------------------------------------------------------------------------------------
@@ -461,7 +520,7 @@ class CudaEngine final : public SelectionEngine {
   DeviceArray<float> row_max_, block_best_;
   DeviceArray<double> mass_;
   std::vector<int> pos_h_, count_h_;
-  std::vector<int> sel_pos_, sel_count_;  // select()'s downloaded positions and counts, reused across chunks
+  SelectionDownloads results_;
   StageTimes ms_;  // milliseconds
 };
 

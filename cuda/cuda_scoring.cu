@@ -73,11 +73,11 @@ CudaScoring::CudaScoring(int device, bool fp8_mma)
 
 void CudaScoring::use_device() const { HISA_CUDA_CHECK(cudaSetDevice(device_)); }
 
-void CudaScoring::set_batch(const QueryBatch& b, int64_t key_count) {
+void CudaScoring::set_batch(const QueryBatch& b, int64_t key_count, bool assume_bf16) {
   use_device();
   batch_ = &b;
   used_fp8_mma_ = false;
-  queries_.reset(b, stream());
+  queries_.reset(b, stream(), assume_bf16);
   std::vector<int> lo(size_t(b.count)), hi(size_t(b.count));
   for (int64_t i = 0; i < b.count; ++i) {
     const int64_t ks = b.k_start[size_t(i)], qp = b.q_pos[size_t(i)];
@@ -151,7 +151,7 @@ KernelChoice CudaScoring::kernel_for(KeyStore& keys) {
 }
 
 ScoreLaunch operands_for(const KernelChoice& choice, KeyStore& keys, QueryStore& queries, const QueryBatch& b,
-                         int64_t first, cudaStream_t s) {
+                         int64_t first, int64_t count, cudaStream_t s) {
   ScoreLaunch a;
   a.type = choice.type;
   a.kernel = choice.kernel;
@@ -165,7 +165,7 @@ ScoreLaunch operands_for(const KernelChoice& choice, KeyStore& keys, QueryStore&
   } else {
     const int64_t hp = round_up(b.heads, 8);
     a.keys = keys.lowp(a.type, s);
-    a.q = queries.q_lowp(a.type, s) + first * hp * query_coded_dim(a.type, b.dim);
+    a.q = queries.q_lowp(a.type, first, count, s) + first * hp * query_coded_dim(a.type, b.dim);
     a.w = queries.w_padded(s) + first * hp;
     a.heads = int(hp);
     // The kernels' K: codes per row (BF16x3: its three runs; E4M3: 128 one-byte codes).
@@ -181,7 +181,7 @@ void CudaScoring::score(KeyStore& keys, const Chunk& c, const int* lo, const int
   ScoreLaunch a;
   {
     Stopwatch transfers(transfers_ms_, 1e3);
-    a = operands_for(kernel_for(keys), keys, queries_, *batch_, c.first, stream());
+    a = operands_for(kernel_for(keys), keys, queries_, *batch_, c.first, c.count, stream());
   }
   a.key_count = int(keys.count());
   a.queries = int(c.count);

@@ -36,10 +36,10 @@ struct KernelChoice {
 KernelChoice choose_score_kernel(const Exactness& keys, const Exactness& queries, int64_t heads, int64_t dim,
                                  bool fp8_mma, const ScoreDevice& device);
 
-// The type, kernel, keys (with their scales), queries and weights of a scoring launch of the batch's queries from
-// row `first` on against `keys`, in the forms the chosen kernel takes (uploaded when not yet done).
+// The type, kernel, keys (with their scales), queries and weights of a scoring launch of the batch's queries
+// [first, first + count) against `keys`, in the forms the chosen kernel takes (uploaded when not yet done).
 ScoreLaunch operands_for(const KernelChoice& choice, KeyStore& keys, QueryStore& queries, const QueryBatch& batch,
-                         int64_t first, cudaStream_t s);
+                         int64_t first, int64_t count, cudaStream_t s);
 
 struct Chunk {
   int64_t first = 0, count = 0;  // queries [first, first + count) of the batch
@@ -79,7 +79,8 @@ class CudaScoring {
   double transfers_ms() const { return transfers_ms_; }
 
   // Checks the batch against the layer's keys and uploads each query's visible range [k_start, q_pos].
-  void set_batch(const QueryBatch& b, int64_t key_count);
+  // assume_bf16: QueryStore::reset's (launches may throw QueriesOffBf16Grid).
+  void set_batch(const QueryBatch& b, int64_t key_count, bool assume_bf16 = false);
   // The batch's visible ranges on the device, one entry per query.
   const int* visible_lo() const { return lo_.data(); }
   const int* visible_hi() const { return hi_.data(); }

@@ -85,6 +85,8 @@ class PinnedArray {
     }
     return data_;
   }
+  T* data() { return data_; }
+  const T* data() const { return data_; }
 
  private:
   T* data_ = nullptr;

@@ -5,11 +5,13 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cmath>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/numeric.hpp"
@@ -37,9 +39,10 @@ class PieceUploader {
     }
   }
 
+  // Rows [0, rows) of `row_units` units each, encoded into pinned pieces and copied to dst (device memory the
+  // caller has sized) on stream s.
   template <typename T, typename Encode>
-  void upload(DeviceArray<T>& dst, int64_t rows, int64_t row_units, Encode encode, cudaStream_t s) {
-    dst.resize(size_t(rows * row_units));
+  void upload(T* dst, int64_t rows, int64_t row_units, Encode encode, cudaStream_t s) {
     const int64_t piece_rows = std::max<int64_t>(1, int64_t(kPieceBytes / sizeof(T)) / std::max<int64_t>(1, row_units));
     for (int64_t first = 0, p = 0; first < rows; first += piece_rows, ++p) {
       const int64_t n = std::min(piece_rows, rows - first);
@@ -51,7 +54,7 @@ class PieceUploader {
       T* host = reinterpret_cast<T*>(piece.memory.reserve(size_t(n * row_units) * sizeof(T)));
 #pragma omp parallel for schedule(static)
       for (int64_t r = 0; r < n; ++r) encode(first + r, host + r * row_units);
-      HISA_CUDA_CHECK(cudaMemcpyAsync(dst.data() + first * row_units, host, size_t(n * row_units) * sizeof(T),
+      HISA_CUDA_CHECK(cudaMemcpyAsync(dst + first * row_units, host, size_t(n * row_units) * sizeof(T),
                                       cudaMemcpyHostToDevice, s));
       HISA_CUDA_CHECK(cudaEventRecord(piece.copied->get(), s));
       piece.pending = true;
@@ -75,6 +78,16 @@ class Exactness {
     values_ = values;
     n_ = n;
     bf16_ = all_of(values, n, [](float v) { return (std::bit_cast<uint32_t>(v) & 0xFFFFu) == 0; });
+    f16_.reset();
+    e4m3_.reset();
+    splittable_.reset();
+  }
+  // Taken as exact in bf16 unchecked (the caller checks the codes as it encodes them: QueryStore); the other
+  // answers are computed on the values when asked, as after reset().
+  void assume_bf16(const float* values, size_t n) {
+    values_ = values;
+    n_ = n;
+    bf16_ = true;
     f16_.reset();
     e4m3_.reset();
     splittable_.reset();
@@ -202,7 +215,8 @@ class KeyStore {
     }
     if (lowp_type_ != t) {
       const int64_t cd = coded_dim(t, dim_);
-      uploader_.upload(lowp_, count_, cd, [&](int64_t r, uint16_t* out) {
+      lowp_.resize(size_t(count_ * cd));
+      uploader_.upload(lowp_.data(), count_, cd, [&](int64_t r, uint16_t* out) {
         std::fill_n(out, cd, uint16_t(0));
         encode_row(t, values_ + r * dim_, dim_, out);
       }, s);
@@ -237,19 +251,34 @@ class KeyStore {
   }
 };
 
+// Thrown by QueryStore when queries taken as exact in bf16 (reset with assume_bf16) turn out not to be; the
+// caller starts the batch again without the assumption.
+struct QueriesOffBf16Grid {};
+
 // One batch's queries and weights, uploaded in the forms needed; each form is kept until the next batch (an
-// fp8 batch under the fp8 tensor cores takes bf16 codes for J and fp8 codes for the tokens).
+// fp8 batch under the fp8 tensor cores takes bf16 codes for J and fp8 codes for the tokens). Host queries are
+// encoded chunk by chunk, as launches first need them, and copied on a stream of their own: the host encodes
+// and the copy engine uploads one chunk while the GPU scores the one before.
 class QueryStore {
  public:
-  void reset(const QueryBatch& b, cudaStream_t s) {
+  // assume_bf16 (host queries only): take the queries as exact in bf16 without reading them all first, and
+  // check each value as its bf16 code is made; the first value off the grid throws QueriesOffBf16Grid before
+  // any launch uses the assumption. Only a choice of kernel that then encodes the bf16 codes (BF16, BF16x3)
+  // depends on the assumption (choose_score_kernel), so a batch never checked is never wrongly scored.
+  void reset(const QueryBatch& b, cudaStream_t s, bool assume_bf16 = false) {
     batch_ = &b;
     if (b.on_device()) {
       exact_.reset_known(exactness_on_device(b.device_q, b.count * b.heads * b.dim, s));
+      assumed_bf16_ = false;
+    } else if (assume_bf16) {
+      exact_.assume_bf16(b.q.data(), b.q.size());
+      assumed_bf16_ = true;
     } else {
       exact_.reset(b.q.data(), b.q.size());
+      assumed_bf16_ = false;
     }
     have_f32_ = have_wpad_ = false;
-    for (auto& f : forms_) f.loaded = false;
+    for (auto& f : forms_) f.loaded.clear();
   }
   const Exactness& exact() const { return exact_; }
   const float* q_f32(cudaStream_t s) {
@@ -262,26 +291,37 @@ class QueryStore {
     load_f32(s);
     return w32_.data();
   }
-  // [count, H', query_coded_dim(t, D)] units; padded heads have zero q.
-  const uint16_t* q_lowp(ValueType t, cudaStream_t s) {
+  // [count, H', query_coded_dim(t, D)] units, of which at least queries [first, first + count) are on the
+  // device once stream s reaches its next launch; padded heads have zero q.
+  const uint16_t* q_lowp(ValueType t, int64_t first, int64_t count, cudaStream_t s) {
     if (t == ValueType::BF16x3) t = ValueType::BF16;  // queries are exact in bf16 there: never split
     Form& f = forms_[form_index(t)];
-    if (!f.loaded) {
-      const QueryBatch& b = *batch_;
-      const int64_t hp = padded_heads(), cd = coded_dim(t, b.dim);
-      if (b.on_device()) {
+    const QueryBatch& b = *batch_;
+    const int64_t hp = padded_heads(), cd = coded_dim(t, b.dim);
+    if (b.on_device()) {
+      if (f.loaded.empty()) {
         f.codes.resize(size_t(b.count * hp * cd));
         encode_rows_on_device(t, b.device_q, b.count * hp, b.dim, b.heads, hp, f.codes.data(), s);
-        f.loaded = true;
-        return f.codes.data();
+        f.loaded.push_back({0, b.count});
       }
-      // Row r = i·H' + h; the padded heads' rows are zero.
-      uploader_.upload(f.codes, b.count * hp, cd, [&](int64_t r, uint16_t* out) {
-        std::fill_n(out, cd, uint16_t(0));
-        if (r % hp < b.heads) encode_row(t, b.q_row(r / hp, r % hp), b.dim, out);
-      }, s);
-      f.loaded = true;
+      return f.codes.data();
     }
+    if (f.covers(first, first + count)) return f.codes.data();
+    if (f.loaded.empty()) f.codes.resize(size_t(b.count * hp * cd));
+    // Row r = i·H' + h of the queries from `first`; the padded heads' rows are zero.
+    const bool check = assumed_bf16_ && t == ValueType::BF16;
+    std::atomic<bool> off_grid = false;
+    uploader_.upload(f.codes.data() + first * hp * cd, count * hp, cd, [&](int64_t r, uint16_t* out) {
+      std::fill_n(out, cd, uint16_t(0));
+      const int64_t i = first + r / hp, h = r % hp;
+      if (h >= b.heads) return;
+      const float* v = b.q_row(i, h);
+      encode_row(t, v, b.dim, out);
+      if (check && !all_bf16(v, b.dim)) off_grid.store(true, std::memory_order_relaxed);
+    }, copies());
+    if (off_grid) throw QueriesOffBf16Grid{};
+    f.loaded.push_back({first, first + count});
+    ready_for(s);
     return f.codes.data();
   }
   // [count, H'] weights, zero for the padded heads (every low-precision form).
@@ -289,15 +329,15 @@ class QueryStore {
     if (!have_wpad_) {
       const QueryBatch& b = *batch_;
       const int64_t hp = padded_heads();
+      wpad_.resize(size_t(b.count * hp));
       if (b.on_device()) {
-        wpad_.resize(size_t(b.count * hp));
         pad_heads_on_device(b.device_w, b.count, b.heads, hp, wpad_.data(), s);
-        have_wpad_ = true;
-        return wpad_.data();
+      } else {
+        uploader_.upload(wpad_.data(), b.count, hp, [&](int64_t i, float* out) {
+          std::fill(std::copy_n(b.w_row(i), b.heads, out), out + hp, 0.0f);
+        }, copies());
+        ready_for(s);
       }
-      staging_w_.assign(size_t(b.count * hp), 0.0f);
-      for (int64_t i = 0; i < b.count; ++i) std::copy_n(b.w_row(i), b.heads, &staging_w_[size_t(i * hp)]);
-      wpad_.upload(staging_w_.data(), staging_w_.size(), s);
       have_wpad_ = true;
     }
     return wpad_.data();
@@ -306,11 +346,32 @@ class QueryStore {
  private:
   struct Form {
     DeviceArray<uint16_t> codes;
-    bool loaded = false;
+    std::vector<std::pair<int64_t, int64_t>> loaded;  // query ranges [first, end) uploaded for this batch
+    bool covers(int64_t first, int64_t end) const {
+      return std::any_of(loaded.begin(), loaded.end(), [&](const auto& r) { return r.first <= first && end <= r.second; });
+    }
   };
   static size_t form_index(ValueType t) { return t == ValueType::F16 ? 1 : t == ValueType::E4M3 ? 2 : 0; }
+  static bool all_bf16(const float* v, int64_t n) {
+    uint32_t low = 0;
+    for (int64_t d = 0; d < n; ++d) low |= std::bit_cast<uint32_t>(v[d]) & 0xFFFFu;
+    return low == 0;
+  }
   // H': the low-precision forms' heads, padded with zero q and w to a multiple of 8.
   int64_t padded_heads() const { return round_up(batch_->heads, 8); }
+  // The stream the host uploads go on, made on first use (with the batch's GPU current, as reset() is called).
+  cudaStream_t copies() {
+    if (!copies_) {
+      copies_.emplace();
+      uploaded_.emplace();
+    }
+    return copies_->get();
+  }
+  // Stream s's later work waits for every upload issued so far.
+  void ready_for(cudaStream_t s) {
+    HISA_CUDA_CHECK(cudaEventRecord(uploaded_->get(), copies_->get()));
+    HISA_CUDA_CHECK(cudaStreamWaitEvent(s, uploaded_->get(), 0));
+  }
   void load_f32(cudaStream_t s) {
     if (have_f32_) return;
     q32_.upload(batch_->q.data(), batch_->q.size(), s);
@@ -320,10 +381,12 @@ class QueryStore {
 
   const QueryBatch* batch_ = nullptr;
   Exactness exact_;
+  bool assumed_bf16_ = false;
   DeviceArray<float> q32_, w32_, wpad_;
   Form forms_[3];  // BF16, F16, E4M3
   PieceUploader uploader_;
-  std::vector<float> staging_w_;
+  std::optional<Stream> copies_;
+  std::optional<PlainEvent> uploaded_;
   bool have_f32_ = false, have_wpad_ = false;
 };
 

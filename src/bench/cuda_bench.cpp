@@ -156,15 +156,16 @@ void print_cuda_bench_case(std::ostream& out, const CudaBenchOptions& /*options*
   std::snprintf(line, sizeof line, "  flat: scoring %.3f ms = %.1f TFLOP/s (%s of bf16 peak%s)\n", c.flat_score_ms,
                 c.score_tflops(), percent(c.score_tflops(), r.peaks.bf16_tflops).c_str(), f32.c_str());
   out << line;
-  std::snprintf(line, sizeof line, "        top-%lld %.3f ms = %.1f GB/s (%s of HBM); kernels %.3f ms; select() %.3f ms\n",
+  std::snprintf(line, sizeof line,
+                "        top-%lld %.3f ms = %.1f GB/s (%s of HBM); kernels %.3f ms; select() %.3f ms (%.2fx the kernels)\n",
                 (long long)c.topk, c.flat_topk_ms, c.topk_gbs(), percent(c.topk_gbs(), r.peaks.hbm_gbs).c_str(),
-                c.flat_ms(), c.flat_call_ms);
+                c.flat_ms(), c.flat_call_ms, c.flat_call_ms / c.flat_ms());
   out << line;
   std::snprintf(line, sizeof line,
                 "  HISA: block scores %.3f + block choice %.3f + token scores %.3f + top-k %.3f = %.3f ms, "
-                "speedup %.2fx; select() %.3f ms\n",
+                "speedup %.2fx; select() %.3f ms (%.2fx the kernels)\n",
                 c.hisa_blocks_ms, c.hisa_choice_ms, c.hisa_score_ms, c.hisa_topk_ms, c.hisa_ms(),
-                c.speedup(), c.hisa_call_ms);
+                c.speedup(), c.hisa_call_ms, c.hisa_call_ms / c.hisa_ms());
   out << line;
   if (c.has_fp8()) {
     std::snprintf(line, sizeof line,

@@ -81,7 +81,7 @@ KernelBenchRow bench_score(const KernelBenchOptions& o, int64_t L, int device, c
       cuda::choose_score_kernel(key_store.exact(), queries.exact(), H, D, o.dtype == "fp8", cuda::score_device(device));
   const bool want_fp8 = o.dtype == "fp8", got_fp8 = choice.type == cuda::ValueType::E4M3;
   if (want_fp8 != got_fp8) throw OptionError("dtype", "{dtype} fp8: no fp8 tensor-core kernel for this GPU and shape");
-  cuda::ScoreLaunch a = cuda::operands_for(choice, key_store, queries, batch, 0, s);
+  cuda::ScoreLaunch a = cuda::operands_for(choice, key_store, queries, batch, 0, N, s);
   const DeviceArray<int> lo = upload(std::vector<int>(size_t(N), 0), s), hi = upload(std::vector<int>(size_t(N), int(L - 1)), s);
   DeviceArray<float> out;
   const int64_t stride = cuda::round_up(L, 32);

@@ -84,6 +84,29 @@ TEST(CudaEngine, ManySmallChunksGiveTheSameResults) {
   }
 }
 
+// select() takes host queries as exact in bf16 and checks each chunk's values as it encodes them (QueryStore):
+// one value off the bf16 grid, in the chunk that runs first, last or between, sends the batch back to the
+// check-first path (257: f16; 4097: fp32), and the selections are the reference's. Were the value encoded
+// unchecked, it would be scored as 256 or 4096.
+TEST(CudaEngine, QueriesOffTheBf16GridAreCaughtInAnyChunk) {
+  REQUIRE_GPU();
+  LayerSpec s;
+  s.packed = true;
+  s.keys = 300;
+  s.queries = 23;
+  s.seed = 31;
+  for (const int64_t query : {0, 11, 22}) {
+    for (const float value : {257.0f, 4097.0f}) {
+      SCOPED_TRACE("query " + std::to_string(query) + " holds " + std::to_string(value));
+      Layer l = random_layer(s);
+      l.batch.q[size_t(query * l.batch.heads * l.batch.dim + 5)] = value;
+      for (auto c : configs_for(13)) {
+        if (c.blocks == 3) expect_identical(l, c, 6 * 1024);
+      }
+    }
+  }
+}
+
 // `hisa audit --parity` on the GPU: the CUDA engine against the CPU engine on a bf16 dump, every difference a
 // near-tie.
 TEST(CudaEngine, AuditParityHasNoUnexplainedDifferences) {
