@@ -26,6 +26,7 @@
 
 #include "core/error.hpp"
 #include "core/stopwatch.hpp"
+#include "core/streaming_rows.hpp"
 #include "cuda/cuda_check.hpp"
 #include "cuda/cuda_engine.hpp"
 #include "cuda/cuda_scoring.hpp"
@@ -62,6 +63,26 @@ struct TopkOut {
 // n - 2 the host has finished (so its copy is complete) before chunk n is launched.
 class SelectionDownloads {
  public:
+  SelectionDownloads() = default;
+  SelectionDownloads(const SelectionDownloads&) = delete;
+  SelectionDownloads& operator=(const SelectionDownloads&) = delete;
+  ~SelectionDownloads() {
+    for (Slot& s : slots_) {
+      if (s.pending) cudaEventSynchronize(s.copied->get());  // no copy may write freed pinned memory
+    }
+  }
+  // Both slots sized for the batch's largest chunk before the first launch: growing one later would free
+  // memory (cudaFree, cudaFreeHost) in the middle of the pipeline, which waits for the whole device.
+  void reserve(int64_t rows, int k) {
+    const size_t n = size_t(std::max<int64_t>(rows, 1));
+    for (Slot& s : slots_) {
+      s.out.pos.resize(n * size_t(k));
+      s.out.score.resize(n * size_t(k));
+      s.out.count.resize(n);
+      s.pos.reserve(n * size_t(k));
+      s.count.reserve(n);
+    }
+  }
   TopkOut& slot(size_t n) { return slots_[n % 2].out; }
   // Chunk n's top-k (k per row) has been launched on `compute`: its positions and counts start down.
   void download(size_t n, const Chunk& c, int k, cudaStream_t compute) {
@@ -87,10 +108,15 @@ class SelectionDownloads {
     HostTimer t(host_ms);
     const int* pos = s.pos.data();
     const int* count = s.count.data();
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < s.chunk.count; ++i) {
-      const int* row = pos + size_t(i) * s.width;
-      out[size_t(s.chunk.first + i)].assign(row, row + count[i]);
+#pragma omp parallel
+    {
+#pragma omp for schedule(static) nowait
+      for (int64_t i = 0; i < s.chunk.count; ++i) {
+        std::vector<int64_t>& row = out[size_t(s.chunk.first + i)];
+        row.resize(size_t(count[i]));
+        widen_row(pos + size_t(i) * s.width, count[i], row.data());
+      }
+      finish_streaming_stores();  // before the region's closing barrier, after which the caller reads the rows
     }
   }
   // Forgets the chunks in flight, once their copies are done (a batch started again).
@@ -163,13 +189,22 @@ class CudaEngine final : public SelectionEngine {
   // Host queries are taken as exact in bf16 and checked as they are encoded (QueryStore::reset): checking them
   // first would read the whole batch once more before the first chunk could start. Off the grid, the batch starts
   // again with the check first, so the selections are the same either way.
+  // out's rows are resized, not cleared first: a caller that passes the same vectors again (one per layer) has
+  // them overwritten in place, without the zero fill that growing an emptied vector costs.
   void select(const QueryBatch& b, Method method, std::vector<std::vector<int64_t>>& out) override {
     HostTimer t(ms_.calls);
-    out.assign(size_t(b.count), {});
+    out.resize(size_t(b.count));
     try {
-      select_chunks(b, method, out, true);
-    } catch (const QueriesOffBf16Grid&) {
-      select_chunks(b, method, out, false);
+      try {
+        select_chunks(b, method, out, true);
+      } catch (const QueriesOffBf16Grid&) {
+        scoring_.synchronize();
+        scoring_.timer().discard();  // the abandoned chunks' stage times: not this call's kernels
+        select_chunks(b, method, out, false);
+      }
+    } catch (...) {
+      out.clear();  // no rows of an earlier call left behind
+      throw;
     }
   }
 
@@ -387,9 +422,10 @@ class CudaEngine final : public SelectionEngine {
 
   // ---- select ---------------------------------------------------------------------------------------
 
-  // The chunks with the most score cells first, so that each per-chunk device buffer is allocated once, at its
-  // largest (a later cudaFree would wait for the whole device and stall the pipeline). Each chunk's selections
-  // come down and into `out` while the GPU runs the next chunk (SelectionDownloads).
+  // The chunks with the most score cells first, so that the score rows, the largest per-chunk buffer, are
+  // allocated once (a later cudaFree would wait for the whole device and stall the pipeline); the result slots
+  // are sized for the largest chunk up front. Each chunk's selections come down and into `out` while the GPU
+  // runs the next chunk (SelectionDownloads).
   void select_chunks(const QueryBatch& b, Method method, std::vector<std::vector<int64_t>>& out, bool assume_bf16) {
     results_.drop();  // chunks of a call that was abandoned (the batch started again, or an error)
     begin_batch(b, assume_bf16);
@@ -400,6 +436,9 @@ class CudaEngine final : public SelectionEngine {
       for (const Chunk& c : chunks) select_block(b, c, out);
       return;
     }
+    int64_t most_rows = 0;
+    for (const Chunk& c : chunks) most_rows = std::max(most_rows, c.count);
+    results_.reserve(most_rows, k());
     for (size_t n = 0; n < chunks.size(); ++n) {
       TopkOut& dst = results_.slot(n);
       if (method == Method::Flat) select_flat(b, chunks[n], dst);

@@ -53,6 +53,8 @@ class StageTimer {
   void begin(cudaStream_t s, double* target);
   void end(cudaStream_t s);
   void collect();
+  // Forgets the pairs recorded since the last collect() (the stream must have passed them).
+  void discard() { n_ = 0; }
 
  private:
   struct Pair {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/numeric.hpp"
+#include "core/streaming_rows.hpp"
 #include "cuda/device_buffer.hpp"
 #include "cuda/device_operands.hpp"
 #include "cuda/kernels.hpp"
@@ -52,8 +53,12 @@ class PieceUploader {
       // device of the stream it is recorded on (the owner may be constructed before its GPU is selected).
       if (!piece.copied) piece.copied.emplace();
       T* host = reinterpret_cast<T*>(piece.memory.reserve(size_t(n * row_units) * sizeof(T)));
-#pragma omp parallel for schedule(static)
-      for (int64_t r = 0; r < n; ++r) encode(first + r, host + r * row_units);
+#pragma omp parallel
+      {
+#pragma omp for schedule(static) nowait
+        for (int64_t r = 0; r < n; ++r) encode(first + r, host + r * row_units);
+        finish_streaming_stores();  // encode may write with streaming stores; the copy below reads them
+      }
       HISA_CUDA_CHECK(cudaMemcpyAsync(dst + first * row_units, host, size_t(n * row_units) * sizeof(T),
                                       cudaMemcpyHostToDevice, s));
       HISA_CUDA_CHECK(cudaEventRecord(piece.copied->get(), s));
@@ -312,12 +317,14 @@ class QueryStore {
     const bool check = assumed_bf16_ && t == ValueType::BF16;
     std::atomic<bool> off_grid = false;
     uploader_.upload(f.codes.data() + first * hp * cd, count * hp, cd, [&](int64_t r, uint16_t* out) {
-      std::fill_n(out, cd, uint16_t(0));
       const int64_t i = first + r / hp, h = r % hp;
-      if (h >= b.heads) return;
-      const float* v = b.q_row(i, h);
-      encode_row(t, v, b.dim, out);
-      if (check && !all_bf16(v, b.dim)) off_grid.store(true, std::memory_order_relaxed);
+      if (h >= b.heads) return zero_units(out, cd);
+      if (t == ValueType::BF16) {
+        if (!bf16_codes_row(b.q_row(i, h), b.dim, cd, out) && check) off_grid.store(true, std::memory_order_relaxed);
+        return;
+      }
+      std::fill_n(out, cd, uint16_t(0));
+      encode_row(t, b.q_row(i, h), b.dim, out);
     }, copies());
     if (off_grid) throw QueriesOffBf16Grid{};
     f.loaded.push_back({first, first + count});
@@ -352,11 +359,6 @@ class QueryStore {
     }
   };
   static size_t form_index(ValueType t) { return t == ValueType::F16 ? 1 : t == ValueType::E4M3 ? 2 : 0; }
-  static bool all_bf16(const float* v, int64_t n) {
-    uint32_t low = 0;
-    for (int64_t d = 0; d < n; ++d) low |= std::bit_cast<uint32_t>(v[d]) & 0xFFFFu;
-    return low == 0;
-  }
   // H': the low-precision forms' heads, padded with zero q and w to a multiple of 8.
   int64_t padded_heads() const { return round_up(batch_->heads, 8); }
   // The stream the host uploads go on, made on first use (with the batch's GPU current, as reset() is called).

@@ -65,17 +65,22 @@ TEST(CudaEngine, PackedSequencesScalesAndFp8Pooling) {
   }
 }
 
+// 23 queries, some of packed sequences, over 300 keys: with a 6 KiB chunk budget, many chunks of their own key ranges.
+Layer many_chunk_layer(uint64_t seed, bool scales = false) {
+  LayerSpec s;
+  s.packed = true;
+  s.scales = scales;
+  s.keys = 300;
+  s.queries = 23;
+  s.seed = seed;
+  return random_layer(s);
+}
+
 TEST(CudaEngine, ManySmallChunksGiveTheSameResults) {
   REQUIRE_GPU();
   // A device-memory budget of a few rows per chunk: queries are split into many chunks, each with its own
   // key range, and the results must not change.
-  LayerSpec s;
-  s.packed = true;
-  s.scales = true;
-  s.keys = 300;
-  s.queries = 23;
-  s.seed = 12;
-  Layer l = random_layer(s);
+  Layer l = many_chunk_layer(12, true);
   for (auto c : configs_for(12)) {
     if (c.blocks != 3) continue;
     expect_identical(l, c, 6 * 1024);
@@ -90,19 +95,36 @@ TEST(CudaEngine, ManySmallChunksGiveTheSameResults) {
 // unchecked, it would be scored as 256 or 4096.
 TEST(CudaEngine, QueriesOffTheBf16GridAreCaughtInAnyChunk) {
   REQUIRE_GPU();
-  LayerSpec s;
-  s.packed = true;
-  s.keys = 300;
-  s.queries = 23;
-  s.seed = 31;
   for (const int64_t query : {0, 11, 22}) {
     for (const float value : {257.0f, 4097.0f}) {
       SCOPED_TRACE("query " + std::to_string(query) + " holds " + std::to_string(value));
-      Layer l = random_layer(s);
+      Layer l = many_chunk_layer(31);
       l.batch.q[size_t(query * l.batch.heads * l.batch.dim + 5)] = value;
       for (auto c : configs_for(13)) {
         if (c.blocks == 3) expect_identical(l, c, 6 * 1024);
       }
+    }
+  }
+}
+
+// select() overwrites the caller's rows in place (it resizes them rather than clearing them first): rows left from
+// an earlier call, longer or shorter than this call's, and rows past the batch, leave nothing behind.
+TEST(CudaEngine, SelectOverwritesTheCallersRowsWhateverTheyHeld) {
+  REQUIRE_GPU();
+  const Layer l = many_chunk_layer(41);
+  SelectionConfig c = configs_for(13).front();
+  auto gpu = make_cuda_engine(gpu_device(), 6 * 1024);
+  gpu->set_layer(l.keys, c);
+  for (const Method method : {Method::Flat, Method::Hisa, Method::Block}) {
+    std::vector<std::vector<int64_t>> out(size_t(l.batch.count + 5));
+    for (size_t i = 0; i < out.size(); ++i) out[i].assign(i % 3 == 0 ? 40 : i % 3, int64_t(-7));
+    gpu->select(l.batch, method, out);
+    ASSERT_EQ(out.size(), size_t(l.batch.count));
+    for (int64_t i = 0; i < l.batch.count; ++i) {
+      const auto want = method == Method::Flat   ? reference::flat(l.batch, i, l.keys, c)
+                        : method == Method::Hisa ? reference::hisa(l.batch, i, l.keys, c)
+                                                 : reference::block_sparse(l.batch, i, l.keys, c);
+      EXPECT_EQ(out[size_t(i)], want) << "query " << i << " " << method_name(method);
     }
   }
 }
