@@ -2,9 +2,10 @@
 // the queries' bf16 codes written with plain stores (as before 2026-12-03) and with AVX2 streaming stores
 // (core/streaming_rows.cpp), and the selections widened into per-query vectors with vector::assign and with
 // streaming stores. Shows how much host time select() must hide behind the kernels
-// (tests/bench/results/2026-12-03-h200-select-pipeline.txt). Build and run on the machine in question:
-//   g++ -O2 -std=c++20 -mavx2 -mfma -fopenmp tests/bench/host_select_work.cpp -o /tmp/host_select_work && /tmp/host_select_work
-#include <immintrin.h>
+// (tests/bench/results/2026-12-03-h200-select-pipeline.txt). The streaming arms call the engine's own writers;
+// the plain arms are the code they replaced. Build and run on the machine in question:
+//   g++ -O2 -std=c++20 -mavx2 -mfma -fopenmp -Isrc tests/bench/host_select_work.cpp src/core/streaming_rows.cpp -o /tmp/host_select_work
+//   /tmp/host_select_work
 #include <omp.h>
 #include <bit>
 #include <chrono>
@@ -14,6 +15,8 @@
 #include <cstring>
 #include <vector>
 #include <algorithm>
+
+#include "core/streaming_rows.hpp"
 using clk = std::chrono::steady_clock;
 static double ms(clk::time_point a) { return std::chrono::duration<double, std::milli>(clk::now() - a).count(); }
 int main() {
@@ -46,23 +49,15 @@ int main() {
     printf("bf16 codes of 2 GiB fp32, plain stores      %.1f ms\n", ms(t));
     t = clk::now();
     for (int64_t c = 0; c < chunks; ++c) {
-      #pragma omp parallel
+      bool bad = false;
+      #pragma omp parallel reduction(||:bad)
       {
-        #pragma omp for schedule(static)
+        #pragma omp for schedule(static) nowait
         for (int64_t r = 0; r < Q * H; ++r) {
-          const float* v = q.data() + (c * Q * H + r) * D;
-          __m256i* o = (__m256i*)(codes + r * D);
-          __m256i low = _mm256_setzero_si256();
-          const __m256i mask = _mm256_set1_epi32(0xFFFF);
-          for (int64_t d = 0; d < D; d += 16) {
-            __m256i a = _mm256_loadu_si256((const __m256i*)(v + d)), b = _mm256_loadu_si256((const __m256i*)(v + d + 8));
-            low = _mm256_or_si256(low, _mm256_or_si256(_mm256_and_si256(a, mask), _mm256_and_si256(b, mask)));
-            __m256i p = _mm256_packus_epi32(_mm256_srli_epi32(a, 16), _mm256_srli_epi32(b, 16));
-            _mm256_stream_si256(o + d / 16, _mm256_permute4x64_epi64(p, 0xD8));
-          }
-          if (!_mm256_testz_si256(low, low)) { volatile int x = 1; (void)x; }
+          const bool exact = hisa::bf16_codes_row(q.data() + (c * Q * H + r) * D, D, D, codes + r * D);
+          bad = bad || !exact;
         }
-        _mm_sfence();
+        hisa::finish_streaming_stores();
       }
     }
     printf("bf16 codes of 2 GiB fp32, streaming stores  %.1f ms\n", ms(t));
@@ -76,18 +71,13 @@ int main() {
     for (int64_t c = 0; c < chunks; ++c) {
       #pragma omp parallel
       {
-        #pragma omp for schedule(static)
+        #pragma omp for schedule(static) nowait
         for (int64_t i = 0; i < Q; ++i) {
           auto& o = out[size_t(c * Q + i)];
           o.resize(K);
-          const int* src = pos.data() + i * K;
-          int64_t* dst = o.data();
-          int64_t d = 0;
-          for (; d < K && (uintptr_t(dst + d) & 31); ++d) dst[d] = src[d];
-          for (; d + 4 <= K; d += 4) _mm256_stream_si256((__m256i*)(dst + d), _mm256_cvtepi32_epi64(_mm_loadu_si128((const __m128i*)(src + d))));
-          for (; d < K; ++d) dst[d] = src[d];
+          hisa::widen_row(pos.data() + i * K, K, o.data());
         }
-        _mm_sfence();
+        hisa::finish_streaming_stores();
       }
     }
     printf("1 GiB of int64 selections, streaming       %.1f ms\n", ms(t));
