@@ -177,10 +177,6 @@ class CudaEngine final : public SelectionEngine {
 
   void audit(const QueryBatch& b, std::vector<QueryAudit>& out) override {
     HostTimer t(ms_.calls);
-    // The audit's metrics (certification, miss causes) read queries and keys on the host.
-    if (b.on_device() || (keys_ != nullptr && keys_->on_device())) {
-      throw std::invalid_argument("CudaEngine: audit() needs operands in host memory");
-    }
     begin_batch(b);
     out.assign(size_t(b.count), QueryAudit{});
     for (const Chunk& c : plan_chunks(b, true, false)) audit_chunk(b, c, out);
@@ -206,6 +202,65 @@ class CudaEngine final : public SelectionEngine {
       out.clear();  // no rows of an earlier call left behind
       throw;
     }
+  }
+
+  // The keys' block summary once per layer, then every (query, eligible block) bound of the batch in one launch;
+  // only the bounds come back.
+  void block_bounds(const QueryBatch& b, std::vector<std::vector<float>>& out) override {
+    HostTimer t(ms_.calls);
+    begin_batch(b);
+    const int64_t B = config_.block_size;
+    std::vector<int64_t> offsets(size_t(b.count) + 1, 0);
+    int64_t max_blocks = 0;
+    for (int64_t i = 0; i < b.count; ++i) {
+      const BlockSpan span = eligible_blocks(b.k_start[size_t(i)], b.q_pos[size_t(i)], B);
+      offsets[size_t(i) + 1] = offsets[size_t(i)] + span.size();
+      max_blocks = std::max(max_blocks, span.size());
+    }
+    std::vector<float> all(size_t(offsets.back()));
+    BlockBoundLaunch a;
+    a.s = block_summary();
+    a.q = scoring_.queries().q_f32(stream());
+    a.w = scoring_.queries().w_f32(stream());
+    a.rows = int(b.count);
+    a.heads = int(b.heads);
+    a.dim = int(b.dim);
+    a.lo = scoring_.visible_lo();
+    a.hi = scoring_.visible_hi();
+    bound_offsets_.upload(offsets.data(), offsets.size(), stream());
+    a.offsets = bound_offsets_.data();
+    a.block_size = int(B);
+    a.max_blocks = int(max_blocks);
+    bounds_out_.resize(std::max<size_t>(all.size(), 1));
+    a.out = bounds_out_.data();
+    launch_block_bounds(a, stream());
+    bounds_out_.download(all.data(), all.size(), stream());
+    scoring_.synchronize();
+    out.resize(size_t(b.count));
+    for (int64_t i = 0; i < b.count; ++i) {
+      out[size_t(i)].assign(all.begin() + offsets[size_t(i)], all.begin() + offsets[size_t(i) + 1]);
+    }
+  }
+
+  void score_row(const QueryBatch& b, int64_t i, std::vector<float>& out) override {
+    HostTimer t(ms_.calls);
+    begin_batch(b);
+    const int64_t from = b.k_start[size_t(i)], n = b.q_pos[size_t(i)] - from + 1;
+    out.resize(size_t(n));
+    ScoreRowLaunch a;
+    a.q = scoring_.queries().q_f32(stream()) + i * b.heads * b.dim;
+    a.w = scoring_.queries().w_f32(stream()) + i * b.heads;
+    a.heads = int(b.heads);
+    a.dim = int(b.dim);
+    a.keys = tokens_.f32(stream());
+    a.scales = tokens_.scales();
+    a.from = from;
+    a.count = n;
+    row_out_.resize(size_t(std::max<int64_t>(n, 1)));
+    a.out = row_out_.data();
+    launch_score_row(a, stream());
+    row_out_.download(out.data(), out.size(), stream());
+    scoring_.synchronize();
   }
 
   void set_sweep_layer(const LayerKeys& keys, int64_t topk, std::span<const PoolVariant> variants) override {
@@ -266,6 +321,34 @@ class CudaEngine final : public SelectionEngine {
     scoring_.synchronize();
     finish_pooling(p, precision);
     return p;
+  }
+
+  // BlockBounds' summary of the layer's keys (block_bounds), made on first use after set_layer.
+  BlockSummary block_summary() {
+    const int64_t B = config_.block_size, blocks = (keys_->count + B - 1) / B, D = keys_->dim;
+    if (summary_for_ != tokens_.generation()) {
+      summary_box_.resize(size_t(3 * blocks * D));
+      summary_ball_.resize(size_t(2 * blocks));
+      summary_scales_.resize(size_t(2 * blocks));
+      BlockSummaryLaunch a;
+      a.lo = summary_box_.data();
+      a.hi = a.lo + blocks * D;
+      a.centre = a.hi + blocks * D;
+      a.radius = summary_ball_.data();
+      a.max_norm = a.radius + blocks;
+      a.scale_min = summary_scales_.data();
+      a.scale_max = a.scale_min + blocks;
+      a.keys = tokens_.f32(stream());
+      a.scales = tokens_.scales();
+      a.key_count = keys_->count;
+      a.blocks = blocks;
+      a.dim = int(D);
+      a.block_size = int(B);
+      launch_block_summary(a, stream());
+      summary_ = a;
+      summary_for_ = tokens_.generation();
+    }
+    return summary_;
   }
 
   void begin_batch(const QueryBatch& b, bool assume_bf16 = false) {
@@ -544,6 +627,12 @@ class CudaEngine final : public SelectionEngine {
   // set_layer: the pooled keys of config_.
   PooledKeys pooled_;
   KeyStore tokens_, blocks_;
+  // block_bounds(): the summary of the keys of generation summary_for_ (0: none), the offsets and the bounds.
+  DeviceArray<float> summary_box_, summary_scales_, bounds_out_, row_out_;
+  DeviceArray<double> summary_ball_;
+  DeviceArray<int64_t> bound_offsets_;
+  BlockSummary summary_;
+  uint64_t summary_for_ = 0;
   DeviceArray<int> blo_, bhi_;
   // set_sweep_layer: the pooled keys of every variant, and each query's eligible blocks per variant.
   std::vector<PoolVariant> variants_;

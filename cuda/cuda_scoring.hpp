@@ -86,6 +86,8 @@ class CudaScoring {
   // The batch's visible ranges on the device, one entry per query.
   const int* visible_lo() const { return lo_.data(); }
   const int* visible_hi() const { return hi_.data(); }
+  // The batch's queries in the forms launches take.
+  QueryStore& queries() { return queries_; }
   // Whether a launch since the last set_batch() scored on the fp8 tensor cores.
   bool used_fp8_mma() const { return used_fp8_mma_; }
 

@@ -12,7 +12,8 @@
 namespace hisa::cuda {
 
 struct DeviceLayer::Buffers {
-  DeviceArray<float> q, k, w, k_scale;  // decoded (q, k), gathered (q, w) or all-ones (k_scale) when needed
+  DeviceArray<float> q, k, k_scale;  // decoded (q, k) or all-ones (k_scale) when needed
+  DeviceArray<float> q_rows, w_rows;  // rows() gathered
   DeviceArray<int64_t> rows;
   std::optional<Stream> stream;
 };
@@ -64,53 +65,51 @@ DeviceLayer::DeviceLayer(int device, const DeviceLayerShape& shape, DeviceOperan
   check_finite_on_device("q", q_values, Nq, H * D, fail, s);
   check_finite_on_device("w", w, Nq, H, fail, s);
 
-  QueryBatch& batch = batch_;
-  batch.count = Nq;
-  batch.heads = H;
-  batch.dim = D;
-  batch.q_pos = std::move(q_pos);
-  batch.k_start = k_start.empty() ? std::vector<int64_t>(size_t(Nq), 0) : std::move(k_start);
-  check_positions(batch.q_pos, batch.k_start, L, shape.compress_ratio, 0, fail);
-  set_compression(batch, shape.compress_ratio);
-  seeing_ = rows_seeing_keys(batch);
-  batch.device = device;
-  batch.device_q = q_values;
-  batch.device_w = w;
-  if (int64_t(seeing_.size()) < Nq) {
-    // Only the queries that see a key row reach the engine (select_batch's rule): their rows gathered here.
-    std::vector<int64_t> q_pos_seen, k_start_seen, token_pos_seen;
-    for (int64_t i : seeing_) {
-      q_pos_seen.push_back(batch.q_pos[size_t(i)]);
-      k_start_seen.push_back(batch.k_start[size_t(i)]);
-      if (!batch.token_pos.empty()) token_pos_seen.push_back(batch.token_pos[size_t(i)]);
-    }
-    const int64_t n = int64_t(seeing_.size());
-    b.rows.upload(seeing_.data(), seeing_.size(), s);
-    DeviceArray<float> q_seen, w_seen;
-    q_seen.resize(size_t(std::max<int64_t>(1, n * H * D)));
-    w_seen.resize(size_t(std::max<int64_t>(1, n * H)));
-    gather_rows_on_device(q_values, H * D, b.rows.data(), n, q_seen.data(), s);
-    gather_rows_on_device(w, H, b.rows.data(), n, w_seen.data(), s);
-    b.q = std::move(q_seen);  // (a swap: q_seen now holds the decoded q, freed once the stream is done below)
-    b.w = std::move(w_seen);
-    HISA_CUDA_CHECK(cudaStreamSynchronize(s));
-    batch.count = n;
-    batch.q_pos = std::move(q_pos_seen);
-    batch.k_start = std::move(k_start_seen);
-    batch.token_pos = std::move(token_pos_seen);
-    batch.device_q = b.q.data();
-    batch.device_w = b.w.data();
-  }
+  QueryBatch& all = all_;
+  all.count = Nq;
+  all.heads = H;
+  all.dim = D;
+  all.q_pos = std::move(q_pos);
+  all.k_start = k_start.empty() ? std::vector<int64_t>(size_t(Nq), 0) : std::move(k_start);
+  check_positions(all.q_pos, all.k_start, L, shape.compress_ratio, 0, fail);
+  set_compression(all, shape.compress_ratio);
+  seeing_ = rows_seeing_keys(all);
+  all.device = device;
+  all.device_q = q_values;
+  all.device_w = w;
   HISA_CUDA_CHECK(cudaStreamSynchronize(s));
 }
 
 DeviceLayer::~DeviceLayer() = default;
 
-void DeviceLayer::select(SelectionEngine& engine, Method method, std::vector<std::vector<int64_t>>& out) const {
+QueryBatch DeviceLayer::rows(std::span<const int64_t> rows) {
+  QueryBatch out = batch_rows_but_values(all_, rows);
+  const int64_t H = all_.heads, D = all_.dim, n = out.count;
+  const bool consecutive = n == 0 || rows.back() - rows.front() == n - 1;
+  if (consecutive) {  // a view: no copy
+    const int64_t r0 = n == 0 ? 0 : rows.front();
+    out.device_q = all_.device_q + r0 * H * D;
+    out.device_w = all_.device_w + r0 * H;
+    return out;
+  }
+  Buffers& b = *buffers_;
+  const cudaStream_t s = b.stream->get();
+  b.rows.upload(rows.data(), rows.size(), s);
+  b.q_rows.resize(size_t(n * H * D));
+  b.w_rows.resize(size_t(n * H));
+  gather_rows_on_device(all_.device_q, H * D, b.rows.data(), n, b.q_rows.data(), s);
+  gather_rows_on_device(all_.device_w, H, b.rows.data(), n, b.w_rows.data(), s);
+  HISA_CUDA_CHECK(cudaStreamSynchronize(s));  // the engine reads them on a stream of its own
+  out.device_q = b.q_rows.data();
+  out.device_w = b.w_rows.data();
+  return out;
+}
+
+void DeviceLayer::select(SelectionEngine& engine, Method method, std::vector<std::vector<int64_t>>& out) {
   out.assign(size_t(shape_.queries), {});
   if (seeing_.empty()) return;
   std::vector<std::vector<int64_t>> some;
-  engine.select(batch_, method, some);
+  engine.select(rows(seeing_), method, some);
   for (size_t j = 0; j < seeing_.size(); ++j) out[size_t(seeing_[j])] = std::move(some[j]);
 }
 

@@ -5,6 +5,7 @@
 // out there. Only the positions (q_pos, k_start) are host data. Host-only header.
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "cuda/device_operands.hpp"
@@ -37,16 +38,21 @@ class DeviceLayer {
 
   const LayerKeys& keys() const { return keys_; }
   int64_t queries() const { return shape_.queries; }
+  // Every query, its q and w on the GPU.
+  const QueryBatch& batch() const { return all_; }
+  // Rows `rows` (ascending) of batch(), as io/query_subset's batch_rows makes them: a view when they are
+  // consecutive, else gathered on the GPU into buffers that the next call reuses.
+  QueryBatch rows(std::span<const int64_t> rows);
   // One method's selections for every query by `engine` (the CUDA engine on this layer's GPU, set_layer(keys())
   // done), as pipelines/select's select_batch: a query that sees no key row gets an empty one.
-  void select(SelectionEngine& engine, Method method, std::vector<std::vector<int64_t>>& out) const;
+  void select(SelectionEngine& engine, Method method, std::vector<std::vector<int64_t>>& out);
 
  private:
   struct Buffers;
   DeviceLayerShape shape_;
   LayerKeys keys_;
-  QueryBatch batch_;              // the queries that see a key row
-  std::vector<int64_t> seeing_;   // their indices among all queries
+  QueryBatch all_;
+  std::vector<int64_t> seeing_;   // the queries that see a key row
   std::unique_ptr<Buffers> buffers_;
 };
 

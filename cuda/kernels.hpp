@@ -156,6 +156,56 @@ struct BlockMaxLaunch {
 };
 void launch_block_max(const BlockMaxLaunch& a, cudaStream_t stream);
 
+// BlockBounds' per-block summary (select/bounds.hpp) of fp32 keys [key_count, dim] with their scales: the box
+// per dimension (lo, hi, centre: [blocks, dim], bit for bit BlockBounds'), the ball's radius and the largest key
+// norm, and the extreme scales ([blocks] each). block_bounds.cu.
+struct BlockSummary {
+  float* lo = nullptr;
+  float* hi = nullptr;
+  float* centre = nullptr;
+  double* radius = nullptr;
+  double* max_norm = nullptr;
+  float* scale_min = nullptr;
+  float* scale_max = nullptr;
+};
+struct BlockSummaryLaunch : BlockSummary {
+  const float* keys = nullptr;
+  const float* scales = nullptr;
+  int64_t key_count = 0, blocks = 0;
+  int dim = 0, block_size = 0;
+};
+void launch_block_summary(const BlockSummaryLaunch& a, cudaStream_t stream);
+
+// Per row r (fp32 q [rows, heads, dim], w [rows, heads]) and each of its eligible blocks (block ⌊lo[r]/B⌋ + j
+// up to ⌊hi[r]/B⌋, fewer than max_blocks): BlockBounds::score_bound, into out[offsets[r] + j]. The same
+// formulas in double, summed over heads in another order: a bound as safe, equal to the CPU's but perhaps in
+// the last bit.
+struct BlockBoundLaunch {
+  BlockSummary s;
+  const float* q = nullptr;
+  const float* w = nullptr;
+  int rows = 0, heads = 0, dim = 0;
+  const int* lo = nullptr;
+  const int* hi = nullptr;
+  const int64_t* offsets = nullptr;
+  int block_size = 0, max_blocks = 0;
+  float* out = nullptr;
+};
+void launch_block_bounds(const BlockBoundLaunch& a, cudaStream_t stream);
+
+// One query's fp32 scores (q [heads, dim], w [heads]) against keys from..from + count - 1: out[s - from] =
+// scale[s] · Σ_h w[h] · ReLU(q[h]·key[s]), NaN as -inf (ScoreLaunch's score, summed in its own order).
+struct ScoreRowLaunch {
+  const float* q = nullptr;
+  const float* w = nullptr;
+  int heads = 0, dim = 0;
+  const float* keys = nullptr;
+  const float* scales = nullptr;
+  int64_t from = 0, count = 0;
+  float* out = nullptr;
+};
+void launch_score_row(const ScoreRowLaunch& a, cudaStream_t stream);
+
 // Whether this build's kernels can run on `device` (a compatible SASS or PTX image is embedded): empty when
 // they can, else the CUDA error that loading them gives. Never throws.
 std::string kernel_image_problem(int device);

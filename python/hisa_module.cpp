@@ -14,6 +14,7 @@
 #include <mutex>
 #include <type_traits>
 #include <optional>
+#include <span>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -288,18 +289,21 @@ cuda::DeviceCodes codes_of(const GpuTensor& t, const std::string& name) {
   fail(name, "element type " + t.type + " is not read on a GPU (f32, f16, bf16 or fp8)");
 }
 
-// select() on CUDA tensors: the CUDA engine on their GPU reads them there (cuda/device_layer.hpp); only the
-// positions, q_pos and k_start, are host arrays.
-py::array_t<int32_t> select_on_gpu(const py::tuple& q_t, const py::tuple& k_t, const py::tuple& w_t, const py::array& q_pos,
-                                   const std::optional<py::array>& k_start, const std::optional<py::tuple>& k_scale_t,
-                                   const std::string& method, int64_t block_size, int64_t blocks, const std::string& forced,
-                                   const std::string& pool_precision, int64_t topk, int64_t compress_ratio) {
+// A layer of CUDA tensors, checked as the file loader checks a layer and read on their GPU (cuda/device_layer.hpp);
+// only the positions, q_pos and k_start, are host arrays.
+struct GpuLayer {
+  std::unique_ptr<cuda::DeviceLayer> layer;
+  int device = -1;
+};
+
+GpuLayer gpu_layer(const py::tuple& q_t, const py::tuple& k_t, const py::tuple& w_t, const py::array& q_pos,
+                   const std::optional<py::array>& k_start, const std::optional<py::tuple>& k_scale_t,
+                   int64_t compress_ratio) {
   const GpuTensor q = gpu_tensor(q_t, "q"), k = gpu_tensor(k_t, "k"), w = gpu_tensor(w_t, "w");
   const std::optional<GpuTensor> k_scale = k_scale_t ? std::optional(gpu_tensor(*k_scale_t, "k_scale")) : std::nullopt;
   const LayerDims d = check_shapes({q.shape, k.shape, w.shape, py_shape(q_pos), py_shape(k_start),
                                     k_scale ? std::optional(k_scale->shape) : std::nullopt, std::nullopt, std::nullopt},
                                    q.type, k.type, compress_ratio);
-  const int64_t L = d.keys, D = d.dim, Nq = d.queries, H = d.heads;
   for (const GpuTensor* t : {&w, k_scale ? &*k_scale : nullptr}) {
     if (t && t->type != "f32") fail(t == &w ? "w" : "k_scale", "expected float32 values, found " + t->type);
   }
@@ -307,24 +311,36 @@ py::array_t<int32_t> select_on_gpu(const py::tuple& q_t, const py::tuple& k_t, c
     if (t && t->device != q.device) fail("q", "is on CUDA device " + std::to_string(q.device) + ", another operand on " + std::to_string(t->device));
   }
   const cuda::DeviceCodes q_codes = codes_of(q, "q"), k_codes = codes_of(k, "k");
-  const SelectionConfig config = make_config(topk, block_size, blocks, forced, pool_precision);
-  const Method m = method_of(method);
-  const int dev = resolve_devices("cuda", std::to_string(q.device)).front();
+  GpuLayer g;
+  g.device = resolve_devices("cuda", std::to_string(q.device)).front();
   std::vector<int64_t> positions = values_of<int64_t>(q_pos, "q_pos", "int64");
   std::vector<int64_t> starts = k_start ? values_of<int64_t>(*k_start, "k_start", "int64") : std::vector<int64_t>{};
+  py::gil_scoped_release released;
+  g.layer = std::make_unique<cuda::DeviceLayer>(
+      g.device, cuda::DeviceLayerShape{d.queries, d.heads, d.dim, d.keys, compress_ratio}, cuda::DeviceOperand{q.data, q_codes},
+      cuda::DeviceOperand{k.data, k_codes}, static_cast<const float*>(w.data),
+      k_scale ? static_cast<const float*>(k_scale->data) : nullptr, std::move(positions), std::move(starts), kFail);
+  return g;
+}
+
+// select() on CUDA tensors: the CUDA engine on their GPU reads them there.
+py::array_t<int32_t> select_on_gpu(const py::tuple& q_t, const py::tuple& k_t, const py::tuple& w_t, const py::array& q_pos,
+                                   const std::optional<py::array>& k_start, const std::optional<py::tuple>& k_scale_t,
+                                   const std::string& method, int64_t block_size, int64_t blocks, const std::string& forced,
+                                   const std::string& pool_precision, int64_t topk, int64_t compress_ratio) {
+  const SelectionConfig config = make_config(topk, block_size, blocks, forced, pool_precision);
+  const Method m = method_of(method);
+  GpuLayer g = gpu_layer(q_t, k_t, w_t, q_pos, k_start, k_scale_t, compress_ratio);
   std::vector<std::vector<int64_t>> selections;
   int64_t width = 0;
   std::vector<int32_t> matrix;
+  const int64_t Nq = g.layer->queries();
   {
     py::gil_scoped_release released;
-    const cuda::DeviceLayer layer(dev, {Nq, H, D, L, compress_ratio}, {q.data, q_codes}, {k.data, k_codes},
-                                  static_cast<const float*>(w.data),
-                                  k_scale ? static_cast<const float*>(k_scale->data) : nullptr, std::move(positions),
-                                  std::move(starts), kFail);
-    auto engine = make_engine_on(dev, 0);
-    engine->set_layer(layer.keys(), config);
-    layer.select(*engine, m, selections);
-    matrix = selection_matrix(selections, m, config.topk, L, width);
+    auto engine = make_engine_on(g.device, 0);
+    engine->set_layer(g.layer->keys(), config);
+    g.layer->select(*engine, m, selections);
+    matrix = selection_matrix(selections, m, config.topk, g.layer->keys().count, width);
   }
   py::array_t<int32_t> out({Nq, width});
   std::copy(matrix.begin(), matrix.end(), out.mutable_data());
@@ -407,9 +423,7 @@ class Audit {
                 const std::optional<py::array>& topk_ref, const std::optional<std::string>& ref_method,
                 std::optional<int64_t> ref_block_size, std::optional<int64_t> ref_blocks,
                 const std::optional<std::string>& ref_forced, const std::optional<std::string>& ref_pool_precision) {
-    if (layer < 0) fail("layer", "must be at least 0 (got " + std::to_string(layer) + ")");
-    if (sample.empty()) fail("sample", "must be a non-empty name");
-    if (window && *window < 0) fail("window", "must be at least 0 (got " + std::to_string(*window) + ")");
+    check_place(layer, sample, window);
     Layer l = make_layer(q, q_type, k, k_type, w, q_pos, k_start, k_scale, compress_ratio, {q_scale_blocks, k_scale_blocks});
     if (topk_ref) {
       if (topk_ref->ndim() != 2 || topk_ref->shape(0) != l.batch.count) {
@@ -423,18 +437,30 @@ class Audit {
       d.pool_precision = ref_pool_precision;
       check_ref_declaration(d, [](const std::string&, const std::string& message) { fail("topk_ref", message); });
     }
-    check_needle(needle_begin, needle_end, [](const std::string&, const std::string& message) { fail("needle", message); });
-    std::optional<NeedleRange> needle;
-    if (needle_begin && *needle_end > *needle_begin) needle = needle_rows({*needle_begin, *needle_end}, compress_ratio);
-    std::vector<QueryMetrics> metrics;
-    AuditResult r;
-    r.config = live_->options().audit.config;
-    locked([&] {
-      r.layers.push_back(live_->add(sample, layer, l.keys, l.batch, needle, window,
-                                    [&](const QueryAudit&, const QueryMetrics& m) { metrics.push_back(m); }));
-    });
-    return py::make_tuple(audit_json(r)["layers"][0].dump(), query_columns(metrics));
+    return add_layer(sample, layer, l.keys, l.batch, needle_of(needle_begin, needle_end, compress_ratio), window);
   }
+
+#ifdef HISA_HAVE_CUDA
+  // add() of CUDA tensors on this audit's GPU, read there: the engine's audit, the certificates' bounds and the
+  // pictures run on the GPU, and only their results come to the host (no topk_ref: add() judges it).
+  py::tuple add_on_gpu(const py::tuple& q, const py::tuple& k, const py::tuple& w, const py::array& q_pos,
+                       const std::optional<py::array>& k_start, const std::optional<py::tuple>& k_scale,
+                       int64_t compress_ratio, std::optional<int64_t> window, int layer, const std::string& sample,
+                       std::optional<int64_t> needle_begin, std::optional<int64_t> needle_end) {
+    check_place(layer, sample, window);
+    GpuLayer g = gpu_layer(q, k, w, q_pos, k_start, k_scale, compress_ratio);
+    if (g.device != live_->options().device) {
+      fail("q", "is on CUDA device " + std::to_string(g.device) + ", this Audit's engine is " + live_->engine_name());
+    }
+    cuda::DeviceLayer& layer_on_gpu = *g.layer;
+    return add_layer(sample, layer, layer_on_gpu.keys(), layer_on_gpu.batch(),
+                     needle_of(needle_begin, needle_end, compress_ratio), window,
+                     [&](const QueryBatch&, std::span<const int64_t> rows) { return layer_on_gpu.rows(rows); });
+  }
+#endif
+
+  // The device add() and add_on_gpu() audit on: -1 for the CPU, else the CUDA device index.
+  int device() const { return live_->options().device; }
 
   std::string engine() const { return live_->engine_name(); }
   std::string json() const { return locked([&] { return json_text(); }); }
@@ -463,6 +489,33 @@ class Audit {
   }
 
  private:
+  static void check_place(int layer, const std::string& sample, std::optional<int64_t> window) {
+    if (layer < 0) fail("layer", "must be at least 0 (got " + std::to_string(layer) + ")");
+    if (sample.empty()) fail("sample", "must be a non-empty name");
+    if (window && *window < 0) fail("window", "must be at least 0 (got " + std::to_string(*window) + ")");
+  }
+  // The needle's token range [begin, end) as key rows; none when absent or empty.
+  static std::optional<NeedleRange> needle_of(std::optional<int64_t> begin, std::optional<int64_t> end,
+                                              int64_t compress_ratio) {
+    check_needle(begin, end, [](const std::string&, const std::string& message) { fail("needle", message); });
+    if (begin && *end > *begin) return needle_rows({*begin, *end}, compress_ratio);
+    return std::nullopt;
+  }
+  // One sample's layer audited and added: (its per-layer object of the audit JSON as JSON text, its per-query
+  // columns).
+  py::tuple add_layer(const std::string& sample, int layer, const LayerKeys& keys, const QueryBatch& batch,
+                      std::optional<NeedleRange> needle, std::optional<int64_t> window,
+                      const LiveAudit::BatchRows& rows_of = LiveAudit::BatchRows(batch_rows)) {
+    std::vector<QueryMetrics> metrics;
+    AuditResult r;
+    r.config = live_->options().audit.config;
+    locked([&] {
+      r.layers.push_back(live_->add(sample, layer, keys, batch, needle, window,
+                                    [&](const QueryAudit&, const QueryMetrics& m) { metrics.push_back(m); }, rows_of));
+    });
+    return py::make_tuple(audit_json(r)["layers"][0].dump(), query_columns(metrics));
+  }
+
   // f with the GIL released and this audit to itself: Python threads may share an Audit. (The mutex is taken
   // after the GIL is let go, and let go before the GIL is taken back, so neither waits on the other.)
   template <typename F>
@@ -518,6 +571,12 @@ PYBIND11_MODULE(_hisa, m) {
            py::arg("window"), py::arg("layer"),
            py::arg("sample"), py::arg("needle_begin"), py::arg("needle_end"), py::arg("topk_ref"), py::arg("ref_method"),
            py::arg("ref_block_size"), py::arg("ref_blocks"), py::arg("ref_forced"), py::arg("ref_pool_precision"))
+#ifdef HISA_HAVE_CUDA
+      .def("add_on_gpu", &Audit::add_on_gpu, py::arg("q"), py::arg("k"), py::arg("w"), py::arg("q_pos"), py::arg("k_start"),
+           py::arg("k_scale"), py::arg("compress_ratio"), py::arg("window"), py::arg("layer"), py::arg("sample"),
+           py::arg("needle_begin"), py::arg("needle_end"))
+#endif
+      .def("device", &Audit::device)
       .def("engine", &Audit::engine)
       .def("json", &Audit::json)
       .def("table", &Audit::table)

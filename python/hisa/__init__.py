@@ -52,7 +52,7 @@ def _operand(x, name, dtype=None):
     if _is_torch(x):
         x = x.detach()
         if x.is_cuda:
-            x = x.cpu()  # the audit, and select() where it cannot read it in place (docs/python.md)
+            x = x.cpu()  # where the module cannot read it in place (docs/python.md)
         x = x.contiguous()
         torch_types = _torch_types()
         if x.dtype not in torch_types:
@@ -132,10 +132,10 @@ def _reads_on_gpu(q, k, device):
     return device == "cuda" or _hisa.gpu_usable(q.device.index)
 
 
-def _select_on_gpu(q, k, w, q_pos, k_start, k_scale, method, block_size, blocks, forced, pool_precision, topk,
-                   compress_ratio):
-    """select() by the CUDA engine on q's GPU, reading q, k, w and k_scale there (w and k_scale are brought to
-    it as float32 first); only q_pos and k_start come to the host."""
+def _gpu_operands(q, k, w, k_scale):
+    """q, k, w and k_scale described for the module's GPU calls, (pointer, shape, element type, device index),
+    and the tensors described (keep them referenced while the module reads them). w and k_scale are brought to
+    q's GPU as float32 first."""
     import torch
     kinds = _gpu_kinds()
 
@@ -150,14 +150,20 @@ def _select_on_gpu(q, k, w, q_pos, k_start, k_scale, method, block_size, blocks,
         return (x.data_ptr(), tuple(x.shape), kinds[x.dtype], x.device.index), x
 
     operands = [tensor(q, "q"), tensor(k, "k"), tensor(w, "w", torch.float32)]
-    if k_scale is not None:
-        operands.append(tensor(k_scale, "k_scale", torch.float32))
+    operands.append(tensor(k_scale, "k_scale", torch.float32) if k_scale is not None else (None, None))
     torch.cuda.current_stream(q.device).synchronize()  # the engine runs on a stream of its own
-    described = [d for d, _ in operands]  # the tensors themselves stay referenced in `operands` meanwhile
+    return [d for d, _ in operands], [t for _, t in operands]
+
+
+def _select_on_gpu(q, k, w, q_pos, k_start, k_scale, method, block_size, blocks, forced, pool_precision, topk,
+                   compress_ratio):
+    """select() by the CUDA engine on q's GPU, reading q, k, w and k_scale there; only q_pos and k_start come
+    to the host."""
+    import torch
+    described, _tensors = _gpu_operands(q, k, w, k_scale)
     with torch.cuda.device(q.device):  # the engine makes q's GPU current; the caller's current GPU comes back
         return _hisa.select_on_gpu(described[0], described[1], described[2], _plain(q_pos, "q_pos", np.int64),
-                                   _plain(k_start, "k_start", np.int64),
-                                   described[3] if k_scale is not None else None, method, int(block_size),
+                                   _plain(k_start, "k_start", np.int64), described[3], method, int(block_size),
                                    int(blocks), forced, pool_precision, int(topk), int(compress_ratio))
 
 
@@ -214,8 +220,21 @@ class Audit:
             k_scale_blocks=None):
         """Audits one sample's layer and adds it: (stats, per_query) of this sample's layer alone, as
         audit_layer returns them. A sample's layer is added once; a layer's samples agree on compress_ratio.
-        window: the tokens attended besides the selection (DeepSeek-V4: 128), reported as context."""
+        window: the tokens attended besides the selection (DeepSeek-V4: 128), reported as context.
+        CUDA tensors (float32, float16, bfloat16, float8_e4m3fn) on the GPU this audit's engine runs on are read
+        there, without a copy to the host, unless topk_ref is given (its judgement reads them on the host)."""
         begin, end = (None, None) if needle is None else (int(needle[0]), int(needle[1]))
+        if self._reads_on_gpu(q, k, topk_ref, q_dtype, k_dtype, q_scale_blocks, k_scale_blocks):
+            import torch
+            described, _tensors = _gpu_operands(q, k, w, k_scale)
+            with torch.cuda.device(q.device):
+                text, columns = self._audit.add_on_gpu(
+                    described[0], described[1], described[2], _plain(q_pos, "q_pos", np.int64),
+                    _plain(k_start, "k_start", np.int64), described[3], int(compress_ratio),
+                    None if window is None else int(window), int(layer), str(sample), begin, end)
+            stats = json.loads(text)
+            stats["engine"] = self.engine
+            return stats, dict(columns)
         text, columns = self._audit.add(
             *_layer_args(q, k, w, q_pos, k_start, k_scale, q_dtype, k_dtype, q_scale_blocks, k_scale_blocks),
             int(compress_ratio),
@@ -225,6 +244,18 @@ class Audit:
         stats = json.loads(text)
         stats["engine"] = self.engine
         return stats, dict(columns)
+
+    def _reads_on_gpu(self, q, k, topk_ref, q_dtype, k_dtype, q_scale_blocks, k_scale_blocks):
+        """Whether add() reads q and k where they are: CUDA tensors of codes the GPU decodes, on the GPU this
+        audit's engine runs on, and no topk_ref (judged on the host)."""
+        if topk_ref is not None or q_dtype is not None or k_dtype is not None:
+            return False
+        if q_scale_blocks is not None or k_scale_blocks is not None or not hasattr(self._audit, "add_on_gpu"):
+            return False
+        if not (_is_torch(q) and _is_torch(k) and q.is_cuda and k.is_cuda and q.device == k.device):
+            return False
+        kinds = _gpu_kinds()
+        return q.dtype in kinds and k.dtype in kinds and self._audit.device() == q.device.index
 
     def result(self):
         """The audit JSON (`hisa audit --json`) of every layer added so far, as a dict."""

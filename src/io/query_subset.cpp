@@ -1,6 +1,7 @@
 #include "io/query_subset.hpp"
 
 #include <stdexcept>
+#include <string>
 
 namespace hisa {
 
@@ -41,9 +42,7 @@ QueryBatch read_query_subset(const LayerReader& layer, const std::vector<int64_t
   return out;
 }
 
-QueryBatch batch_rows(const QueryBatch& b, std::span<const int64_t> rows) {
-  // Rows of a batch on a GPU are gathered there (import hisa's module does it with the CUDA gather).
-  if (b.on_device()) throw std::logic_error("batch_rows: the batch's q and w live on a GPU");
+QueryBatch batch_rows_but_values(const QueryBatch& b, std::span<const int64_t> rows) {
   QueryBatch out;
   out.first = b.first;
   out.count = int64_t(rows.size());
@@ -52,17 +51,30 @@ QueryBatch batch_rows(const QueryBatch& b, std::span<const int64_t> rows) {
   out.ref_width = b.ref_width;
   out.ref_declaration = b.ref_declaration;
   out.compress_ratio = b.compress_ratio;
-  const size_t qw = size_t(b.heads * b.dim), ww = size_t(b.heads), rw = size_t(b.ref_width);
+  out.device = b.device;
+  const size_t rw = size_t(b.ref_width);
+  for (int64_t r : rows) {
+    if (r < 0 || r >= b.count) throw std::out_of_range("batch rows: row " + std::to_string(r) + " of " + std::to_string(b.count));
+    const size_t i = size_t(r);
+    out.q_pos.push_back(b.q_pos[i]);
+    out.k_start.push_back(b.k_start[i]);
+    if (!b.token_pos.empty()) out.token_pos.push_back(b.token_pos[i]);
+    if (rw > 0) out.topk_ref.insert(out.topk_ref.end(), b.topk_ref.begin() + ptrdiff_t(i * rw), b.topk_ref.begin() + ptrdiff_t((i + 1) * rw));
+  }
+  return out;
+}
+
+QueryBatch batch_rows(const QueryBatch& b, std::span<const int64_t> rows) {
+  // Rows of a batch on a GPU are gathered there (cuda/device_layer.hpp's DeviceLayer::rows).
+  if (b.on_device()) throw std::logic_error("batch_rows: the batch's q and w live on a GPU");
+  QueryBatch out = batch_rows_but_values(b, rows);
+  const size_t qw = size_t(b.heads * b.dim), ww = size_t(b.heads);
   out.q.reserve(rows.size() * qw);
   out.w.reserve(rows.size() * ww);
   for (int64_t r : rows) {
     const size_t i = size_t(r);
     out.q.insert(out.q.end(), b.q.begin() + ptrdiff_t(i * qw), b.q.begin() + ptrdiff_t((i + 1) * qw));
     out.w.insert(out.w.end(), b.w.begin() + ptrdiff_t(i * ww), b.w.begin() + ptrdiff_t((i + 1) * ww));
-    out.q_pos.push_back(b.q_pos[i]);
-    out.k_start.push_back(b.k_start[i]);
-    if (!b.token_pos.empty()) out.token_pos.push_back(b.token_pos[i]);
-    if (rw > 0) out.topk_ref.insert(out.topk_ref.end(), b.topk_ref.begin() + ptrdiff_t(i * rw), b.topk_ref.begin() + ptrdiff_t((i + 1) * rw));
   }
   return out;
 }

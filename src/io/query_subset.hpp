@@ -16,6 +16,9 @@ QueryBatch read_query_subset(const LayerReader& layer, const std::vector<int64_t
 
 // Rows `rows` (ascending indices into b) of a batch, as a batch; `first` stays b's.
 QueryBatch batch_rows(const QueryBatch& b, std::span<const int64_t> rows);
+// The same without q and w (their values are left to the caller: a batch on a GPU gathers them there);
+// std::out_of_range for a row outside b.
+QueryBatch batch_rows_but_values(const QueryBatch& b, std::span<const int64_t> rows);
 // The rows of b whose query sees at least one key row (QueryBatch::sees_rows), ascending.
 std::vector<int64_t> rows_seeing_keys(const QueryBatch& b);
 

@@ -5,9 +5,7 @@
 #include "core/error.hpp"
 #include "io/dump_reader.hpp"
 #include "select/blocks.hpp"
-#include "select/bounds.hpp"
 #include "select/engine.hpp"
-#include "select/score_cpu.hpp"
 
 namespace hisa {
 
@@ -37,25 +35,29 @@ void judge_ref(Explanation& e, const QueryBatch& b, const LayerKeys& keys) {
 
 }  // namespace
 
-void explain_loaded(Explanation& e, const LayerKeys& keys, const QueryBatch& b, std::optional<NeedleRange> needle) {
-  auto engine = make_cpu_engine(1);
-  engine->set_layer(keys, e.config);
+void explain_with(SelectionEngine& engine, Explanation& e, const QueryBatch& b, int64_t compress_ratio,
+                  std::optional<NeedleRange> needle) {
   std::vector<QueryAudit> audits;
-  engine->audit(b, audits);
+  engine.audit(b, audits);
   e.audit = audits.front();
-  e.compress_ratio = keys.compress_ratio;
-  const BlockBounds bounds(keys, e.config.block_size);
+  e.compress_ratio = compress_ratio;
+  std::vector<std::vector<float>> bounds;
+  engine.block_bounds(b, bounds);
+  e.block_bounds = std::move(bounds.front());
   const int64_t first_block = e.audit.k_start / e.config.block_size;
-  for (size_t i = 0; i < e.audit.block_scores.size(); ++i) e.block_bounds.push_back(bounds.score_bound(b, 0, first_block + int64_t(i)));
   e.metrics = compute_query_metrics(e.audit, e.options.query, needle, &e.config,
                                     [&](int64_t block) { return e.block_bounds[size_t(block - first_block)]; });
   e.misses = diagnose_misses(e.audit, e.config);
   std::set_difference(e.audit.hisa.begin(), e.audit.hisa.end(), e.audit.flat.begin(), e.audit.flat.end(),
                       std::back_inserter(e.extras));
-  // The same scoring call the engine makes for a lone query, so the picture shows the scores it used.
-  const int64_t from = e.audit.k_start, n = e.audit.visible;
-  e.row.resize(size_t(n));
-  score_keys({b.q.data(), b.w.data(), 1, b.heads, b.dim}, keys.row(from), keys.k_scale.data() + from, n, e.row.data(), n);
+  // The engine's own scores for the lone query, so the picture shows the scores it used.
+  engine.score_row(b, 0, e.row);
+}
+
+void explain_loaded(Explanation& e, const LayerKeys& keys, const QueryBatch& b, std::optional<NeedleRange> needle) {
+  auto engine = make_cpu_engine(1);
+  engine->set_layer(keys, e.config);
+  explain_with(*engine, e, b, keys.compress_ratio, needle);
 }
 
 Explanation explain_query(const ExplainOptions& o) {

@@ -47,6 +47,10 @@ struct Explanation {
 // names its row, e.config its rule): everything explain_query computes but topk_ref's judgement. Used by
 // explain_query and by `import hisa`'s Audit, which has no file to read.
 void explain_loaded(Explanation& e, const LayerKeys& keys, const QueryBatch& b, std::optional<NeedleRange> needle);
+// The same by an engine already set to the query's layer with e.config (the CUDA engine for a layer that lives on
+// a GPU: `import hisa`'s Audit of CUDA tensors).
+void explain_with(SelectionEngine& engine, Explanation& e, const QueryBatch& b, int64_t compress_ratio,
+                  std::optional<NeedleRange> needle);
 
 // OptionError for a query outside the layer, and for --ref on a layer without topk_ref.
 Explanation explain_query(const ExplainOptions& options);

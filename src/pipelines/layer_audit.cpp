@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <numeric>
+#include <stdexcept>
 
 #include "core/log.hpp"
 #include "core/stopwatch.hpp"
@@ -34,8 +35,12 @@ LayerAudit::~LayerAudit() = default;
 void LayerAudit::begin(int layer, const LayerKeys& keys, std::optional<NeedleRange> needle, const std::string& label) {
   keys_ = &keys;
   label_ = label;
+  if (keys.on_device() && (o_.certified || o_.parity > 0)) {
+    throw std::invalid_argument("LayerAudit: --certified and --parity read keys in host memory, not on a GPU");
+  }
   engine_->set_layer(keys, config_);
-  bounds_ = BlockBounds(keys, config_.block_size);  // the certificates' score bounds
+  // The certificates' score bounds: of keys on a GPU, evaluated there per batch (add()).
+  bounds_ = keys.on_device() ? BlockBounds() : BlockBounds(keys, config_.block_size);
   acc_.emplace(layer, config_.block_size, o_.worst, o_.worst_by);
   acc_->add_sample(label_);
   ref_layer_.reset();
@@ -50,6 +55,10 @@ void LayerAudit::begin(int layer, const LayerKeys& keys, std::optional<NeedleRan
 
 void LayerAudit::add(const QueryBatch& batch, std::span<const int64_t> part, const QueryCallback& on_query) {
   engine_->audit(batch, audits_);
+  if (batch.on_device() && batch.ref_width > 0) {
+    throw std::invalid_argument("LayerAudit: topk_ref is judged on queries in host memory, not on a GPU");
+  }
+  if (batch.on_device()) engine_->block_bounds(batch, engine_bounds_);
   if (batch.ref_width > 0) prepare_ref(batch);
   cpu_audits_.clear();
   if (cpu_ && parity_left_ > 0) {
@@ -110,8 +119,10 @@ void LayerAudit::prepare_ref(const QueryBatch& batch) {
 QueryMetrics LayerAudit::query_metrics(const QueryBatch& batch, int64_t i, int64_t query,
                                        const CertifiedResult& certified) const {
   const QueryAudit& a = audits_[size_t(i)];
-  QueryMetrics m = compute_query_metrics(a, query, needle_, &config_,
-                                         [&](int64_t block) { return bounds_.score_bound(batch, i, block); });
+  const int64_t first_block = a.k_start / config_.block_size;
+  QueryMetrics m = compute_query_metrics(a, query, needle_, &config_, [&](int64_t block) {
+    return batch.on_device() ? engine_bounds_[size_t(i)][size_t(block - first_block)] : bounds_.score_bound(batch, i, block);
+  });
   if (batch.ref_width > 0) {
     const std::span<const int32_t> ref(batch.topk_ref.data() + i * batch.ref_width, size_t(batch.ref_width));
     set_ref_metrics(judge_ref_row(*ref_layer_, batch, i, ref_covered_ ? a : ref_audits_[size_t(i)], ref), m);

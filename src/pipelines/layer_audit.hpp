@@ -27,8 +27,12 @@ class LayerAudit {
   ~LayerAudit();
 
   const SelectionEngine& engine() const { return *engine_; }
+  // Set to the layer of the last begin() (and to the config), until the next: explanations of its queries use it.
+  SelectionEngine& engine() { return *engine_; }
   // Starts a layer (keys kept by reference until the next begin): needle in key rows (needle_rows()), label the
-  // sample's name in the accumulator.
+  // sample's name in the accumulator. Keys and batches may live on the GPU of a CUDA engine (`import hisa` on
+  // CUDA tensors); their certificates' block bounds are then the engine's (SelectionEngine::block_bounds), and
+  // certified, parity and topk_ref, which read operands on the host, are refused (std::invalid_argument).
   void begin(int layer, const LayerKeys& keys, std::optional<NeedleRange> needle, const std::string& label);
   // The batch's queries (part: their indices in the layer), in order; on_query (when set) sees each.
   using QueryCallback = std::function<void(const QueryAudit&, const QueryMetrics&)>;
@@ -58,7 +62,8 @@ class LayerAudit {
   const LayerKeys* keys_ = nullptr;
   std::string label_;
   std::optional<NeedleRange> needle_;
-  BlockBounds bounds_;
+  BlockBounds bounds_;                               // host keys: evaluated as certificates need them
+  std::vector<std::vector<float>> engine_bounds_;    // operands on a GPU: the batch's, by the engine
   std::optional<LayerAccumulator> acc_;
   std::vector<QueryAudit> audits_;
   std::unique_ptr<SelectionEngine> cpu_;  // --parity

@@ -22,7 +22,7 @@ std::string LiveAudit::engine_name() const { return engine_name_on(o_.device, o_
 
 LayerStats LiveAudit::add(const std::string& sample, int layer, const LayerKeys& keys, const QueryBatch& batch,
                           std::optional<NeedleRange> needle, std::optional<int64_t> window,
-                          const LayerAudit::QueryCallback& on_query) {
+                          const LayerAudit::QueryCallback& on_query, const BatchRows& rows_of) {
   // Nothing of a layer changes until its add has finished: a failed add leaves the audit as it was.
   const auto known = layers_.find(layer);
   if (known != layers_.end() && known->second.samples.count(sample)) {
@@ -48,7 +48,7 @@ LayerStats LiveAudit::add(const std::string& sample, int layer, const LayerKeys&
     const auto last = std::lower_bound(first, seeing.end(), from + kQueryBatch);
     const std::span<const int64_t> part(first, last);
     if (part.empty()) continue;
-    audit_->add(batch_rows(batch, part), part, [&](const QueryAudit& a, const QueryMetrics& m) {
+    audit_->add(rows_of(batch, part), part, [&](const QueryAudit& a, const QueryMetrics& m) {
       hisa_iou.push_back(m.hisa.iou);
       block_iou.push_back(m.block.iou);
       curves.push_back(budget_curve(a, config));
@@ -71,7 +71,12 @@ LayerStats LiveAudit::add(const std::string& sample, int layer, const LayerKeys&
     e.options.sample = sample;
     e.options.query = w.query;
     e.config = config;
-    explain_loaded(e, keys, batch_rows(batch, std::vector<int64_t>{w.query}), needle);
+    const QueryBatch one = rows_of(batch, std::vector<int64_t>{w.query});
+    if (keys.on_device()) {
+      explain_with(audit_->engine(), e, one, keys.compress_ratio, needle);
+    } else {
+      explain_loaded(e, keys, one, needle);
+    }
     pictures_[{sample, layer, w.query}] = picture_of(e, "", sample);  // no file: the page offers no explain command
   }
   LayerState& state = layers_[layer];

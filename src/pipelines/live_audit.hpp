@@ -3,15 +3,18 @@
 // LayerAudit as it comes, merged per layer in the order added, exactly as `hisa audit` merges a layer's samples,
 // and finished into the AuditResult and ReportData that `hisa audit` and `hisa report` write. The worst queries'
 // pictures are drawn while their layer is still in memory.
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <set>
+#include <span>
 #include <tuple>
 #include <vector>
 
 #include "analysis/budget_curve.hpp"
+#include "io/query_subset.hpp"
 #include "pipelines/audit.hpp"
 #include "pipelines/layer_audit.hpp"
 #include "pipelines/report.hpp"
@@ -41,9 +44,12 @@ class LiveAudit {
   // out, as `hisa audit` leaves them out. Returns the statistics of this (sample, layer) alone; on_query sees
   // each query. OptionError ("sample", "compress_ratio") when this sample's layer was added before, or the layer
   // was added with another compress_ratio.
+  // Keys and batch may live on the GPU of this audit's CUDA engine (cuda/device_layer.hpp): rows_of then gathers
+  // rows there, and the pictures are drawn by that engine.
+  using BatchRows = std::function<QueryBatch(const QueryBatch&, std::span<const int64_t>)>;
   LayerStats add(const std::string& sample, int layer, const LayerKeys& keys, const QueryBatch& batch,
                  std::optional<NeedleRange> needle, std::optional<int64_t> window = std::nullopt,
-                 const LayerAudit::QueryCallback& on_query = {});
+                 const LayerAudit::QueryCallback& on_query = {}, const BatchRows& rows_of = BatchRows(batch_rows));
 
   const LiveAuditOptions& options() const { return o_; }
   std::string engine_name() const;

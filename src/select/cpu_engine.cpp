@@ -8,10 +8,12 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <stdexcept>
 
 #include "core/stopwatch.hpp"
 #include "select/blocks.hpp"
+#include "select/bounds.hpp"
 #include "select/engine.hpp"
 #include "select/query_chunks.hpp"
 #include "select/score_cpu.hpp"
@@ -47,6 +49,7 @@ class CpuEngine final : public SelectionEngine {
     keys_ = &keys;
     config_ = config;
     pooled_ = pool_keys(keys, config.block_size, config.pool);
+    bounds_.reset();
     prepared_ = Prepared::Select;
   }
 
@@ -68,6 +71,29 @@ class CpuEngine final : public SelectionEngine {
     const auto chunks = make_query_chunks(b);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads_)
     for (size_t c = 0; c < chunks.size(); ++c) select_chunk(b, chunks[c], method, out);
+  }
+
+  void block_bounds(const QueryBatch& b, std::vector<std::vector<float>>& out) override {
+    require(Prepared::Select);
+    require_host(b.on_device());
+    if (!bounds_) bounds_.emplace(*keys_, config_.block_size);  // made once per layer, on first use
+    out.resize(size_t(b.count));
+    // Each query's bounds depend on that query alone.
+#pragma omp parallel for schedule(dynamic, 4) num_threads(threads_)
+    for (int64_t i = 0; i < b.count; ++i) {
+      const BlockSpan span = eligible_blocks(b.k_start[size_t(i)], b.q_pos[size_t(i)], config_.block_size);
+      std::vector<float>& row = out[size_t(i)];
+      row.resize(size_t(span.size()));
+      for (int64_t j = 0; j < span.size(); ++j) row[size_t(j)] = bounds_->score_bound(b, i, span.first + j);
+    }
+  }
+
+  void score_row(const QueryBatch& b, int64_t i, std::vector<float>& out) override {
+    require(Prepared::Select);
+    require_host(b.on_device());
+    const int64_t from = b.k_start[size_t(i)], n = b.q_pos[size_t(i)] - from + 1;
+    out.resize(size_t(std::max<int64_t>(n, 0)));
+    if (n > 0) score_keys({b.q_row(i, 0), b.w_row(i), 1, b.heads, b.dim}, keys_->row(from), keys_->k_scale.data() + from, n, out.data(), n);
   }
 
   void set_sweep_layer(const LayerKeys& keys, int64_t topk, std::span<const PoolVariant> variants) override {
@@ -243,6 +269,7 @@ class CpuEngine final : public SelectionEngine {
   const LayerKeys* keys_ = nullptr;
   SelectionConfig config_;
   PooledKeys pooled_;
+  std::optional<BlockBounds> bounds_;  // block_bounds()'s, for the keys of set_layer
   std::vector<PoolVariant> variants_;
   std::vector<PooledKeys> variant_pooled_;
   Prepared prepared_ = Prepared::None;

@@ -67,6 +67,14 @@ class SelectionEngine {
   virtual void audit(const QueryBatch& batch, std::vector<QueryAudit>& out) = 0;
   // One method's selections, ascending positions, for every query of the batch.
   virtual void select(const QueryBatch& batch, Method method, std::vector<std::vector<int64_t>>& out) = 0;
+  // For each query of the batch, an upper bound on every token score in each of its eligible blocks (index 0 =
+  // block ⌊k_start/B⌋, B the config's block size): select/bounds.hpp's BlockBounds::score_bound, which
+  // certificates and explanations compare with scores. The CPU engine evaluates exactly that; the CUDA engine
+  // the same formulas where the operands are, in its own summation order (bounds either way; they may differ from
+  // the CPU's in the last bit).
+  virtual void block_bounds(const QueryBatch& batch, std::vector<std::vector<float>>& out) = 0;
+  // Row i's scores I[t,s] for s = k_start .. q_pos (what `hisa explain` draws).
+  virtual void score_row(const QueryBatch& batch, int64_t i, std::vector<float>& out) = 0;
 
   // Hands over a layer's keys (kept by reference as for set_layer), k and the pooled-key variants, for sweep().
   // DSA's sets and J come from the same chunks and scoring calls as audit()'s, so they are audit()'s bit for bit.

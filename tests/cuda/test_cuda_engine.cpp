@@ -2,6 +2,8 @@
 // audits and selections on every path and chunking; float inputs agree up to near-ties.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdio>
 #include <random>
 
 #include "pipelines/audit.hpp"
@@ -153,6 +155,107 @@ TEST(CudaEngine, AuditParityHasNoUnexplainedDifferences) {
 }
 
 // Every stage an audit and a select run on the GPU is timed; times add up over calls, so a call's are a difference.
+// The GPU's block bounds (what an audit of a layer on the GPU certifies with): BlockBounds' formulas summed in
+// another order, so each bound is the CPU's or one float step from it, and each bounds every visible score of its
+// block. Exact layers, Gaussian ones with key scales and k_start > 0, and fp32 overflow (+inf bounds).
+TEST(CudaEngine, BlockBoundsAreTheCpusToTheLastBit) {
+  REQUIRE_GPU();
+  std::vector<Layer> layers;
+  for (bool integer : {true, false}) {
+    LayerSpec s;
+    s.keys = 1500;
+    s.heads = 40;  // more heads than a warp's lanes
+    s.dim = 72;
+    s.queries = 30;
+    s.integer = integer;
+    s.packed = !integer;
+    s.scales = !integer;
+    layers.push_back(random_layer(s));
+  }
+  layers.push_back(test::overflow_layer());
+  int64_t bounds = 0, off_by_a_step = 0;
+  for (const Layer& l : layers) {
+    for (int64_t B : {1, 16, 128}) {
+      SelectionConfig c;
+      c.topk = 16;
+      c.block_size = B;
+      c.blocks = 4;
+      auto cpu = make_cpu_engine(2);
+      auto gpu = make_cuda_engine(gpu_device());
+      cpu->set_layer(l.keys, c);
+      gpu->set_layer(l.keys, c);
+      std::vector<std::vector<float>> want, got;
+      cpu->block_bounds(l.batch, want);
+      gpu->block_bounds(l.batch, got);
+      std::vector<QueryAudit> audits;
+      gpu->audit(l.batch, audits);
+      ASSERT_EQ(got.size(), want.size());
+      for (size_t i = 0; i < got.size(); ++i) {
+        ASSERT_EQ(got[i].size(), want[i].size()) << "query " << i << " B " << B;
+        ASSERT_EQ(got[i].size(), audits[i].block_best.size()) << "query " << i << " B " << B;
+        for (size_t j = 0; j < got[i].size(); ++j) {
+          const float g = got[i][j], w = want[i][j];
+          ++bounds;
+          if (g != w) {
+            ++off_by_a_step;
+            EXPECT_TRUE(g == std::nextafter(w, INFINITY) || g == std::nextafter(w, -INFINITY))
+                << "query " << i << " block " << j << " B " << B << ": " << g << " against " << w;
+          }
+          EXPECT_GE(g, audits[i].block_best[j]) << "query " << i << " block " << j << " B " << B;
+        }
+      }
+    }
+  }
+  std::printf("GPU block bounds: %lld of %lld one float step from the CPU's, none further\n", (long long)off_by_a_step,
+              (long long)bounds);
+  EXPECT_LT(off_by_a_step * 100, bounds);  // the summation order moves the rare bound, not the many
+}
+
+// The GPU's score row (what the report's pictures of a layer on the GPU draw): the CPU's up to fp32 rounding.
+TEST(CudaEngine, ScoreRowIsTheCpusUpToRounding) {
+  REQUIRE_GPU();
+  for (bool integer : {true, false}) {
+    LayerSpec s;
+    s.keys = 2000;
+    s.heads = 40;
+    s.dim = 72;
+    s.queries = 6;
+    s.integer = integer;
+    s.packed = true;
+    s.scales = true;
+    const Layer l = random_layer(s);
+    SelectionConfig c;
+    c.topk = 16, c.block_size = 32, c.blocks = 4;
+    auto cpu = make_cpu_engine(1);
+    auto gpu = make_cuda_engine(gpu_device());
+    cpu->set_layer(l.keys, c);
+    gpu->set_layer(l.keys, c);
+    std::vector<float> want, got;
+    for (int64_t i = 0; i < l.batch.count; ++i) {
+      cpu->score_row(l.batch, i, want);
+      gpu->score_row(l.batch, i, got);
+      ASSERT_EQ(got.size(), want.size()) << "query " << i;
+      for (size_t k = 0; k < got.size(); ++k) {
+        if (integer) {
+          EXPECT_EQ(got[k], want[k]) << "query " << i << " key " << k;  // exact sums in any order
+          continue;
+        }
+        // fp32 sums in two orders differ by a few roundings of the magnitude Σ_h |w|·|q·k|·scale, not of the
+        // score (which cancels across heads of either sign).
+        const int64_t s_key = l.batch.k_start[size_t(i)] + int64_t(k);
+        double magnitude = 0;
+        for (int64_t h = 0; h < l.batch.heads; ++h) {
+          double dot = 0;
+          for (int64_t d = 0; d < l.batch.dim; ++d) dot += double(l.batch.q_row(i, h)[d]) * double(l.keys.row(s_key)[d]);
+          magnitude += std::fabs(double(l.batch.w_row(i)[h]) * dot);
+        }
+        magnitude *= double(l.keys.k_scale[size_t(s_key)]);
+        EXPECT_NEAR(got[k], want[k], 1e-6 * magnitude + 1e-30) << "query " << i << " key " << k;
+      }
+    }
+  }
+}
+
 TEST(CudaEngine, StageTimesAreReported) {
   REQUIRE_GPU();
   LayerSpec s;

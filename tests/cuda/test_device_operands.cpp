@@ -4,6 +4,9 @@
 #include <cuda_runtime_api.h>
 
 #include <bit>
+#include <cmath>
+#include <span>
+#include <tuple>
 #include <cstring>
 #include <random>
 #include <stdexcept>
@@ -15,7 +18,10 @@
 #include "gpu_test_util.hpp"
 #include "io/query_subset.hpp"
 #include "io/tensor_check.hpp"
+#include "pipelines/live_audit.hpp"
+#include "pipelines/report.hpp"
 #include "pipelines/select.hpp"
+#include "render/audit_output.hpp"
 
 namespace hisa {
 namespace {
@@ -367,7 +373,123 @@ TEST(DeviceLayer, OnlyTheCudaEngineReadsIt) {
   auto engine = make_cuda_engine(gpu_device());
   engine->set_layer(g.layer->keys(), c);
   std::vector<QueryAudit> audits;
-  EXPECT_THROW(engine->audit(l.batch, audits), std::invalid_argument);  // the audit's metrics read host memory
+  engine->audit(g.layer->batch(), audits);
+  EXPECT_EQ(audits.size(), size_t(l.batch.count));
+}
+
+// Every field of two audits of one query equal.
+void expect_same_audit(const QueryAudit& g, const QueryAudit& w, const std::string& what) {
+  EXPECT_EQ(g.q_pos, w.q_pos) << what;
+  EXPECT_EQ(g.k_start, w.k_start) << what;
+  EXPECT_EQ(g.flat, w.flat) << what;
+  EXPECT_EQ(g.flat_scores, w.flat_scores) << what;
+  EXPECT_EQ(g.hisa, w.hisa) << what;
+  EXPECT_EQ(g.hisa_scores, w.hisa_scores) << what;
+  EXPECT_EQ(g.hisa_blocks, w.hisa_blocks) << what;
+  EXPECT_EQ(g.block_scores, w.block_scores) << what;
+  EXPECT_EQ(g.block_best, w.block_best) << what;
+  EXPECT_EQ(g.block, w.block) << what;
+  EXPECT_EQ(g.kth_score, w.kth_score) << what;
+  EXPECT_EQ(g.row_max, w.row_max) << what;
+  EXPECT_EQ(g.mass_visible, w.mass_visible) << what;
+  EXPECT_EQ(g.mass_flat, w.mass_flat) << what;
+  EXPECT_EQ(g.mass_hisa, w.mass_hisa) << what;
+  EXPECT_EQ(g.mass_block, w.mass_block) << what;
+}
+
+// The audit of a layer on the GPU (import hisa's Audit of CUDA tensors) is the CUDA engine's audit of the same
+// layer in host memory, for the whole batch, a run of its rows (a view) and scattered rows (gathered there); its
+// block bounds and score rows are the engine's of the host layer too.
+TEST(DeviceLayer, AuditsAsTheSameLayerInHostMemory) {
+  REQUIRE_GPU();
+  for (cuda::DeviceCodes codes : {cuda::DeviceCodes::F32, cuda::DeviceCodes::BF16}) {
+    test::LayerSpec spec;
+    spec.keys = 3000;
+    spec.heads = 12;
+    spec.dim = 40;
+    spec.queries = 40;
+    spec.packed = true;
+    spec.scales = true;
+    const test::Layer l = test::random_layer(spec);
+    GpuLayer g(l, codes);
+    for (const SelectionConfig& c : device_configs()) {
+      const std::string what = std::string("codes ") + std::to_string(int(codes)) + " " + gpu_test::describe(c);
+      for (const std::vector<int64_t>& rows : {std::vector<int64_t>{}, std::vector<int64_t>{5, 6, 7, 8},
+                                               std::vector<int64_t>{0, 3, 17, 39}}) {
+        const QueryBatch host = rows.empty() ? l.batch : batch_rows(l.batch, rows);
+        const QueryBatch device = rows.empty() ? g.layer->batch() : g.layer->rows(rows);
+        auto on_host = make_cuda_engine(gpu_device());
+        on_host->set_layer(l.keys, c);
+        auto on_device = make_cuda_engine(gpu_device());
+        on_device->set_layer(g.layer->keys(), c);
+        std::vector<QueryAudit> want, got;
+        on_host->audit(host, want);
+        on_device->audit(device, got);
+        ASSERT_EQ(got.size(), want.size()) << what;
+        for (size_t i = 0; i < got.size(); ++i) expect_same_audit(got[i], want[i], what + " row " + std::to_string(i));
+        std::vector<std::vector<float>> bounds_want, bounds_got;
+        on_host->block_bounds(host, bounds_want);
+        on_device->block_bounds(device, bounds_got);
+        EXPECT_EQ(bounds_got, bounds_want) << what;
+        std::vector<float> row_want, row_got;
+        on_host->score_row(host, 1, row_want);
+        on_device->score_row(device, 1, row_got);
+        EXPECT_EQ(row_got, row_want) << what;
+      }
+    }
+  }
+}
+
+// import hisa's Audit of CUDA tensors: a layer on the GPU audited (engine, certificates' bounds, pictures) gives
+// the audit and report of the same layer in host memory by the same engine. A compressed layer's queries that see
+// no row are left out and the others gathered on the GPU, in the CLI's batches.
+TEST(DeviceLayer, LiveAuditOfALayerOnTheGpuIsTheHostLayersAudit) {
+  REQUIRE_GPU();
+  for (int64_t ratio : {int64_t(1), int64_t(4)}) {
+    test::LayerSpec spec;
+    spec.keys = 4000;
+    spec.heads = 8;
+    spec.dim = 64;
+    spec.queries = 300;
+    spec.packed = ratio == 1;  // (a compressed query before the first row has k_start 0)
+    spec.scales = true;
+    const test::Layer l = test::random_layer(spec);
+    std::vector<int64_t> tokens;
+    for (int64_t i = 0; i < spec.queries; ++i) {
+      tokens.push_back(ratio == 1 ? l.batch.q_pos[size_t(i)] : i % 50 == 0 ? 2 : 4 * l.batch.q_pos[size_t(i)] + 3);
+    }
+    GpuLayer g(l, cuda::DeviceCodes::BF16, ratio, tokens);
+    QueryBatch host = l.batch;
+    host.q_pos = tokens;
+    set_compression(host, ratio);
+    LayerKeys keys = l.keys;
+    keys.compress_ratio = ratio;
+    LiveAuditOptions o;
+    o.audit.config.topk = 64;
+    o.audit.config.block_size = 32;
+    o.audit.config.blocks = 3;
+    o.audit.worst = 5;
+    o.device = gpu_device();
+    o.pictures = 3;
+    o.query_rows = true;
+    LiveAudit want(o), got(o);
+    want.add("s", 0, keys, host, NeedleRange{100, 140});
+    got.add("s", 0, g.layer->keys(), g.layer->batch(), NeedleRange{100, 140}, std::nullopt, {},
+            [&](const QueryBatch&, std::span<const int64_t> rows) { return g.layer->rows(rows); });
+    EXPECT_EQ(audit_json(got.result()).dump(1), audit_json(want.result()).dump(1)) << "ratio " << ratio;
+    EXPECT_EQ(got.query_rows(), want.query_rows()) << "ratio " << ratio;
+    const ReportData gr = got.report(""), wr = want.report("");
+    ASSERT_EQ(gr.pictures.size(), wr.pictures.size());
+    ASSERT_GT(gr.pictures.size(), 0u);
+    for (size_t i = 0; i < gr.pictures.size(); ++i) {
+      const QueryPicture &a = gr.pictures[i], &b = wr.pictures[i];
+      EXPECT_EQ(std::tie(a.query, a.q_pos, a.last, a.kept, a.missed, a.hisa_only, a.miss_causes),
+                std::tie(b.query, b.q_pos, b.last, b.kept, b.missed, b.hisa_only, b.miss_causes));
+      // The GPU's row sums in another order than the CPU's that draws the host layer's picture.
+      ASSERT_EQ(a.column_max.size(), b.column_max.size());
+      for (size_t k = 0; k < a.column_max.size(); ++k) EXPECT_NEAR(a.column_max[k], b.column_max[k], 1e-4f * (1 + std::fabs(b.column_max[k])));
+    }
+  }
 }
 
 }  // namespace

@@ -374,6 +374,19 @@ def _copies(torch, run):
     return out, moved
 
 
+def _integer_layer(torch, seed, L, Nq, H, D):
+    """q, k, w, k_scale, q_pos (float32 host tensors) of small integers and powers of two: exact in every element
+    type, so every engine's scores are exact and equal. The last query sees every key."""
+    g = torch.Generator().manual_seed(seed)
+    k = torch.randint(-3, 4, (L, D), generator=g).float()
+    q = torch.randint(-3, 4, (Nq, H, D), generator=g).float()
+    w = torch.randint(-2, 4, (Nq, H), generator=g).float()
+    k_scale = 2.0 ** torch.randint(-2, 3, (L,), generator=g).float()
+    q_pos = torch.sort(torch.randint(0, L, (Nq,), generator=g)).values
+    q_pos[-1] = L - 1
+    return q, k, w, k_scale, q_pos
+
+
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16", "float8_e4m3fn"])
 def test_cuda_tensors_are_read_where_they_are(dtype):
     """The issue's GPU test: CUDA tensors reach the CUDA engine without a copy to the host (the profiler sees
@@ -382,15 +395,8 @@ def test_cuda_tensors_are_read_where_they_are(dtype):
     torch = pytest.importorskip("torch")
     if not (torch.cuda.is_available() and hisa.cuda_available()):
         pytest.skip("no CUDA device for the CUDA engine")
-    g = torch.Generator().manual_seed(1)
     L, Nq, H, D = 16384, 256, 64, 128
-    # Small integers: exact in every element type, so every engine's scores are exact and equal.
-    k = torch.randint(-3, 4, (L, D), generator=g).float()
-    q = torch.randint(-3, 4, (Nq, H, D), generator=g).float()
-    w = torch.randint(-2, 4, (Nq, H), generator=g).float()
-    k_scale = 2.0 ** torch.randint(-2, 3, (L,), generator=g).float()
-    q_pos = torch.sort(torch.randint(0, L, (Nq,), generator=g)).values
-    q_pos[-1] = L - 1
+    q, k, w, k_scale, q_pos = _integer_layer(torch, 1, L, Nq, H, D)
     t = getattr(torch, dtype)
     q_gpu, k_gpu = q.to(t).cuda(), k.to(t).cuda()
     w_gpu, scale_gpu = w.cuda(), k_scale.cuda()
@@ -413,6 +419,73 @@ def test_cuda_tensors_are_read_where_they_are(dtype):
     # The same arrays from host memory are uploaded, and the profiler sees it: the check above can fail.
     _, moved = _copies(torch, lambda: hisa.select(q.to(t), k.to(t), w, q_pos, k_scale=k_scale, device="cuda",
                                                   method="flat", topk=512))
+    assert moved["HtoD"] >= operand_bytes / 2, moved
+
+
+def _same(got, want, rel, where="stats"):
+    """Nested dicts and lists of the audit's statistics equal, floats up to rel (0: exactly)."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and got.keys() == want.keys(), (where, sorted(got), sorted(want))
+        for key in want:
+            _same(got[key], want[key], rel, f"{where}.{key}")
+    elif isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want), where
+        for i, (g, w) in enumerate(zip(got, want)):
+            _same(g, w, rel, f"{where}[{i}]")
+    elif isinstance(want, float) and isinstance(got, float):
+        assert got == pytest.approx(want, rel=rel, abs=rel, nan_ok=True), where
+    else:
+        assert got == want, where
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16", "float8_e4m3fn"])
+def test_an_audit_of_cuda_tensors_reads_them_where_they_are(dtype):
+    """audit_layer and Audit.add on CUDA tensors: the engine's audit, the certificates' bounds and the report's
+    pictures run on their GPU, and only their results cross (the profiler sees the host-array path upload q
+    and k, so the check can fail). The statistics and per-query columns are the same engine's on host arrays
+    exactly, and the CPU engine's up to the order of floating-point sums."""
+    torch = pytest.importorskip("torch")
+    if not (torch.cuda.is_available() and hisa.cuda_available()):
+        pytest.skip("no CUDA device for the CUDA engine")
+    L, Nq, H, D = 16384, 256, 64, 128
+    q, k, w, k_scale, q_pos = _integer_layer(torch, 2, L, Nq, H, D)
+    t = getattr(torch, dtype)
+    q_gpu, k_gpu = q.to(t).cuda(), k.to(t).cuda()
+    w_gpu, scale_gpu = w.cuda(), k_scale.cuda()
+    assert min(q_gpu.numel() * q_gpu.element_size(), k_gpu.numel() * k_gpu.element_size()) >= 2 << 20
+    args = dict(block_size=128, blocks=8, topk=128)
+    audit = hisa.Audit(worst=4, pictures=2, per_query=True, device="cuda", **args)
+    (stats, per_query), moved = _copies(torch, lambda: audit.add(q_gpu, k_gpu, w_gpu, q_pos, layer=0,
+                                                                 k_scale=scale_gpu, needle=(5000, 5100)))
+    # What may cross: down, per query the top-k positions and scores of DSA and HISA (8 bytes each), J, the
+    # blocks' best scores and bounds (4 bytes per block each) and a few scalars, the pooled block means, and for
+    # each picture its score row; up, the segment lists (8 bytes per segment), the pooled keys in their kernel
+    # form, positions. q and k are 2 MiB or more each, in every dtype.
+    blocks, slack = L // 128, 64 << 10
+    pooled = blocks * D * 4
+    assert moved["DtoH"] <= Nq * (2 * 128 * 8 + 3 * blocks * 4 + 64) + pooled + 2 * (L * 4 + 128 * 16) + slack, moved
+    assert moved["HtoD"] <= Nq * (3 * 8 * 8 + 64) + 1.5 * pooled + slack, moved
+    host = hisa.Audit(worst=4, pictures=2, per_query=True, device="cuda", **args)
+    want_stats, want_rows = host.add(q.to(t), k.to(t), w, q_pos, layer=0, k_scale=k_scale, needle=(5000, 5100))
+    _same(stats, want_stats, 0)
+    assert per_query.keys() == want_rows.keys()
+    for column in want_rows:
+        np.testing.assert_array_equal(per_query[column], want_rows[column], err_msg=column)
+    assert audit.table() == host.table()
+    assert len(audit.result()["layers"]) == 1
+    cpu_stats, cpu_rows = hisa.audit_layer(q.to(t).float().numpy(), k.to(t).float().numpy(), w.numpy(), q_pos.numpy(),
+                                           k_scale=k_scale.numpy(), needle=(5000, 5100), worst=4, device="cpu", **args)
+    cpu_stats["engine"] = stats["engine"]
+    _same(stats, cpu_stats, 1e-9)
+    for column in cpu_rows:
+        np.testing.assert_allclose(per_query[column], cpu_rows[column], rtol=1e-9, err_msg=column)
+    one_stats, _ = hisa.audit_layer(q_gpu, k_gpu, w_gpu, q_pos, k_scale=scale_gpu, needle=(5000, 5100), worst=4,
+                                    **args)
+    _same(one_stats, want_stats, 0)
+    # The same arrays from host memory are uploaded, and the profiler sees it.
+    _, moved = _copies(torch, lambda: hisa.audit_layer(q.to(t), k.to(t), w, q_pos, k_scale=k_scale, device="cuda",
+                                                       **args))
+    operand_bytes = q_gpu.numel() * q_gpu.element_size() + k_gpu.numel() * k_gpu.element_size()
     assert moved["HtoD"] >= operand_bytes / 2, moved
 
 

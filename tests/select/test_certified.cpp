@@ -158,5 +158,65 @@ TEST(Certificate, ImpliesHisaEqualsDsa) {
   EXPECT_LT(certified, total);
 }
 
+// The engine interface's bounds (what audits of layers on a GPU and explanations use): per query, each eligible
+// block's BlockBounds::score_bound, index 0 the block of k_start, whatever the thread count.
+TEST(EngineBounds, AreBlockBoundsOverEachQuerysEligibleBlocks) {
+  for (const Layer& l : layers_to_try()) {
+    for (int64_t B : {1, 7, 32}) {
+      SelectionConfig c;
+      c.topk = 12;
+      c.block_size = B;
+      c.blocks = 2;
+      const BlockBounds bounds(l.keys, B);
+      for (int threads : {1, 2}) {
+        auto engine = make_cpu_engine(threads);
+        engine->set_layer(l.keys, c);
+        std::vector<std::vector<float>> got;
+        engine->block_bounds(l.batch, got);
+        ASSERT_EQ(got.size(), size_t(l.batch.count));
+        for (int64_t i = 0; i < l.batch.count; ++i) {
+          const int64_t first = l.batch.k_start[size_t(i)] / B, last = l.batch.q_pos[size_t(i)] / B;
+          ASSERT_EQ(int64_t(got[size_t(i)].size()), last - first + 1) << "query " << i << " B " << B;
+          for (int64_t j = 0; j <= last - first; ++j) {
+            EXPECT_EQ(got[size_t(i)][size_t(j)], bounds.score_bound(l.batch, i, first + j)) << "query " << i << " block " << first + j;
+          }
+        }
+      }
+    }
+  }
+}
+
+// The engine's score row: the visible keys' scores, those of the audit's selection among them.
+TEST(EngineScoreRow, HoldsTheVisibleKeysScores) {
+  for (const Layer& l : layers_to_try()) {
+    SelectionConfig c;
+    c.topk = 12;
+    c.block_size = 8;
+    c.blocks = 2;
+    auto engine = make_cpu_engine(1);
+    engine->set_layer(l.keys, c);
+    std::vector<QueryAudit> audit;
+    engine->audit(l.batch, audit);
+    std::vector<float> row;
+    for (int64_t i = 0; i < l.batch.count; ++i) {
+      engine->score_row(l.batch, i, row);
+      const int64_t from = l.batch.k_start[size_t(i)];
+      ASSERT_EQ(int64_t(row.size()), l.batch.q_pos[size_t(i)] - from + 1) << "query " << i;
+      const QueryAudit& a = audit[size_t(i)];
+      for (size_t j = 0; j < a.flat.size(); ++j) {
+        EXPECT_EQ(row[size_t(a.flat[j] - from)], a.flat_scores[j]) << "query " << i << " key " << a.flat[j];
+      }
+      for (size_t s = 0; s < row.size(); ++s) {  // every score the reference's, up to the order of fp32 sums
+        const float want = reference::score(l.batch, i, l.keys, from + int64_t(s));
+        if (std::isfinite(want)) {
+          EXPECT_NEAR(row[s], want, 1e-5f * (1.0f + std::fabs(want))) << "query " << i << " key " << from + int64_t(s);
+        } else {
+          EXPECT_EQ(row[s], want) << "query " << i << " key " << from + int64_t(s);
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace hisa
