@@ -63,14 +63,6 @@ struct TopkOut {
 // n - 2 the host has finished (so its copy is complete) before chunk n is launched.
 class SelectionDownloads {
  public:
-  SelectionDownloads() = default;
-  SelectionDownloads(const SelectionDownloads&) = delete;
-  SelectionDownloads& operator=(const SelectionDownloads&) = delete;
-  ~SelectionDownloads() {
-    for (Slot& s : slots_) {
-      if (s.pending) cudaEventSynchronize(s.copied->get());  // no copy may write freed pinned memory
-    }
-  }
   // Both slots sized for the batch's largest chunk before the first launch: growing one later would free
   // memory (cudaFree, cudaFreeHost) in the middle of the pipeline, which waits for the whole device.
   void reserve(int64_t rows, int k) {
@@ -88,23 +80,21 @@ class SelectionDownloads {
   void download(size_t n, const Chunk& c, int k, cudaStream_t compute) {
     if (!copies_) copies_.emplace();  // made on first use, with the engine's GPU current
     Slot& s = slots_[n % 2];
-    if (!s.computed) s.computed.emplace(), s.copied.emplace();
+    if (!s.computed) s.computed.emplace();
     const size_t rows = size_t(c.count), width = size_t(k);
     HISA_CUDA_CHECK(cudaEventRecord(s.computed->get(), compute));
     HISA_CUDA_CHECK(cudaStreamWaitEvent(copies_->get(), s.computed->get(), 0));
     s.out.pos.download(s.pos.reserve(rows * width), rows * width, copies_->get());
     s.out.count.download(s.count.reserve(rows), rows, copies_->get());
-    HISA_CUDA_CHECK(cudaEventRecord(s.copied->get(), copies_->get()));
+    s.copied.record(copies_->get());
     s.chunk = c;
     s.width = width;
-    s.pending = true;
   }
   // Waits for chunk n's copy, then fills its queries' vectors in `out`; host_ms gets the filling's time.
   void finish(size_t n, std::vector<std::vector<int64_t>>& out, double& host_ms) {
     Slot& s = slots_[n % 2];
-    if (!s.pending) return;
-    HISA_CUDA_CHECK(cudaEventSynchronize(s.copied->get()));
-    s.pending = false;
+    if (!s.copied.pending()) return;
+    s.copied.wait();
     HostTimer t(host_ms);
     const int* pos = s.pos.data();
     const int* count = s.count.data();
@@ -121,20 +111,17 @@ class SelectionDownloads {
   }
   // Forgets the chunks in flight, once their copies are done (a batch started again).
   void drop() {
-    for (Slot& s : slots_) {
-      if (s.pending) HISA_CUDA_CHECK(cudaEventSynchronize(s.copied->get()));
-      s.pending = false;
-    }
+    for (Slot& s : slots_) s.copied.wait();
   }
 
  private:
   struct Slot {
     TopkOut out;
     PinnedArray<int> pos, count;
-    std::optional<PlainEvent> computed, copied;
+    PendingCopy copied;  // after pos and count: waited for before they are freed
+    std::optional<PlainEvent> computed;
     Chunk chunk;
     size_t width = 0;
-    bool pending = false;
   };
   Slot slots_[2];
   std::optional<Stream> copies_;

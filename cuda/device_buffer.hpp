@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <utility>
 
 #include "cuda/cuda_check.hpp"
@@ -117,6 +118,35 @@ class PlainEvent {
 
  private:
   cudaEvent_t event_ = nullptr;
+};
+
+// A copy between pinned host memory and the device that may still be in flight: recorded after it on its
+// stream, waited for before the memory is reused, and by the destructor before the memory can be freed (declare it
+// after the memory it guards, so that it is destroyed first). The event is made on the first record, when the
+// stream's GPU is current (an event belongs to the device it was made on).
+class PendingCopy {
+ public:
+  PendingCopy() = default;
+  PendingCopy(const PendingCopy&) = delete;
+  PendingCopy& operator=(const PendingCopy&) = delete;
+  ~PendingCopy() {
+    if (pending_) cudaEventSynchronize(event_->get());  // never throws from a destructor
+  }
+  void record(cudaStream_t s) {
+    if (!event_) event_.emplace();
+    HISA_CUDA_CHECK(cudaEventRecord(event_->get(), s));
+    pending_ = true;
+  }
+  void wait() {
+    if (!pending_) return;
+    HISA_CUDA_CHECK(cudaEventSynchronize(event_->get()));
+    pending_ = false;
+  }
+  bool pending() const { return pending_; }
+
+ private:
+  std::optional<PlainEvent> event_;
+  bool pending_ = false;
 };
 
 class Event {

@@ -31,15 +31,6 @@ inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 class PieceUploader {
  public:
   static constexpr size_t kPieceBytes = size_t(32) << 20;
-  PieceUploader() = default;
-  PieceUploader(const PieceUploader&) = delete;
-  PieceUploader& operator=(const PieceUploader&) = delete;
-  ~PieceUploader() {
-    for (Piece& p : pieces_) {
-      if (p.pending) cudaEventSynchronize(p.copied->get());  // no copy may read freed pinned memory
-    }
-  }
-
   // Rows [0, rows) of `row_units` units each, encoded into pinned pieces and copied to dst (device memory the
   // caller has sized) on stream s.
   template <typename T, typename Encode>
@@ -48,10 +39,7 @@ class PieceUploader {
     for (int64_t first = 0, p = 0; first < rows; first += piece_rows, ++p) {
       const int64_t n = std::min(piece_rows, rows - first);
       Piece& piece = pieces_[p % 2];
-      if (piece.pending) HISA_CUDA_CHECK(cudaEventSynchronize(piece.copied->get()));  // its last copy is done
-      // Made on first use, when the caller has made the stream's GPU current: an event must belong to the
-      // device of the stream it is recorded on (the owner may be constructed before its GPU is selected).
-      if (!piece.copied) piece.copied.emplace();
+      piece.copied.wait();  // its last copy is done
       T* host = reinterpret_cast<T*>(piece.memory.reserve(size_t(n * row_units) * sizeof(T)));
 #pragma omp parallel
       {
@@ -61,16 +49,14 @@ class PieceUploader {
       }
       HISA_CUDA_CHECK(cudaMemcpyAsync(dst + first * row_units, host, size_t(n * row_units) * sizeof(T),
                                       cudaMemcpyHostToDevice, s));
-      HISA_CUDA_CHECK(cudaEventRecord(piece.copied->get(), s));
-      piece.pending = true;
+      piece.copied.record(s);
     }
   }
 
  private:
   struct Piece {
     PinnedArray<unsigned char> memory;
-    std::optional<PlainEvent> copied;
-    bool pending = false;
+    PendingCopy copied;  // after memory: waited for before it is freed
   };
   Piece pieces_[2];
 };
@@ -180,6 +166,16 @@ inline void encode_row(ValueType t, const float* v, int64_t dim, uint16_t* out) 
   for (int64_t d = 0; d < dim; ++d) split_bf16(v[d], out[d], out[padded + d], out[2 * padded + d]);
 }
 
+// encode_row into `units` (coded_dim(t, dim)) units with the padding zeroed, the BF16 codes with streaming stores
+// (they go to pinned memory the host does not read again). Returns whether every value was exact in bf16 (BF16;
+// true for the other types).
+inline bool encode_padded_row(ValueType t, const float* v, int64_t dim, int64_t units, uint16_t* out) {
+  if (t == ValueType::BF16) return bf16_codes_row(v, dim, units, out);
+  std::fill_n(out, units, uint16_t(0));
+  encode_row(t, v, dim, out);
+  return true;
+}
+
 // Keys (tokens or pooled blocks) in the forms the kernels take, each uploaded when first needed.
 class KeyStore {
  public:
@@ -222,8 +218,7 @@ class KeyStore {
       const int64_t cd = coded_dim(t, dim_);
       lowp_.resize(size_t(count_ * cd));
       uploader_.upload(lowp_.data(), count_, cd, [&](int64_t r, uint16_t* out) {
-        std::fill_n(out, cd, uint16_t(0));
-        encode_row(t, values_ + r * dim_, dim_, out);
+        encode_padded_row(t, values_ + r * dim_, dim_, cd, out);
       }, s);
       lowp_type_ = t;
     }
@@ -319,12 +314,7 @@ class QueryStore {
     uploader_.upload(f.codes.data() + first * hp * cd, count * hp, cd, [&](int64_t r, uint16_t* out) {
       const int64_t i = first + r / hp, h = r % hp;
       if (h >= b.heads) return zero_units(out, cd);
-      if (t == ValueType::BF16) {
-        if (!bf16_codes_row(b.q_row(i, h), b.dim, cd, out) && check) off_grid.store(true, std::memory_order_relaxed);
-        return;
-      }
-      std::fill_n(out, cd, uint16_t(0));
-      encode_row(t, b.q_row(i, h), b.dim, out);
+      if (!encode_padded_row(t, b.q_row(i, h), b.dim, cd, out) && check) off_grid.store(true, std::memory_order_relaxed);
     }, copies());
     if (off_grid) throw QueriesOffBf16Grid{};
     f.loaded.push_back({first, first + count});
