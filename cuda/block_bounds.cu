@@ -1,6 +1,7 @@
 // The certificates' block bounds (select/bounds.hpp, docs/definitions.md "Exactness certificates") and one
-// query's score row, on the GPU: what an audit or an explanation of operands that live there needs of them,
+// query's scores of chosen keys (its score row; the tokens and blocks a judgement of topk_ref re-scores), on the GPU: what an audit or an explanation of operands that live there needs of them,
 // without bringing queries or keys to the host.
+#include <algorithm>
 #include <cfloat>
 
 #include "cuda/cuda_check.hpp"
@@ -89,14 +90,10 @@ __global__ void block_summary_kernel(BlockSummaryLaunch a) {
   }
 }
 
-// One warp per (row, eligible block): lanes take heads, each head's box and ball bounds summed over the
-// dimensions in order, then the weighted head sum across the warp; lane 0 applies BlockBounds::score_bound's
-// overflow test, scale and margin.
-__global__ void block_bound_kernel(BlockBoundLaunch a) {
-  const int row = blockIdx.x;
-  const int j = blockIdx.y * kWarpsPerCta + int(threadIdx.x / 32), lane = int(threadIdx.x % 32);
-  const int first = a.lo[row] / a.block_size, block = first + j;
-  if (block > a.hi[row] / a.block_size) return;
+// BlockBounds::score_bound of (row, block) by one warp: lanes take heads, each head's box and ball bounds summed
+// over the dimensions in order, then the weighted head sum across the warp; every lane returns the bound, after
+// score_bound's overflow test, scale and margin.
+__device__ float block_bound(const BlockBoundLaunch& a, int row, int block, int lane) {
   const float* lo = a.s.lo + int64_t(block) * a.dim;
   const float* hi = a.s.hi + int64_t(block) * a.dim;
   const float* c = a.s.centre + int64_t(block) * a.dim;
@@ -123,34 +120,52 @@ __global__ void block_bound_kernel(BlockBoundLaunch a) {
   head_sum = warp_sum(head_sum);
   magnitude = warp_sum(magnitude);
   largest_dot = warp_max(largest_dot);
-  if (lane != 0) return;
   const double scale_max = double(a.s.scale_max[block]);
   const double overflow = 0.5 * double(FLT_MAX);
-  float bound = INFINITY;
-  if (!(largest_dot >= overflow || magnitude >= overflow || magnitude * scale_max >= overflow)) {
-    const double scale = head_sum >= 0 ? scale_max : double(a.s.scale_min[block]);
-    const double margin = 4.0 * double(a.dim + a.heads) * 0x1p-24 * magnitude * scale_max;
-    bound = nextafterf(float(head_sum * scale + margin), INFINITY);
-  }
-  a.out[a.offsets[row] + j] = bound;
+  if (largest_dot >= overflow || magnitude >= overflow || magnitude * scale_max >= overflow) return INFINITY;
+  const double scale = head_sum >= 0 ? scale_max : double(a.s.scale_min[block]);
+  const double margin = 4.0 * double(a.dim + a.heads) * 0x1p-24 * magnitude * scale_max;
+  return nextafterf(float(head_sum * scale + margin), INFINITY);
 }
 
-// One warp per key: lanes take dimensions, a butterfly sum per head, the heads summed in order.
-__global__ void score_row_kernel(ScoreRowLaunch a) {
-  const int64_t s = int64_t(blockIdx.x) * kWarpsPerCta + threadIdx.x / 32;
+// One CTA row per query row; each warp takes eligible blocks kWarpsPerCta · gridDim.y apart (gridDim.y is capped
+// at the grid's limit, so any number of blocks is covered).
+__global__ void block_bound_kernel(BlockBoundLaunch a) {
+  const int row = blockIdx.x, lane = int(threadIdx.x % 32);
+  const int first = a.lo[row] / a.block_size, last = a.hi[row] / a.block_size;
+  const int64_t step = int64_t(gridDim.y) * kWarpsPerCta;
+  for (int64_t j = int64_t(blockIdx.y) * kWarpsPerCta + threadIdx.x / 32; first + j <= last; j += step) {
+    const float bound = block_bound(a, row, int(first + j), lane);
+    if (lane == 0) a.out[a.offsets[row] + j] = bound;
+  }
+}
+
+// One warp per key: lanes take dimensions, a butterfly sum per head, the heads summed in order; the same order
+// for every key, so equal operands give equal scores. The magnitude likewise in double.
+__global__ void key_scores_kernel(KeyScoresLaunch a) {
+  const int64_t n = int64_t(blockIdx.x) * kWarpsPerCta + threadIdx.x / 32;
   const int lane = int(threadIdx.x % 32);
-  if (s >= a.count) return;
-  const float* k = a.keys + (a.from + s) * a.dim;
+  if (n >= a.count) return;
+  const int64_t s = a.positions != nullptr ? a.positions[n] : a.from + n;
+  const float* k = a.keys + s * a.dim;
   float sum = 0;
+  double magnitude = 0;
   for (int h = 0; h < a.heads; ++h) {
     const float* q = a.q + int64_t(h) * a.dim;
     float dot = 0;
-    for (int d = lane; d < a.dim; d += 32) dot = fmaf(q[d], k[d], dot);
+    double abs_dot = 0;
+    for (int d = lane; d < a.dim; d += 32) {
+      dot = fmaf(q[d], k[d], dot);
+      if (a.magnitudes != nullptr) abs_dot += fabs(double(q[d]) * double(k[d]));
+    }
     for (int offset = 16; offset > 0; offset /= 2) dot += __shfl_xor_sync(0xffffffffu, dot, offset);
     sum = fmaf(a.w[h], fmaxf(dot, 0.0f), sum);
+    if (a.magnitudes != nullptr) magnitude += fabs(double(a.w[h])) * warp_sum(abs_dot);
   }
-  const float score = a.scales[a.from + s] * sum;
-  if (lane == 0) a.out[s] = isnan(score) ? -INFINITY : score;
+  const float score = a.scales[s] * sum;
+  if (lane != 0) return;
+  a.out[n] = isnan(score) ? -INFINITY : score;
+  if (a.magnitudes != nullptr) a.magnitudes[n] = magnitude * fabs(double(a.scales[s]));
 }
 
 }  // namespace
@@ -163,14 +178,15 @@ void launch_block_summary(const BlockSummaryLaunch& a, cudaStream_t stream) {
 
 void launch_block_bounds(const BlockBoundLaunch& a, cudaStream_t stream) {
   if (a.rows == 0 || a.max_blocks == 0) return;
-  const dim3 grid(unsigned(a.rows), unsigned((a.max_blocks + kWarpsPerCta - 1) / kWarpsPerCta));
+  const int groups = std::min((a.max_blocks + kWarpsPerCta - 1) / kWarpsPerCta, 65535);
+  const dim3 grid(unsigned(a.rows), unsigned(groups));
   block_bound_kernel<<<grid, 32 * kWarpsPerCta, 0, stream>>>(a);
   HISA_CUDA_CHECK(cudaGetLastError());
 }
 
-void launch_score_row(const ScoreRowLaunch& a, cudaStream_t stream) {
+void launch_key_scores(const KeyScoresLaunch& a, cudaStream_t stream) {
   if (a.count == 0) return;
-  score_row_kernel<<<unsigned((a.count + kWarpsPerCta - 1) / kWarpsPerCta), 32 * kWarpsPerCta, 0, stream>>>(a);
+  key_scores_kernel<<<unsigned((a.count + kWarpsPerCta - 1) / kWarpsPerCta), 32 * kWarpsPerCta, 0, stream>>>(a);
   HISA_CUDA_CHECK(cudaGetLastError());
 }
 

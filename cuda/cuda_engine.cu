@@ -123,8 +123,8 @@ class SelectionDownloads {
     Chunk chunk;
     size_t width = 0;
   };
+  std::optional<Stream> copies_;  // before the slots: destroyed after their copies have been waited for
   Slot slots_[2];
-  std::optional<Stream> copies_;
 };
 
 class CudaEngine final : public SelectionEngine {
@@ -231,23 +231,25 @@ class CudaEngine final : public SelectionEngine {
 
   void score_row(const QueryBatch& b, int64_t i, std::vector<float>& out) override {
     HostTimer t(ms_.calls);
-    begin_batch(b);
     const int64_t from = b.k_start[size_t(i)], n = b.q_pos[size_t(i)] - from + 1;
-    out.resize(size_t(n));
-    ScoreRowLaunch a;
-    a.q = scoring_.queries().q_f32(stream()) + i * b.heads * b.dim;
-    a.w = scoring_.queries().w_f32(stream()) + i * b.heads;
-    a.heads = int(b.heads);
-    a.dim = int(b.dim);
-    a.keys = tokens_.f32(stream());
-    a.scales = tokens_.scales();
+    KeyScoresLaunch a = key_scores_of(b, i, false);
     a.from = from;
     a.count = n;
-    row_out_.resize(size_t(std::max<int64_t>(n, 1)));
-    a.out = row_out_.data();
-    launch_score_row(a, stream());
-    row_out_.download(out.data(), out.size(), stream());
-    scoring_.synchronize();
+    run_key_scores(a, out, nullptr);
+  }
+
+  void score_positions(const QueryBatch& b, int64_t i, std::span<const int64_t> positions, bool pooled,
+                       std::vector<float>& scores, std::vector<double>* magnitudes) override {
+    HostTimer t(ms_.calls);
+    KeyScoresLaunch a = key_scores_of(b, i, pooled);
+    const int64_t count = pooled ? pooled_.count : keys_->count;
+    for (int64_t p : positions) {
+      if (p < 0 || p >= count) throw std::out_of_range("CudaEngine::score_positions: position " + std::to_string(p) + " of " + std::to_string(count));
+    }
+    positions_.upload(positions.data(), positions.size(), stream());
+    a.positions = positions_.data();
+    a.count = int64_t(positions.size());
+    run_key_scores(a, scores, magnitudes);
   }
 
   void set_sweep_layer(const LayerKeys& keys, int64_t topk, std::span<const PoolVariant> variants) override {
@@ -308,6 +310,46 @@ class CudaEngine final : public SelectionEngine {
     scoring_.synchronize();
     finish_pooling(p, precision);
     return p;
+  }
+
+  // Row i's q and w, and the tokens' or pooled keys' values, for a launch of the key-scores kernel: a batch on
+  // this GPU read in place (no pass over the batch), a host batch uploaded.
+  KeyScoresLaunch key_scores_of(const QueryBatch& b, int64_t i, bool pooled) {
+    if (i < 0 || i >= b.count) throw std::out_of_range("CudaEngine: row " + std::to_string(i) + " of " + std::to_string(b.count));
+    if (b.on_device()) {
+      if (keys_ == nullptr || prepared_for_sweep_) throw std::logic_error("CudaEngine: set_layer before audit/select");
+      if (b.device != scoring_.device()) throw std::invalid_argument("queries on another CUDA device than the engine's");
+      scoring_.use_device();
+    } else {
+      begin_batch(b);
+    }
+    KeyScoresLaunch a;
+    a.q = (b.on_device() ? b.device_q : scoring_.queries().q_f32(stream())) + i * b.heads * b.dim;
+    a.w = (b.on_device() ? b.device_w : scoring_.queries().w_f32(stream())) + i * b.heads;
+    a.heads = int(b.heads);
+    a.dim = int(b.dim);
+    KeyStore& keys = pooled ? blocks_ : tokens_;
+    a.keys = keys.f32(stream());
+    a.scales = keys.scales();
+    return a;
+  }
+  // Runs it and brings its scores (and magnitudes) back.
+  void run_key_scores(KeyScoresLaunch a, std::vector<float>& scores, std::vector<double>* magnitudes) {
+    const size_t n = size_t(a.count);
+    key_scores_.resize(std::max<size_t>(n, 1));
+    a.out = key_scores_.data();
+    if (magnitudes != nullptr) {
+      key_magnitudes_.resize(std::max<size_t>(n, 1));
+      a.magnitudes = key_magnitudes_.data();
+    }
+    launch_key_scores(a, stream());
+    scores.resize(n);
+    key_scores_.download(scores.data(), n, stream());
+    if (magnitudes != nullptr) {
+      magnitudes->resize(n);
+      key_magnitudes_.download(magnitudes->data(), n, stream());
+    }
+    scoring_.synchronize();
   }
 
   // BlockBounds' summary of the layer's keys (block_bounds), made on first use after set_layer.
@@ -615,9 +657,13 @@ class CudaEngine final : public SelectionEngine {
   PooledKeys pooled_;
   KeyStore tokens_, blocks_;
   // block_bounds(): the summary of the keys of generation summary_for_ (0: none), the offsets and the bounds.
-  DeviceArray<float> summary_box_, summary_scales_, bounds_out_, row_out_;
+  DeviceArray<float> summary_box_, summary_scales_, bounds_out_;
   DeviceArray<double> summary_ball_;
   DeviceArray<int64_t> bound_offsets_;
+  // score_row() and score_positions(): the positions, scores and magnitudes.
+  DeviceArray<int64_t> positions_;
+  DeviceArray<float> key_scores_;
+  DeviceArray<double> key_magnitudes_;
   BlockSummary summary_;
   uint64_t summary_for_ = 0;
   DeviceArray<int> blo_, bhi_;

@@ -83,7 +83,11 @@ DeviceLayer::DeviceLayer(int device, const DeviceLayerShape& shape, DeviceOperan
 DeviceLayer::~DeviceLayer() = default;
 
 QueryBatch DeviceLayer::rows(std::span<const int64_t> rows) {
+  for (size_t n = 1; n < rows.size(); ++n) {
+    if (rows[n] <= rows[n - 1]) throw std::invalid_argument("DeviceLayer::rows: rows must be strictly ascending");
+  }
   QueryBatch out = batch_rows_but_values(all_, rows);
+  HISA_CUDA_CHECK(cudaSetDevice(all_.device));
   const int64_t H = all_.heads, D = all_.dim, n = out.count;
   const bool consecutive = n == 0 || rows.back() - rows.front() == n - 1;
   if (consecutive) {  // a view: no copy
@@ -103,6 +107,12 @@ QueryBatch DeviceLayer::rows(std::span<const int64_t> rows) {
   out.device_q = b.q_rows.data();
   out.device_w = b.w_rows.data();
   return out;
+}
+
+void DeviceLayer::set_topk_ref(std::vector<int32_t> topk_ref, int64_t width, RefDeclaration declaration) {
+  all_.topk_ref = std::move(topk_ref);
+  all_.ref_width = width;
+  all_.ref_declaration = std::move(declaration);
 }
 
 void DeviceLayer::select(SelectionEngine& engine, Method method, std::vector<std::vector<int64_t>>& out) {

@@ -40,9 +40,12 @@ class DeviceLayer {
   int64_t queries() const { return shape_.queries; }
   // Every query, its q and w on the GPU.
   const QueryBatch& batch() const { return all_; }
-  // Rows `rows` (ascending) of batch(), as io/query_subset's batch_rows makes them: a view when they are
-  // consecutive, else gathered on the GPU into buffers that the next call reuses.
+  // Rows `rows` (strictly ascending) of batch(), as io/query_subset's batch_rows makes them: a view when they
+  // are consecutive, else gathered on the GPU into buffers that the next gathering call (rows(), select())
+  // reuses: a gathered batch is good until then.
   QueryBatch rows(std::span<const int64_t> rows);
+  // topk_ref [queries, width] (-1 padded) and its declaration, for an audit to judge (LayerAudit).
+  void set_topk_ref(std::vector<int32_t> topk_ref, int64_t width, RefDeclaration declaration);
   // One method's selections for every query by `engine` (the CUDA engine on this layer's GPU, set_layer(keys())
   // done), as pipelines/select's select_batch: a query that sees no key row gets an empty one.
   void select(SelectionEngine& engine, Method method, std::vector<std::vector<int64_t>>& out);

@@ -193,18 +193,22 @@ struct BlockBoundLaunch {
 };
 void launch_block_bounds(const BlockBoundLaunch& a, cudaStream_t stream);
 
-// One query's fp32 scores (q [heads, dim], w [heads]) against keys from..from + count - 1: out[s - from] =
-// scale[s] · Σ_h w[h] · ReLU(q[h]·key[s]), NaN as -inf (ScoreLaunch's score, summed in its own order).
-struct ScoreRowLaunch {
+// One query's fp32 scores (q [heads, dim], w [heads]) against keys s = positions[n] (positions null: from + n),
+// n < count: out[n] = scale[s] · Σ_h w[h] · ReLU(q[h]·key[s]), NaN as -inf (ScoreLaunch's score, summed in its
+// own order, the same for every key); with magnitudes, also Σ_h |w[h]| · Σ_d |q[h,d]·key[s,d]| · |scale[s]| in
+// double.
+struct KeyScoresLaunch {
   const float* q = nullptr;
   const float* w = nullptr;
   int heads = 0, dim = 0;
   const float* keys = nullptr;
   const float* scales = nullptr;
+  const int64_t* positions = nullptr;
   int64_t from = 0, count = 0;
   float* out = nullptr;
+  double* magnitudes = nullptr;
 };
-void launch_score_row(const ScoreRowLaunch& a, cudaStream_t stream);
+void launch_key_scores(const KeyScoresLaunch& a, cudaStream_t stream);
 
 // Whether this build's kernels can run on `device` (a compatible SASS or PTX image is embedded): empty when
 // they can, else the CUDA error that loading them gives. Never throws.

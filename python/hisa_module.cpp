@@ -426,16 +426,9 @@ class Audit {
     check_place(layer, sample, window);
     Layer l = make_layer(q, q_type, k, k_type, w, q_pos, k_start, k_scale, compress_ratio, {q_scale_blocks, k_scale_blocks});
     if (topk_ref) {
-      if (topk_ref->ndim() != 2 || topk_ref->shape(0) != l.batch.count) {
-        fail("topk_ref", "shape " + shape_text(*topk_ref) + " does not match [Nq = " + std::to_string(l.batch.count) + ", K]");
-      }
-      l.batch.ref_width = topk_ref->shape(1);
-      l.batch.topk_ref = values_of<int32_t>(*topk_ref, "topk_ref", "int32");
-      check_topk_ref(l.batch.topk_ref, l.batch.ref_width, l.keys.count, 0, kFail);
-      RefDeclaration& d = l.batch.ref_declaration;
-      d.method = ref_method, d.block_size = ref_block_size, d.blocks = ref_blocks, d.forced = ref_forced;
-      d.pool_precision = ref_pool_precision;
-      check_ref_declaration(d, [](const std::string&, const std::string& message) { fail("topk_ref", message); });
+      l.batch.ref_width = topk_ref->ndim() == 2 ? topk_ref->shape(1) : 0;
+      l.batch.topk_ref = checked_topk_ref(*topk_ref, l.batch.count, l.keys.count);
+      l.batch.ref_declaration = checked_declaration(ref_method, ref_block_size, ref_blocks, ref_forced, ref_pool_precision);
     }
     return add_layer(sample, layer, l.keys, l.batch, needle_of(needle_begin, needle_end, compress_ratio), window);
   }
@@ -446,13 +439,22 @@ class Audit {
   py::tuple add_on_gpu(const py::tuple& q, const py::tuple& k, const py::tuple& w, const py::array& q_pos,
                        const std::optional<py::array>& k_start, const std::optional<py::tuple>& k_scale,
                        int64_t compress_ratio, std::optional<int64_t> window, int layer, const std::string& sample,
-                       std::optional<int64_t> needle_begin, std::optional<int64_t> needle_end) {
+                       std::optional<int64_t> needle_begin, std::optional<int64_t> needle_end,
+                       const std::optional<py::array>& topk_ref, const std::optional<std::string>& ref_method,
+                       std::optional<int64_t> ref_block_size, std::optional<int64_t> ref_blocks,
+                       const std::optional<std::string>& ref_forced, const std::optional<std::string>& ref_pool_precision) {
     check_place(layer, sample, window);
-    GpuLayer g = gpu_layer(q, k, w, q_pos, k_start, k_scale, compress_ratio);
-    if (g.device != live_->options().device) {
-      fail("q", "is on CUDA device " + std::to_string(g.device) + ", this Audit's engine is " + live_->engine_name());
+    if (gpu_tensor(q, "q").device != live_->options().device) {
+      fail("q", "is on CUDA device " + std::to_string(gpu_tensor(q, "q").device) + ", this Audit's engine is " +
+                    live_->engine_name());
     }
+    GpuLayer g = gpu_layer(q, k, w, q_pos, k_start, k_scale, compress_ratio);
     cuda::DeviceLayer& layer_on_gpu = *g.layer;
+    if (topk_ref) {
+      layer_on_gpu.set_topk_ref(checked_topk_ref(*topk_ref, layer_on_gpu.queries(), layer_on_gpu.keys().count),
+                                topk_ref->ndim() == 2 ? topk_ref->shape(1) : 0,
+                                checked_declaration(ref_method, ref_block_size, ref_blocks, ref_forced, ref_pool_precision));
+    }
     return add_layer(sample, layer, layer_on_gpu.keys(), layer_on_gpu.batch(),
                      needle_of(needle_begin, needle_end, compress_ratio), window,
                      [&](const QueryBatch&, std::span<const int64_t> rows) { return layer_on_gpu.rows(rows); });
@@ -489,6 +491,24 @@ class Audit {
   }
 
  private:
+  // topk_ref's values, checked as the loader checks a file's ([Nq, K], positions in [-1, L)).
+  static std::vector<int32_t> checked_topk_ref(const py::array& topk_ref, int64_t queries, int64_t keys) {
+    if (topk_ref.ndim() != 2 || topk_ref.shape(0) != queries) {
+      fail("topk_ref", "shape " + shape_text(topk_ref) + " does not match [Nq = " + std::to_string(queries) + ", K]");
+    }
+    std::vector<int32_t> values = values_of<int32_t>(topk_ref, "topk_ref", "int32");
+    check_topk_ref(values, topk_ref.shape(1), keys, 0, kFail);
+    return values;
+  }
+  static RefDeclaration checked_declaration(const std::optional<std::string>& method, std::optional<int64_t> block_size,
+                                            std::optional<int64_t> blocks, const std::optional<std::string>& forced,
+                                            const std::optional<std::string>& pool_precision) {
+    RefDeclaration d;
+    d.method = method, d.block_size = block_size, d.blocks = blocks, d.forced = forced;
+    d.pool_precision = pool_precision;
+    check_ref_declaration(d, [](const std::string&, const std::string& message) { fail("topk_ref", message); });
+    return d;
+  }
   static void check_place(int layer, const std::string& sample, std::optional<int64_t> window) {
     if (layer < 0) fail("layer", "must be at least 0 (got " + std::to_string(layer) + ")");
     if (sample.empty()) fail("sample", "must be a non-empty name");
@@ -574,7 +594,8 @@ PYBIND11_MODULE(_hisa, m) {
 #ifdef HISA_HAVE_CUDA
       .def("add_on_gpu", &Audit::add_on_gpu, py::arg("q"), py::arg("k"), py::arg("w"), py::arg("q_pos"), py::arg("k_start"),
            py::arg("k_scale"), py::arg("compress_ratio"), py::arg("window"), py::arg("layer"), py::arg("sample"),
-           py::arg("needle_begin"), py::arg("needle_end"))
+           py::arg("needle_begin"), py::arg("needle_end"), py::arg("topk_ref"), py::arg("ref_method"),
+           py::arg("ref_block_size"), py::arg("ref_blocks"), py::arg("ref_forced"), py::arg("ref_pool_precision"))
 #endif
       .def("device", &Audit::device)
       .def("engine", &Audit::engine)

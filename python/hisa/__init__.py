@@ -222,16 +222,18 @@ class Audit:
         audit_layer returns them. A sample's layer is added once; a layer's samples agree on compress_ratio.
         window: the tokens attended besides the selection (DeepSeek-V4: 128), reported as context.
         CUDA tensors (float32, float16, bfloat16, float8_e4m3fn) on the GPU this audit's engine runs on are read
-        there, without a copy to the host, unless topk_ref is given (its judgement reads them on the host)."""
+        there, without a copy to the host (topk_ref, a host array or a tensor anywhere, is judged there too)."""
         begin, end = (None, None) if needle is None else (int(needle[0]), int(needle[1]))
-        if self._reads_on_gpu(q, k, topk_ref, q_dtype, k_dtype, q_scale_blocks, k_scale_blocks):
+        if self._reads_on_gpu(q, k, q_dtype, k_dtype, q_scale_blocks, k_scale_blocks):
             import torch
             described, _tensors = _gpu_operands(q, k, w, k_scale)
             with torch.cuda.device(q.device):
                 text, columns = self._audit.add_on_gpu(
                     described[0], described[1], described[2], _plain(q_pos, "q_pos", np.int64),
                     _plain(k_start, "k_start", np.int64), described[3], int(compress_ratio),
-                    None if window is None else int(window), int(layer), str(sample), begin, end)
+                    None if window is None else int(window), int(layer), str(sample), begin, end,
+                    _plain(topk_ref, "topk_ref", np.int32), ref_method, ref_block_size, ref_blocks, ref_forced,
+                    ref_pool_precision)
             stats = json.loads(text)
             stats["engine"] = self.engine
             return stats, dict(columns)
@@ -245,10 +247,10 @@ class Audit:
         stats["engine"] = self.engine
         return stats, dict(columns)
 
-    def _reads_on_gpu(self, q, k, topk_ref, q_dtype, k_dtype, q_scale_blocks, k_scale_blocks):
+    def _reads_on_gpu(self, q, k, q_dtype, k_dtype, q_scale_blocks, k_scale_blocks):
         """Whether add() reads q and k where they are: CUDA tensors of codes the GPU decodes, on the GPU this
-        audit's engine runs on, and no topk_ref (judged on the host)."""
-        if topk_ref is not None or q_dtype is not None or k_dtype is not None:
+        audit's engine runs on."""
+        if q_dtype is not None or k_dtype is not None:
             return False
         if q_scale_blocks is not None or k_scale_blocks is not None or not hasattr(self._audit, "add_on_gpu"):
             return False

@@ -11,16 +11,6 @@
 
 namespace hisa {
 
-double abs_score(const QueryBatch& b, int64_t i, const float* key, float scale) {
-  double total = 0;
-  for (int64_t h = 0; h < b.heads; ++h) {
-    double dot = 0;
-    for (int64_t d = 0; d < b.dim; ++d) dot += std::fabs(double(b.q_row(i, h)[d]) * key[d]);
-    total += std::fabs(double(b.w_row(i)[h])) * dot;
-  }
-  return total * std::fabs(double(scale));
-}
-
 int64_t unexplained_differences(std::span<const int64_t> got, std::span<const int64_t> want,
                                 const std::function<double(int64_t)>& score, const std::function<double(int64_t)>& abs,
                                 double tolerance) {

@@ -12,6 +12,7 @@
 #include "io/dump_model.hpp"
 #include "select/blocks.hpp"
 #include "select/engine.hpp"
+#include "select/score_cpu.hpp"  // abs_score
 
 namespace hisa {
 
@@ -26,8 +27,6 @@ inline bool near_tie(double a, double abs_a, double b, double abs_b, double tole
   return std::fabs(a - b) <= tolerance * (abs_a + abs_b);
 }
 
-// Σ_h |w[i,h]| · Σ_d |q[i,h,d] · key[d]| · |scale|, in double.
-double abs_score(const QueryBatch& b, int64_t i, const float* key, float scale);
 
 // The positions of got △ want (both ascending) that are not near-ties by the rule above, plus any difference
 // in size; 0 when they are equal.

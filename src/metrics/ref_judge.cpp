@@ -26,8 +26,44 @@ RefLayer make_ref_layer(const LayerKeys& keys, const RefRule& rule, double toler
   l.keys = &keys;
   l.rule = rule;
   l.tolerance = tolerance;
-  if (rule.method != Method::Flat) l.pooled = pool_keys(keys, rule.config.block_size, rule.config.pool);
+  if (rule.method != Method::Flat && !keys.on_device()) l.pooled = pool_keys(keys, rule.config.block_size, rule.config.pool);
   return l;
+}
+
+RefScorer host_ref_scorer(const RefLayer& l, const QueryBatch& b, int64_t i) {
+  const LayerKeys& keys = *l.keys;
+  RefScorer s;
+  s.scores = [&l, &b, i](const std::vector<int64_t>& positions) {
+    std::vector<float> out(positions.size());
+    score_positions(b.q_row(i, 0), b.w_row(i), b.heads, b.dim, l.keys->k.data(), l.keys->k_scale.data(), positions,
+                    out.data());
+    return out;
+  };
+  s.token_magnitude = [&keys, &b, i](int64_t p) { return abs_score(b, i, keys.row(p), keys.k_scale[size_t(p)]); };
+  s.block_magnitude = [&l, &b, i](int64_t blk) {
+    const PooledKeys& p = l.pooled;
+    return abs_score(b, i, p.k.data() + blk * p.dim, p.scale[size_t(blk)]);
+  };
+  return s;
+}
+
+RefScorer engine_ref_scorer(SelectionEngine& engine, const QueryBatch& b, int64_t i) {
+  auto magnitude = [&engine, &b, i](int64_t position, bool pooled) {
+    std::vector<float> scores;
+    std::vector<double> magnitudes;
+    const int64_t one[] = {position};
+    engine.score_positions(b, i, one, pooled, scores, &magnitudes);
+    return magnitudes.front();
+  };
+  RefScorer s;
+  s.scores = [&engine, &b, i](const std::vector<int64_t>& positions) {
+    std::vector<float> out;
+    engine.score_positions(b, i, positions, false, out, nullptr);
+    return out;
+  };
+  s.token_magnitude = [magnitude](int64_t p) { return magnitude(p, false); };
+  s.block_magnitude = [magnitude](int64_t blk) { return magnitude(blk, true); };
+  return s;
 }
 
 namespace {
@@ -52,8 +88,8 @@ int64_t lowest_ranked(const std::vector<int64_t>& positions, const std::vector<f
 // The rule's block stage for one query, and which of its blocks topk_ref may have swapped for near-tied ones.
 class BlockStage {
  public:
-  BlockStage(const RefLayer& layer, const QueryBatch& b, int64_t i, const QueryAudit& x, std::vector<int64_t> kept)
-      : l_(layer), b_(b), i_(i), x_(x), kept_(std::move(kept)),
+  BlockStage(const RefLayer& layer, const RefScorer& scorer, const QueryAudit& x, std::vector<int64_t> kept)
+      : l_(layer), scorer_(scorer), x_(x), kept_(std::move(kept)),
         span_(eligible_blocks(x.k_start, x.q_pos, layer.rule.config.block_size)) {
     find_cut();
   }
@@ -123,10 +159,7 @@ class BlockStage {
   }
 
  private:
-  double abs_J(int64_t blk) const {
-    const PooledKeys& p = l_.pooled;
-    return abs_score(b_, i_, p.k.data() + blk * p.dim, p.scale[size_t(blk)]);
-  }
+  double abs_J(int64_t blk) const { return scorer_.block_magnitude(blk); }
 
   // The lowest-ranked block the rule chose by J: the m-th best of all eligible blocks (extra), or the
   // (m − #forced)-th best of the others (in-budget). None when every eligible block is kept or only forced ones.
@@ -146,8 +179,7 @@ class BlockStage {
   }
 
   const RefLayer& l_;
-  const QueryBatch& b_;
-  int64_t i_;
+  const RefScorer& scorer_;
   const QueryAudit& x_;
   std::vector<int64_t> kept_;
   BlockSpan span_;
@@ -185,11 +217,10 @@ void set_ref_metrics(const RefJudgement& j, QueryMetrics& m) {
 }
 
 RefJudgement judge_ref_row(const RefLayer& l, const QueryBatch& b, int64_t i, const QueryAudit& x,
-                           std::span<const int32_t> ref_row) {
+                           std::span<const int32_t> ref_row, const RefScorer* given) {
   const RefRule& rule = l.rule;
   const SelectionConfig& c = rule.config;
   const int64_t B = c.block_size;
-  const LayerKeys& keys = *l.keys;
   const std::vector<int64_t> R = ref_positions(ref_row);
 
   // The rule's selection E and kept blocks.
@@ -207,12 +238,11 @@ RefJudgement judge_ref_row(const RefLayer& l, const QueryBatch& b, int64_t i, co
   j.iou = iou_of(intersection_size(E, R), int64_t(E.size()), int64_t(R.size()));
   if (E == R) return j;
 
-  auto scores_of = [&](const std::vector<int64_t>& positions) {
-    std::vector<float> out(positions.size());
-    score_positions(b.q_row(i, 0), b.w_row(i), b.heads, b.dim, keys.k.data(), keys.k_scale.data(), positions, out.data());
-    return out;
-  };
-  auto abs_of = [&](int64_t s) { return abs_score(b, i, keys.row(s), keys.k_scale[size_t(s)]); };
+  std::optional<RefScorer> own;
+  if (given == nullptr) own = host_ref_scorer(l, b, i);
+  const RefScorer& scorer = given != nullptr ? *given : *own;
+  auto scores_of = [&](const std::vector<int64_t>& positions) { return scorer.scores(positions); };
+  auto abs_of = [&](int64_t s) { return scorer.token_magnitude(s); };
 
   // The rule's token stage on the given kept blocks: E2 and its cut (hisa: the top k of their visible tokens, by
   // recomputed scores; block-sparse: all of them, no cut).
@@ -259,7 +289,7 @@ RefJudgement judge_ref_row(const RefLayer& l, const QueryBatch& b, int64_t i, co
   std::optional<BlockStage> blocks;
   std::vector<int64_t> kept2 = kept, flipped, over_budget;
   if (rule.method != Method::Flat) {
-    blocks.emplace(l, b, i, x, kept);
+    blocks.emplace(l, scorer, x, kept);
     kept2 = blocks->swapped_for(E, R, flipped, over_budget);
     if (blocks->cut()) {
       j.cut_block = blocks->cut();

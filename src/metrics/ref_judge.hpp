@@ -3,6 +3,7 @@
 // (metrics/ref_rule.hpp; docs/definitions.md, "Judging topk_ref"): every token on which the two differ gets
 // exactly one class.
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -13,6 +14,7 @@
 #include "metrics/query_metrics.hpp"
 #include "metrics/ref_rule.hpp"
 #include "select/blocks.hpp"
+#include "select/engine.hpp"
 #include "select/query_audit.hpp"
 
 namespace hisa {
@@ -40,8 +42,8 @@ struct RefJudgement {
   std::vector<RefDifference> differences;  // E △ R, ascending positions
 };
 
-// What judging one layer needs besides the query: its keys, its rule, the rule's pooled keys (for |J|) and the
-// tolerance (--ref-tolerance).
+// What judging one layer needs besides the query: its keys, its rule, the rule's pooled keys (for |J|; not made
+// for keys on a GPU, whose queries are judged with engine_ref_scorer) and the tolerance (--ref-tolerance).
 struct RefLayer {
   const LayerKeys* keys = nullptr;
   RefRule rule;
@@ -50,12 +52,24 @@ struct RefLayer {
 };
 RefLayer make_ref_layer(const LayerKeys& keys, const RefRule& rule, double tolerance);
 
+// What judging one query re-computes: scores of token positions, each summed in one order whatever the
+// positions (so that exactly equal scores are seen as equal), and the magnitudes that near ties are measured
+// against, of tokens and of the rule's pooled blocks.
+struct RefScorer {
+  std::function<std::vector<float>(const std::vector<int64_t>& positions)> scores;
+  std::function<double(int64_t position)> token_magnitude;
+  std::function<double(int64_t block)> block_magnitude;
+};
+// On the host, from the layer's keys and pooled keys: score_positions and abs_score.
+RefScorer host_ref_scorer(const RefLayer& layer, const QueryBatch& b, int64_t i);
+// By an engine set to the rule's config (SelectionEngine::score_positions): for queries and keys on a GPU.
+RefScorer engine_ref_scorer(SelectionEngine& engine, const QueryBatch& b, int64_t i);
+
 // Row i of the batch against its topk_ref row. `exact` is an audit of that row under a config that
 // audit_covers(rule): the rule's exact selection and block scores J come from it. The differing tokens' scores
-// and the cut's are recomputed on the host in one summation order (score_positions), so that exactly equal
-// scores are seen as equal.
+// and the cut's are recomputed by `scorer` (host_ref_scorer when none is given).
 RefJudgement judge_ref_row(const RefLayer& layer, const QueryBatch& b, int64_t i, const QueryAudit& exact,
-                           std::span<const int32_t> ref_row);
+                           std::span<const int32_t> ref_row, const RefScorer* scorer = nullptr);
 
 // The judgement's IoU and counts as a query's ref metrics.
 void set_ref_metrics(const RefJudgement& j, QueryMetrics& m);

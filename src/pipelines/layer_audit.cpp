@@ -54,12 +54,23 @@ void LayerAudit::begin(int layer, const LayerKeys& keys, std::optional<NeedleRan
 }
 
 void LayerAudit::add(const QueryBatch& batch, std::span<const int64_t> part, const QueryCallback& on_query) {
-  engine_->audit(batch, audits_);
-  if (batch.on_device() && batch.ref_width > 0) {
-    throw std::invalid_argument("LayerAudit: topk_ref is judged on queries in host memory, not on a GPU");
+  if (batch.on_device() != keys_->on_device()) {
+    throw std::invalid_argument("LayerAudit: queries and keys must both be in host memory or both on the GPU");
   }
+  engine_->audit(batch, audits_);
   if (batch.on_device()) engine_->block_bounds(batch, engine_bounds_);
   if (batch.ref_width > 0) prepare_ref(batch);
+  // topk_ref of a batch on a GPU: judged here, query by query, by the engine that audits under its rule
+  // (engine_ref_scorer: the engines are not shared between threads); the metrics below take the judgements.
+  device_judgements_.clear();
+  if (batch.on_device() && batch.ref_width > 0) {
+    SelectionEngine& rule_engine = ref_covered_ ? *engine_ : *ref_engine_;
+    for (int64_t i = 0; i < batch.count; ++i) {
+      const RefScorer scorer = engine_ref_scorer(rule_engine, batch, i);
+      device_judgements_.push_back(judge_ref_row(*ref_layer_, batch, i, ref_covered_ ? audits_[size_t(i)] : ref_audits_[size_t(i)],
+                                                 ref_row(batch, i), &scorer));
+    }
+  }
   cpu_audits_.clear();
   if (cpu_ && parity_left_ > 0) {
     const QueryBatch head = first_queries(batch, std::min(parity_left_, batch.count));
@@ -114,6 +125,11 @@ void LayerAudit::prepare_ref(const QueryBatch& batch) {
   ref_engine_->audit(batch, ref_audits_);
 }
 
+// Row i's topk_ref.
+std::span<const int32_t> LayerAudit::ref_row(const QueryBatch& batch, int64_t i) {
+  return {batch.topk_ref.data() + i * batch.ref_width, size_t(batch.ref_width)};
+}
+
 // Row i of the batch (the layer's query `query`): its metrics, the judgement of the dump's topk_ref, and what
 // the certified search found.
 QueryMetrics LayerAudit::query_metrics(const QueryBatch& batch, int64_t i, int64_t query,
@@ -124,8 +140,9 @@ QueryMetrics LayerAudit::query_metrics(const QueryBatch& batch, int64_t i, int64
     return batch.on_device() ? engine_bounds_[size_t(i)][size_t(block - first_block)] : bounds_.score_bound(batch, i, block);
   });
   if (batch.ref_width > 0) {
-    const std::span<const int32_t> ref(batch.topk_ref.data() + i * batch.ref_width, size_t(batch.ref_width));
-    set_ref_metrics(judge_ref_row(*ref_layer_, batch, i, ref_covered_ ? a : ref_audits_[size_t(i)], ref), m);
+    set_ref_metrics(batch.on_device() ? device_judgements_[size_t(i)]
+                                      : judge_ref_row(*ref_layer_, batch, i, ref_covered_ ? a : ref_audits_[size_t(i)], ref_row(batch, i)),
+                    m);
   }
   if (o_.certified) {
     m.certified_keys_scored = certified.keys_scored[size_t(i)];

@@ -31,8 +31,9 @@ class LayerAudit {
   SelectionEngine& engine() { return *engine_; }
   // Starts a layer (keys kept by reference until the next begin): needle in key rows (needle_rows()), label the
   // sample's name in the accumulator. Keys and batches may live on the GPU of a CUDA engine (`import hisa` on
-  // CUDA tensors); their certificates' block bounds are then the engine's (SelectionEngine::block_bounds), and
-  // certified, parity and topk_ref, which read operands on the host, are refused (std::invalid_argument).
+  // CUDA tensors), both or neither; their certificates' block bounds are then the engine's
+  // (SelectionEngine::block_bounds), topk_ref is judged with the engine's scores (engine_ref_scorer), and
+  // certified and parity, which read operands on the host, are refused (std::invalid_argument).
   void begin(int layer, const LayerKeys& keys, std::optional<NeedleRange> needle, const std::string& label);
   // The batch's queries (part: their indices in the layer), in order; on_query (when set) sees each.
   using QueryCallback = std::function<void(const QueryAudit&, const QueryMetrics&)>;
@@ -47,6 +48,7 @@ class LayerAudit {
  private:
   void prepare_ref(const QueryBatch& batch);
   QueryMetrics query_metrics(const QueryBatch& batch, int64_t i, int64_t query, const CertifiedResult& certified) const;
+  static std::span<const int32_t> ref_row(const QueryBatch& batch, int64_t i);
 
   const AuditOptions& o_;
   SelectionConfig config_;
@@ -64,6 +66,7 @@ class LayerAudit {
   std::optional<NeedleRange> needle_;
   BlockBounds bounds_;                               // host keys: evaluated as certificates need them
   std::vector<std::vector<float>> engine_bounds_;    // operands on a GPU: the batch's, by the engine
+  std::vector<RefJudgement> device_judgements_;      // operands on a GPU: the batch's topk_ref judged
   std::optional<LayerAccumulator> acc_;
   std::vector<QueryAudit> audits_;
   std::unique_ptr<SelectionEngine> cpu_;  // --parity

@@ -96,6 +96,21 @@ class CpuEngine final : public SelectionEngine {
     if (n > 0) score_keys({b.q_row(i, 0), b.w_row(i), 1, b.heads, b.dim}, keys_->row(from), keys_->k_scale.data() + from, n, out.data(), n);
   }
 
+  void score_positions(const QueryBatch& b, int64_t i, std::span<const int64_t> positions, bool pooled,
+                       std::vector<float>& scores, std::vector<double>* magnitudes) override {
+    require(Prepared::Select);
+    require_host(b.on_device());
+    const float* keys = pooled ? pooled_.k.data() : keys_->k.data();
+    const float* scales = pooled ? pooled_.scale.data() : keys_->k_scale.data();
+    scores.resize(positions.size());
+    hisa::score_positions(b.q_row(i, 0), b.w_row(i), b.heads, b.dim, keys, scales, positions, scores.data());
+    if (magnitudes == nullptr) return;
+    magnitudes->resize(positions.size());
+    for (size_t n = 0; n < positions.size(); ++n) {
+      (*magnitudes)[n] = abs_score(b, i, keys + positions[n] * b.dim, scales[size_t(positions[n])]);
+    }
+  }
+
   void set_sweep_layer(const LayerKeys& keys, int64_t topk, std::span<const PoolVariant> variants) override {
     require_host(keys.on_device());
     Stopwatch t(times_.pooling);

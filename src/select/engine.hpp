@@ -75,6 +75,13 @@ class SelectionEngine {
   virtual void block_bounds(const QueryBatch& batch, std::vector<std::vector<float>>& out) = 0;
   // Row i's scores I[t,s] for s = k_start .. q_pos (what `hisa explain` draws).
   virtual void score_row(const QueryBatch& batch, int64_t i, std::vector<float>& out) = 0;
+  // Row i's scores at `positions` (any order, any key row), each summed in one order whatever the positions, so
+  // that equal operands give equal scores; with magnitudes, also Σ_h |w|·Σ_d |q·k|·|scale| of each, in double
+  // (near ties). pooled: the positions are blocks of the config's pooled keys and the scores their J. What judging
+  // topk_ref re-computes (metrics/ref_judge.hpp): the CPU engine as score_positions and abs_score; the CUDA engine
+  // where the operands are, in its own summation order.
+  virtual void score_positions(const QueryBatch& batch, int64_t i, std::span<const int64_t> positions, bool pooled,
+                               std::vector<float>& scores, std::vector<double>* magnitudes) = 0;
 
   // Hands over a layer's keys (kept by reference as for set_layer), k and the pooled-key variants, for sweep().
   // DSA's sets and J come from the same chunks and scoring calls as audit()'s, so they are audit()'s bit for bit.

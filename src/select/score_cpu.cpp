@@ -83,4 +83,14 @@ void score_positions(const float* q, const float* w, int64_t heads, int64_t dim,
   }
 }
 
+double abs_score(const QueryBatch& b, int64_t i, const float* key, float scale) {
+  double total = 0;
+  for (int64_t h = 0; h < b.heads; ++h) {
+    double dot = 0;
+    for (int64_t d = 0; d < b.dim; ++d) dot += std::fabs(double(b.q_row(i, h)[d]) * key[d]);
+    total += std::fabs(double(b.w_row(i)[h])) * dot;
+  }
+  return total * std::fabs(double(scale));
+}
+
 }  // namespace hisa

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <span>
 
+#include "io/dump_model.hpp"
+
 namespace hisa {
 
 struct ScoreInputs {
@@ -27,5 +29,9 @@ void score_keys(const ScoreInputs& in, const float* keys, const float* scales, i
 // differently). Vectorised across positions, not within a sum.
 void score_positions(const float* q, const float* w, int64_t heads, int64_t dim, const float* keys,
                      const float* scales, std::span<const int64_t> positions, float* out);
+
+// Σ_h |w[i,h]| · Σ_d |q[i,h,d] · key[d]| · |scale|, in double: the magnitude that near ties are measured
+// against (metrics/parity.hpp).
+double abs_score(const QueryBatch& b, int64_t i, const float* key, float scale);
 
 }  // namespace hisa

@@ -441,7 +441,7 @@ TEST(DeviceLayer, AuditsAsTheSameLayerInHostMemory) {
 }
 
 // import hisa's Audit of CUDA tensors: a layer on the GPU audited (engine, certificates' bounds, pictures) gives
-// the audit and report of the same layer in host memory by the same engine. A compressed layer's queries that see
+// the audit and report of the same layer in host memory by the same engine, its topk_ref judged alike. A compressed layer's queries that see
 // no row are left out and the others gathered on the GPU, in the CLI's batches.
 TEST(DeviceLayer, LiveAuditOfALayerOnTheGpuIsTheHostLayersAudit) {
   REQUIRE_GPU();
@@ -472,11 +472,36 @@ TEST(DeviceLayer, LiveAuditOfALayerOnTheGpuIsTheHostLayersAudit) {
     o.device = gpu_device();
     o.pictures = 3;
     o.query_rows = true;
+    if (ratio == 1) {
+      // A stack's topk_ref under the HISA rule of another block size (audited apart): its HISA selection with
+      // the last token swapped for the next position outside it, judged on the GPU by that rule's engine.
+      SelectionConfig rule = o.audit.config;
+      rule.block_size = 16;
+      rule.blocks = 6;
+      auto engine = make_cuda_engine(gpu_device());
+      const auto sel = host_selections(*engine, l.keys, l.batch, rule, Method::Hisa);
+      std::vector<int32_t> ref(size_t(spec.queries * rule.topk), -1);
+      for (int64_t i = 0; i < spec.queries; ++i) {
+        std::vector<int64_t> row = sel[size_t(i)];
+        if (!row.empty() && row.back() < host.q_pos[size_t(i)]) row.back() += 1;  // still ascending
+        for (size_t n = 0; n < row.size(); ++n) ref[size_t(i * rule.topk) + n] = int32_t(row[n]);
+      }
+      RefDeclaration declared;
+      declared.method = "hisa", declared.block_size = 16, declared.blocks = 6;
+      host.topk_ref = ref;
+      host.ref_width = rule.topk;
+      host.ref_declaration = declared;
+      g.layer->set_topk_ref(ref, rule.topk, declared);
+    }
     LiveAudit want(o), got(o);
     want.add("s", 0, keys, host, NeedleRange{100, 140});
     got.add("s", 0, g.layer->keys(), g.layer->batch(), NeedleRange{100, 140}, std::nullopt, {},
             [&](const QueryBatch&, std::span<const int64_t> rows) { return g.layer->rows(rows); });
     EXPECT_EQ(audit_json(got.result()).dump(1), audit_json(want.result()).dump(1)) << "ratio " << ratio;
+    if (ratio == 1) {  // the judgement found differences to class
+      const nlohmann::json layer = audit_json(got.result())["layers"][0];
+      EXPECT_LT(layer["ref_iou_mean"].get<double>(), 1.0) << layer.dump(1);
+    }
     EXPECT_EQ(got.query_rows(), want.query_rows()) << "ratio " << ratio;
     const ReportData gr = got.report(""), wr = want.report("");
     ASSERT_EQ(gr.pictures.size(), wr.pictures.size());

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "metrics/ref_cases.hpp"
+#include "metrics/ref_judge.hpp"
 #include "test_util.hpp"
 #include "pipelines/audit.hpp"
 
@@ -72,6 +73,62 @@ TEST(CudaRefJudge, TheCpuAndCudaEnginesGiveTheSameClasses) {
     }
   }
   EXPECT_GT(differing, 0);
+}
+
+// Judging with the CUDA engine's scores (engine_ref_scorer: how topk_ref of a layer on the GPU is judged) gives
+// every token the class the host's scores give it, but for ties: the GPU sums in another order, so two nearly
+// tied scores may come out exactly tied there, or the reverse (a tie swap for a near tie).
+TEST(CudaRefJudge, TheCudaEnginesScoresGiveTheHostsClasses) {
+  REQUIRE_GPU();
+  struct Case {
+    const char* name;
+    int64_t clusters;
+    bool nudge;
+    test::Defect defect;
+    double tolerance;
+  };
+  std::vector<Case> cases(6, Case{"", 0, false, {}, kDefaultRefTolerance});
+  cases[0].name = "the rule";
+  cases[1].name = "ties to higher", cases[1].clusters = 40, cases[1].defect.ties_to_higher = true;
+  cases[2].name = "tie cap", cases[2].clusters = 40, cases[2].defect.tie_cap = 1;
+  cases[3].name = "perturbed", cases[3].clusters = 40, cases[3].nudge = true, cases[3].defect.perturb = 1e-7;
+  cases[4].name = "fp8 pooling", cases[4].defect.pool = PoolPrecision::Fp8, cases[4].tolerance = 1.0 / 16;
+  cases[5].name = "no ReLU", cases[5].defect.block_relu = false;
+  RefRule rule;
+  rule.method = Method::Hisa;
+  rule.config.topk = 96, rule.config.block_size = 32, rule.config.blocks = 12;
+  auto tied = [](RefClass c) { return c == RefClass::TieSwap || c == RefClass::NearTie; };
+  int64_t differences = 0;
+  for (const Case& k : cases) {
+    SCOPED_TRACE(k.name);
+    auto d = test::ref_layer(4096, 24, 8, 64, k.clusters, 21, k.nudge);
+    test::attach_ref(d, Method::Hisa, rule.config, k.defect, {});
+    auto engine = make_cuda_engine(gpu_device());
+    engine->set_layer(d.keys, rule.config);
+    std::vector<QueryAudit> audits;
+    engine->audit(d.batch, audits);
+    const RefLayer layer = make_ref_layer(d.keys, rule, k.tolerance);
+    for (int64_t i = 0; i < d.batch.count; ++i) {
+      const std::span<const int32_t> row(d.arrays.topk_ref.data() + i * d.arrays.ref_width, size_t(d.arrays.ref_width));
+      const RefJudgement want = judge_ref_row(layer, d.batch, i, audits[size_t(i)], row);
+      const RefScorer scorer = engine_ref_scorer(*engine, d.batch, i);
+      const RefJudgement got = judge_ref_row(layer, d.batch, i, audits[size_t(i)], row, &scorer);
+      EXPECT_EQ(got.iou, want.iou) << "query " << i;
+      EXPECT_EQ(got.tie_swaps + got.near_ties, want.tie_swaps + want.near_ties) << "query " << i;
+      EXPECT_EQ(got.block_flips, want.block_flips) << "query " << i;
+      EXPECT_EQ(got.unexplained, want.unexplained) << "query " << i;
+      ASSERT_EQ(got.differences.size(), want.differences.size()) << "query " << i;
+      for (size_t n = 0; n < got.differences.size(); ++n) {
+        const RefDifference &g = got.differences[n], &w = want.differences[n];
+        EXPECT_EQ(g.position, w.position);
+        EXPECT_EQ(g.in_ref, w.in_ref);
+        EXPECT_TRUE(g.cls == w.cls || (tied(g.cls) && tied(w.cls))) << "query " << i << " position " << g.position << ": "
+                                                                  << ref_class_name(g.cls) << " against " << ref_class_name(w.cls);
+      }
+      differences += int64_t(want.differences.size());
+    }
+  }
+  EXPECT_GT(differences, 0);
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 // (ref_cases.hpp), against the CPU engine's exact audit.
 #include <gtest/gtest.h>
 
+#include <tuple>
+
 #include "metrics/ref_cases.hpp"
 #include "metrics/ref_judge.hpp"
 #include "select/engine.hpp"
@@ -15,6 +17,23 @@ struct Totals {
   double iou_min = 1;
 };
 
+// Two judgements of one row the same, token by token.
+void expect_same_judgement(const RefJudgement& a, const RefJudgement& b, int64_t i) {
+  EXPECT_EQ(a.iou, b.iou) << "query " << i;
+  EXPECT_EQ(std::tie(a.tie_swaps, a.near_ties, a.block_flips, a.unexplained),
+            std::tie(b.tie_swaps, b.near_ties, b.block_flips, b.unexplained)) << "query " << i;
+  EXPECT_EQ(std::tie(a.cut_position, a.cut_score, a.cut_block, a.cut_J), std::tie(b.cut_position, b.cut_score, b.cut_block, b.cut_J))
+      << "query " << i;
+  ASSERT_EQ(a.differences.size(), b.differences.size()) << "query " << i;
+  for (size_t n = 0; n < a.differences.size(); ++n) {
+    const RefDifference &x = a.differences[n], &y = b.differences[n];
+    EXPECT_EQ(std::tie(x.position, x.in_ref, x.cls, x.score, x.block, x.block_J, x.why),
+              std::tie(y.position, y.in_ref, y.cls, y.score, y.block, y.block_J, y.why)) << "query " << i;
+  }
+}
+
+// Every query judged, on the host and again by the engine's scores (engine_ref_scorer, what layers on a GPU are
+// judged with): the CPU engine's scores are the host's, so the judgements are the same.
 Totals judge_all(const test::RefLayerData& d, const RefRule& rule, double tolerance = kDefaultRefTolerance) {
   auto engine = make_cpu_engine(1);
   engine->set_layer(d.keys, rule.config);
@@ -25,6 +44,8 @@ Totals judge_all(const test::RefLayerData& d, const RefRule& rule, double tolera
   for (int64_t i = 0; i < d.batch.count; ++i) {
     const std::span<const int32_t> row(d.arrays.topk_ref.data() + i * d.arrays.ref_width, size_t(d.arrays.ref_width));
     const RefJudgement j = judge_ref_row(layer, d.batch, i, audits[size_t(i)], row);
+    const RefScorer scorer = engine_ref_scorer(*engine, d.batch, i);
+    expect_same_judgement(judge_ref_row(layer, d.batch, i, audits[size_t(i)], row, &scorer), j, i);
     EXPECT_EQ(int64_t(j.differences.size()), j.tie_swaps + j.near_ties + j.block_flips + j.unexplained);
     ++t.queries;
     t.tie_swaps += j.tie_swaps, t.near_ties += j.near_ties, t.block_flips += j.block_flips;

@@ -489,6 +489,39 @@ def test_an_audit_of_cuda_tensors_reads_them_where_they_are(dtype):
     assert moved["HtoD"] >= operand_bytes / 2, moved
 
 
+def test_topk_ref_of_cuda_tensors_is_judged_where_they_are():
+    """A stack's topk_ref given with CUDA tensors is judged on their GPU (the engine re-scores the differing
+    tokens there): only scores cross, and the judgement is the same engine's on host arrays."""
+    torch = pytest.importorskip("torch")
+    if not (torch.cuda.is_available() and hisa.cuda_available()):
+        pytest.skip("no CUDA device for the CUDA engine")
+    L, Nq, H, D = 16384, 256, 64, 128
+    q, k, w, k_scale, q_pos = _integer_layer(torch, 3, L, Nq, H, D)
+    q_gpu, k_gpu, w_gpu, scale_gpu = q.bfloat16().cuda(), k.bfloat16().cuda(), w.cuda(), k_scale.cuda()
+    args = dict(block_size=128, blocks=8, topk=128)
+    # The stack: flat top-128 with each row's best token swapped for another visible one.
+    ref = hisa.select(q_gpu, k_gpu, w_gpu, q_pos, k_scale=scale_gpu, method="flat", topk=128).cpu().numpy()
+    for i in range(Nq):
+        row = ref[i][ref[i] >= 0]
+        free = np.setdiff1d(np.arange(int(q_pos[i]) + 1), row)
+        if len(free):
+            row[0] = free[0]
+        ref[i, :len(row)] = np.sort(row)
+    (stats, per_query), moved = _copies(torch, lambda: hisa.audit_layer(
+        q_gpu, k_gpu, w_gpu, q_pos, k_scale=scale_gpu, topk_ref=ref, ref_method="flat", **args))
+    blocks, slack = L // 128, 64 << 10
+    pooled = blocks * D * 4
+    judged = Nq * 256  # a few re-scored tokens and their magnitudes per query
+    assert moved["DtoH"] <= Nq * (2 * 128 * 8 + 3 * blocks * 4 + 64) + pooled + judged + slack, moved
+    assert moved["HtoD"] <= Nq * (3 * 8 * 8 + 64) + 1.5 * pooled + judged + slack, moved
+    want_stats, want_rows = hisa.audit_layer(q.bfloat16(), k.bfloat16(), w, q_pos, k_scale=k_scale, topk_ref=ref,
+                                             ref_method="flat", device="cuda", **args)
+    _same(stats, want_stats, 0)
+    for column in want_rows:
+        np.testing.assert_array_equal(per_query[column], want_rows[column], err_msg=column)
+    assert stats["ref_iou_mean"] < 1 and stats["ref_unexplained"] + stats["ref_near_ties"] + stats["ref_tie_swaps"] > 0
+
+
 def test_cuda_tensors_get_the_loaders_words():
     torch = pytest.importorskip("torch")
     if not (torch.cuda.is_available() and hisa.cuda_available()):
