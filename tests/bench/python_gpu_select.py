@@ -1,6 +1,6 @@
-"""hisa.select on CUDA tensors (read where they are) beside the same call on tensors copied through the host, and
-beside the plain PyTorch flat top-k a user would write, in one run on one GPU (docs/benchmarks.md). hisa's two
-paths are checked to select the same first. Wall clocks, median of --reps after a warm-up, GPU synchronised.
+"""hisa.select and hisa.audit_layer on CUDA tensors (read where they are) beside the same calls on tensors copied
+through the host, and hisa.select beside the plain PyTorch flat top-k a user would write, in one run on one GPU
+(docs/benchmarks.md). hisa's two paths are checked to give the same results first. Wall clocks, median of --reps after a warm-up, GPU synchronised.
 
     PYTHONPATH=build/python python3 tests/bench/python_gpu_select.py [--keys 65536] [--queries 2048] [--reps 5]
 """
@@ -65,6 +65,14 @@ def main():
                                            device="cuda").cuda(), a.reps)
         print(f"  hisa.select {method:4s}: CUDA tensors read in place {t_gpu * 1e3:8.1f} ms; copied through the host "
               f"{t_host * 1e3:8.1f} ms ({t_host / t_gpu:.2f}x)")
+    # The audit of the layer (engine audit, certificates' bounds, per-query metrics), in place and through the host.
+    a_gpu, _ = hisa.audit_layer(qg, kg, wg, q_pos, topk=a.topk)
+    a_host, _ = hisa.audit_layer(q, k, w, q_pos, topk=a.topk, device="cuda")
+    assert a_gpu == a_host
+    t_gpu = timed(lambda: hisa.audit_layer(qg, kg, wg, q_pos, topk=a.topk), a.reps)
+    t_host = timed(lambda: hisa.audit_layer(qg.cpu(), kg.cpu(), wg.cpu(), q_pos, topk=a.topk, device="cuda"), a.reps)
+    print(f"  hisa.audit_layer: CUDA tensors read in place {t_gpu * 1e3:8.1f} ms; copied through the host "
+          f"{t_host * 1e3:8.1f} ms ({t_host / t_gpu:.2f}x)")
     t_torch = timed(lambda: torch_flat(qg, kg, wg, q_pos, a.topk), a.reps)
     t_gpu = timed(lambda: hisa.select(qg, kg, wg, q_pos, method="flat", topk=a.topk), a.reps)
     print(f"  plain PyTorch flat top-k (fp32 einsum, masked topk) {t_torch * 1e3:8.1f} ms; hisa.select flat "
