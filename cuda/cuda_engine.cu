@@ -231,10 +231,9 @@ class CudaEngine final : public SelectionEngine {
 
   void score_row(const QueryBatch& b, int64_t i, std::vector<float>& out) override {
     HostTimer t(ms_.calls);
-    const int64_t from = b.k_start[size_t(i)], n = b.q_pos[size_t(i)] - from + 1;
-    KeyScoresLaunch a = key_scores_of(b, i, false);
-    a.from = from;
-    a.count = n;
+    KeyScoresLaunch a = key_scores_of(b, i, false);  // checks i
+    a.from = b.k_start[size_t(i)];
+    a.count = std::max<int64_t>(0, b.q_pos[size_t(i)] - a.from + 1);
     run_key_scores(a, out, nullptr);
   }
 

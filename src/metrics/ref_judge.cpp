@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <iterator>
+#include <memory>
+#include <stdexcept>
+#include <unordered_map>
 
 #include "metrics/parity.hpp"
 #include "metrics/query_metrics.hpp"
@@ -47,22 +50,43 @@ RefScorer host_ref_scorer(const RefLayer& l, const QueryBatch& b, int64_t i) {
   return s;
 }
 
-RefScorer engine_ref_scorer(SelectionEngine& engine, const QueryBatch& b, int64_t i) {
-  auto magnitude = [&engine, &b, i](int64_t position, bool pooled) {
-    std::vector<float> scores;
-    std::vector<double> magnitudes;
-    const int64_t one[] = {position};
-    engine.score_positions(b, i, one, pooled, scores, &magnitudes);
-    return magnitudes.front();
+RefScorer engine_ref_scorer(SelectionEngine& engine, const QueryBatch& b, int64_t i, int64_t block_size) {
+  // Each engine call is a launch and a wait on a GPU: the magnitudes of every token scored, and of every eligible
+  // block at the first one asked for, come in one call each and are kept for the query.
+  struct Kept {
+    std::unordered_map<int64_t, double> tokens;
+    std::vector<double> blocks;
+    BlockSpan span;
   };
-  RefScorer s;
-  s.scores = [&engine, &b, i](const std::vector<int64_t>& positions) {
+  auto kept = std::make_shared<Kept>();
+  kept->span = eligible_blocks(b.k_start[size_t(i)], b.q_pos[size_t(i)], block_size);
+  auto score = [&engine, &b, i, kept](std::span<const int64_t> positions) {
     std::vector<float> out;
-    engine.score_positions(b, i, positions, false, out, nullptr);
+    std::vector<double> magnitudes;
+    engine.score_positions(b, i, positions, false, out, &magnitudes);
+    for (size_t n = 0; n < positions.size(); ++n) kept->tokens[positions[n]] = magnitudes[n];
     return out;
   };
-  s.token_magnitude = [magnitude](int64_t p) { return magnitude(p, false); };
-  s.block_magnitude = [magnitude](int64_t blk) { return magnitude(blk, true); };
+  RefScorer s;
+  s.scores = [score](const std::vector<int64_t>& positions) { return score(positions); };
+  s.token_magnitude = [score, kept](int64_t p) {
+    const auto known = kept->tokens.find(p);
+    if (known != kept->tokens.end()) return known->second;
+    const int64_t one[] = {p};
+    score(one);
+    return kept->tokens.at(p);
+  };
+  s.block_magnitude = [&engine, &b, i, kept](int64_t blk) {
+    const BlockSpan& span = kept->span;
+    if (blk < span.first || blk > span.last) throw std::out_of_range("engine_ref_scorer: block outside the query's eligible blocks");
+    if (kept->blocks.empty()) {
+      std::vector<int64_t> blocks(size_t(span.size()));
+      for (int64_t j = 0; j < span.size(); ++j) blocks[size_t(j)] = span.first + j;
+      std::vector<float> J;
+      engine.score_positions(b, i, blocks, true, J, &kept->blocks);
+    }
+    return kept->blocks[size_t(blk - span.first)];
+  };
   return s;
 }
 
@@ -238,6 +262,9 @@ RefJudgement judge_ref_row(const RefLayer& l, const QueryBatch& b, int64_t i, co
   j.iou = iou_of(intersection_size(E, R), int64_t(E.size()), int64_t(R.size()));
   if (E == R) return j;
 
+  if (given == nullptr && (b.on_device() || l.keys->on_device())) {
+    throw std::invalid_argument("judge_ref_row: operands on a GPU are judged with engine_ref_scorer");
+  }
   std::optional<RefScorer> own;
   if (given == nullptr) own = host_ref_scorer(l, b, i);
   const RefScorer& scorer = given != nullptr ? *given : *own;

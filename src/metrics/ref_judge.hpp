@@ -62,12 +62,16 @@ struct RefScorer {
 };
 // On the host, from the layer's keys and pooled keys: score_positions and abs_score.
 RefScorer host_ref_scorer(const RefLayer& layer, const QueryBatch& b, int64_t i);
-// By an engine set to the rule's config (SelectionEngine::score_positions): for queries and keys on a GPU.
-RefScorer engine_ref_scorer(SelectionEngine& engine, const QueryBatch& b, int64_t i);
+// By an engine set to the rule's config, whose block size is block_size (SelectionEngine::score_positions): for
+// queries and keys on a GPU. The magnitudes of the tokens it scores, and of all the query's eligible blocks at the
+// first block asked for, are fetched in one call each and kept.
+// Both keep references to their arguments: layer, engine and b must outlive the scorer.
+RefScorer engine_ref_scorer(SelectionEngine& engine, const QueryBatch& b, int64_t i, int64_t block_size);
 
 // Row i of the batch against its topk_ref row. `exact` is an audit of that row under a config that
 // audit_covers(rule): the rule's exact selection and block scores J come from it. The differing tokens' scores
-// and the cut's are recomputed by `scorer` (host_ref_scorer when none is given).
+// and the cut's are recomputed by `scorer` (host_ref_scorer when none is given; operands on a GPU need one:
+// std::invalid_argument).
 RefJudgement judge_ref_row(const RefLayer& layer, const QueryBatch& b, int64_t i, const QueryAudit& exact,
                            std::span<const int32_t> ref_row, const RefScorer* scorer = nullptr);
 

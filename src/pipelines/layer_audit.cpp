@@ -66,7 +66,7 @@ void LayerAudit::add(const QueryBatch& batch, std::span<const int64_t> part, con
   if (batch.on_device() && batch.ref_width > 0) {
     SelectionEngine& rule_engine = ref_covered_ ? *engine_ : *ref_engine_;
     for (int64_t i = 0; i < batch.count; ++i) {
-      const RefScorer scorer = engine_ref_scorer(rule_engine, batch, i);
+      const RefScorer scorer = engine_ref_scorer(rule_engine, batch, i, ref_layer_->rule.config.block_size);
       device_judgements_.push_back(judge_ref_row(*ref_layer_, batch, i, ref_covered_ ? audits_[size_t(i)] : ref_audits_[size_t(i)],
                                                  ref_row(batch, i), &scorer));
     }

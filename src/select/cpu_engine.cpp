@@ -10,6 +10,7 @@
 #include <limits>
 #include <optional>
 #include <stdexcept>
+#include <string>
 
 #include "core/stopwatch.hpp"
 #include "select/blocks.hpp"
@@ -91,6 +92,7 @@ class CpuEngine final : public SelectionEngine {
   void score_row(const QueryBatch& b, int64_t i, std::vector<float>& out) override {
     require(Prepared::Select);
     require_host(b.on_device());
+    if (i < 0 || i >= b.count) throw std::out_of_range("CpuEngine::score_row: row " + std::to_string(i) + " of " + std::to_string(b.count));
     const int64_t from = b.k_start[size_t(i)], n = b.q_pos[size_t(i)] - from + 1;
     out.resize(size_t(std::max<int64_t>(n, 0)));
     if (n > 0) score_keys({b.q_row(i, 0), b.w_row(i), 1, b.heads, b.dim}, keys_->row(from), keys_->k_scale.data() + from, n, out.data(), n);
@@ -100,6 +102,11 @@ class CpuEngine final : public SelectionEngine {
                        std::vector<float>& scores, std::vector<double>* magnitudes) override {
     require(Prepared::Select);
     require_host(b.on_device());
+    if (i < 0 || i >= b.count) throw std::out_of_range("CpuEngine::score_positions: row " + std::to_string(i) + " of " + std::to_string(b.count));
+    const int64_t count = pooled ? pooled_.count : keys_->count;
+    for (int64_t p : positions) {
+      if (p < 0 || p >= count) throw std::out_of_range("CpuEngine::score_positions: position " + std::to_string(p) + " of " + std::to_string(count));
+    }
     const float* keys = pooled ? pooled_.k.data() : keys_->k.data();
     const float* scales = pooled ? pooled_.scale.data() : keys_->k_scale.data();
     scores.resize(positions.size());

@@ -111,7 +111,7 @@ TEST(CudaRefJudge, TheCudaEnginesScoresGiveTheHostsClasses) {
     for (int64_t i = 0; i < d.batch.count; ++i) {
       const std::span<const int32_t> row(d.arrays.topk_ref.data() + i * d.arrays.ref_width, size_t(d.arrays.ref_width));
       const RefJudgement want = judge_ref_row(layer, d.batch, i, audits[size_t(i)], row);
-      const RefScorer scorer = engine_ref_scorer(*engine, d.batch, i);
+      const RefScorer scorer = engine_ref_scorer(*engine, d.batch, i, rule.config.block_size);
       const RefJudgement got = judge_ref_row(layer, d.batch, i, audits[size_t(i)], row, &scorer);
       EXPECT_EQ(got.iou, want.iou) << "query " << i;
       EXPECT_EQ(got.tie_swaps + got.near_ties, want.tie_swaps + want.near_ties) << "query " << i;

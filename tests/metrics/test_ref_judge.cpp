@@ -44,7 +44,7 @@ Totals judge_all(const test::RefLayerData& d, const RefRule& rule, double tolera
   for (int64_t i = 0; i < d.batch.count; ++i) {
     const std::span<const int32_t> row(d.arrays.topk_ref.data() + i * d.arrays.ref_width, size_t(d.arrays.ref_width));
     const RefJudgement j = judge_ref_row(layer, d.batch, i, audits[size_t(i)], row);
-    const RefScorer scorer = engine_ref_scorer(*engine, d.batch, i);
+    const RefScorer scorer = engine_ref_scorer(*engine, d.batch, i, rule.config.block_size);
     expect_same_judgement(judge_ref_row(layer, d.batch, i, audits[size_t(i)], row, &scorer), j, i);
     EXPECT_EQ(int64_t(j.differences.size()), j.tie_swaps + j.near_ties + j.block_flips + j.unexplained);
     ++t.queries;
