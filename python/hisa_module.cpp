@@ -426,16 +426,16 @@ class Audit {
     check_place(layer, sample, window);
     Layer l = make_layer(q, q_type, k, k_type, w, q_pos, k_start, k_scale, compress_ratio, {q_scale_blocks, k_scale_blocks});
     if (topk_ref) {
-      l.batch.ref_width = topk_ref->ndim() == 2 ? topk_ref->shape(1) : 0;
       l.batch.topk_ref = checked_topk_ref(*topk_ref, l.batch.count, l.keys.count);
+      l.batch.ref_width = topk_ref->shape(1);
       l.batch.ref_declaration = checked_declaration(ref_method, ref_block_size, ref_blocks, ref_forced, ref_pool_precision);
     }
     return add_layer(sample, layer, l.keys, l.batch, needle_of(needle_begin, needle_end, compress_ratio), window);
   }
 
 #ifdef HISA_HAVE_CUDA
-  // add() of CUDA tensors on this audit's GPU, read there: the engine's audit, the certificates' bounds and the
-  // pictures run on the GPU, and only their results come to the host (no topk_ref: add() judges it).
+  // add() of CUDA tensors on this audit's GPU, read there: the engine's audit, the certificates' bounds, the
+  // pictures and topk_ref's judgement run on the GPU, and only their results come to the host.
   py::tuple add_on_gpu(const py::tuple& q, const py::tuple& k, const py::tuple& w, const py::array& q_pos,
                        const std::optional<py::array>& k_start, const std::optional<py::tuple>& k_scale,
                        int64_t compress_ratio, std::optional<int64_t> window, int layer, const std::string& sample,
@@ -444,15 +444,15 @@ class Audit {
                        std::optional<int64_t> ref_block_size, std::optional<int64_t> ref_blocks,
                        const std::optional<std::string>& ref_forced, const std::optional<std::string>& ref_pool_precision) {
     check_place(layer, sample, window);
-    if (gpu_tensor(q, "q").device != live_->options().device) {
-      fail("q", "is on CUDA device " + std::to_string(gpu_tensor(q, "q").device) + ", this Audit's engine is " +
-                    live_->engine_name());
+    const int q_device = gpu_tensor(q, "q").device;
+    if (q_device != live_->options().device) {
+      fail("q", "is on CUDA device " + std::to_string(q_device) + ", this Audit's engine is " + live_->engine_name());
     }
     GpuLayer g = gpu_layer(q, k, w, q_pos, k_start, k_scale, compress_ratio);
     cuda::DeviceLayer& layer_on_gpu = *g.layer;
     if (topk_ref) {
-      layer_on_gpu.set_topk_ref(checked_topk_ref(*topk_ref, layer_on_gpu.queries(), layer_on_gpu.keys().count),
-                                topk_ref->ndim() == 2 ? topk_ref->shape(1) : 0,
+      std::vector<int32_t> values = checked_topk_ref(*topk_ref, layer_on_gpu.queries(), layer_on_gpu.keys().count);
+      layer_on_gpu.set_topk_ref(std::move(values), topk_ref->shape(1),
                                 checked_declaration(ref_method, ref_block_size, ref_blocks, ref_forced, ref_pool_precision));
     }
     return add_layer(sample, layer, layer_on_gpu.keys(), layer_on_gpu.batch(),

@@ -118,16 +118,21 @@ def _gpu_kinds():
     return {dtype: kind for dtype, (kind, _) in _torch_types().items() if kind != "fp4"}
 
 
+def _gpu_pair(q, k):
+    """Whether q and k are CUDA tensors on one GPU, of codes the GPU decodes."""
+    if not (_is_torch(q) and _is_torch(k) and q.is_cuda and k.is_cuda and q.device == k.device):
+        return False
+    kinds = _gpu_kinds()
+    return q.dtype in kinds and k.dtype in kinds
+
+
 def _reads_on_gpu(q, k, device):
     """Whether select() reads q and k where they are: CUDA tensors on one GPU, of codes the GPU decodes, a build
     whose kernels run on that GPU, and device "cuda" or "auto" (with "cpu", or with "auto" when the GPU cannot
     be used, the tensors go through the host as they always could)."""
     if device not in ("auto", "cuda", "cpu"):
         raise ValueError(f"device: {device!r}, expected \"auto\", \"cuda\" or \"cpu\"")
-    if device == "cpu" or not (_is_torch(q) and _is_torch(k) and q.is_cuda and k.is_cuda and q.device == k.device):
-        return False
-    kinds = _gpu_kinds()
-    if q.dtype not in kinds or k.dtype not in kinds or not hasattr(_hisa, "select_on_gpu"):
+    if device == "cpu" or not _gpu_pair(q, k) or not hasattr(_hisa, "select_on_gpu"):
         return False
     return device == "cuda" or _hisa.gpu_usable(q.device.index)
 
@@ -224,25 +229,23 @@ class Audit:
         CUDA tensors (float32, float16, bfloat16, float8_e4m3fn) on the GPU this audit's engine runs on are read
         there, without a copy to the host (topk_ref, a host array or a tensor anywhere, is judged there too)."""
         begin, end = (None, None) if needle is None else (int(needle[0]), int(needle[1]))
+
+        def rest():  # the arguments both calls end with, converted after the operands (whose errors come first)
+            return (int(compress_ratio), None if window is None else int(window), int(layer), str(sample), begin, end,
+                    _plain(topk_ref, "topk_ref", np.int32), ref_method, ref_block_size, ref_blocks, ref_forced,
+                    ref_pool_precision)
+
         if self._reads_on_gpu(q, k, q_dtype, k_dtype, q_scale_blocks, k_scale_blocks):
             import torch
             described, _tensors = _gpu_operands(q, k, w, k_scale)
             with torch.cuda.device(q.device):
                 text, columns = self._audit.add_on_gpu(
                     described[0], described[1], described[2], _plain(q_pos, "q_pos", np.int64),
-                    _plain(k_start, "k_start", np.int64), described[3], int(compress_ratio),
-                    None if window is None else int(window), int(layer), str(sample), begin, end,
-                    _plain(topk_ref, "topk_ref", np.int32), ref_method, ref_block_size, ref_blocks, ref_forced,
-                    ref_pool_precision)
-            stats = json.loads(text)
-            stats["engine"] = self.engine
-            return stats, dict(columns)
-        text, columns = self._audit.add(
-            *_layer_args(q, k, w, q_pos, k_start, k_scale, q_dtype, k_dtype, q_scale_blocks, k_scale_blocks),
-            int(compress_ratio),
-            None if window is None else int(window), int(layer),
-            str(sample), begin, end, _plain(topk_ref, "topk_ref", np.int32), ref_method, ref_block_size, ref_blocks,
-            ref_forced, ref_pool_precision)
+                    _plain(k_start, "k_start", np.int64), described[3], *rest())
+        else:
+            text, columns = self._audit.add(
+                *_layer_args(q, k, w, q_pos, k_start, k_scale, q_dtype, k_dtype, q_scale_blocks, k_scale_blocks),
+                *rest())
         stats = json.loads(text)
         stats["engine"] = self.engine
         return stats, dict(columns)
@@ -254,10 +257,7 @@ class Audit:
             return False
         if q_scale_blocks is not None or k_scale_blocks is not None or not hasattr(self._audit, "add_on_gpu"):
             return False
-        if not (_is_torch(q) and _is_torch(k) and q.is_cuda and k.is_cuda and q.device == k.device):
-            return False
-        kinds = _gpu_kinds()
-        return q.dtype in kinds and k.dtype in kinds and self._audit.device() == q.device.index
+        return _gpu_pair(q, k) and self._audit.device() == q.device.index
 
     def result(self):
         """The audit JSON (`hisa audit --json`) of every layer added so far, as a dict."""

@@ -27,7 +27,6 @@ inline bool near_tie(double a, double abs_a, double b, double abs_b, double tole
   return std::fabs(a - b) <= tolerance * (abs_a + abs_b);
 }
 
-
 // The positions of got △ want (both ascending) that are not near-ties by the rule above, plus any difference
 // in size; 0 when they are equal.
 int64_t unexplained_differences(std::span<const int64_t> got, std::span<const int64_t> want,

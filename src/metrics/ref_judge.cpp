@@ -36,10 +36,9 @@ RefLayer make_ref_layer(const LayerKeys& keys, const RefRule& rule, double toler
 RefScorer host_ref_scorer(const RefLayer& l, const QueryBatch& b, int64_t i) {
   const LayerKeys& keys = *l.keys;
   RefScorer s;
-  s.scores = [&l, &b, i](const std::vector<int64_t>& positions) {
+  s.scores = [&keys, &b, i](const std::vector<int64_t>& positions) {
     std::vector<float> out(positions.size());
-    score_positions(b.q_row(i, 0), b.w_row(i), b.heads, b.dim, l.keys->k.data(), l.keys->k_scale.data(), positions,
-                    out.data());
+    score_positions(b.q_row(i, 0), b.w_row(i), b.heads, b.dim, keys.k.data(), keys.k_scale.data(), positions, out.data());
     return out;
   };
   s.token_magnitude = [&keys, &b, i](int64_t p) { return abs_score(b, i, keys.row(p), keys.k_scale[size_t(p)]); };
@@ -68,7 +67,7 @@ RefScorer engine_ref_scorer(SelectionEngine& engine, const QueryBatch& b, int64_
     return out;
   };
   RefScorer s;
-  s.scores = [score](const std::vector<int64_t>& positions) { return score(positions); };
+  s.scores = score;
   s.token_magnitude = [score, kept](int64_t p) {
     const auto known = kept->tokens.find(p);
     if (known != kept->tokens.end()) return known->second;

@@ -50,7 +50,8 @@ void explain_with(SelectionEngine& engine, Explanation& e, const QueryBatch& b, 
   e.misses = diagnose_misses(e.audit, e.config);
   std::set_difference(e.audit.hisa.begin(), e.audit.hisa.end(), e.audit.flat.begin(), e.audit.flat.end(),
                       std::back_inserter(e.extras));
-  // The engine's own scores for the lone query, so the picture shows the scores it used.
+  // The engine's score row of the lone query: the CPU engine's is the scoring call its audit makes, so the
+  // picture shows the scores it used; the CUDA engine's sums in fp32 (cuda/block_bounds.cu), up to rounding those.
   engine.score_row(b, 0, e.row);
 }
 
