@@ -550,11 +550,18 @@ class CudaEngine final : public SelectionEngine {
     int64_t most_rows = 0;
     for (const Chunk& c : chunks) most_rows = std::max(most_rows, c.count);
     results_.reserve(most_rows, k());
+    // Per chunk, the host encodes the next chunk's queries while the GPU scores this one, and only then waits
+    // for the chunk before's selections: encoding after that wait kept the GPU idle until it was done.
+    KeyStore& first_scored = method == Method::Flat ? tokens_ : blocks_;
     for (size_t n = 0; n < chunks.size(); ++n) {
       TopkOut& dst = results_.slot(n);
       if (method == Method::Flat) select_flat(b, chunks[n], dst);
       if (method == Method::Hisa) select_hisa(chunks[n], dst);
       results_.download(n, chunks[n], k(), stream());
+      if (n + 1 < chunks.size()) {
+        scoring_.prefetch_queries(first_scored, chunks[n + 1]);
+        if (method == Method::Hisa) scoring_.prefetch_queries(tokens_, chunks[n + 1]);  // the same codes when both are 16-bit
+      }
       if (n > 0) results_.finish(n - 1, out, ms_.transfers);
     }
     if (!chunks.empty()) results_.finish(chunks.size() - 1, out, ms_.transfers);

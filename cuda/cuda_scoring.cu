@@ -176,6 +176,11 @@ ScoreLaunch operands_for(const KernelChoice& choice, KeyStore& keys, QueryStore&
 
 int CudaScoring::tile_keys(KeyStore& keys) { return kernel_for(keys).tile_keys(); }
 
+void CudaScoring::prefetch_queries(KeyStore& keys, const Chunk& c) {
+  Stopwatch transfers(transfers_ms_, 1e3);
+  operands_for(kernel_for(keys), keys, queries_, *batch_, c.first, c.count, stream());
+}
+
 void CudaScoring::score(KeyStore& keys, const Chunk& c, const int* lo, const int* hi, int range_lo, int range_hi,
                         const BlockChoice* work, float* out, int64_t stride, int base, double* stage) {
   ScoreLaunch a;

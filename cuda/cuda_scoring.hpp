@@ -102,6 +102,10 @@ class CudaScoring {
 
   // Keys per tile of the kernel that scores the chunk's queries against `keys` (work lists are built for it).
   int tile_keys(KeyStore& keys);
+  // Starts the upload of the chunk's queries in the form their scoring against `keys` takes (host batches; a
+  // no-op when already there), so that it runs while the GPU scores the chunk before: the encoding is host work
+  // that would otherwise wait for that chunk's results. May throw QueriesOffBf16Grid (set_batch's assume_bf16).
+  void prefetch_queries(KeyStore& keys, const Chunk& c);
   // Block scores J of the chunk's queries against pooled keys of block size B (lo/hi: each query's eligible
   // blocks), computed into j: row i holds blocks [c.lo / B, c.hi / B].
   void score_blocks(KeyStore& blocks, const Chunk& c, int64_t B, const int* lo, const int* hi, DeviceArray<float>& j,

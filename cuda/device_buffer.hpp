@@ -94,6 +94,20 @@ class PinnedArray {
   size_t capacity_ = 0;
 };
 
+// Whether [p, p + bytes) is page-locked host memory (cudaHostAlloc, cudaHostRegister, torch's pin_memory): the
+// copy engine reads it directly, without staging. The range is one caller's array: its first and last byte tell.
+inline bool pinned_host(const void* p, size_t bytes) {
+  auto pinned = [](const void* x) {
+    cudaPointerAttributes a{};
+    if (cudaPointerGetAttributes(&a, x) != cudaSuccess) {
+      cudaGetLastError();  // not an error to keep: plain memory on older drivers
+      return false;
+    }
+    return a.type == cudaMemoryTypeHost;
+  };
+  return bytes > 0 && pinned(p) && pinned(static_cast<const char*>(p) + bytes - 1);
+}
+
 class Stream {
  public:
   Stream() { HISA_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking)); }

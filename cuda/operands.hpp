@@ -267,9 +267,14 @@ class QueryStore {
   // depends on the assumption (choose_score_kernel), so a batch never checked is never wrongly scored.
   void reset(const QueryBatch& b, cudaStream_t s, bool assume_bf16 = false) {
     batch_ = &b;
+    codes_pinned_ = false;
     if (b.on_device()) {
       exact_.reset_known(exactness_on_device(b.device_q, b.count * b.heads * b.dim, s));
       assumed_bf16_ = false;
+    } else if (b.q_bf16 != nullptr) {  // exact in bf16 by the caller's word (QueryBatch::q_bf16)
+      exact_.assume_bf16(b.q.data(), b.q.size());
+      assumed_bf16_ = false;
+      codes_pinned_ = pinned_host(b.q_bf16, size_t(b.q.size()) * sizeof(uint16_t));
     } else if (assume_bf16) {
       exact_.assume_bf16(b.q.data(), b.q.size());
       assumed_bf16_ = true;
@@ -308,15 +313,20 @@ class QueryStore {
     }
     if (f.covers(first, first + count)) return f.codes.data();
     if (f.loaded.empty()) f.codes.resize(size_t(b.count * hp * cd));
-    // Row r = i·H' + h of the queries from `first`; the padded heads' rows are zero.
-    const bool check = assumed_bf16_ && t == ValueType::BF16;
-    std::atomic<bool> off_grid = false;
-    uploader_.upload(f.codes.data() + first * hp * cd, count * hp, cd, [&](int64_t r, uint16_t* out) {
-      const int64_t i = first + r / hp, h = r % hp;
-      if (h >= b.heads) return zero_units(out, cd);
-      if (!encode_padded_row(t, b.q_row(i, h), b.dim, cd, out) && check) off_grid.store(true, std::memory_order_relaxed);
-    }, copies());
-    if (off_grid) throw QueriesOffBf16Grid{};
+    uint16_t* dst = f.codes.data() + first * hp * cd;
+    if (t == ValueType::BF16 && b.q_bf16 != nullptr) {
+      upload_codes(dst, first, count, hp, cd);
+    } else {
+      // Row r = i·H' + h of the queries from `first`; the padded heads' rows are zero.
+      const bool check = assumed_bf16_ && t == ValueType::BF16;
+      std::atomic<bool> off_grid = false;
+      uploader_.upload(dst, count * hp, cd, [&](int64_t r, uint16_t* out) {
+        const int64_t i = first + r / hp, h = r % hp;
+        if (h >= b.heads) return zero_units(out, cd);
+        if (!encode_padded_row(t, b.q_row(i, h), b.dim, cd, out) && check) off_grid.store(true, std::memory_order_relaxed);
+      }, copies());
+      if (off_grid) throw QueriesOffBf16Grid{};
+    }
     f.loaded.push_back({first, first + count});
     ready_for(s);
     return f.codes.data();
@@ -364,6 +374,21 @@ class QueryStore {
     HISA_CUDA_CHECK(cudaEventRecord(uploaded_->get(), copies_->get()));
     HISA_CUDA_CHECK(cudaStreamWaitEvent(s, uploaded_->get(), 0));
   }
+  // The caller's bf16 codes of queries [first, first + count) into dst ([count, H', cd]): copied by the copy
+  // engine straight from pinned memory when the rows need no padding, else through the pinned pieces.
+  void upload_codes(uint16_t* dst, int64_t first, int64_t count, int64_t hp, int64_t cd) {
+    const QueryBatch& b = *batch_;
+    if (codes_pinned_ && hp == b.heads && cd == b.dim) {
+      HISA_CUDA_CHECK(cudaMemcpyAsync(dst, b.q_bf16 + first * b.heads * b.dim, size_t(count * hp * cd) * sizeof(uint16_t),
+                                      cudaMemcpyHostToDevice, copies()));
+      return;
+    }
+    uploader_.upload(dst, count * hp, cd, [&](int64_t r, uint16_t* out) {
+      const int64_t i = first + r / hp, h = r % hp;
+      if (h >= b.heads) return zero_units(out, cd);
+      copy_units(b.q_bf16 + (i * b.heads + h) * b.dim, b.dim, cd, out);
+    }, copies());
+  }
   void load_f32(cudaStream_t s) {
     if (have_f32_) return;
     q32_.upload(batch_->q.data(), batch_->q.size(), s);
@@ -374,6 +399,7 @@ class QueryStore {
   const QueryBatch* batch_ = nullptr;
   Exactness exact_;
   bool assumed_bf16_ = false;
+  bool codes_pinned_ = false;  // the batch's q_bf16 lies in pinned host memory
   DeviceArray<float> q32_, w32_, wpad_;
   Form forms_[3];  // BF16, F16, E4M3
   PieceUploader uploader_;

@@ -242,7 +242,10 @@ py::array_t<int32_t> select_layer(const py::array& q, const std::string& q_type,
                             const std::optional<py::array>& k_scale_blocks, const std::string& method, int64_t block_size,
                             int64_t blocks, const std::string& forced, const std::string& pool_precision, int64_t topk,
                             const std::string& device, int64_t compress_ratio, int threads) {
-  const Layer l = make_layer(q, q_type, k, k_type, w, q_pos, k_start, k_scale, compress_ratio, {q_scale_blocks, k_scale_blocks});
+  Layer l = make_layer(q, q_type, k, k_type, w, q_pos, k_start, k_scale, compress_ratio, {q_scale_blocks, k_scale_blocks});
+  // bf16 codes are uploaded as they are (from pinned memory, such as a pinned tensor's, without a host copy); q
+  // outlives this call.
+  if (q_type == "bf16") l.batch.q_bf16 = static_cast<const uint16_t*>(q.data());
   const SelectionConfig config = make_config(topk, block_size, blocks, forced, pool_precision);
   const Method m = method_of(method);
   const int dev = device_of(device);

@@ -157,15 +157,16 @@ void print_cuda_bench_case(std::ostream& out, const CudaBenchOptions& /*options*
                 c.score_tflops(), percent(c.score_tflops(), r.peaks.bf16_tflops).c_str(), f32.c_str());
   out << line;
   std::snprintf(line, sizeof line,
-                "        top-%lld %.3f ms = %.1f GB/s (%s of HBM); kernels %.3f ms; select() %.3f ms (%.2fx the kernels)\n",
+                "        top-%lld %.3f ms = %.1f GB/s (%s of HBM); kernels %.3f ms; select() %.3f ms (%.2fx the kernels; "
+                "from fp32 queries %.3f ms, %.2fx)\n",
                 (long long)c.topk, c.flat_topk_ms, c.topk_gbs(), percent(c.topk_gbs(), r.peaks.hbm_gbs).c_str(),
-                c.flat_ms(), c.flat_call_ms, c.flat_call_ms / c.flat_ms());
+                c.flat_ms(), c.flat_call_ms, c.flat_call_ms / c.flat_ms(), c.flat_call_f32_ms, c.flat_call_f32_ms / c.flat_ms());
   out << line;
   std::snprintf(line, sizeof line,
                 "  HISA: block scores %.3f + block choice %.3f + token scores %.3f + top-k %.3f = %.3f ms, "
-                "speedup %.2fx; select() %.3f ms (%.2fx the kernels)\n",
+                "speedup %.2fx; select() %.3f ms (%.2fx the kernels; from fp32 queries %.3f ms, %.2fx)\n",
                 c.hisa_blocks_ms, c.hisa_choice_ms, c.hisa_score_ms, c.hisa_topk_ms, c.hisa_ms(),
-                c.speedup(), c.hisa_call_ms, c.hisa_call_ms / c.hisa_ms());
+                c.speedup(), c.hisa_call_ms, c.hisa_call_ms / c.hisa_ms(), c.hisa_call_f32_ms, c.hisa_call_f32_ms / c.hisa_ms());
   out << line;
   if (c.has_fp8()) {
     std::snprintf(line, sizeof line,
@@ -238,7 +239,8 @@ nlohmann::json cuda_bench_json(const CudaBenchOptions& o, const CudaBenchResult&
                        {"topk_gb_per_s", c.topk_gbs()},
                        {"topk_percent_of_hbm", percent_json(c.topk_gbs(), r.peaks.hbm_gbs)},
                        {"kernels_ms", c.flat_ms()},
-                       {"select_ms", c.flat_call_ms}}},
+                       {"select_ms", c.flat_call_ms},
+                       {"select_from_fp32_ms", c.flat_call_f32_ms}}},
                      {"fp8_mma",
                       c.has_fp8() ? json{{"flat_scoring_ms", c.fp8_score_ms},
                                          {"flat_scoring_tflops", c.fp8_tflops()},
@@ -253,7 +255,8 @@ nlohmann::json cuda_bench_json(const CudaBenchOptions& o, const CudaBenchResult&
                        {"token_scores_ms", c.hisa_score_ms},
                        {"topk_ms", c.hisa_topk_ms},
                        {"kernels_ms", c.hisa_ms()},
-                       {"select_ms", c.hisa_call_ms}}},
+                       {"select_ms", c.hisa_call_ms},
+                       {"select_from_fp32_ms", c.hisa_call_f32_ms}}},
                      {"speedup", c.speedup()}});
   }
   json targets = json::array();

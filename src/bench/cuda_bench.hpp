@@ -45,7 +45,9 @@ GpuPeaks datasheet_peaks(const std::string& gpu_name);
 
 // One case of the matrix. Stage times are medians over `repeat` select() calls after two warm-ups: kernels by
 // CUDA events (summed over the engine's query chunks), the whole call by the host clock (it also holds the
-// batch's exactness checks, conversions, uploads and downloads).
+// batch's exactness checks, conversions, uploads and downloads). The batch carries its queries as a bf16 caller
+// holds them, floats and their bf16 codes in pinned memory (QueryBatch::q_bf16); *_call_f32_ms time select()
+// on the floats alone, which the engine has to check and encode.
 struct CudaBenchCase {
   bool prefill = false;
   int64_t keys = 0, queries = 0;
@@ -57,6 +59,7 @@ struct CudaBenchCase {
   double topk_bytes = 0;  // one read of the flat score rows, 4·visible
   double flat_score_ms = 0, flat_topk_ms = 0, flat_call_ms = 0;
   double hisa_blocks_ms = 0, hisa_choice_ms = 0, hisa_score_ms = 0, hisa_topk_ms = 0, hisa_call_ms = 0;
+  double flat_call_f32_ms = 0, hisa_call_f32_ms = 0;
   double f32_score_ms = 0;  // flat scoring on the fp32 CUDA-core path, same values; 0: not measured (prefill)
   // The same case with the values rounded to fp8 e4m3 and an --fp8-mma engine (fp8 tensor cores): flat scoring
   // and top-k, and HISA's kernels. 0: not measured (the GPU or shape has no fp8 kernel).

@@ -3,6 +3,7 @@
 // as for bf16 and fp8 dumps), then the same values rounded to fp8 e4m3 on an --fp8-mma engine (the fp8 tensor
 // cores). Stage times come from the engine (SelectionEngine::times()).
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -12,6 +13,7 @@
 #include "core/error.hpp"
 #include "core/numeric.hpp"
 #include "cuda/cuda_check.hpp"
+#include "cuda/device_buffer.hpp"
 #include "cuda/cuda_engine.hpp"
 #include "cuda/cuda_scoring.hpp"
 #include "cuda/device_info.hpp"
@@ -42,6 +44,14 @@ void random_layer(int64_t L, int64_t N, int64_t H, int64_t D, bool prefill, uint
   batch.q_pos.resize(size_t(N));
   for (int64_t i = 0; i < N; ++i) batch.q_pos[size_t(i)] = prefill ? i : L - 1;
   batch.k_start.assign(size_t(N), 0);
+}
+
+// The bf16 codes of values exact in bf16, into pinned memory (a caller's bf16 tensor in pinned memory).
+const uint16_t* bf16_codes(const std::vector<float>& values, cuda::PinnedArray<uint16_t>& codes) {
+  uint16_t* out = codes.reserve(std::max<size_t>(values.size(), 1));
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < int64_t(values.size()); ++i) out[i] = uint16_t(std::bit_cast<uint32_t>(values[size_t(i)]) >> 16);
+  return out;
 }
 
 // Medians of the engine's stage times (ms) over `repeat` select() calls, after two warm-up calls.
@@ -98,6 +108,8 @@ CudaBenchCase run_case(SelectionEngine& engine, SelectionEngine* fp8_engine, con
   LayerKeys keys;
   QueryBatch batch;
   random_layer(L, c.queries, o.heads, o.dim, prefill, o.seed, keys, batch);
+  cuda::PinnedArray<uint16_t> codes;
+  batch.q_bf16 = bf16_codes(batch.q, codes);
   engine.set_layer(keys, bench_config(c.topk, o.block_size, o.blocks));
   const StageTimes flat = median_stages(engine, batch, Method::Flat, c.repeat);
   c.flat_score_ms = flat.token_scores;
@@ -109,6 +121,9 @@ CudaBenchCase run_case(SelectionEngine& engine, SelectionEngine* fp8_engine, con
   c.hisa_score_ms = hisa.token_scores;
   c.hisa_topk_ms = hisa.topk;
   c.hisa_call_ms = hisa.calls;
+  batch.q_bf16 = nullptr;  // from here on, the floats alone
+  c.flat_call_f32_ms = median_stages(engine, batch, Method::Flat, c.repeat).calls;
+  c.hisa_call_f32_ms = median_stages(engine, batch, Method::Hisa, c.repeat).calls;
   if (!prefill) {
     // One query value off the bf16 (and f16) grid fails the engine's exactness check, so the same values take
     // the fp32 CUDA-core path. It is ~15x slower than the tensor cores: a few repeats are enough.

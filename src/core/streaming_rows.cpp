@@ -51,11 +51,31 @@ bool bf16_codes_row(const float* v, int64_t n, int64_t units, uint16_t* out) {
       store16(tail, dst + d / 16);
       d += 16;
     }
-    for (; d < units; d += 16) _mm256_stream_si256(dst + d / 16, _mm256_setzero_si256());
+    zero_units(out + d, units - d);
     return _mm256_testz_si256(low, low) != 0;
   }
 #endif
   return bf16_codes_plain(v, n, units, out);
+}
+
+void copy_units(const uint16_t* src, int64_t n, int64_t units, uint16_t* out) {
+#if defined(__AVX2__)
+  if (aligned32(out) && units % 16 == 0) {
+    auto* dst = reinterpret_cast<__m256i*>(out);
+    int64_t d = 0;
+    for (; d + 16 <= n; d += 16) _mm256_stream_si256(dst + d / 16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + d)));
+    if (d < n) {  // the last partial 16, zero-padded
+      uint16_t tail[16] = {};
+      std::memcpy(tail, src + d, size_t(n - d) * sizeof(uint16_t));
+      _mm256_stream_si256(dst + d / 16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tail)));
+      d += 16;
+    }
+    zero_units(out + d, units - d);
+    return;
+  }
+#endif
+  std::memcpy(out, src, size_t(n) * sizeof(uint16_t));
+  std::memset(out + n, 0, size_t(units - n) * sizeof(uint16_t));
 }
 
 void zero_units(uint16_t* out, int64_t units) {

@@ -10,6 +10,8 @@ namespace hisa {
 // The bf16 codes of v[0, n) (the upper half of each value's bits, as encode() gives for BF16) into out[0, n),
 // and zeros into out[n, units). Returns whether every value is exact in bf16 (its lower half zero).
 bool bf16_codes_row(const float* v, int64_t n, int64_t units, uint16_t* out);
+// src[0, n) into out[0, n), and zeros into out[n, units): codes that are already 16-bit.
+void copy_units(const uint16_t* src, int64_t n, int64_t units, uint16_t* out);
 // out[0, units) = 0.
 void zero_units(uint16_t* out, int64_t units);
 // dst[i] = src[i] for i < n, widened to 64 bits.

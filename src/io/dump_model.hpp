@@ -105,6 +105,11 @@ struct QueryBatch {
   const float* device_q = nullptr;
   const float* device_w = nullptr;
   bool on_device() const { return device >= 0; }
+  // Optional, host batches only: q's values as bf16 codes, [count, heads, dim], owned by the caller and valid
+  // for the engine call, when the caller has them (a bf16 source). They must be exactly q's values: the CUDA
+  // engine uploads them instead of encoding q (half the bytes to read, and none at all from pinned memory).
+  // Copying the batch copies the pointer; batch_rows and the other row subsets leave it out.
+  const uint16_t* q_bf16 = nullptr;
   // The last key row each query may see (last_visible_row): what every engine and metric works with. On an
   // uncompressed layer it is the stored q_pos; on a compressed one the stored token positions are in token_pos.
   std::vector<int64_t> q_pos;

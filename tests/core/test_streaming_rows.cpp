@@ -57,6 +57,25 @@ TEST(StreamingRows, OneValueOffTheBf16GridAnywhereIsReported) {
   }
 }
 
+TEST(StreamingRows, CopyUnitsCopiesThenZeroPadsAtEveryLengthAndAlignment) {
+  std::vector<uint16_t> src(48);
+  for (size_t i = 0; i < src.size(); ++i) src[i] = uint16_t(0x8000u + i * 977u);
+  for (int64_t n : {0, 1, 15, 16, 17, 31, 32, 48}) {
+    for (int64_t units : {n, (n + 15) / 16 * 16, int64_t(48)}) {
+      for (int64_t offset : {0, 1}) {  // aligned (streaming stores) and not (plain copies)
+        alignas(32) uint16_t buffer[48 + 2];
+        std::fill(std::begin(buffer), std::end(buffer), uint16_t(7));
+        copy_units(src.data(), n, units, buffer + offset);
+        finish_streaming_stores();
+        SCOPED_TRACE("n " + std::to_string(n) + " units " + std::to_string(units) + " offset " + std::to_string(offset));
+        for (int64_t d = 0; d < n; ++d) ASSERT_EQ(buffer[offset + d], src[size_t(d)]);
+        for (int64_t d = n; d < units; ++d) ASSERT_EQ(buffer[offset + d], 0);
+        EXPECT_EQ(buffer[offset + units], 7);  // nothing past the row
+      }
+    }
+  }
+}
+
 TEST(StreamingRows, ZeroUnits) {
   alignas(32) uint16_t buffer[64 + 1];
   for (int64_t offset : {0, 1}) {

@@ -2,10 +2,12 @@
 // audits and selections on every path and chunking; float inputs agree up to near-ties.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <cstdio>
 #include <random>
 
+#include "cuda/device_buffer.hpp"
 #include "pipelines/audit.hpp"
 #include "../synth_dump.hpp"
 
@@ -127,6 +129,49 @@ TEST(CudaEngine, SelectOverwritesTheCallersRowsWhateverTheyHeld) {
                         : method == Method::Hisa ? reference::hisa(l.batch, i, l.keys, c)
                                                  : reference::block_sparse(l.batch, i, l.keys, c);
       EXPECT_EQ(out[size_t(i)], want) << "query " << i << " " << method_name(method);
+    }
+  }
+}
+
+// A batch that carries its queries' bf16 codes (QueryBatch::q_bf16) is selected from the codes: pageable codes
+// through the pinned pieces, pinned codes by the copy engine straight from the caller's memory when no head needs
+// padding (8 heads), through the pieces when one does (5 heads); in one chunk or many. The codes here are
+// another layer's queries, so the selections follow the codes, not the floats beside them.
+TEST(CudaEngine, Bf16CodesOfTheQueriesAreWhatIsScored) {
+  REQUIRE_GPU();
+  for (const int64_t heads : {8, 5}) {
+    for (const bool pinned : {false, true}) {
+      for (const size_t budget : {size_t(0), size_t(6 * 1024)}) {
+        SCOPED_TRACE("heads " + std::to_string(heads) + (pinned ? " pinned" : " pageable") + " budget " + std::to_string(budget));
+        LayerSpec s;
+        s.heads = heads;
+        s.packed = true;
+        s.queries = 23;
+        s.seed = 51;
+        const Layer scored = random_layer(s);  // whose queries' codes are handed over
+        s.seed = 52;
+        const Layer floats = random_layer(s);  // whose queries' floats go beside them
+        std::vector<uint16_t> pageable(scored.batch.q.size());
+        cuda::PinnedArray<uint16_t> locked;
+        uint16_t* codes = pinned ? locked.reserve(pageable.size()) : pageable.data();
+        for (size_t i = 0; i < pageable.size(); ++i) codes[i] = uint16_t(std::bit_cast<uint32_t>(scored.batch.q[i]) >> 16);
+        QueryBatch b = scored.batch;  // its positions and weights, the other layer's floats
+        b.q = floats.batch.q;
+        b.q_bf16 = codes;
+        const SelectionConfig c = configs_for(13).front();
+        auto gpu = make_cuda_engine(gpu_device(), budget);
+        gpu->set_layer(scored.keys, c);
+        for (const Method method : {Method::Flat, Method::Hisa}) {
+          std::vector<std::vector<int64_t>> out;
+          gpu->select(b, method, out);
+          ASSERT_EQ(out.size(), size_t(b.count));
+          for (int64_t i = 0; i < b.count; ++i) {
+            const auto want = method == Method::Flat ? reference::flat(scored.batch, i, scored.keys, c)
+                                                     : reference::hisa(scored.batch, i, scored.keys, c);
+            EXPECT_EQ(out[size_t(i)], want) << "query " << i << " " << method_name(method);
+          }
+        }
+      }
     }
   }
 }
