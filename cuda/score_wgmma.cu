@@ -143,17 +143,32 @@ __global__ void __launch_bounds__(kWgThreads, kOp == kOpE4M3 ? 4 : 2) score_wgmm
     while (e < work.end && !wanted(e)) ++e;
     return e;
   };
+  // Chunk idx of a query's B tile: head h = idx / kChunks, 16-byte chunk ch = idx % kChunks of its row; 8
+  // consecutive threads fill one 128-byte swizzled row. When the warpgroup covers whole groups of 8 heads per
+  // pass (kChunks divides 128 / 8), a thread's chunk ch and h mod 8 are the same in every pass: its places in
+  // shared memory and in the row are fixed offsets, computed once, and a pass adds a constant to both.
+  constexpr bool kFixedPlaces = kWgThreads % (8 * kChunks) == 0 && (N * kChunks) % kWgThreads == 0;
+  constexpr int kPasses = (N * kChunks + kWgThreads - 1) / kWgThreads, kHeadsPerPass = kWgThreads / kChunks;
+  const int my_h = tid / kChunks, my_ch = tid % kChunks;
+  const int my_byte = (my_ch >> 3) * kAtomBytes + my_h * 128 + (((my_ch & 7) ^ (my_h & 7)) << 4);
+  const int my_src = my_h * kRowDims + (my_ch % kRowChunks) * 8;
   auto load = [&](int e, int buf) {
     const int i = query(e);
     const uint16_t* src = qg + size_t(i) * N * kRowDims;
-    uint16_t* dst = qs + size_t(buf) * kQElems;
-    // Chunk idx: head h, 16-byte chunk ch of its row; 8 consecutive threads fill one 128-byte swizzled row.
-    for (int idx = tid; idx < N * kChunks; idx += kWgThreads) {
-      const int h = idx / kChunks, ch = idx - h * kChunks;
-      const int byte = (ch >> 3) * kAtomBytes + h * 128 + (((ch & 7) ^ (h & 7)) << 4);
-      cp_async16(reinterpret_cast<unsigned char*>(dst) + byte, src + size_t(h) * kRowDims + (ch % kRowChunks) * 8);
+    unsigned char* dst = reinterpret_cast<unsigned char*>(qs + size_t(buf) * kQElems);
+    if constexpr (kFixedPlaces) {
+#pragma unroll
+      for (int p = 0; p < kPasses; ++p) {
+        cp_async16(dst + my_byte + p * kHeadsPerPass * 128, src + my_src + p * kHeadsPerPass * kRowDims);
+      }
+    } else {
+      for (int idx = tid; idx < N * kChunks; idx += kWgThreads) {
+        const int h = idx / kChunks, ch = idx - h * kChunks;
+        const int byte = (ch >> 3) * kAtomBytes + h * 128 + (((ch & 7) ^ (h & 7)) << 4);
+        cp_async16(dst + byte, src + size_t(h) * kRowDims + (ch % kRowChunks) * 8);
+      }
     }
-    for (int idx = tid; idx < N / 4; idx += kWgThreads) cp_async16(ws + buf * N + idx * 4, a.w + size_t(i) * N + idx * 4);
+    if (tid < N / 4) cp_async16(ws + buf * N + tid * 4, a.w + size_t(i) * N + tid * 4);
     cp_async_commit();
   };
 
@@ -189,16 +204,22 @@ __global__ void __launch_bounds__(kWgThreads, kOp == kOpE4M3 ? 4 : 2) score_wgmm
       // Accumulator j of an M tile: n8 block j/4, key row g (+8 for j%4 >= 2), head 8(j/4) + 2c + j%2. The
       // first M tile's head sums run while the tensor cores finish the second.
       float part[2 * MT];  // (mt, row g / g+8): index mt*2 + r
+      // One fused multiply-add per head and key after the ReLU (two chains per key row, so each FMA waits on
+      // the one before it in its chain only), and each head pair's weights read as one 8-byte load: the
+      // epilogue is what limits the kernel (tests/bench/NOTES.md), and the plain expression compiled to a
+      // multiply, a fused multiply-add and an add per two heads.
       auto head_sums = [&](int mt, const float (&d)[N / 2]) {
-        float p0 = 0.f, p1 = 0.f;
+        float p0 = 0.f, p1 = 0.f, q0 = 0.f, q1 = 0.f;
 #pragma unroll
         for (int nb = 0; nb < N / 8; ++nb) {
-          const float w0 = wb[nb * 8 + 2 * c], w1 = wb[nb * 8 + 2 * c + 1];
-          p0 += w0 * fmaxf(d[nb * 4 + 0], 0.f) + w1 * fmaxf(d[nb * 4 + 1], 0.f);
-          p1 += w0 * fmaxf(d[nb * 4 + 2], 0.f) + w1 * fmaxf(d[nb * 4 + 3], 0.f);
+          const float2 w = *reinterpret_cast<const float2*>(wb + nb * 8 + 2 * c);
+          p0 = fmaf(w.x, fmaxf(d[nb * 4 + 0], 0.f), p0);
+          q0 = fmaf(w.y, fmaxf(d[nb * 4 + 1], 0.f), q0);
+          p1 = fmaf(w.x, fmaxf(d[nb * 4 + 2], 0.f), p1);
+          q1 = fmaf(w.y, fmaxf(d[nb * 4 + 3], 0.f), q1);
         }
-        part[mt * 2] = p0;
-        part[mt * 2 + 1] = p1;
+        part[mt * 2] = p0 + q0;
+        part[mt * 2 + 1] = p1 + q1;
       };
       if constexpr (MT == 2) {
         wgmma_wait<1>();
