@@ -186,6 +186,7 @@ class CudaEngine final : public SelectionEngine {
         select_chunks(b, method, out, false);
       }
     } catch (...) {
+      scoring_.queries().settle();  // no copy left reading the caller's codes
       out.clear();  // no rows of an earlier call left behind
       throw;
     }

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -272,6 +273,7 @@ class QueryStore {
       exact_.reset_known(exactness_on_device(b.device_q, b.count * b.heads * b.dim, s));
       assumed_bf16_ = false;
     } else if (b.q_bf16 != nullptr) {  // exact in bf16 by the caller's word (QueryBatch::q_bf16)
+      check_codes_sample(b);
       exact_.assume_bf16(b.q.data(), b.q.size());
       assumed_bf16_ = false;
       codes_pinned_ = pinned_host(b.q_bf16, size_t(b.q.size()) * sizeof(uint16_t));
@@ -331,6 +333,11 @@ class QueryStore {
     ready_for(s);
     return f.codes.data();
   }
+  // Waits for every upload issued so far, without throwing: before a failed call returns, so that no copy still
+  // reads the caller's memory (pinned codes are copied straight from it).
+  void settle() noexcept {
+    if (copies_) (void)cudaStreamSynchronize(copies_->get());
+  }
   // [count, H'] weights, zero for the padded heads (every low-precision form).
   const float* w_padded(cudaStream_t s) {
     if (!have_wpad_) {
@@ -373,6 +380,16 @@ class QueryStore {
   void ready_for(cudaStream_t s) {
     HISA_CUDA_CHECK(cudaEventRecord(uploaded_->get(), copies_->get()));
     HISA_CUDA_CHECK(cudaStreamWaitEvent(s, uploaded_->get(), 0));
+  }
+  // A few of the caller's codes against q (cheap): catches codes left behind by a batch copied, then edited.
+  static void check_codes_sample(const QueryBatch& b) {
+    const size_t n = b.q.size();
+    for (size_t j = 0; j < 16 && n > 0; ++j) {
+      const size_t i = j * (n - 1) / 15;
+      if (b.q_bf16[i] != uint16_t(std::bit_cast<uint32_t>(b.q[i]) >> 16) || (std::bit_cast<uint32_t>(b.q[i]) & 0xFFFFu) != 0) {
+        throw std::invalid_argument("QueryBatch::q_bf16 does not hold q's values (value " + std::to_string(i) + ")");
+      }
+    }
   }
   // The caller's bf16 codes of queries [first, first + count) into dst ([count, H', cd]): copied by the copy
   // engine straight from pinned memory when the rows need no padding, else through the pinned pieces.

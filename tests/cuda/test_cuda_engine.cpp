@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <random>
+#include <utility>
 
 #include "cuda/device_buffer.hpp"
 #include "pipelines/audit.hpp"
@@ -134,17 +135,21 @@ TEST(CudaEngine, SelectOverwritesTheCallersRowsWhateverTheyHeld) {
 }
 
 // A batch that carries its queries' bf16 codes (QueryBatch::q_bf16) is selected from the codes: pageable codes
-// through the pinned pieces, pinned codes by the copy engine straight from the caller's memory when no head needs
-// padding (8 heads), through the pieces when one does (5 heads); in one chunk or many. The codes here are
-// another layer's queries, so the selections follow the codes, not the floats beside them.
+// through the pinned pieces; pinned codes by the copy engine straight from the caller's memory when no row needs
+// padding (8 or 64 heads, D a multiple of 16; 64 heads and D = 128 take the wgmma kernel), through the pieces
+// when one does (5 heads, or D = 20); in one chunk or many. The codes are another layer's queries, so the
+// selections follow the codes, not the floats beside them; only the 16 values the engine spot-checks against q
+// (evenly spaced, QueryStore::check_codes_sample) agree.
 TEST(CudaEngine, Bf16CodesOfTheQueriesAreWhatIsScored) {
   REQUIRE_GPU();
-  for (const int64_t heads : {8, 5}) {
+  for (const auto& [heads, dim] : {std::pair<int64_t, int64_t>{8, 16}, {5, 16}, {8, 20}, {64, 128}}) {
     for (const bool pinned : {false, true}) {
       for (const size_t budget : {size_t(0), size_t(6 * 1024)}) {
-        SCOPED_TRACE("heads " + std::to_string(heads) + (pinned ? " pinned" : " pageable") + " budget " + std::to_string(budget));
+        SCOPED_TRACE("heads " + std::to_string(heads) + " dim " + std::to_string(dim) + (pinned ? " pinned" : " pageable") +
+                     " budget " + std::to_string(budget));
         LayerSpec s;
         s.heads = heads;
+        s.dim = dim;
         s.packed = true;
         s.queries = 23;
         s.seed = 51;
@@ -157,6 +162,8 @@ TEST(CudaEngine, Bf16CodesOfTheQueriesAreWhatIsScored) {
         for (size_t i = 0; i < pageable.size(); ++i) codes[i] = uint16_t(std::bit_cast<uint32_t>(scored.batch.q[i]) >> 16);
         QueryBatch b = scored.batch;  // its positions and weights, the other layer's floats
         b.q = floats.batch.q;
+        const size_t n = b.q.size();
+        for (size_t j = 0; j < 16; ++j) b.q[j * (n - 1) / 15] = scored.batch.q[j * (n - 1) / 15];
         b.q_bf16 = codes;
         const SelectionConfig c = configs_for(13).front();
         auto gpu = make_cuda_engine(gpu_device(), budget);
@@ -174,6 +181,25 @@ TEST(CudaEngine, Bf16CodesOfTheQueriesAreWhatIsScored) {
       }
     }
   }
+}
+
+// Codes that are not q's values where the engine looks (a batch copied, then its q edited) are refused, and the
+// caller's rows are left empty.
+TEST(CudaEngine, Bf16CodesThatAreNotTheQueriesAreRefused) {
+  REQUIRE_GPU();
+  LayerSpec s;
+  s.heads = 8;
+  const Layer l = random_layer(s);
+  std::vector<uint16_t> codes(l.batch.q.size());
+  for (size_t i = 0; i < codes.size(); ++i) codes[i] = uint16_t(std::bit_cast<uint32_t>(l.batch.q[i]) >> 16);
+  QueryBatch b = l.batch;
+  b.q_bf16 = codes.data();
+  b.q.back() += 1.0f;  // the last value is always checked
+  auto gpu = make_cuda_engine(gpu_device());
+  gpu->set_layer(l.keys, configs_for(13).front());
+  std::vector<std::vector<int64_t>> out(3, std::vector<int64_t>{1, 2});
+  EXPECT_THROW(gpu->select(b, Method::Flat, out), std::invalid_argument);
+  EXPECT_TRUE(out.empty());
 }
 
 // `hisa audit --parity` on the GPU: the CUDA engine against the CPU engine on a bf16 dump, every difference a
