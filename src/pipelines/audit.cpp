@@ -159,6 +159,7 @@ AuditResult run_audit(const AuditOptions& o, const std::function<void(const Quer
   result.config.topk = resolve_topk(o.topk, readers);
   result.config.validate();
   RunPlan plan = make_run_plan(o.run, o.max_queries, kQueryBatch);
+  plan.threads = o.threads;
   if (on_query && (plan.devices.size() > 1 || Cluster::get().size() > 1)) {
     throw OptionError("per_query", "per-query output streams queries in order: it runs on one GPU in one process");
   }

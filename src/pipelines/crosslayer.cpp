@@ -121,6 +121,7 @@ CrosslayerResult run_crosslayer(const CrosslayerOptions& o) {
   if (o.reuse_map) asked_map = reuse_map(r.layers, *o.reuse_map);  // checked before any work
 
   RunPlan plan = make_run_plan(o.run, o.max_queries, kQueryBatch);
+  plan.threads = o.threads;
   r.engine = engine_name_on(plan.devices.front(), o.run.fp8_mma);
   // v2: a unit carries its layer's compress_ratio, so v1 checkpoints are not taken.
   plan.fingerprint = "crosslayer v2 topk=" + std::to_string(r.topk) + " engine=" +

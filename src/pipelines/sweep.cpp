@@ -224,6 +224,7 @@ SweepResult run_sweep(const SweepOptions& o, const std::function<void(const Swee
   r.groups = make_groups(r.samples);
 
   RunPlan plan = make_run_plan(o.run, o.max_queries, kQueryBatch);
+  plan.threads = o.threads;
   // Every worker of a run has the same kind of engine: its kind, without the GPU's name, describes the run.
   r.scorer = engine_kind_on(plan.devices.front(), o.run.fp8_mma);
   plan.fingerprint = sweep_fingerprint(r);

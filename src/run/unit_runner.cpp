@@ -1,5 +1,6 @@
 #include "run/unit_runner.hpp"
 
+#include <omp.h>
 #include <sys/stat.h>
 
 #include <atomic>
@@ -377,6 +378,11 @@ class UnitRun {
     if (main_error) std::rethrow_exception(main_error);
   }
 
+  // Each std::thread starts with OpenMP's default team size, not the caller's: set it on each.
+  void use_plan_threads() const {
+    if (plan_.threads > 0) omp_set_num_threads(plan_.threads);
+  }
+
   void fail(std::exception_ptr e) {
     std::lock_guard lock(m_);
     if (!error_) error_ = e;
@@ -390,6 +396,7 @@ class UnitRun {
   // Reader of worker w: takes the next unit to do and reads it piece by piece (keys, query batches, end) into the
   // worker's queue.
   void read(size_t w) {
+    use_plan_threads();
     std::vector<std::shared_ptr<LayerKeys>> key_pool;
     try {
       while (!stop_) {
@@ -446,6 +453,7 @@ class UnitRun {
 
   // Worker w: computes the units its reader delivers on its device.
   void work(size_t w) {
+    use_plan_threads();
     try {
       std::unique_ptr<UnitWorker> worker = make_worker_(devices_[w]);
       std::shared_ptr<const LayerKeys> keys;

@@ -54,6 +54,9 @@ struct RunPlan {
   std::string fingerprint;  // everything that decides a unit's result besides the unit (options, k, ...)
   InputFingerprint input_fingerprint = InputFingerprint::Stat;  // how each unit's input file is identified
   bool handle_signals = true;  // SIGINT/SIGTERM stop the run after the units in flight
+  // --threads: the OpenMP threads of the readers' and workers' parallel regions that set no count of their own
+  // (decoding, pooling, ...), so that --threads 1 runs on one thread; 0: the OpenMP default, every core.
+  int threads = 0;
 };
 
 // What a command's options say about where and how its work runs (the CLI's RunFlags fill it).

@@ -1,12 +1,14 @@
 // run/unit_runner: unit order, results independent of the worker count and the read-ahead budget, errors
 // passed on, checkpoints and --resume, and interruption by SIGINT, through the library and the CLI.
 #include <gtest/gtest.h>
+#include <omp.h>
 #include <signal.h>
 
 #include <chrono>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <thread>
 
 #include "core/error.hpp"
@@ -107,6 +109,31 @@ TEST(UnitRunner, ResultsDoNotDependOnWorkersOrReadAhead) {
   many.max_queries = 0;
   EXPECT_EQ(f.run(many, s2), base);
   EXPECT_EQ(s2.workers, 3);
+}
+
+// --threads reaches the parallel regions of the workers' (and readers') own threads, which OpenMP would otherwise
+// give every core: each worker sees that team size; without it, OpenMP's default.
+TEST(UnitRunner, ThreadsSetTheTeamSizeOnTheWorkersThreads) {
+  test::TempDir dir;
+  Fixture f({small_dump(dir, "a.h5", 2)});
+  for (const int threads : {1, 3, 0}) {
+    RunPlan plan;
+    plan.handle_signals = false;
+    plan.devices = {-1, -1};
+    plan.threads = threads;
+    std::mutex m;
+    std::vector<int> seen;
+    RunStats stats;
+    f.run(plan, stats, [&](const WorkUnit&) {
+      std::lock_guard lock(m);
+      seen.push_back(omp_get_max_threads());
+    });
+    ASSERT_EQ(seen.size(), 2u);
+    int fresh = 0;  // what a new thread gets
+    std::thread([&] { fresh = omp_get_max_threads(); }).join();
+    const int want = threads > 0 ? threads : fresh;
+    for (int n : seen) EXPECT_EQ(n, want) << "--threads " << threads;
+  }
 }
 
 // --timings' I/O split: the readers' decoding and checking apart from HDF5's own reading.
