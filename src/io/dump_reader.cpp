@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "core/error.hpp"
+#include "core/huge_pages.hpp"
 #include "core/stopwatch.hpp"
 #include "io/attribute_probe.hpp"
 #include "io/h5.hpp"
@@ -135,8 +136,19 @@ struct LayerReader::Impl {
     if (!h5::child_is_dataset(group.get(), name)) fail(name, "expected a dataset, found a group or link");
     h5::Handle d = h5::dataset(H5Dopen2(group.get(), name.c_str(), H5P_DEFAULT));
     if (!d) fail(name, "cannot open dataset (damaged file?)");
-    for (const auto& f : h5::dataset_filters(d.get())) {
+    const auto filters = h5::dataset_filters(d.get());
+    for (const auto& f : filters) {
       if (!f.available) fail(name, filter_hint(f));
+    }
+    if (filters.empty()) {
+      // Unfiltered chunks are read straight into our buffers without HDF5's chunk cache: every row is read once
+      // (keys in pieces, queries in runs), and passing whole chunks through the 1 MiB cache made reading a layer's
+      // keys ten times slower. Filtered chunks keep the cache, which spares decompressing a chunk twice.
+      h5::Handle access = h5::plist(H5Pcreate(H5P_DATASET_ACCESS));
+      if (access && H5Pset_chunk_cache(access.get(), 0, 0, 1.0) >= 0) {
+        h5::Handle uncached = h5::dataset(H5Dopen2(group.get(), name.c_str(), access.get()));
+        if (uncached) d = std::move(uncached);
+      }
     }
     if (std::string problem = h5::chunk_shape_problem(d.get()); !problem.empty()) fail(name, problem);
     return d;
@@ -477,7 +489,7 @@ void LayerReader::read_keys_into(LayerKeys& keys) const {
   keys.dim = m.shape.dim;
   keys.compress_ratio = m.shape.compress_ratio;
   m.allocate("k", [&] {
-    keys.k.resize(size_t(keys.count * keys.dim));
+    resize_on_huge_pages(keys.k, size_t(keys.count * keys.dim));
     keys.k_scale.resize(size_t(keys.count));
   });
   // About 4 MiB of raw data per read keeps the transient buffer small whatever L is.
@@ -511,7 +523,7 @@ QueryBatch LayerReader::read_queries(int64_t first, int64_t count) const {
   b.heads = sh.heads;
   b.dim = sh.dim;
   m.allocate("q", [&] {
-    b.q.resize(size_t(count * sh.heads * sh.dim));
+    resize_on_huge_pages(b.q, size_t(count * sh.heads * sh.dim));
     b.w.resize(size_t(count * sh.heads));
     b.q_pos.resize(size_t(count));
     b.k_start.assign(size_t(count), 0);
