@@ -316,8 +316,12 @@ class QueryStore {
     if (f.covers(first, first + count)) return f.codes.data();
     if (f.loaded.empty()) f.codes.resize(size_t(b.count * hp * cd));
     uint16_t* dst = f.codes.data() + first * hp * cd;
-    if (t == ValueType::BF16 && b.q_bf16 != nullptr) {
-      upload_codes(dst, first, count, hp, cd);
+    // The caller's bf16 codes go as they are: by the copy engine straight from pinned memory when the rows need
+    // no padding, else row by row through the pinned pieces, like the queries encoded here.
+    const bool given_codes = t == ValueType::BF16 && b.q_bf16 != nullptr;
+    if (given_codes && codes_pinned_ && hp == b.heads && cd == b.dim) {
+      HISA_CUDA_CHECK(cudaMemcpyAsync(dst, b.q_bf16 + first * b.heads * b.dim, size_t(count * hp * cd) * sizeof(uint16_t),
+                                      cudaMemcpyHostToDevice, copies()));
     } else {
       // Row r = i·H' + h of the queries from `first`; the padded heads' rows are zero.
       const bool check = assumed_bf16_ && t == ValueType::BF16;
@@ -325,6 +329,7 @@ class QueryStore {
       uploader_.upload(dst, count * hp, cd, [&](int64_t r, uint16_t* out) {
         const int64_t i = first + r / hp, h = r % hp;
         if (h >= b.heads) return zero_units(out, cd);
+        if (given_codes) return copy_units(b.q_bf16 + (i * b.heads + h) * b.dim, b.dim, cd, out);
         if (!encode_padded_row(t, b.q_row(i, h), b.dim, cd, out) && check) off_grid.store(true, std::memory_order_relaxed);
       }, copies());
       if (off_grid) throw QueriesOffBf16Grid{};
@@ -386,25 +391,10 @@ class QueryStore {
     const size_t n = b.q.size();
     for (size_t j = 0; j < 16 && n > 0; ++j) {
       const size_t i = j * (n - 1) / 15;
-      if (b.q_bf16[i] != uint16_t(std::bit_cast<uint32_t>(b.q[i]) >> 16) || (std::bit_cast<uint32_t>(b.q[i]) & 0xFFFFu) != 0) {
+      if (std::bit_cast<uint32_t>(b.q[i]) != uint32_t(b.q_bf16[i]) << 16) {  // the code, widened, is q bit for bit
         throw std::invalid_argument("QueryBatch::q_bf16 does not hold q's values (value " + std::to_string(i) + ")");
       }
     }
-  }
-  // The caller's bf16 codes of queries [first, first + count) into dst ([count, H', cd]): copied by the copy
-  // engine straight from pinned memory when the rows need no padding, else through the pinned pieces.
-  void upload_codes(uint16_t* dst, int64_t first, int64_t count, int64_t hp, int64_t cd) {
-    const QueryBatch& b = *batch_;
-    if (codes_pinned_ && hp == b.heads && cd == b.dim) {
-      HISA_CUDA_CHECK(cudaMemcpyAsync(dst, b.q_bf16 + first * b.heads * b.dim, size_t(count * hp * cd) * sizeof(uint16_t),
-                                      cudaMemcpyHostToDevice, copies()));
-      return;
-    }
-    uploader_.upload(dst, count * hp, cd, [&](int64_t r, uint16_t* out) {
-      const int64_t i = first + r / hp, h = r % hp;
-      if (h >= b.heads) return zero_units(out, cd);
-      copy_units(b.q_bf16 + (i * b.heads + h) * b.dim, b.dim, cd, out);
-    }, copies());
   }
   void load_f32(cudaStream_t s) {
     if (have_f32_) return;

@@ -132,8 +132,9 @@ __global__ void __maxnreg__(168) score_mma_kernel(const ScoreLaunch a, int queri
         const float w0 = wb[nt * 8 + 2 * c], w1 = wb[nt * 8 + 2 * c + 1];
 #pragma unroll
         for (int mt = 0; mt < 2; ++mt) {
-          part[mt * 2 + 0] += w0 * fmaxf(acc[mt][0], 0.f) + w1 * fmaxf(acc[mt][1], 0.f);
-          part[mt * 2 + 1] += w0 * fmaxf(acc[mt][2], 0.f) + w1 * fmaxf(acc[mt][3], 0.f);
+          // One fused multiply-add per head (as the wgmma kernel): fewer instructions than w·x + w·y.
+          part[mt * 2 + 0] = fmaf(w1, fmaxf(acc[mt][1], 0.f), fmaf(w0, fmaxf(acc[mt][0], 0.f), part[mt * 2 + 0]));
+          part[mt * 2 + 1] = fmaf(w1, fmaxf(acc[mt][3], 0.f), fmaf(w0, fmaxf(acc[mt][2], 0.f), part[mt * 2 + 1]));
         }
       }
 #pragma unroll

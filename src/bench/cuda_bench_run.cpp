@@ -18,6 +18,7 @@
 #include "cuda/cuda_scoring.hpp"
 #include "cuda/device_info.hpp"
 #include "cuda/kernels.hpp"
+#include "cuda/operands.hpp"
 #include "bench/cuda_bench.hpp"
 #include "bench/gpu_bench_util.hpp"
 #include "select/config.hpp"
@@ -50,7 +51,7 @@ void random_layer(int64_t L, int64_t N, int64_t H, int64_t D, bool prefill, uint
 const uint16_t* bf16_codes(const std::vector<float>& values, cuda::PinnedArray<uint16_t>& codes) {
   uint16_t* out = codes.reserve(std::max<size_t>(values.size(), 1));
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < int64_t(values.size()); ++i) out[i] = uint16_t(std::bit_cast<uint32_t>(values[size_t(i)]) >> 16);
+  for (int64_t i = 0; i < int64_t(values.size()); ++i) out[i] = cuda::encode(cuda::ValueType::BF16, values[size_t(i)]);
   return out;
 }
 
