@@ -95,7 +95,7 @@ std::vector<BenchTarget> bench_targets(const CudaBenchOptions& o, const CudaBenc
   auto hisa_ms = [](const CudaBenchCase& c) { return c.hisa_ms(); };
   auto speedup = [](const CudaBenchCase& c) { return c.speedup(); };
   std::vector<BenchTarget> out;
-  out.push_back(lowest(target("flat scoring, bf16 tensor cores", "TFLOP/s", 400),
+  out.push_back(lowest(target("flat scoring, bf16 tensor cores", "TFLOP/s", 600),
                        [](const CudaBenchCase& c) { return c.score_tflops(); }));
   BenchTarget hbm = target("flat top-k", "% of HBM", 40);
   if (r.peaks.hbm_gbs > 0) {
@@ -104,16 +104,17 @@ std::vector<BenchTarget> bench_targets(const CudaBenchOptions& o, const CudaBenc
     hbm.note = "not measured: HBM bandwidth unknown";
     out.push_back(hbm);
   }
-  out.push_back(one(target("full causal flat at 64K", "ms", 45, true), true, 65536, flat_ms));
-  out.push_back(one(target(hisa_name(o) + " over flat at 32K (sampled)", "x", 2), false, 32768, speedup));
+  out.push_back(one(target("full causal flat at 64K", "ms", 60, true), true, 65536, flat_ms));
+  out.push_back(one(target(hisa_name(o) + " over flat at 32K (sampled)", "x", 2.5), false, 32768, speedup));
   out.push_back(one(target(hisa_name(o) + " over flat at 128K (sampled)", "x", 4), false, 131072, speedup));
   out.push_back(one(target("full causal HISA at 64K", "ms", 20, true), true, 65536, hisa_ms));
-  // The same targets on the fp8 tensor cores (an fp8 dump under --fp8-mma; DeepGEMM's 42.8 ms is fp8 too).
-  out.push_back(lowest(target("flat scoring, fp8 tensor cores (--fp8-mma)", "TFLOP/s", 800),
+  // The same targets on the fp8 tensor cores (an fp8 dump under --fp8-mma), tighter: DeepGEMM + fast_topk_v2's
+  // 42.8 ms for the 64K prefill and SGLang HISA's 24.7 ms are fp8 figures.
+  out.push_back(lowest(target("flat scoring, fp8 tensor cores (--fp8-mma)", "TFLOP/s", 1000),
                        [](const CudaBenchCase& c) { return c.fp8_tflops(); }, true));
-  out.push_back(one(target("full causal flat at 64K, fp8 tensor cores", "ms", 45, true), true, 65536,
+  out.push_back(one(target("full causal flat at 64K, fp8 tensor cores", "ms", 40, true), true, 65536,
                     [](const CudaBenchCase& c) { return c.fp8_flat_ms(); }, true));
-  out.push_back(one(target("full causal HISA at 64K, fp8 tensor cores", "ms", 20, true), true, 65536,
+  out.push_back(one(target("full causal HISA at 64K, fp8 tensor cores", "ms", 15, true), true, 65536,
                     [](const CudaBenchCase& c) { return c.fp8_hisa_ms; }, true));
   return out;
 }

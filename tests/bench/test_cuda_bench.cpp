@@ -83,8 +83,8 @@ TEST(CudaBenchReport, TargetsTakeTheirCases) {
   EXPECT_EQ("lowest: sampled 32K", t[6].note);
   EXPECT_DOUBLE_EQ(0.4 * 40 + 0.2 * 40, *t[7].value);  // fp8 causal flat at 64K: 16 + 8 ms
   EXPECT_TRUE(t[7].reached());
-  EXPECT_DOUBLE_EQ(20.0, *t[8].value);  // fp8 causal HISA at 64K
-  EXPECT_TRUE(t[8].reached());
+  EXPECT_DOUBLE_EQ(20.0, *t[8].value);  // fp8 causal HISA at 64K: short of 15 ms
+  EXPECT_FALSE(t[8].reached());
 
   CudaBenchResult sampled_only = r;
   sampled_only.cases.pop_back();
@@ -117,13 +117,13 @@ TEST(CudaBenchReport, TextHasTheGpuFirstARowPerCaseAndALinePerTarget) {
   EXPECT_NE(text.find("prefill cases repeat fewer times"), std::string::npos) << text;
   EXPECT_NE(text.find("fp32 CUDA-core path"), std::string::npos) << text;
   EXPECT_NE(text.find("block choice"), std::string::npos) << text;
-  EXPECT_NE(text.find("full causal flat at 64K: 40.00 ms (target <= 45 ms): reached"), std::string::npos) << text;
+  EXPECT_NE(text.find("full causal flat at 64K: 40.00 ms (target <= 60 ms): reached"), std::string::npos) << text;
   EXPECT_NE(text.find("full causal HISA at 64K: 25.00 ms (target <= 20 ms): not reached"), std::string::npos) << text;
   EXPECT_NE(text.find("HISA(B=128, m=64) over flat at 128K (sampled): 3.00x (target >= 4x): not reached"), std::string::npos)
       << text;
   EXPECT_NE(text.find("fp8 tensor cores (--fp8-mma): flat scoring 16.000 ms"), std::string::npos) << text;
   EXPECT_NE(text.find("fp8 tensor cores (--fp8-mma): not measured"), std::string::npos) << text;  // 128K
-  EXPECT_NE(text.find("full causal HISA at 64K, fp8 tensor cores: 20.00 ms (target <= 20 ms): reached"), std::string::npos)
+  EXPECT_NE(text.find("full causal HISA at 64K, fp8 tensor cores: 20.00 ms (target <= 15 ms): not reached"), std::string::npos)
       << text;
   const std::string table = text.substr(text.find("summary"));
   EXPECT_NE(table.find("prefill    65536   65536    40.000    25.000    1.60x"), std::string::npos) << table;
