@@ -2,6 +2,7 @@
 #include "core/huge_pages.hpp"
 
 #include <cstdint>
+#include <new>
 
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -20,6 +21,18 @@ void advise_huge_pages(void* p, size_t bytes) {
   (void)p;
   (void)bytes;
 #endif
+}
+
+std::byte* HugePageBuffer::reserve(size_t bytes) {
+  if (bytes <= capacity_) return bytes_.get();
+  constexpr size_t kHuge = size_t(2) << 20;
+  const size_t rounded = (bytes + kHuge - 1) / kHuge * kHuge;
+  auto* p = static_cast<std::byte*>(std::aligned_alloc(kHuge, rounded));
+  if (p == nullptr) throw std::bad_alloc();
+  advise_huge_pages(p, rounded);
+  bytes_.reset(p);
+  capacity_ = rounded;
+  return p;
 }
 
 }  // namespace hisa

@@ -4,6 +4,8 @@
 // takes 8 page faults instead of 4,096; page faults are costly on virtual machines and, taken by a reader
 // thread, slow the threads computing beside it.
 #include <cstddef>
+#include <cstdlib>
+#include <memory>
 #include <vector>
 
 namespace hisa {
@@ -23,5 +25,22 @@ void resize_on_huge_pages(std::vector<T>& v, size_t n) {
   }
   v.resize(n);
 }
+
+// Uninitialised bytes on whole, advised 2 MiB pages (a buffer refilled again and again, such as a reader's raw
+// bytes): storage aligned to and rounded up to 2 MiB, so that every page of it can be huge, which an allocation
+// by new, starting just past malloc's header, never fully is. Grows by reallocation (contents not kept).
+class HugePageBuffer {
+ public:
+  // At least `bytes` bytes, their contents undefined.
+  std::byte* reserve(size_t bytes);
+  size_t capacity() const { return capacity_; }
+
+ private:
+  struct Free {
+    void operator()(std::byte* p) const { std::free(p); }
+  };
+  std::unique_ptr<std::byte[], Free> bytes_;
+  size_t capacity_ = 0;
+};
 
 }  // namespace hisa

@@ -352,21 +352,19 @@ struct LayerReader::Impl {
   }
 
   // Reads rows of a q- or k-like tensor and decodes them into out (row_count * row_elems floats).
-  // Raw bytes of one read, reused across reads: a fresh multi-MiB buffer per chunk costs a zero fill and
-  // page faults that took most of the read time.
+  // Raw bytes of one read, reused across reads and layers (one buffer per reading thread): a fresh multi-MiB
+  // buffer per chunk or layer costs page faults, which took most of the read time (and on a virtual machine
+  // cost about 13 us per 4 KiB page).
+  // The buffer lives as long as its thread; its size is the largest single read (a 4 MiB piece of keys, or a
+  // batch's raw queries).
   template <typename T>
-  T* scratch(size_t n) const {
-    if (scratch_.size() < n * sizeof(T)) scratch_.reset(n * sizeof(T));
-    return reinterpret_cast<T*>(scratch_.data());
+  static T* scratch(size_t n) {
+    return reinterpret_cast<T*>(scratch_bytes(n * sizeof(T)));
   }
-  struct Scratch {
-    std::unique_ptr<std::byte[]> bytes;  // uninitialised: every byte used is read first
-    size_t n = 0;
-    size_t size() const { return n; }
-    void reset(size_t count) { bytes.reset(new std::byte[count]), n = count; }
-    std::byte* data() { return bytes.get(); }
-  };
-  mutable Scratch scratch_;
+  static std::byte* scratch_bytes(size_t bytes) {
+    thread_local HugePageBuffer raw;
+    return raw.reserve(bytes);
+  }
 
   // scales: the fp4 tensor's block scales (unused for other types).
   void read_decoded(const h5::Handle& d, const TensorType& t, const std::string& name, int64_t row_begin,

@@ -41,5 +41,22 @@ TEST(HugePages, SmallEmptyAndUnalignedRangesAreLeftAlone) {
   EXPECT_EQ(bytes[12345], 'x');
 }
 
+TEST(HugePages, BufferIsWhole2MiBPagesKeptUntilItMustGrow) {
+  constexpr size_t kHuge = size_t(2) << 20;
+  HugePageBuffer raw;
+  EXPECT_EQ(raw.capacity(), 0u);
+  std::byte* p = raw.reserve(1);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % kHuge, 0u);
+  EXPECT_EQ(raw.capacity(), kHuge);
+  p[kHuge - 1] = std::byte{7};  // the whole capacity is usable
+  EXPECT_EQ(raw.reserve(kHuge), p);  // within the capacity: the same storage
+  std::byte* q = raw.reserve(kHuge + 1);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(q) % kHuge, 0u);
+  EXPECT_EQ(raw.capacity(), 2 * kHuge);
+  q[0] = q[2 * kHuge - 1] = std::byte{1};
+  EXPECT_EQ(raw.reserve(0), q);
+}
+
 }  // namespace
 }  // namespace hisa
