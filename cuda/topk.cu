@@ -26,6 +26,7 @@ constexpr int kTopkUnroll = 4;     // loads in flight per lane in the collecting
 constexpr int kLoadsInFlight = 4;  // independent loads per thread in the histogram pass over device memory
 constexpr int kCandidates = 8192;  // shared-memory candidates: a row of at most this many is read once
 constexpr size_t kTopkSmem = size_t(kCandidates) * 2 * sizeof(uint32_t);  // scores and positions (64 KB)
+constexpr int kGatherKeys = 2 * kCandidates;  // a long row's cut-off bucket gathered into the same 64 KB: keys only
 __global__ void __launch_bounds__(kTopkThreads) topk_kernel(const TopkLaunch a) {
   __shared__ uint32_t hist[256];
   __shared__ uint32_t ncand, sh_bin, sh_krem, sh_cnt;
@@ -160,9 +161,10 @@ __global__ void __launch_bounds__(kTopkThreads) topk_kernel(const TopkLaunch a) 
     prefix |= sh_bin << shift;
     pmask |= 0xFFu << shift;
     krem = sh_krem;
-    if (!short_row && !in_shared && pass < 2 && sh_cnt <= uint32_t(kCandidates)) {
+    if (!short_row && !in_shared && pass < 2 && sh_cnt <= uint32_t(kGatherKeys)) {
       // The bucket is small: gather it once and finish the select in shared memory. The gathering order
-      // does not matter (only counts are taken from it).
+      // does not matter (only counts are taken from it). Only keys are gathered, so the bucket may take the
+      // whole buffer, positions' half included.
       if (tid == 0) ncand = 0;
       __syncthreads();
       for (int j = j0; j < j1; ++j) {

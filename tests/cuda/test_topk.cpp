@@ -79,6 +79,27 @@ TEST(CudaTopK, LongRows) {
   for (int64_t k : {2048, 4096}) expect_topk_matches_cpu(rows, k, "131072-long");
 }
 
+// One-segment rows of 16K-53K scores (between the rows of at most 8,192 read once into shared memory and the
+// 128K rows above): row strides of every residue mod 4, so rows start at every offset within 16 bytes, lengths
+// of every residue, with distinct values, ties and a cut-off bucket of about a third of the row.
+TEST(CudaTopK, MediumRowsAtEveryAlignment) {
+  REQUIRE_GPU();
+  std::mt19937_64 rng(17);
+  std::normal_distribution<float> gauss(0.0f, 1.0f);
+  for (const int64_t width : {16381, 16384, 30001, 32766, 53243, 53244, 53245}) {
+    std::vector<std::vector<float>> rows;
+    for (int i = 0; i < 6; ++i) {
+      const int64_t n = width - i;  // every residue mod 4, and the longest row the stride allows
+      std::vector<float> r(static_cast<size_t>(n));
+      for (auto& v : r) {
+        v = i % 3 == 0 ? gauss(rng) : i % 3 == 1 ? round_to(ElementType::BF16, gauss(rng)) : float(int(rng() % 3));
+      }
+      rows.push_back(r);
+    }
+    for (int64_t k : {1, 2048}) expect_topk_matches_cpu(rows, k, "width " + std::to_string(width));
+  }
+}
+
 TEST(CudaTopK, RandomRowsAgainstCpu) {
   REQUIRE_GPU();
   std::mt19937_64 rng(11);
