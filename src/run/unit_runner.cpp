@@ -134,16 +134,48 @@ class PieceQueue {
   bool closed_ = false, cancelled_ = false;
 };
 
-// A LayerKeys no one else holds any more, for the next read (its storage is reused), or a new one. At most
-// a few are kept: the one being scored, the one being read and one queued.
-std::shared_ptr<LayerKeys> recycled_keys(std::vector<std::shared_ptr<LayerKeys>>& pool) {
-  for (auto& k : pool) {
-    if (k.use_count() == 1) return k;
+// A reader's key storage, handed round: at most kKeyBuffers LayerKeys exist per reader (the one being scored
+// and two read ahead), and the reader waits for one to come back (its last holder dropping it) rather than
+// making another, whatever the prefetch budget would allow. A layer's keys then reuse an earlier layer's memory:
+// new memory costs page faults when first written (about 13 us per 4 KiB page on a virtual machine), and a
+// reader that makes them takes that time from the computing threads beside it.
+class KeyBuffers {
+ public:
+  // A LayerKeys no one holds (given back to this pool when the last copy is dropped), or nullptr once
+  // cancelled. Every copy must be dropped before the pool is destroyed.
+  std::shared_ptr<LayerKeys> take() {
+    std::unique_lock lock(m_);
+    cv_.wait(lock, [&] { return cancelled_ || !free_.empty() || made_.size() < kKeyBuffers; });
+    if (cancelled_) return nullptr;
+    LayerKeys* k = nullptr;
+    if (!free_.empty()) {
+      k = free_.back();
+      free_.pop_back();
+    } else {
+      k = made_.emplace_back(std::make_unique<LayerKeys>()).get();
+    }
+    return std::shared_ptr<LayerKeys>(k, [this](LayerKeys* given) { give_back(given); });
   }
-  auto fresh = std::make_shared<LayerKeys>();
-  if (pool.size() < 3) pool.push_back(fresh);
-  return fresh;
-}
+  // Wakes a reader waiting in take(), for good: a cancelled run's queued pieces may never give theirs back.
+  void cancel() {
+    std::lock_guard lock(m_);
+    cancelled_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  static constexpr size_t kKeyBuffers = 3;
+  void give_back(LayerKeys* k) {
+    std::lock_guard lock(m_);
+    free_.push_back(k);
+    cv_.notify_all();
+  }
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::vector<std::unique_ptr<LayerKeys>> made_;
+  std::vector<LayerKeys*> free_;
+  bool cancelled_ = false;
+};
 
 // What identifies an input file's content (see InputFingerprint). Computed once per file and run.
 std::string input_identity(const std::string& path, InputFingerprint how) {
@@ -359,7 +391,10 @@ class UnitRun {
     decoding_.assign(devices_.size(), 0);
     computing_.assign(devices_.size(), 0);
     waiting_.assign(devices_.size(), 0);
-    for (size_t w = 0; w < devices_.size(); ++w) queues_.push_back(std::make_unique<PieceQueue>(plan_.prefetch_bytes));
+    for (size_t w = 0; w < devices_.size(); ++w) {
+      key_buffers_.push_back(std::make_unique<KeyBuffers>());
+      queues_.push_back(std::make_unique<PieceQueue>(plan_.prefetch_bytes));
+    }
     workers_left_ = int(devices_.size());
     std::vector<std::thread> threads;
     for (size_t w = 0; w < devices_.size(); ++w) {
@@ -391,17 +426,17 @@ class UnitRun {
   }
   void cancel_queues() {
     for (auto& q : queues_) q->cancel();
+    for (auto& k : key_buffers_) k->cancel();
   }
 
   // Reader of worker w: takes the next unit to do and reads it piece by piece (keys, query batches, end) into the
   // worker's queue.
   void read(size_t w) {
     use_plan_threads();
-    std::vector<std::shared_ptr<LayerKeys>> key_pool;
     try {
       while (!stop_) {
         const size_t k = next_++;
-        if (k >= todo_.size() || !read_unit(w, todo_[k], key_pool)) break;
+        if (k >= todo_.size() || !read_unit(w, todo_[k])) break;
       }
     } catch (...) {
       fail(std::current_exception());
@@ -409,11 +444,13 @@ class UnitRun {
     queues_[w]->close();
   }
   // False when the queue was cancelled.
-  bool read_unit(size_t w, size_t u, std::vector<std::shared_ptr<LayerKeys>>& key_pool) {
+  bool read_unit(size_t w, size_t u) {
     const SampleSource& src = sources_[units_[u].source];
+    // Waiting here for the worker to give key storage back is not reading: the clock starts after it.
+    std::shared_ptr<LayerKeys> keys = key_buffers_[w]->take();
+    if (!keys) return false;  // cancelled
     auto t = Clock::now();
     std::unique_ptr<LayerReader> layer;
-    std::shared_ptr<LayerKeys> keys = recycled_keys(key_pool);
     {
       // Opening takes the HDF5 lock for its whole length; reads take it per HDF5 call (io/h5.hpp).
       std::lock_guard lock(h5::library_mutex());
@@ -482,7 +519,8 @@ class UnitRun {
     } catch (...) {
       fail(std::current_exception());
     }
-    queues_[w]->cancel();  // a reader waiting on a full queue must not wait forever
+    queues_[w]->cancel();  // a reader waiting on a full queue, or for key storage, must not wait forever
+    key_buffers_[w]->cancel();
     std::lock_guard lock(m_);
     --workers_left_;
     cv_.notify_all();
@@ -547,6 +585,8 @@ class UnitRun {
   std::vector<std::string> identity_;
   std::vector<size_t> todo_;
   std::vector<int> devices_;
+  // Before queues_: destroyed after it, as the pieces queued there may hold key storage of these pools.
+  std::vector<std::unique_ptr<KeyBuffers>> key_buffers_;
   std::vector<std::unique_ptr<PieceQueue>> queues_;
   std::vector<double> reading_, decoding_, computing_, waiting_;  // per worker
   std::atomic<size_t> next_{0};                         // the next of todo_ to read

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "core/error.hpp"
@@ -158,6 +159,59 @@ TEST(UnitRunner, AWorkersErrorStopsTheRunAndIsRethrown) {
   RunStats stats;
   EXPECT_THROW(f.run(plan, stats, [](const WorkUnit& u) {
     if (u.layer == 2) throw InputError("x.h5", "/sample/layer_2", "bad");
+  }), InputError);
+}
+
+// The reader is at most two layers ahead of the worker and reuses the storage of scored layers' keys: over eight
+// layers of equal size the worker sees three LayerKeys, whatever the prefetch budget allows (new memory costs
+// page faults; docs/long-runs.md bounds host memory by three layers' keys).
+class KeyStorageWorker final : public UnitWorker {
+ public:
+  explicit KeyStorageWorker(std::vector<std::pair<const LayerKeys*, const float*>>& seen) : seen_(seen) {}
+  void begin(const WorkUnit&, const LayerKeys& keys) override {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // the reader gets ahead meanwhile
+    seen_.emplace_back(&keys, keys.k.data());
+  }
+  void add(const QueryBatch&, std::span<const int64_t>) override {}
+  std::string finish() override { return "done"; }
+
+ private:
+  std::vector<std::pair<const LayerKeys*, const float*>>& seen_;
+};
+
+TEST(UnitRunner, TheReaderReusesThreeLayersKeyStorage) {
+  test::TempDir dir;
+  Fixture f({small_dump(dir, "a.h5", 8)});
+  RunPlan plan;
+  plan.handle_signals = false;
+  plan.prefetch_bytes = size_t(1) << 30;  // the budget alone would let every layer be read ahead
+  std::vector<std::pair<const LayerKeys*, const float*>> seen;
+  RunStats stats;
+  const auto results = run_units(f.sources, f.units, plan, [&](int) { return std::make_unique<KeyStorageWorker>(seen); },
+                                 stats);
+  ASSERT_EQ(results.size(), 8u);
+  ASSERT_EQ(seen.size(), 8u);
+  std::set<const LayerKeys*> objects;
+  std::set<const float*> storage;
+  for (const auto& [keys, data] : seen) {
+    objects.insert(keys);
+    storage.insert(data);
+  }
+  EXPECT_EQ(objects.size(), 3u);
+  EXPECT_EQ(storage.size(), 3u);  // equal layers: each LayerKeys keeps its first allocation
+}
+
+// A worker that fails while its reader waits for key storage (all three held: one being scored, two queued) ends
+// the run with its error; the reader is woken rather than left waiting.
+TEST(UnitRunner, AFailureWakesAReaderWaitingForKeyStorage) {
+  test::TempDir dir;
+  Fixture f({small_dump(dir, "a.h5", 8)});
+  RunPlan plan;
+  plan.handle_signals = false;
+  RunStats stats;
+  EXPECT_THROW(f.run(plan, stats, [](const WorkUnit& u) {
+    if (u.layer == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (u.layer == 1) throw InputError("x.h5", "/sample/layer_1", "bad");
   }), InputError);
 }
 
