@@ -61,6 +61,23 @@ std::vector<int64_t> dsa_ranks(const QueryAudit& a) {
   return rank;
 }
 
+std::optional<int64_t> best_rank_not_held(const QueryAudit& a, const std::vector<char>& held) {
+  // DSA's order as dsa_ranks': a higher order key first, equal keys by lower index (a.flat is ascending).
+  std::optional<size_t> best;
+  uint32_t best_key = 0;
+  for (size_t i = 0; i < a.flat.size(); ++i) {
+    const uint32_t key = order_key(a.flat_scores[i]);
+    if (!held[i] && (!best || key > best_key)) best = i, best_key = key;  // strict: the lowest index of equal keys
+  }
+  if (!best) return std::nullopt;
+  int64_t before = 0;  // entries DSA ranks ahead of it
+  for (size_t i = 0; i < a.flat.size(); ++i) {
+    const uint32_t key = order_key(a.flat_scores[i]);
+    before += key > best_key || (key == best_key && i < *best);
+  }
+  return before + 1;
+}
+
 namespace {
 
 std::optional<double> needle_share(const std::vector<int64_t>& x, const QueryAudit& a, std::optional<NeedleRange> needle) {
@@ -71,18 +88,14 @@ std::optional<double> needle_share(const std::vector<int64_t>& x, const QueryAud
   return double(last - first) / double(hi - lo);
 }
 
-SetComparison compare(const std::vector<int64_t>& x, double mass_x, const QueryAudit& a, const std::vector<int64_t>& ranks,
-                      std::optional<NeedleRange> needle) {
+SetComparison compare(const std::vector<int64_t>& x, double mass_x, const QueryAudit& a, std::optional<NeedleRange> needle) {
   SetComparison c;
   const int64_t common = intersection_size(x, a.flat);
   c.iou = iou_of(common, int64_t(x.size()), int64_t(a.flat.size()));
   c.recall = a.flat.empty() ? 1.0 : double(common) / double(a.flat.size());
   c.coverage = mass_x / a.mass_visible;
   c.coverage_ratio = a.mass_flat > 0 ? mass_x / a.mass_flat : 1.0;
-  const std::vector<char> held = membership(a.flat, x);
-  for (size_t i = 0; i < a.flat.size(); ++i) {
-    if (!held[i] && (!c.first_miss_rank || ranks[i] < *c.first_miss_rank)) c.first_miss_rank = ranks[i];
-  }
+  c.first_miss_rank = best_rank_not_held(a, membership(a.flat, x));
   c.needle_recall = needle_share(x, a, needle);
   return c;
 }
@@ -98,9 +111,8 @@ QueryMetrics compute_query_metrics(const QueryAudit& a, int64_t query_index, std
   m.visible = a.visible;
   m.coverage_flat = a.mass_flat / a.mass_visible;
   m.needle_recall_flat = needle_share(a.flat, a, needle);
-  const auto ranks = dsa_ranks(a);
-  m.hisa = compare(a.hisa, a.mass_hisa, a, ranks, needle);
-  m.block = compare(a.block, a.mass_block, a, ranks, needle);
+  m.hisa = compare(a.hisa, a.mass_hisa, a, needle);
+  m.block = compare(a.block, a.mass_block, a, needle);
   if (config && !a.block_scores.empty()) {
     m.miss_causes = count_miss_causes(a, *config);
     m.dsa_pattern = position_pattern(a.flat, a, config->block_size);

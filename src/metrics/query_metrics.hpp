@@ -91,6 +91,9 @@ std::vector<int64_t> ref_positions(std::span<const int32_t> topk_ref);
 
 // DSA's ranks (1 = best) of its own positions, aligned with a.flat.
 std::vector<int64_t> dsa_ranks(const QueryAudit& a);
+// The best DSA rank among a.flat's entries i with held[i] false (the smallest of dsa_ranks over them), none when
+// every entry is held; two linear passes instead of dsa_ranks' sort.
+std::optional<int64_t> best_rank_not_held(const QueryAudit& a, const std::vector<char>& held);
 
 // With a config, also the miss causes and the coverage patterns, and with a block bound too the certificate (they
 // need the block size and budget; the certificate the blocks' score bounds, metrics/diagnosis.hpp).

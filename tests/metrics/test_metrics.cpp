@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <random>
 
 #include "metrics/layer_stats.hpp"
 #include "metrics/query_metrics.hpp"
@@ -50,6 +51,30 @@ TEST(QueryMetrics, DsaRanksFollowTheTieRule) {
   QueryAudit a = hand_case();
   a.hisa = {1, 2, 3};
   EXPECT_EQ(compute_query_metrics(a, 0, std::nullopt).hisa.first_miss_rank, 3);
+}
+
+// best_rank_not_held is the smallest dsa_ranks entry among the entries not held, on rows with heavy ties, both
+// zeros (one key) and infinities, for every kind of held pattern (none, all, random).
+TEST(QueryMetrics, BestRankNotHeldIsTheSmallestRankAmongTheMissed) {
+  std::mt19937_64 rng(5);
+  for (int trial = 0; trial < 300; ++trial) {
+    QueryAudit a;
+    const size_t n = size_t(rng() % 40);
+    for (size_t i = 0; i < n; ++i) {
+      a.flat.push_back(int64_t(3 * i + rng() % 3));
+      const int x = int(rng() % 9);
+      a.flat_scores.push_back(x == 0 ? -0.0f : x == 1 ? 0.0f : x == 2 ? INFINITY : x == 3 ? -INFINITY : float(x % 3) - 1.0f);
+    }
+    const int pattern = trial % 3;  // 0: none held, 1: all held, 2: random
+    std::vector<char> held(n);
+    for (size_t i = 0; i < n; ++i) held[i] = pattern == 1 || (pattern == 2 && rng() % 2 == 0);
+    const std::vector<int64_t> ranks = dsa_ranks(a);
+    std::optional<int64_t> want;
+    for (size_t i = 0; i < n; ++i) {
+      if (!held[i] && (!want || ranks[i] < *want)) want = ranks[i];
+    }
+    EXPECT_EQ(best_rank_not_held(a, held), want) << "trial " << trial;
+  }
 }
 
 TEST(QueryMetrics, NeedleRecallCountsVisibleNeedleTokens) {
