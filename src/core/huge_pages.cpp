@@ -26,6 +26,7 @@ void advise_huge_pages(void* p, size_t bytes) {
 std::byte* HugePageBuffer::reserve(size_t bytes) {
   if (bytes <= capacity_) return bytes_.get();
   constexpr size_t kHuge = size_t(2) << 20;
+  if (bytes > SIZE_MAX - kHuge) throw std::bad_alloc();
   const size_t rounded = (bytes + kHuge - 1) / kHuge * kHuge;
   auto* p = static_cast<std::byte*>(std::aligned_alloc(kHuge, rounded));
   if (p == nullptr) throw std::bad_alloc();

@@ -5,8 +5,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <filesystem>
 #include <map>
+#include <new>
 #include <sstream>
 
 #include "core/error.hpp"
@@ -359,6 +361,7 @@ struct LayerReader::Impl {
   // batch's raw queries).
   template <typename T>
   static T* scratch(size_t n) {
+    if (n > SIZE_MAX / sizeof(T)) throw std::bad_alloc();
     return reinterpret_cast<T*>(scratch_bytes(n * sizeof(T)));
   }
   static std::byte* scratch_bytes(size_t bytes) {
@@ -486,6 +489,8 @@ void LayerReader::read_keys_into(LayerKeys& keys) const {
   keys.count = m.shape.keys;
   keys.dim = m.shape.dim;
   keys.compress_ratio = m.shape.compress_ratio;
+  keys.device = -1;  // host keys, also in an object that held a GPU's before
+  keys.device_k = keys.device_k_scale = nullptr;
   m.allocate("k", [&] {
     resize_on_huge_pages(keys.k, size_t(keys.count * keys.dim));
     keys.k_scale.resize(size_t(keys.count));

@@ -142,39 +142,44 @@ class PieceQueue {
 class KeyBuffers {
  public:
   // A LayerKeys no one holds (given back to this pool when the last copy is dropped), or nullptr once
-  // cancelled. Every copy must be dropped before the pool is destroyed.
+  // cancelled. The copies keep the pool's state alive, so they may outlive the KeyBuffers itself.
   std::shared_ptr<LayerKeys> take() {
-    std::unique_lock lock(m_);
-    cv_.wait(lock, [&] { return cancelled_ || !free_.empty() || made_.size() < kKeyBuffers; });
-    if (cancelled_) return nullptr;
     LayerKeys* k = nullptr;
-    if (!free_.empty()) {
-      k = free_.back();
-      free_.pop_back();
-    } else {
-      k = made_.emplace_back(std::make_unique<LayerKeys>()).get();
+    {
+      std::unique_lock lock(state_->m);
+      state_->cv.wait(lock, [&] { return state_->cancelled || !state_->free.empty() || state_->made.size() < kKeyBuffers; });
+      if (state_->cancelled) return nullptr;
+      if (!state_->free.empty()) {
+        k = state_->free.back();
+        state_->free.pop_back();
+      } else {
+        k = state_->made.emplace_back(std::make_unique<LayerKeys>()).get();
+      }
     }
-    return std::shared_ptr<LayerKeys>(k, [this](LayerKeys* given) { give_back(given); });
+    // Made without the lock: should it throw, the deleter gives k back at once (and takes the lock).
+    return std::shared_ptr<LayerKeys>(k, [state = state_](LayerKeys* given) {
+      std::lock_guard lock(state->m);
+      state->free.push_back(given);
+      state->cv.notify_all();
+    });
   }
   // Wakes a reader waiting in take(), for good: a cancelled run's queued pieces may never give theirs back.
   void cancel() {
-    std::lock_guard lock(m_);
-    cancelled_ = true;
-    cv_.notify_all();
+    std::lock_guard lock(state_->m);
+    state_->cancelled = true;
+    state_->cv.notify_all();
   }
 
  private:
   static constexpr size_t kKeyBuffers = 3;
-  void give_back(LayerKeys* k) {
-    std::lock_guard lock(m_);
-    free_.push_back(k);
-    cv_.notify_all();
-  }
-  std::mutex m_;
-  std::condition_variable cv_;
-  std::vector<std::unique_ptr<LayerKeys>> made_;
-  std::vector<LayerKeys*> free_;
-  bool cancelled_ = false;
+  struct State {
+    std::mutex m;
+    std::condition_variable cv;
+    std::vector<std::unique_ptr<LayerKeys>> made;
+    std::vector<LayerKeys*> free;
+    bool cancelled = false;
+  };
+  std::shared_ptr<State> state_ = std::make_shared<State>();
 };
 
 // What identifies an input file's content (see InputFingerprint). Computed once per file and run.
@@ -435,8 +440,12 @@ class UnitRun {
     use_plan_threads();
     try {
       while (!stop_) {
+        // Storage first, then the unit: a reader waiting for its worker must not hold a unit another worker could
+        // take. Waiting here for the worker to give storage back is not reading.
+        std::shared_ptr<LayerKeys> keys = key_buffers_[w]->take();
+        if (!keys) break;  // cancelled
         const size_t k = next_++;
-        if (k >= todo_.size() || !read_unit(w, todo_[k])) break;
+        if (k >= todo_.size() || !read_unit(w, todo_[k], std::move(keys))) break;
       }
     } catch (...) {
       fail(std::current_exception());
@@ -444,11 +453,9 @@ class UnitRun {
     queues_[w]->close();
   }
   // False when the queue was cancelled.
-  bool read_unit(size_t w, size_t u) {
+  // keys: storage for the unit's keys (KeyBuffers::take).
+  bool read_unit(size_t w, size_t u, std::shared_ptr<LayerKeys> keys) {
     const SampleSource& src = sources_[units_[u].source];
-    // Waiting here for the worker to give key storage back is not reading: the clock starts after it.
-    std::shared_ptr<LayerKeys> keys = key_buffers_[w]->take();
-    if (!keys) return false;  // cancelled
     auto t = Clock::now();
     std::unique_ptr<LayerReader> layer;
     {
@@ -585,7 +592,6 @@ class UnitRun {
   std::vector<std::string> identity_;
   std::vector<size_t> todo_;
   std::vector<int> devices_;
-  // Before queues_: destroyed after it, as the pieces queued there may hold key storage of these pools.
   std::vector<std::unique_ptr<KeyBuffers>> key_buffers_;
   std::vector<std::unique_ptr<PieceQueue>> queues_;
   std::vector<double> reading_, decoding_, computing_, waiting_;  // per worker

@@ -163,7 +163,7 @@ TEST(UnitRunner, AWorkersErrorStopsTheRunAndIsRethrown) {
 }
 
 // The reader is at most two layers ahead of the worker and reuses the storage of scored layers' keys: over eight
-// layers of equal size the worker sees three LayerKeys, whatever the prefetch budget allows (new memory costs
+// layers of equal size the worker sees at most three LayerKeys, whatever the prefetch budget allows (new memory costs
 // page faults; docs/long-runs.md bounds host memory by three layers' keys).
 class KeyStorageWorker final : public UnitWorker {
  public:
@@ -197,8 +197,9 @@ TEST(UnitRunner, TheReaderReusesThreeLayersKeyStorage) {
     objects.insert(keys);
     storage.insert(data);
   }
-  EXPECT_EQ(objects.size(), 3u);
-  EXPECT_EQ(storage.size(), 3u);  // equal layers: each LayerKeys keeps its first allocation
+  // At most three, however far the reader got ahead within the worker's sleep (a slow reader may need only two).
+  EXPECT_LE(objects.size(), 3u);
+  EXPECT_EQ(storage.size(), objects.size());  // equal layers: each LayerKeys keeps its first allocation
 }
 
 // A worker that fails while its reader waits for key storage (all three held: one being scored, two queued) ends
