@@ -90,12 +90,14 @@ std::optional<double> needle_share(const std::vector<int64_t>& x, const QueryAud
 
 SetComparison compare(const std::vector<int64_t>& x, double mass_x, const QueryAudit& a, std::optional<NeedleRange> needle) {
   SetComparison c;
-  const int64_t common = intersection_size(x, a.flat);
+  // One merge pass: which of DSA's tokens x holds gives both |X∩D| and the first miss.
+  const std::vector<char> held = membership(a.flat, x);
+  const int64_t common = std::count(held.begin(), held.end(), char(1));
   c.iou = iou_of(common, int64_t(x.size()), int64_t(a.flat.size()));
   c.recall = a.flat.empty() ? 1.0 : double(common) / double(a.flat.size());
   c.coverage = mass_x / a.mass_visible;
   c.coverage_ratio = a.mass_flat > 0 ? mass_x / a.mass_flat : 1.0;
-  c.first_miss_rank = best_rank_not_held(a, membership(a.flat, x));
+  c.first_miss_rank = best_rank_not_held(a, held);
   c.needle_recall = needle_share(x, a, needle);
   return c;
 }
